@@ -1,0 +1,105 @@
+"""Signature and certificate checks for the core's messages.
+
+Owns: turning votes, timeouts, proposals, QCs and TCs into the crypto layer's signed bytes,
+and the verified-certificate cache.
+May not: change any protocol state.
+"""
+
+from __future__ import annotations
+
+from bft.core import wire
+from bft.core.messages import Block, QuorumCert, Timeout, TimeoutCert, Vote
+from bft.core.types import BlockId, ValidatorIndex, ValidatorSet, View
+from crypto.certs import SignedShare, VerifiedCertCache, verify_quorum
+from crypto.keys import PrivateKey
+from crypto.signing import SignatureCache, Tag, sign, verify
+
+
+class Certifier:
+    """Signs and verifies on behalf of one replica of one chain and validator set."""
+
+    def __init__(
+        self,
+        chain_id: str,
+        validators: ValidatorSet,
+        genesis_qc: QuorumCert,
+        sig_cache: SignatureCache | None = None,
+    ) -> None:
+        self.chain_id = chain_id
+        self.validators = validators
+        self._genesis_qc = genesis_qc
+        self._sig_cache = sig_cache if sig_cache is not None else SignatureCache()
+        self._verified = VerifiedCertCache()
+
+    # Signing: only the safety rules sign votes and timeouts; the replica signs proposals.
+
+    def sign_vote(self, key: PrivateKey, me: ValidatorIndex, view: View, block_id: BlockId) -> Vote:
+        payload = wire.vote_signing_payload(view, block_id)
+        return Vote(view, block_id, me, sign(key, Tag.VOTE, self.chain_id, payload))
+
+    def sign_timeout(self, key: PrivateKey, me: ValidatorIndex, view: View, high_qc: QuorumCert) -> Timeout:
+        payload = wire.timeout_signing_payload(view, high_qc.view)
+        return Timeout(view, high_qc, me, sign(key, Tag.TIMEOUT, self.chain_id, payload))
+
+    def sign_proposal(self, key: PrivateKey, block: Block) -> bytes:
+        return sign(key, Tag.PROPOSAL, self.chain_id, wire.proposal_signing_payload(block.id))
+
+    # Verification: each returns None when valid, else the reason.
+
+    def check_vote(self, vote: Vote) -> str | None:
+        payload = wire.vote_signing_payload(vote.view, vote.block_id)
+        return self._check_one(vote.author, Tag.VOTE, payload, vote.signature)
+
+    def check_timeout(self, timeout: Timeout) -> str | None:
+        payload = wire.timeout_signing_payload(timeout.view, timeout.high_qc.view)
+        return self._check_one(timeout.author, Tag.TIMEOUT, payload, timeout.signature)
+
+    def check_proposal_signature(self, block: Block, signature: bytes) -> str | None:
+        payload = wire.proposal_signing_payload(block.id)
+        return self._check_one(block.proposer, Tag.PROPOSAL, payload, signature)
+
+    def check_qc(self, qc: QuorumCert) -> str | None:
+        if qc.view == 0:
+            return None if qc == self._genesis_qc else "a view-0 QC that is not the genesis QC"
+        digest = wire.certificate_digest(qc)
+        if digest in self._verified:
+            return None
+        payload = wire.vote_signing_payload(qc.view, qc.block_id)
+        shares = [SignedShare(signer, payload, sig) for signer, sig in qc.signatures]
+        reason = self._check_quorum(Tag.VOTE, shares)
+        if reason is None:
+            self._verified.add(digest)
+        return reason
+
+    def check_tc(self, tc: TimeoutCert) -> str | None:
+        digest = wire.certificate_digest(tc)
+        if digest in self._verified:
+            return None
+        high_qc_views = [hv for _, hv, _ in tc.signatures]
+        if not high_qc_views or max(high_qc_views) != tc.high_qc.view:
+            return "TC's high QC is not the highest its signers reported"
+        if any(hv >= tc.view for hv in high_qc_views):
+            return "TC reports a high QC not below its view"
+        reason = self.check_qc(tc.high_qc)
+        if reason is not None:
+            return f"TC's high QC: {reason}"
+        shares = [
+            SignedShare(signer, wire.timeout_signing_payload(tc.view, hv), sig)
+            for signer, hv, sig in tc.signatures
+        ]
+        reason = self._check_quorum(Tag.TIMEOUT, shares)
+        if reason is None:
+            self._verified.add(digest)
+        return reason
+
+    def _check_quorum(self, tag: Tag, shares: list[SignedShare]) -> str | None:
+        keys = self.validators.public_keys
+        return verify_quorum(keys, self.validators.quorum, tag, self.chain_id, shares, self._sig_cache)
+
+    def _check_one(self, signer: int, tag: Tag, payload: bytes, signature: bytes) -> str | None:
+        if not self.validators.contains(signer):
+            return f"unknown signer {signer}"
+        key = self.validators.public_keys[signer]
+        if verify(key, tag, self.chain_id, payload, signature, self._sig_cache):
+            return None
+        return f"bad signature from validator {signer}"

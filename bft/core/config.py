@@ -1,0 +1,38 @@
+"""The replica's static configuration: identity, validator set, timing and limits.
+
+Owns: ReplicaConfig and its defaults.
+May not: read files or the environment (drivers build it from theirs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bft.core.types import ValidatorIndex, ValidatorSet
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaConfig:
+    chain_id: str
+    validators: ValidatorSet
+    me: ValidatorIndex
+    base_timeout_s: float = 1.0
+    max_timeout_s: float = 30.0
+    timeout_backoff: float = 2.0
+    # Votes and timeouts further ahead than this are refused, not buffered.
+    max_views_ahead: int = 64
+    max_block_txs: int = 1000
+    max_block_bytes: int = 1_000_000
+    # Blocks asked for in one BlockRequest, and blocks that wait for missing ancestors.
+    max_fetch_blocks: int = 32
+    max_pending_blocks: int = 256
+    # Leaders of views 1, 2, ... len(leaders); round-robin (view mod n) after. Twins sets it.
+    leaders: tuple[ValidatorIndex, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.validators.contains(self.me):
+            raise ValueError(f"validator index {self.me} is not in a set of {self.validators.n}")
+        if self.base_timeout_s <= 0 or self.max_timeout_s < self.base_timeout_s:
+            raise ValueError("timeouts must satisfy 0 < base_timeout_s <= max_timeout_s")
+        if self.timeout_backoff < 1:
+            raise ValueError("timeout_backoff must be >= 1")

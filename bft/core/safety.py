@@ -1,0 +1,115 @@
+"""The safety rules: the only code that signs votes and timeouts.
+
+Owns: the vote rule, the lock, the timeout-signing rule, and the persistence discipline:
+the new safety state is saved durably through the injected store BEFORE a vote or timeout is
+returned, and a request for a view already signed returns the identical stored bytes.
+May not: send anything, or sign anything its rules do not allow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from bft.core import wire
+from bft.core.blocktree import BlockTree
+from bft.core.certs import Certifier
+from bft.core.errors import InvariantViolation
+from bft.core.messages import Block, QuorumCert, SafetyState, Timeout, Vote
+from bft.core.safety_store import SafetyStore
+from bft.core.types import ValidatorIndex, View
+from crypto.keys import PrivateKey
+
+
+def initial_state(genesis_qc: QuorumCert) -> SafetyState:
+    return SafetyState(
+        last_voted_view=View(0),
+        locked_qc=genesis_qc,
+        highest_timeout_view=View(0),
+        last_vote=None,
+        last_timeout=None,
+    )
+
+
+def respects_lock(block: Block, tree: BlockTree, locked_qc: QuorumCert) -> bool:
+    """The lock half of the vote rule: the block extends the locked block, or its QC is newer
+    than the lock. A locked block at or below the committed root is implied by the root."""
+    if block.qc.view > locked_qc.view:
+        return True
+    if locked_qc.block_id in tree:
+        return tree.extends(block, locked_qc.block_id)
+    return locked_qc.view <= tree.root.view
+
+
+class SafetyRules:
+    """Holds the safety state of one validator; persisted on every signature."""
+
+    def __init__(
+        self,
+        key: PrivateKey,
+        me: ValidatorIndex,
+        store: SafetyStore,
+        certifier: Certifier,
+        genesis_qc: QuorumCert,
+    ) -> None:
+        self._key = key
+        self._me = me
+        self._store = store
+        self._certifier = certifier
+        loaded = store.load()
+        self._state = loaded if loaded is not None else initial_state(genesis_qc)
+
+    @property
+    def state(self) -> SafetyState:
+        return self._state
+
+    def observe_certified(self, certified: Block) -> None:
+        """A verified QC certifies `certified`: its own QC becomes the lock if newer.
+
+        This is the two-chain lock of chained HotStuff. It is saved with the next signature: a
+        lock that no vote relied on may be forgotten in a crash without harm.
+        """
+        if certified.qc.view > self._state.locked_qc.view:
+            self._state = replace(self._state, locked_qc=certified.qc)
+
+    def vote(self, block: Block, tree: BlockTree) -> Vote | str:
+        """A vote for `block` (already checked valid and in the tree), or the reason for none."""
+        state = self._state
+        if block.view == state.last_voted_view and state.last_vote is not None:
+            previous = wire.decode(state.last_vote)
+            if isinstance(previous, Vote) and previous.view == block.view:
+                return previous  # the identical bytes, whatever block is asked for now
+        if block.view <= state.last_voted_view:
+            return f"already voted in view {state.last_voted_view}"
+        if block.view <= state.highest_timeout_view:
+            return f"timed out in view {state.highest_timeout_view}"
+        if not respects_lock(block, tree, state.locked_qc):
+            return f"block conflicts with the lock at view {state.locked_qc.view}"
+        vote = self._certifier.sign_vote(self._key, self._me, block.view, block.id)
+        self._persist(replace(state, last_voted_view=block.view, last_vote=wire.encode(vote)))
+        return vote
+
+    def timeout(self, view: View, high_qc: QuorumCert) -> Timeout | str:
+        """A timeout for `view` carrying `high_qc`, or the reason for none."""
+        state = self._state
+        if view == state.highest_timeout_view and state.last_timeout is not None:
+            previous = wire.decode(state.last_timeout)
+            if isinstance(previous, Timeout) and previous.view == view:
+                return previous
+        if view <= state.highest_timeout_view:
+            return f"already timed out in view {state.highest_timeout_view}"
+        if view < state.last_voted_view:
+            return f"view {view} is below the last voted view {state.last_voted_view}"
+        timeout = self._certifier.sign_timeout(self._key, self._me, view, high_qc)
+        self._persist(replace(state, highest_timeout_view=view, last_timeout=wire.encode(timeout)))
+        return timeout
+
+    def _persist(self, new: SafetyState) -> None:
+        old = self._state
+        if (
+            new.last_voted_view < old.last_voted_view
+            or new.highest_timeout_view < old.highest_timeout_view
+            or new.locked_qc.view < old.locked_qc.view
+        ):
+            raise InvariantViolation("safety state would regress")
+        self._store.save(new)
+        self._state = new

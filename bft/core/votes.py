@@ -1,0 +1,81 @@
+"""Collecting votes into QCs and timeouts into TCs.
+
+Owns: per-view aggregation, first-vote-wins per validator and view (a second, different vote is
+evidence of double voting and is refused), the f+1 join signal and the 2f+1 certificates, and
+the bounds: only views inside the window the replica accepts are kept; older ones are pruned.
+May not: verify signatures (callers pass only verified votes and timeouts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bft.core.messages import QuorumCert, Timeout, TimeoutCert, Vote
+from bft.core.types import BlockId, ValidatorIndex, ValidatorSet, View
+
+
+@dataclass(slots=True)
+class _ViewVotes:
+    by_author: dict[ValidatorIndex, Vote] = field(default_factory=dict)
+    certified: set[BlockId] = field(default_factory=set)
+
+
+class VoteCollector:
+    def __init__(self, validators: ValidatorSet) -> None:
+        self._validators = validators
+        self._views: dict[View, _ViewVotes] = {}
+
+    def add(self, vote: Vote) -> QuorumCert | str | None:
+        """Record a verified vote. Returns a QC the first time its block reaches a quorum, a
+        refusal reason for a duplicate or conflicting vote, otherwise None."""
+        votes = self._views.setdefault(vote.view, _ViewVotes())
+        previous = votes.by_author.get(vote.author)
+        if previous is not None:
+            if previous.block_id != vote.block_id:
+                return f"validator {vote.author} voted twice in view {vote.view}"
+            return "duplicate vote"
+        votes.by_author[vote.author] = vote
+        if vote.block_id in votes.certified:
+            return None
+        signatures = tuple(
+            sorted((v.author, v.signature) for v in votes.by_author.values() if v.block_id == vote.block_id)
+        )
+        if len(signatures) < self._validators.quorum:
+            return None
+        votes.certified.add(vote.block_id)
+        return QuorumCert(vote.view, vote.block_id, signatures)
+
+    def prune_below(self, view: View) -> None:
+        for old in [v for v in self._views if v < view]:
+            del self._views[old]
+
+    def views_held(self) -> int:
+        return len(self._views)
+
+
+class TimeoutCollector:
+    def __init__(self, validators: ValidatorSet) -> None:
+        self._validators = validators
+        self._views: dict[View, dict[ValidatorIndex, Timeout]] = {}
+        self._formed: set[View] = set()
+
+    def add(self, timeout: Timeout) -> tuple[int, TimeoutCert | None]:
+        """Record a verified timeout. Returns how many distinct validators timed out in its view,
+        and a TC the first time that number reaches a quorum."""
+        by_author = self._views.setdefault(timeout.view, {})
+        by_author.setdefault(timeout.author, timeout)
+        count = len(by_author)
+        if count < self._validators.quorum or timeout.view in self._formed:
+            return count, None
+        self._formed.add(timeout.view)
+        high_qc = max((t.high_qc for t in by_author.values()), key=lambda qc: qc.view)
+        signatures = tuple(sorted((t.author, t.high_qc.view, t.signature) for t in by_author.values()))
+        return count, TimeoutCert(timeout.view, high_qc, signatures)
+
+    def prune_below(self, view: View) -> None:
+        for old in [v for v in self._views if v < view]:
+            del self._views[old]
+        self._formed = {v for v in self._formed if v >= view}
+
+    def views_held(self) -> int:
+        return len(self._views)
