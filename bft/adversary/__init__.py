@@ -1,0 +1,31 @@
+"""Byzantine behaviours, usable in the simulator and in a real node process.
+
+Each behaviour wraps an honest replica (`Behaviour(inner, key, config, rng)`) and rewrites what it
+sends. Twins, two honest replicas sharing one key, is a property of the network and lives in
+`bft.sim.twins`.
+"""
+
+from __future__ import annotations
+
+from bft.adversary.base import Behaviour
+from bft.adversary.leaders import EquivocatingLeader, ForgedQC, InvalidBlock
+from bft.adversary.noise import FarFuture, GarbageSender, Replayer
+from bft.adversary.silence import SelectiveOmission, Silent
+from bft.adversary.voters import DoubleVoter
+
+BEHAVIOURS: dict[str, type[Behaviour]] = {
+    cls.name: cls
+    for cls in (
+        EquivocatingLeader,
+        DoubleVoter,
+        InvalidBlock,
+        ForgedQC,
+        Replayer,
+        FarFuture,
+        Silent,
+        SelectiveOmission,
+        GarbageSender,
+    )
+}
+
+__all__ = ["BEHAVIOURS", "Behaviour"]

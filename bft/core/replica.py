@@ -90,7 +90,7 @@ class Replica:
         self._waiting_qcs: dict[BlockId, QuorumCert] = {}
         self._orphans: dict[BlockId, tuple[Block, ...]] = {}
         self._fetching: dict[BlockId, tuple[ValidatorIndex, float]] = {}
-        self._synced_peer_view: dict[ValidatorIndex, View] = {}
+        self._synced_peer: dict[ValidatorIndex, tuple[View, float]] = {}
         self._committed_blocks: dict[BlockId, Block] = {root_block.id: root_block}
         self._committed_txs: set[bytes] = set()
         self._committed_tx = committed_tx if committed_tx is not None else self._committed_txs.__contains__
@@ -198,11 +198,10 @@ class Replica:
             return f"transactions exceed the limit of {config.max_block_bytes} bytes"
         if tc is not None and tc.view + 1 != block.view:
             return f"carries a TC for view {tc.view}, not the previous view"
-        if block.view != block.qc.view + 1:
-            if tc is None:
-                return "skips views without a TC for the previous view"
-            if block.qc.view < tc.high_qc.view:
-                return f"QC view {block.qc.view} is below the TC's high QC view {tc.high_qc.view}"
+        # A QC justifies the view after it, a TC the view after its own. Which QC a block extends
+        # after a TC is the lock's business: the vote rule, not this check, keeps forks out.
+        if block.view != block.qc.view + 1 and tc is None:
+            return "skips views without a TC for the previous view"
         reason = self._certifier.check_proposal_signature(block, proposal.signature)
         if reason is None:
             reason = self._certifier.check_qc(block.qc)
@@ -292,7 +291,7 @@ class Replica:
             reason = self._certifier.check_vote(vote)
         if reason is not None:
             self._refuse(sender, vote.view, "vote", reason)
-            self._send_sync_info_if_behind(sender, vote.view)
+            self._send_sync_info_if_behind(sender, View(vote.view + 1), now)
             return
         result = self._votes.add(vote)
         if isinstance(result, str):
@@ -366,11 +365,11 @@ class Replica:
             reason = self._certifier.check_qc(timeout.high_qc)
         if reason is not None:
             self._refuse(sender, timeout.view, "timeout", reason)
-            self._send_sync_info_if_behind(sender, timeout.view)
+            self._send_sync_info_if_behind(sender, timeout.view, now)
             return
         self._on_qc(timeout.high_qc, now, sender)
         if timeout.view < self.view:
-            self._send_sync_info_if_behind(sender, timeout.view)
+            self._send_sync_info_if_behind(sender, timeout.view, now)
             return
         count, tc = self._timeouts.add(timeout)
         if tc is not None:
@@ -399,11 +398,15 @@ class Replica:
 
     # Catching up.
 
-    def _send_sync_info_if_behind(self, peer: ValidatorIndex, peer_view: View) -> None:
-        """A peer's message shows it is behind: send our certificates, once per view of ours."""
-        if peer_view + 1 >= self.view or self._synced_peer_view.get(peer, View(-1)) >= self.view:
+    def _send_sync_info_if_behind(self, peer: ValidatorIndex, peer_view: View, now: float) -> None:
+        """A peer's message shows it is in an older view: send it our certificates, at most once
+        per view of ours and base timeout (its copy may have been lost)."""
+        if peer_view >= self.view:
             return
-        self._synced_peer_view[peer] = self.view
+        last = self._synced_peer.get(peer)
+        if last is not None and last[0] == self.view and now - last[1] < self._config.base_timeout_s:
+            return
+        self._synced_peer[peer] = (self.view, now)
         self._out.append(Send(peer, SyncInfo(self._high_qc, self._last_tc)))
 
     def _on_sync_info(self, sender: ValidatorIndex, info: SyncInfo, now: float) -> None:
@@ -467,12 +470,12 @@ class Replica:
                 self._refuse(sender, None, "block response", "blocks do not form a chain")
                 return
         del self._fetching[blocks[0].id]
-        oldest = blocks[-1]
-        if oldest.height <= self._tree.root.height and oldest.id not in self._tree:
-            self._refuse(sender, None, "block response", "chain forks below the committed root")
-            return
-        chain = tuple(b for b in reversed(blocks) if b.id not in self._tree)
+        root_height = self._tree.root.height
+        chain = tuple(b for b in reversed(blocks) if b.height > root_height and b.id not in self._tree)
         if not chain:
+            return
+        if chain[0].height == root_height + 1 and chain[0].parent_id != self._tree.root.id:
+            self._refuse(sender, None, "block response", "chain forks below the committed root")
             return
         if chain[0].parent_id in self._tree:
             self._insert_chain(sender, chain, now)

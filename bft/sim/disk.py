@@ -17,7 +17,7 @@ May not: touch the real filesystem.
 from __future__ import annotations
 
 
-class SimCrash(BaseException):  # noqa: N818 - it is an event, not an error
+class SimCrash(BaseException):
     """The simulated process died at an injected crash point.
 
     A BaseException so that a program's `except Exception` cannot swallow its own death.

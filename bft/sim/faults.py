@@ -1,0 +1,162 @@
+"""Seeded fault plans: what goes wrong in one schedule, decided up front from its seed.
+
+Owns: `CrashKind`, `CrashEvent`, `FaultPlan` and `generate_fault_plan`. A plan fixes GST, the
+pre-GST network misbehaviour (drops, duplicates, delay spread, partitions of validators) and the
+crash/restart events of honest validators before GST. At no time are more validators faulty
+(Byzantine, Twins or crashed-or-armed-to-crash) than f.
+May not: run anything; the harness carries the plan out.
+
+Crash kinds (each occupies the interval [at_s, restart_s) of the fault budget):
+- PLAIN: the node dies at `at_s` and restarts at `restart_s`.
+- AFTER_STEP: from `at_s`, the next event the node processes runs to completion (so what it
+  persisted is durable) and then the node dies with the returned actions unsent.
+- MID_SAVE: from `at_s`, the disk's `after_ops`-th next operation raises SimCrash, so the node
+  dies in the middle of a save. An armed crash that has not fired by `restart_s` is disarmed.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from bft.core.types import max_faulty
+from bft.sim.network import NetworkParams, TimePartition
+
+
+class CrashKind(enum.StrEnum):
+    PLAIN = "plain"
+    AFTER_STEP = "after-step"
+    MID_SAVE = "mid-save"
+
+
+@dataclass(frozen=True, slots=True)
+class CrashEvent:
+    index: int
+    kind: CrashKind
+    at_s: float
+    restart_s: float
+    # MID_SAVE only: which disk operation from `at_s` on dies (a save is 4 operations).
+    after_ops: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FaultPlan:
+    """Everything that goes wrong in one schedule. Printable, and a pure function of its seed."""
+
+    seed: int
+    gst_s: float
+    drop_rate: float
+    dup_rate: float
+    min_delay_s: float
+    max_delay_s: float
+    delta_s: float
+    partitions: tuple[TimePartition, ...]
+    crashes: tuple[CrashEvent, ...]
+
+    def network_params(self) -> NetworkParams:
+        return NetworkParams(
+            gst_s=self.gst_s,
+            drop_rate=self.drop_rate,
+            dup_rate=self.dup_rate,
+            min_delay_s=self.min_delay_s,
+            max_delay_s=self.max_delay_s,
+            delta_s=self.delta_s,
+        )
+
+    def describe(self) -> str:
+        """A few human-readable lines for failure reports."""
+        lines = [
+            f"GST {self.gst_s:.3f}s; before GST: drop {self.drop_rate:.0%}, "
+            f"duplicate {self.dup_rate:.0%}, delay {self.min_delay_s:.3f}..{self.max_delay_s:.3f}s;"
+            f" after GST delay <= {self.delta_s:.3f}s"
+        ]
+        for p in self.partitions:
+            groups = " | ".join(",".join(map(str, sorted(g))) for g in p.groups)
+            lines.append(f"partition {p.start_s:.3f}..{p.end_s:.3f}s: {groups}")
+        for c in self.crashes:
+            extra = f" (disk op {c.after_ops})" if c.kind is CrashKind.MID_SAVE else ""
+            lines.append(
+                f"crash {c.kind.value}{extra} of {c.index} at {c.at_s:.3f}s, restart {c.restart_s:.3f}s"
+            )
+        return "\n".join(lines)
+
+
+def _max_overlap(intervals: list[tuple[float, float]]) -> int:
+    """The largest number of half-open intervals [a, b) covering one instant."""
+    points = sorted([(a, 1) for a, _ in intervals] + [(b, -1) for _, b in intervals])
+    best = cur = 0
+    for _, d in points:  # ends sort before starts at equal times: half-open
+        cur += d
+        best = max(best, cur)
+    return best
+
+
+def _random_groups(rng: random.Random, members: list[int]) -> tuple[frozenset[int], ...]:
+    k = rng.randint(2, 3)
+    groups: list[set[int]] = [set() for _ in range(k)]
+    for m in members:
+        groups[rng.randrange(k)].add(m)
+    return tuple(frozenset(g) for g in groups if g)
+
+
+def generate_fault_plan(
+    seed: int,
+    n: int,
+    faulty: Collection[int],
+    *,
+    base_timeout_s: float,
+    delta_s: float,
+    max_gst_s: float,
+    min_gst_s: float = 0.0,
+    crashes: bool = True,
+) -> FaultPlan:
+    """A varied plan from `seed`: from calm to harsh, with crashes only of validators not in
+    `faulty` and at most f - len(faulty) of them down (or armed) at any instant."""
+    rng = random.Random(f"faults/{seed}")
+    min_delay_s = delta_s / 20
+    calm = rng.random() < 0.1
+    gst_s = min_gst_s if calm else rng.uniform(min_gst_s, max(min_gst_s, max_gst_s))
+    drop_rate = 0.0 if calm else rng.choice([0.0, 0.0, 0.02, 0.1, 0.3])
+    dup_rate = 0.0 if calm else rng.choice([0.0, 0.02, 0.1])
+    max_delay_s = rng.choice(
+        [delta_s, delta_s, base_timeout_s * 0.5, base_timeout_s * 1.5, base_timeout_s * 4]
+    )
+
+    honest = [i for i in range(n) if i not in faulty]
+    partitions: list[TimePartition] = []
+    if not calm and gst_s > 0:
+        for _ in range(rng.choice([0, 0, 1, 2, 3])):
+            start = rng.uniform(0, gst_s)
+            end = rng.uniform(start, gst_s)
+            partitions.append(TimePartition(start, end, _random_groups(rng, list(range(n)))))
+
+    budget = max_faulty(n) - len(faulty)
+    events: list[CrashEvent] = []
+    if crashes and not calm and budget > 0 and gst_s > 0.5 and honest:
+        for _ in range(rng.choice([0, 1, 2, 3, 4])):
+            index = rng.choice(honest)
+            at_s = rng.uniform(0, gst_s * 0.9)
+            restart_s = rng.uniform(at_s + 0.01, gst_s)
+            same = [(c.at_s, c.restart_s) for c in events if c.index == index]
+            if _max_overlap([*same, (at_s, restart_s)]) > 1:
+                continue
+            spans = [(c.at_s, c.restart_s) for c in events]
+            if _max_overlap([*spans, (at_s, restart_s)]) > budget:
+                continue
+            kind = rng.choice(list(CrashKind))
+            after_ops = rng.randint(1, 6) if kind is CrashKind.MID_SAVE else 0
+            events.append(CrashEvent(index, kind, at_s, restart_s, after_ops))
+    events.sort(key=lambda c: (c.at_s, c.index))
+    return FaultPlan(
+        seed=seed,
+        gst_s=gst_s,
+        drop_rate=drop_rate,
+        dup_rate=dup_rate,
+        min_delay_s=min_delay_s,
+        max_delay_s=max_delay_s,
+        delta_s=delta_s,
+        partitions=tuple(partitions),
+        crashes=tuple(events),
+    )

@@ -1,0 +1,235 @@
+"""Safety and liveness invariants, checked incrementally as the simulation runs.
+
+Owns: `Violation` and `InvariantChecker`. The harness feeds the checker what honest instances
+do (votes and timeouts they send, blocks they commit, safety states they save and load) and what
+any instance proposes; the checker records each broken invariant as a `Violation` value:
+
+- agreement: no two honest replicas commit different blocks at one height; each replica's
+  commits are consecutive heights, each extending its own previous commit (across restarts).
+- validity: every committed transaction was seen in some proposal on the network, and no
+  transaction is committed at two heights.
+- double-sign: no honest validator sends two different votes, or two different timeouts, for one
+  view (compared as encoded bytes, across restarts).
+- persist-before-send: a vote or timeout leaves an honest node only if the node's *durable*
+  safety state already covers it.
+- safety-regression: successive saves of one node never lower the last voted view, the locked
+  view or the highest timeout view; what a restarted node loads equals its last completed save.
+- liveness: after GST, every honest instance commits `min_new_commits` new blocks in the window.
+- program-error: a program raised (with its traceback summary); event-budget: runaway schedule.
+Honest instances are those the harness declares checked (not Byzantine, not Twins' indices).
+May not: drive the simulation or look at anything it is not handed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+
+from bft.core.actions import Commit
+from bft.core.messages import Message, Proposal, SafetyState, Timeout, Vote
+from bft.core.types import BlockId
+from bft.core.wire import encode
+from bft.sim.network import Instance
+
+AGREEMENT = "agreement"
+VALIDITY = "validity"
+DOUBLE_SIGN = "double-sign"
+PERSIST_BEFORE_SEND = "persist-before-send"
+SAFETY_REGRESSION = "safety-regression"
+LIVENESS = "liveness"
+PROGRAM_ERROR = "program-error"
+EVENT_BUDGET = "event-budget"
+
+SAFETY_KINDS = frozenset({AGREEMENT, VALIDITY, DOUBLE_SIGN, PERSIST_BEFORE_SEND, SAFETY_REGRESSION})
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    kind: str
+    message: str
+    time_s: float
+    instance: str | None = None
+
+    def __str__(self) -> str:
+        who = f" at node {self.instance}" if self.instance is not None else ""
+        return f"{self.kind}{who}, t={self.time_s:.3f}s: {self.message}"
+
+
+class InvariantChecker:
+    """Incremental checks over the honest instances in `honest`."""
+
+    def __init__(self, honest: Collection[Instance], min_new_commits: int = 3) -> None:
+        self.honest = frozenset(honest)
+        self.min_new_commits = min_new_commits
+        self.violations: list[Violation] = []
+        self._committed: dict[int, tuple[BlockId, Instance]] = {}
+        self._tip: dict[Instance, tuple[int, BlockId]] = {}
+        self._proposed_txs: set[bytes] = set()
+        self._tx_height: dict[bytes, int] = {}
+        self._signed: dict[tuple[int, str, int], bytes] = {}
+        self._last_save: dict[Instance, SafetyState] = {}
+        self._baseline: dict[Instance, int] | None = None
+
+    def _violate(self, kind: str, time_s: float, inst: Instance | None, msg: str) -> None:
+        self.violations.append(Violation(kind, msg, time_s, None if inst is None else str(inst)))
+
+    # -- observations ------------------------------------------------------------------------
+
+    def observe_proposal(self, proposal: Proposal) -> None:
+        """A proposal was seen on the network, from anyone."""
+        self._proposed_txs.update(proposal.block.txs)
+
+    def on_send(
+        self,
+        time_s: float,
+        src: Instance,
+        msg: Message,
+        durable: SafetyState | None,
+        data: bytes | None = None,
+    ) -> None:
+        """`src` sends `msg` (encoded as `data`); `durable` is its safety state as a crash right
+        now would leave it (needed for honest votes and timeouts only)."""
+        if isinstance(msg, Proposal):
+            self.observe_proposal(msg)
+        if src not in self.honest or not isinstance(msg, Vote | Timeout):
+            return
+        kind = "vote" if isinstance(msg, Vote) else "timeout"
+        data = encode(msg) if data is None else data
+        key = (src.index, kind, msg.view)
+        prev = self._signed.setdefault(key, data)
+        if prev != data:
+            self._violate(
+                DOUBLE_SIGN,
+                time_s,
+                src,
+                f"two different {kind}s for view {msg.view}: {prev.hex()[:32]}... and {data.hex()[:32]}...",
+            )
+        if isinstance(msg, Vote):
+            covered = durable is not None and durable.last_voted_view >= msg.view
+            have = None if durable is None else durable.last_voted_view
+            field = "last_voted_view"
+        else:
+            covered = durable is not None and durable.highest_timeout_view >= msg.view
+            have = None if durable is None else durable.highest_timeout_view
+            field = "highest_timeout_view"
+        if not covered:
+            self._violate(
+                PERSIST_BEFORE_SEND,
+                time_s,
+                src,
+                f"{kind} for view {msg.view} sent while the durable {field} is {have}",
+            )
+
+    def on_commit(self, time_s: float, inst: Instance, commit: Commit) -> None:
+        """An honest instance committed `commit.blocks` (oldest first)."""
+        if inst not in self.honest:
+            return
+        for block in commit.blocks:
+            tip = self._tip.get(inst)
+            if tip is None:
+                if block.height != 1:
+                    self._violate(AGREEMENT, time_s, inst, f"first commit is at height {block.height}, not 1")
+            elif block.height != tip[0] + 1 or block.parent_id != tip[1]:
+                self._violate(
+                    AGREEMENT,
+                    time_s,
+                    inst,
+                    f"commit of height {block.height} (parent {block.parent_id.hex()[:16]}) does "
+                    f"not extend its previous commit at height {tip[0]} ({tip[1].hex()[:16]})",
+                )
+            self._tip[inst] = (block.height, block.id)
+            other = self._committed.setdefault(block.height, (block.id, inst))
+            if other[0] != block.id:
+                self._violate(
+                    AGREEMENT,
+                    time_s,
+                    inst,
+                    f"committed {block.id.hex()[:16]} at height {block.height} where node "
+                    f"{other[1]} committed {other[0].hex()[:16]}",
+                )
+            for tx in block.txs:
+                if tx not in self._proposed_txs:
+                    self._violate(VALIDITY, time_s, inst, f"committed tx {tx!r} never seen in a proposal")
+                h = self._tx_height.setdefault(tx, block.height)
+                if h != block.height:
+                    self._violate(
+                        VALIDITY,
+                        time_s,
+                        inst,
+                        f"tx {tx!r} committed at heights {h} and {block.height}",
+                    )
+
+    def on_save(self, time_s: float, inst: Instance, state: SafetyState) -> None:
+        """A save of `inst`'s safety state completed (returned)."""
+        if inst not in self.honest:
+            return
+        prev = self._last_save.get(inst)
+        if prev is not None:
+            for name, old, new in (
+                ("last_voted_view", prev.last_voted_view, state.last_voted_view),
+                ("locked view", prev.locked_view, state.locked_view),
+                ("highest_timeout_view", prev.highest_timeout_view, state.highest_timeout_view),
+            ):
+                if new < old:
+                    self._violate(SAFETY_REGRESSION, time_s, inst, f"saved {name} {new} after {old}")
+        self._last_save[inst] = state
+
+    def on_load(self, time_s: float, inst: Instance, loaded: SafetyState | None) -> None:
+        """A (re)started `inst` loaded its safety state."""
+        if inst not in self.honest:
+            return
+        expected = self._last_save.get(inst)
+        if loaded != expected:
+            self._violate(
+                SAFETY_REGRESSION,
+                time_s,
+                inst,
+                f"loaded {_describe(loaded)} but its last completed save was {_describe(expected)}",
+            )
+
+    def on_program_error(self, time_s: float, inst: Instance, summary: str) -> None:
+        self._violate(PROGRAM_ERROR, time_s, inst, summary)
+
+    def on_event_budget(self, time_s: float, events: int) -> None:
+        self._violate(EVENT_BUDGET, time_s, None, f"gave up after {events} events")
+
+    # -- liveness ----------------------------------------------------------------------------
+
+    def height(self, inst: Instance) -> int:
+        tip = self._tip.get(inst)
+        return 0 if tip is None else tip[0]
+
+    def start_liveness(self, heights: Mapping[Instance, int] | None = None) -> None:
+        """Take the baseline (at GST, after the last restart) for the liveness window."""
+        self._baseline = {i: (heights[i] if heights is not None else self.height(i)) for i in self.honest}
+
+    def lagging(self, exclude: Iterable[Instance] = ()) -> list[Instance]:
+        """Honest instances that have not yet made `min_new_commits` since the baseline."""
+        if self._baseline is None:
+            return sorted(self.honest)
+        skip = set(exclude)
+        return sorted(
+            i
+            for i, base in self._baseline.items()
+            if i not in skip and self.height(i) < base + self.min_new_commits
+        )
+
+    def finish_liveness(self, time_s: float, window_s: float, exclude: Iterable[Instance] = ()) -> None:
+        """The window closed: every lagging instance is a liveness violation."""
+        for inst in self.lagging(exclude):
+            base = 0 if self._baseline is None else self._baseline[inst]
+            self._violate(
+                LIVENESS,
+                time_s,
+                inst,
+                f"committed {self.height(inst) - base} new blocks (height {self.height(inst)}) "
+                f"in the {window_s:.1f}s after GST; needed {self.min_new_commits}",
+            )
+
+
+def _describe(state: SafetyState | None) -> str:
+    if state is None:
+        return "nothing"
+    return (
+        f"(voted {state.last_voted_view}, locked {state.locked_view}, timeout {state.highest_timeout_view})"
+    )

@@ -1,0 +1,142 @@
+"""What a simulation campaign runs and what it reports.
+
+Owns: `SimSpec` (the knobs), `ScheduleResult` and `CampaignResult` (the outcomes and their
+human-readable failure reports, each naming the seed and the command that replays it).
+May not: run anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from bft.core.types import max_faulty
+from bft.sim.faults import FaultPlan
+from bft.sim.invariants import Violation
+from bft.sim.twins import DEFAULT_ROUNDS, TwinsScenario
+
+HONEST = "honest"
+TWINS = "twins"
+
+
+@dataclass(frozen=True)
+class SimSpec:
+    """A campaign's configuration. `byzantine` maps a validator index to a behaviour name; with
+    `shuffle_byzantine` each seed moves the behaviours to seeded indices (same count, same
+    names). `twins` adds f - len(byzantine) twin pairs."""
+
+    nodes: int = 4
+    byzantine: Mapping[int, str] = field(default_factory=dict)
+    twins: bool = False
+    chain_id: str = "sim"
+    base_timeout_s: float = 1.0
+    max_timeout_s: float = 8.0
+    # Delay bound after GST; must be well below the base timeout.
+    delta_s: float = 0.1
+    max_gst_s: float = 20.0
+    # Liveness: every honest instance commits `min_new_commits` blocks within `window_s` after GST.
+    window_s: float = 60.0
+    min_new_commits: int = 3
+    twins_rounds: int = DEFAULT_ROUNDS
+    shuffle_byzantine: bool = True
+    crashes: bool = True
+    max_events: int = 500_000
+    stop_on_violation: bool = True
+
+    def __post_init__(self) -> None:
+        if self.nodes < 1:
+            raise ValueError("nodes must be at least 1")
+        f = max_faulty(self.nodes)
+        for index in self.byzantine:
+            if not 0 <= index < self.nodes:
+                raise ValueError(f"Byzantine index {index} is not among {self.nodes} nodes")
+        if len(self.byzantine) > f:
+            raise ValueError(f"{len(self.byzantine)} Byzantine nodes exceed f = {f}")
+        if self.twins and len(self.byzantine) >= f:
+            raise ValueError(f"twins need a fault budget: f = {f}, {len(self.byzantine)} used")
+        if not 0 < self.delta_s < self.base_timeout_s:
+            raise ValueError("need 0 < delta_s < base_timeout_s")
+
+    @property
+    def twin_count(self) -> int:
+        return max_faulty(self.nodes) - len(self.byzantine) if self.twins else 0
+
+    def behaviour_names(self) -> list[str]:
+        names = [self.byzantine[i] for i in sorted(self.byzantine)]
+        return [*names, TWINS] if self.twins else names
+
+    def replay_command(self, seed: int) -> str:
+        cmd = f"bft sim --nodes {self.nodes}"
+        names = self.behaviour_names()
+        if names:
+            cmd += f" --byzantine {','.join(names)}"
+        return f"{cmd} --seed {seed}"
+
+
+@dataclass(frozen=True)
+class ScheduleResult:
+    seed: int
+    spec: SimSpec
+    violations: tuple[Violation, ...]
+    # The lowest committed height among honest instances at the end, and each one's height.
+    commits: int
+    heights: Mapping[str, int]
+    sim_time_s: float
+    events: int
+    plan: FaultPlan
+    byzantine: Mapping[int, str]
+    twins: TwinsScenario | None
+    refusals: int
+    messages: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    @property
+    def replay_command(self) -> str:
+        return self.spec.replay_command(self.seed)
+
+    def failure_report(self) -> str:
+        """The seed, the violations, the plan and the replay command."""
+        lines = [f"seed {self.seed}: {len(self.violations)} violation(s)"]
+        lines += [f"  {v}" for v in self.violations[:10]]
+        if self.byzantine:
+            who = ", ".join(f"{i}={b}" for i, b in sorted(self.byzantine.items()))
+            lines.append(f"  Byzantine: {who}")
+        lines += [f"  {line}" for line in self.plan.describe().splitlines()]
+        if self.twins is not None:
+            lines += [f"  {line}" for line in self.twins.describe().splitlines()]
+        lines.append(f"  replay: {self.replay_command}")
+        return "\n".join(lines)
+
+
+@dataclass
+class CampaignResult:
+    spec: SimSpec
+    schedules: int = 0
+    total_commits: int = 0
+    events: int = 0
+    failures: list[tuple[int, Violation]] = field(default_factory=list)
+    failed: list[ScheduleResult] = field(default_factory=list)
+    sim_time_s: float = 0.0
+    wall_time_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def schedules_per_s(self) -> float:
+        return self.schedules / self.wall_time_s if self.wall_time_s > 0 else 0.0
+
+    def summary(self) -> str:
+        status = "ok" if self.ok else f"{len(self.failed)} failing schedule(s)"
+        return (
+            f"{self.schedules} schedules, {self.total_commits} commits, "
+            f"{self.sim_time_s:.0f}s simulated in {self.wall_time_s:.1f}s "
+            f"({self.schedules_per_s:.1f} schedules/s): {status}"
+        )
+
+    def report(self) -> str:
+        return "\n".join([self.summary(), *(r.failure_report() for r in self.failed)])

@@ -1,0 +1,64 @@
+"""Twins scenarios (Bano et al., "Twins: BFT Systems Made Robust", OPODIS 2022).
+
+Owns: `TwinsScenario` and `generate_twins_scenario`. A twin is a second instance of a validator
+sharing its index and key (copy 1), each with its own disk; together the two copies behave like
+an equivocating Byzantine validator built from honest code. For each of the first `rounds`
+views, the seed picks a leader (any index) and a partition of all instances into at most three
+groups; no group is required to hold a quorum, since exploring is the point. Later views use
+round-robin leaders and no partitions. The runner feeds `leaders` into `ReplicaConfig.leaders`
+and `partitions` into the network's view partitions; invariants treat twin indices as Byzantine.
+May not: run anything; choices come from the seed only (random sampling, not enumeration).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bft.core.types import ValidatorIndex
+from bft.sim.network import Instance, ViewPartition
+
+DEFAULT_ROUNDS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class TwinsScenario:
+    twin_indices: tuple[int, ...]
+    # leaders[v - 1] leads view v for v in 1..rounds.
+    leaders: tuple[ValidatorIndex, ...]
+    # partitions[v - 1] is the partition of view v.
+    partitions: tuple[ViewPartition, ...]
+
+    def instances(self, n: int) -> list[Instance]:
+        return [Instance(i) for i in range(n)] + [Instance(i, 1) for i in self.twin_indices]
+
+    def view_partitions(self) -> dict[int, ViewPartition]:
+        return {v + 1: p for v, p in enumerate(self.partitions)}
+
+    def describe(self) -> str:
+        lines = [f"twins of {', '.join(map(str, self.twin_indices))}"]
+        for v, (leader, groups) in enumerate(zip(self.leaders, self.partitions, strict=True), 1):
+            parts = " | ".join(",".join(str(i) for i in sorted(g)) for g in groups)
+            lines.append(f"view {v}: leader {leader}; {parts}")
+        return "\n".join(lines)
+
+
+def generate_twins_scenario(
+    rng: random.Random, n: int, twin_indices: Sequence[int], rounds: int = DEFAULT_ROUNDS
+) -> TwinsScenario:
+    instances = [Instance(i) for i in range(n)] + [Instance(i, 1) for i in twin_indices]
+    leaders: list[ValidatorIndex] = []
+    partitions: list[ViewPartition] = []
+    for _ in range(rounds):
+        # Bias leaders towards the twins: their equivocation is what Twins explores.
+        if twin_indices and rng.random() < 0.5:
+            leaders.append(ValidatorIndex(rng.choice(list(twin_indices))))
+        else:
+            leaders.append(ValidatorIndex(rng.randrange(n)))
+        k = rng.randint(1, 3)
+        groups: list[set[Instance]] = [set() for _ in range(k)]
+        for inst in instances:
+            groups[rng.randrange(k)].add(inst)
+        partitions.append(tuple(frozenset(g) for g in groups if g))
+    return TwinsScenario(tuple(twin_indices), tuple(leaders), tuple(partitions))

@@ -1,0 +1,428 @@
+"""One schedule in motion: nodes, network, faults and invariants wired to the event heap.
+
+Owns: `World`, the event types and the per-event step: deliver (decode, hand to the program),
+fire timers, carry out the fault plan, perform the returned actions (encode and route sends,
+record commits) and feed every observation to the invariant checker.
+Every message is encoded with `wire.encode` when sent and decoded with `wire.decode` when
+delivered; a DecodeError at delivery is a refusal, never a crash. Any exception a program raises
+is a `program-error` violation (the node then stays down); SimCrash is an injected crash.
+May not: import bft.adversary or trio, read the real clock, or do real I/O.
+"""
+
+from __future__ import annotations
+
+import random
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from bft.core.actions import Action, Broadcast, Commit, Refusal, Send, SendRaw, ViewChange
+from bft.core.config import ReplicaConfig
+from bft.core.errors import DecodeError
+from bft.core.messages import Message, Proposal, SafetyState, Timeout, Vote
+from bft.core.program import Program
+from bft.core.types import ValidatorIndex, ValidatorSet
+from bft.core.wire import decode, encode
+from bft.sim.disk import SimCrash
+from bft.sim.faults import CrashEvent, CrashKind, FaultPlan, generate_fault_plan
+from bft.sim.invariants import InvariantChecker
+from bft.sim.network import Instance, Network
+from bft.sim.node import ProgramFactory, SimNode, honest_factory
+from bft.sim.scheduler import Scheduler
+from bft.sim.spec import HONEST, ScheduleResult, SimSpec
+from bft.sim.twins import TwinsScenario, generate_twins_scenario
+from crypto.keys import PrivateKey
+from crypto.signing import SignatureCache
+
+TraceEntry = tuple[float, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    inst: Instance
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    dst: Instance
+    src: Instance
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    inst: Instance
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class FaultStart:
+    crash: CrashEvent
+
+
+@dataclass(frozen=True, slots=True)
+class FaultEnd:
+    crash: CrashEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Gst:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class WindowEnd:
+    pass
+
+
+Event = Start | Deliver | TimerFired | FaultStart | FaultEnd | Gst | WindowEnd
+
+
+def view_of(msg: Message) -> int | None:
+    """The view a message belongs to for view partitions (None: it always passes)."""
+    if isinstance(msg, Proposal | Vote | Timeout):
+        return msg.view
+    return None
+
+
+def describe(msg: Message) -> str:
+    v = view_of(msg)
+    return type(msg).__name__ if v is None else f"{type(msg).__name__} v{v}"
+
+
+def error_summary(exc: BaseException) -> str:
+    """`Type: message` and the innermost frames, one line."""
+    tb = traceback.extract_tb(exc.__traceback__)
+    frames = "; ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in tb[-4:])
+    return f"{type(exc).__name__}: {exc} [{frames}]"
+
+
+def assign_byzantine(spec: SimSpec, seed: int) -> tuple[dict[int, str], tuple[int, ...]]:
+    """Seeded placement of the spec's Byzantine behaviours and of the Twins' indices."""
+    order = list(range(spec.nodes))
+    if spec.shuffle_byzantine:
+        random.Random(f"byzantine/{seed}").shuffle(order)
+        byz = {order[k]: spec.byzantine[i] for k, i in enumerate(sorted(spec.byzantine))}
+    else:
+        byz = dict(spec.byzantine)
+    free = [i for i in order if i not in byz]
+    twins = tuple(sorted(free[: spec.twin_count]))
+    return byz, twins
+
+
+class World:
+    def __init__(
+        self,
+        spec: SimSpec,
+        seed: int,
+        factories: Mapping[str, ProgramFactory],
+        keys: Callable[[int], PrivateKey],
+        sig_cache: SignatureCache,
+        trace: list[TraceEntry] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.seed = seed
+        self.trace = trace
+        self.byzantine, twin_indices = assign_byzantine(spec, seed)
+        faulty = set(self.byzantine) | set(twin_indices)
+        self.twins: TwinsScenario | None = None
+        if spec.twins:
+            self.twins = generate_twins_scenario(
+                random.Random(f"twins/{seed}"), spec.nodes, twin_indices, spec.twins_rounds
+            )
+        min_gst = spec.twins_rounds * spec.base_timeout_s if spec.twins else 0.0
+        self.plan: FaultPlan = generate_fault_plan(
+            seed,
+            spec.nodes,
+            faulty,
+            base_timeout_s=spec.base_timeout_s,
+            delta_s=spec.delta_s,
+            max_gst_s=max(spec.max_gst_s, min_gst),
+            min_gst_s=min_gst,
+            crashes=spec.crashes,
+        )
+        validators = ValidatorSet(tuple(keys(i).public_key for i in range(spec.nodes)))
+        leaders = self.twins.leaders if self.twins is not None else ()
+        instances = (
+            self.twins.instances(spec.nodes)
+            if self.twins is not None
+            else [Instance(i) for i in range(spec.nodes)]
+        )
+        honest = [i for i in instances if i.index not in faulty]
+        self.checker = InvariantChecker(honest, spec.min_new_commits)
+        self.issued: set[bytes] = set()
+        self.nodes: dict[Instance, SimNode] = {}
+        for inst in instances:
+            behaviour = self.byzantine.get(inst.index, HONEST)
+            if behaviour == HONEST:
+                factory = factories.get(HONEST, honest_factory)
+            elif behaviour in factories:
+                factory = factories[behaviour]
+            else:
+                known = ", ".join(sorted(factories)) or "none"
+                raise ValueError(f"unknown Byzantine behaviour {behaviour!r} (known: {known})")
+            config = ReplicaConfig(
+                chain_id=spec.chain_id,
+                validators=validators,
+                me=ValidatorIndex(inst.index),
+                base_timeout_s=spec.base_timeout_s,
+                max_timeout_s=spec.max_timeout_s,
+                leaders=leaders,
+            )
+            self.nodes[inst] = SimNode(
+                inst,
+                seed=seed,
+                key=keys(inst.index),
+                config=config,
+                factory=factory,
+                sig_cache=sig_cache,
+                checked=inst in self.checker.honest,
+                issued=self.issued,
+            )
+        self.network = Network(
+            instances,
+            self.plan.network_params(),
+            random.Random(f"network/{seed}"),
+            self.plan.partitions,
+            self.twins.view_partitions() if self.twins is not None else None,
+        )
+        self.sched: Scheduler[Event] = Scheduler()
+        self.events = 0
+        self.refusals = 0
+        self.after_gst = False
+        self.done = False
+        for inst in instances:
+            self.sched.schedule(0.0, Start(inst))
+        for crash in self.plan.crashes:
+            self.sched.schedule(crash.at_s, FaultStart(crash))
+            self.sched.schedule(crash.restart_s, FaultEnd(crash))
+        self.sched.schedule(self.plan.gst_s, Gst())
+        self.sched.schedule(self.plan.gst_s + spec.window_s, WindowEnd())
+
+    # -- tracing -----------------------------------------------------------------------------
+
+    def _trace(self, inst: Instance | None, what: str) -> None:
+        if self.trace is not None:
+            self.trace.append((self.sched.now, "-" if inst is None else str(inst), what))
+
+    # -- running -----------------------------------------------------------------------------
+
+    def run(self) -> ScheduleResult:
+        while not self.done:
+            popped = self.sched.pop()
+            if popped is None:
+                break
+            _, event = popped
+            self.events += 1
+            self._handle(event)
+            if self.spec.stop_on_violation and self.checker.violations:
+                break
+            if self.after_gst and not self.checker.lagging(self._halted()):
+                break
+            if self.events >= self.spec.max_events:
+                self.checker.on_event_budget(self.sched.now, self.events)
+                break
+        honest = sorted(self.checker.honest)
+        heights = {str(i): self.nodes[i].committed_height for i in honest}
+        return ScheduleResult(
+            seed=self.seed,
+            spec=self.spec,
+            violations=tuple(self.checker.violations),
+            commits=min((self.nodes[i].committed_height for i in honest), default=0),
+            heights=heights,
+            sim_time_s=self.sched.now,
+            events=self.events,
+            plan=self.plan,
+            byzantine=dict(self.byzantine),
+            twins=self.twins,
+            refusals=self.refusals,
+            messages=self.network.stats.sent,
+        )
+
+    def _halted(self) -> list[Instance]:
+        return [i for i, n in self.nodes.items() if n.halted]
+
+    def _handle(self, event: Event) -> None:
+        now = self.sched.now
+        match event:
+            case Deliver(dst=dst, src=src, data=data):
+                self._deliver(self.nodes[dst], src, data)
+            case TimerFired(inst=inst, generation=gen):
+                node = self.nodes[inst]
+                if node.program is not None and gen == node.timer_generation:
+                    node.timer_at = None
+                    self._trace(inst, "timer")
+                    self._step(node, lambda p: p.on_timer(now))
+            case Start(inst=inst):
+                self._start(self.nodes[inst])
+            case FaultStart(crash=crash):
+                self._fault_start(crash)
+            case FaultEnd(crash=crash):
+                self._fault_end(crash)
+            case Gst():
+                self.after_gst = True
+                self._trace(None, "GST")
+                self.checker.start_liveness({i: self.nodes[i].committed_height for i in self.checker.honest})
+            case WindowEnd():
+                self.checker.finish_liveness(now, self.spec.window_s, self._halted())
+                self.done = True
+
+    def _start(self, node: SimNode) -> None:
+        now = self.sched.now
+        inst = node.inst
+
+        def on_save(state: SafetyState) -> None:
+            self.checker.on_save(self.sched.now, inst, state)
+
+        def on_load(state: SafetyState | None) -> None:
+            self.checker.on_load(self.sched.now, inst, state)
+
+        self._trace(inst, f"start (incarnation {node.incarnation + 1})")
+        try:
+            node.start(now, on_save, on_load)
+        except SimCrash:
+            node.crash()
+            return
+        except Exception as exc:
+            self._program_error(node, exc, "start")
+            return
+        self._arm_timer(node)
+
+    def _fault_start(self, crash: CrashEvent) -> None:
+        node = self.nodes[Instance(crash.index)]
+        if node.program is None:
+            return
+        self._trace(node.inst, f"fault {crash.kind.value} armed")
+        if crash.kind is CrashKind.PLAIN:
+            self._crash(node, "plain crash")
+        elif crash.kind is CrashKind.AFTER_STEP:
+            node.crash_after_step = True
+        else:
+            node.disk.crash_after_ops(crash.after_ops)
+
+    def _fault_end(self, crash: CrashEvent) -> None:
+        node = self.nodes[Instance(crash.index)]
+        if node.halted:
+            return
+        if node.program is not None:  # the armed crash never fired
+            node.crash_after_step = False
+            node.disk.cancel_crash()
+            self._trace(node.inst, "fault disarmed")
+            return
+        self._start(node)
+
+    def _crash(self, node: SimNode, why: str) -> None:
+        self._trace(node.inst, f"crash: {why}")
+        node.crash()
+
+    def _program_error(self, node: SimNode, exc: Exception, what: str) -> None:
+        summary = f"{what}: {error_summary(exc)}"
+        self._trace(node.inst, f"program error: {summary}")
+        self.checker.on_program_error(self.sched.now, node.inst, summary)
+        node.halt()
+
+    def _deliver(self, node: SimNode, src: Instance, data: bytes) -> None:
+        if node.program is None:
+            return
+        try:
+            msg = decode(data)
+        except DecodeError as exc:
+            self.refusals += 1
+            node.refusals += 1
+            self._trace(node.inst, f"refused {len(data)} bytes from {src}: {exc}")
+            return
+        if isinstance(msg, Proposal):
+            self.checker.observe_proposal(msg)
+        self._trace(node.inst, f"recv {describe(msg)} from {src}")
+        now = self.sched.now
+        sender = ValidatorIndex(src.index)
+        self._step(node, lambda p: p.on_message(sender, msg, now))
+
+    def _step(self, node: SimNode, call: Callable[[Program], list[Action]]) -> None:
+        program = node.program
+        assert program is not None
+        try:
+            actions = call(program)
+        except SimCrash as crash:
+            self._crash(node, f"mid-save ({crash})")
+            return
+        except Exception as exc:
+            self._program_error(node, exc, "handler")
+            return
+        if node.crash_after_step:
+            self._crash(node, f"after step, {len(actions)} action(s) discarded")
+            return
+        try:
+            self._perform(node, actions)
+        except Exception as exc:
+            self._program_error(node, exc, "action")
+            return
+        self._arm_timer(node)
+
+    def _arm_timer(self, node: SimNode) -> None:
+        program = node.program
+        if program is None:
+            return
+        try:
+            deadline = program.next_deadline()
+        except Exception as exc:
+            self._program_error(node, exc, "next_deadline")
+            return
+        if deadline is None:
+            if node.timer_at is not None:
+                node.timer_generation += 1
+                node.timer_at = None
+            return
+        at = max(deadline, self.sched.now)
+        if node.timer_at == at:
+            return
+        node.timer_generation += 1
+        node.timer_at = at
+        self.sched.schedule(at, TimerFired(node.inst, node.timer_generation))
+
+    def _perform(self, node: SimNode, actions: list[Action]) -> None:
+        for action in actions:
+            match action:
+                case Send(to=to, msg=msg):
+                    self._send(node, to, msg)
+                case Broadcast(msg=msg):
+                    self._send(node, None, msg)
+                case Commit():
+                    self._commit(node, action)
+                case Refusal():
+                    self.refusals += 1
+                    node.refusals += 1
+                    self._trace(node.inst, str(action))
+                case ViewChange(view=view, via=via):
+                    self._trace(node.inst, f"enter view {view} via {via}")
+                case SendRaw(to=to, data=data):
+                    self._send_raw(node, to, data)
+
+    def _send(self, node: SimNode, to: int | None, msg: Message) -> None:
+        data = encode(msg)
+        durable = None
+        if node.checked and isinstance(msg, Vote | Timeout):
+            durable = node.durable_safety_state()
+        self.checker.on_send(self.sched.now, node.inst, msg, durable, data)
+        self._trace(node.inst, f"send {describe(msg)} to {'all' if to is None else to}")
+        self._route(node.inst, to, data, view_of(msg))
+
+    def _send_raw(self, node: SimNode, to: int, data: bytes) -> None:
+        try:
+            view = view_of(decode(data))
+        except DecodeError:
+            view = None
+        self._trace(node.inst, f"send {len(data)} raw bytes to {to}")
+        self._route(node.inst, to, data, view)
+
+    def _route(self, src: Instance, to: int | None, data: bytes, view: int | None) -> None:
+        for at, dst in self.network.route(self.sched.now, src, to, view):
+            self.sched.schedule(at, Deliver(dst, src, data))
+
+    def _commit(self, node: SimNode, commit: Commit) -> None:
+        if len(commit.qcs) != len(commit.blocks):
+            raise ValueError(f"Commit with {len(commit.blocks)} blocks but {len(commit.qcs)} QCs")
+        heights = ",".join(str(b.height) for b in commit.blocks)
+        self._trace(node.inst, f"commit height {heights}")
+        self.checker.on_commit(self.sched.now, node.inst, commit)
+        node.commit_log.extend(zip(commit.blocks, commit.qcs, strict=True))

@@ -1,0 +1,58 @@
+"""Fault plans and Twins scenarios: deterministic, within the fault budget, varied."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from bft.sim.faults import CrashKind, FaultPlan, generate_fault_plan
+from bft.sim.twins import generate_twins_scenario
+
+
+def _plan(seed: int, n: int = 7, faulty: tuple[int, ...] = ()) -> FaultPlan:
+    return generate_fault_plan(seed, n, faulty, base_timeout_s=1.0, delta_s=0.1, max_gst_s=20.0)
+
+
+def test_plan_is_a_function_of_the_seed_and_printable() -> None:
+    assert _plan(3) == _plan(3)
+    assert any(_plan(3) != _plan(s) for s in range(4, 10))
+    assert "GST" in _plan(3).describe()
+
+
+def test_never_more_than_f_faulty_at_once() -> None:
+    for n, faulty in [(4, ()), (4, (2,)), (7, ()), (7, (1,)), (10, (0, 5))]:
+        f = (n - 1) // 3
+        for seed in range(300):
+            plan = _plan(seed, n, faulty)
+            for c in plan.crashes:
+                assert c.index not in faulty
+                assert 0 <= c.at_s < c.restart_s <= plan.gst_s
+                down = [d for d in plan.crashes if d.at_s <= c.at_s < d.restart_s]
+                assert len(down) + len(faulty) <= f
+                assert len({d.index for d in down}) == len(down)
+
+
+def test_plans_are_varied() -> None:
+    plans = [_plan(seed) for seed in range(300)]
+    kinds = Counter(c.kind for p in plans for c in p.crashes)
+    assert set(kinds) == set(CrashKind)
+    assert all(kinds[k] > 20 for k in CrashKind)
+    assert {c.after_ops for p in plans for c in p.crashes if c.kind is CrashKind.MID_SAVE} == set(range(1, 7))
+    assert sum(1 for p in plans if p.partitions) > 100
+    assert sum(1 for p in plans if p.drop_rate > 0) > 100
+    assert sum(1 for p in plans if not p.crashes and not p.partitions and p.drop_rate == 0) > 10
+    assert len({p.max_delay_s for p in plans}) >= 4
+
+
+def test_twins_scenario() -> None:
+    s = generate_twins_scenario(random.Random(1), 4, (2,), rounds=8)
+    assert s == generate_twins_scenario(random.Random(1), 4, (2,), rounds=8)
+    assert len(s.leaders) == 8 and len(s.partitions) == 8
+    instances = set(s.instances(4))
+    assert len(instances) == 5
+    for groups in s.partitions:
+        assert 1 <= len(groups) <= 3
+        assert set().union(*groups) == instances
+        assert sum(len(g) for g in groups) == len(instances)
+    assert set(s.view_partitions()) == set(range(1, 9))
+    assert "view 1" in s.describe()
