@@ -83,14 +83,18 @@ class Behaviour:
     def propose(self, block: Block, tc: TimeoutCert | None) -> Proposal:
         return Proposal(block, tc, self.certifier.sign_proposal(self.key, block))
 
-    def older_certified(self, below_view: View) -> tuple[Block, QuorumCert] | None:
-        """A remembered block with a QC, certified before `below_view`, chosen at random."""
-        candidates = [
-            (b, qc)
-            for qc in (blk.qc for blk in self.blocks.values())
-            if qc.view < below_view and (b := self.blocks.get(qc.block_id)) is not None
-        ]
-        return self.rng.choice(candidates) if candidates else None
+    def ancestor_certified(self, qc: QuorumCert, depth: int) -> tuple[Block, QuorumCert] | None:
+        """Walk `depth` QCs down the chain from `qc`: the block reached and the QC certifying it.
+
+        Depth 2 from the high QC lands just below the lock, where a fork conflicts with blocks
+        that may already be committed somewhere: the fork only the lock can stop."""
+        block = self.blocks.get(qc.block_id)
+        for _ in range(depth):
+            if block is None:
+                return None
+            qc = block.qc
+            block = self.blocks.get(qc.block_id)
+        return None if block is None else (block, qc)
 
     def _remember(self, msg: Message) -> None:
         if isinstance(msg, Proposal):

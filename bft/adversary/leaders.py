@@ -7,43 +7,92 @@ May not: break the Behaviour frame (only rewrite what the inner replica sends).
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from bft.adversary.base import Behaviour, spread
 from bft.core.actions import Action, Broadcast, Send
-from bft.core.messages import Block, Message, Proposal, QuorumCert, SyncInfo, Timeout
+from bft.core.messages import Block, Message, Proposal, QuorumCert, SyncInfo, Timeout, TimeoutCert
 from bft.core.types import ValidatorIndex, View
 
 
 class EquivocatingLeader(Behaviour):
     """As leader, sends different blocks for one view to different halves of the validators, and
-    votes for both. After a TC, the second block forks from an older QC, which only the lock stops.
+    votes for both. Half the time it first withholds its proposal (and so the QC it carries) until
+    the previous view times out, builds the TC from the others' timeouts, and then proposes a
+    fork from an older QC: with a TC any QC is a valid parent, and only the lock stops the fork.
     """
 
     name = "equivocate"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._withheld: Proposal | None = None
+        self._timeouts: dict[ValidatorIndex, Timeout] = {}
+        # The QC of the last withheld proposal: a certified block no honest replica has heard of,
+        # later extended across a view gap (what a commit rule without consecutive views misses).
+        self._secret_qc: QuorumCert | None = None
+
     def rewrite(self, action: Action, now: float) -> list[Action]:
+        if self._withheld is not None and isinstance(action, Broadcast | Send):
+            return []  # anything we send now (e.g. our timeouts' high QC) would leak the QC
         if not (isinstance(action, Broadcast) and isinstance(action.msg, Proposal)):
             return [action]
         original = action.msg
+        if original.tc is None and self.rng.random() < 0.5:
+            self._withheld = original
+            self._timeouts = {}
+            return []
+        twin = self._conflicting_block(original, original.tc)
+        return self._equivocate(original, twin, original.tc)
+
+    def on_input(self, sender: ValidatorIndex, msg: Message, now: float) -> list[Action]:
+        withheld = self._withheld
+        if withheld is None or not isinstance(msg, Timeout):
+            return []
+        if withheld.view < self.inner.view:
+            self._withheld = None  # the others moved on without us
+            return []
+        if msg.view + 1 != withheld.view:
+            return []
+        self._timeouts[msg.author] = msg
+        if len(self._timeouts) + 1 < self.config.validators.quorum:
+            return []
+        # Our own timeout claims the others' highest QC: the withheld one is not below the view.
+        high_qc = max((t.high_qc for t in self._timeouts.values()), key=lambda qc: qc.view)
+        own = self.certifier.sign_timeout(self.key, self.me, msg.view, high_qc)
+        timeouts = [*self._timeouts.values(), own]
+        tc = TimeoutCert(
+            msg.view, high_qc, tuple(sorted((t.author, t.high_qc.view, t.signature) for t in timeouts))
+        )
+        self._withheld = None
+        fork = self._conflicting_block(withheld, tc)
+        self._secret_qc = withheld.block.qc
+        return self._equivocate(replace(withheld, tc=tc), fork, tc)
+
+    def _equivocate(self, original: Proposal, twin: Block, tc: TimeoutCert | None) -> list[Action]:
         block = original.block
-        twin = self._conflicting_block(original)
-        twin_proposal = self.propose(twin, original.tc)
+        if original.tc != tc:
+            original = self.propose(block, tc)
         self._remember_block(twin)
         peers = self.peers
         self.rng.shuffle(peers)
         half = self.rng.randint(1, len(peers) - 1) if len(peers) > 1 else len(peers)
-        vote = self.vote_for(block.view, twin.id)
         return [
             *spread(peers[:half], original),
-            *spread(peers[half:], twin_proposal),
-            Send(self.next_leader(block.view), vote),
+            *spread(peers[half:], self.propose(twin, tc)),
+            Send(self.next_leader(block.view), self.vote_for(block.view, twin.id)),
         ]
 
-    def _conflicting_block(self, original: Proposal) -> Block:
+    def _conflicting_block(self, original: Proposal, tc: TimeoutCert | None) -> Block:
         block = original.block
         extra = (b"equivocation/%d/%d" % (block.view, self.rng.getrandbits(32)),)
-        if original.tc is not None and self.rng.random() < 0.8:
-            older = self.older_certified(block.qc.view)
+        secret = self._secret_qc
+        if tc is not None and secret is not None and secret.view < block.qc.view and self.rng.random() < 0.5:
+            parent = self.blocks.get(secret.block_id)
+            if parent is not None:
+                return Block(block.view, parent.height + 1, parent.id, self.me, secret, extra)
+        if tc is not None and self.rng.random() < 0.9:
+            older = self.ancestor_certified(block.qc, self.rng.choice((1, 2, 2, 3)))
             if older is not None:
                 parent, qc = older
                 return Block(block.view, parent.height + 1, parent.id, self.me, qc, extra)

@@ -16,10 +16,9 @@ from __future__ import annotations
 import functools
 import struct
 
-from crypto.hashing import sha256
-
 from bft.core.config import ReplicaConfig
 from bft.core.types import ValidatorIndex, View
+from crypto.hashing import sha256
 
 
 def leader_of(config: ReplicaConfig, view: View) -> ValidatorIndex:

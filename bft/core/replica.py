@@ -165,6 +165,11 @@ class Replica:
         if proposal.tc is not None:
             self._on_tc(proposal.tc, now)
         self._on_qc(block.qc, now, sender)
+        if block.id in self._waiting_qcs and block.parent_id in self._tree:
+            # A late proposal for a block already certified: store it, too late to vote.
+            if self._check_extension(block) is None:
+                self._insert_chain(sender, (block,), now)
+            return
         if block.view != self.view:
             self._refuse(sender, block.view, "proposal", f"for view {block.view} while in view {self.view}")
             return
@@ -183,7 +188,7 @@ class Replica:
         block, tc, config = proposal.block, proposal.tc, self._config
         if block.proposer != sender:
             return f"author {block.proposer} is not the sender {sender}"
-        if block.view < self.view:
+        if block.view < self.view and block.id not in self._waiting_qcs:
             return f"stale: view {block.view} is below the current view {self.view}"
         leader = leader_of(config, block.view)
         if block.proposer != leader:
@@ -308,21 +313,29 @@ class Replica:
 
     def _on_qc(self, qc: QuorumCert, now: float, source: ValidatorIndex | None) -> None:
         """A verified QC: update high QC, lock and commits, then enter the next view."""
+        if qc.view > self._high_qc.view:
+            self._high_qc = qc
         certified = self._tree.get(qc.block_id)
         if certified is None:
             if qc.block_id not in self._committed_blocks and qc.view > self._tree.root.view:
                 self._waiting_qcs.setdefault(qc.block_id, qc)
-                if source is not None:
-                    self._wait_for(qc.block_id, source, now)
+                self._wait_for(qc.block_id, self._holder_of(qc, source), now)
         else:
             self._tree.record_qc(qc)
-            if qc.view > self._high_qc.view:
-                self._high_qc = qc
             self._safety.observe_certified(certified)
             block = committed_by(self._tree, certified)
             if block is not None and block.height > self._tree.root.height:
                 self._commit(block, qc)
         self._enter(View(qc.view + 1), now, via="qc")
+
+    def _holder_of(self, qc: QuorumCert, source: ValidatorIndex | None) -> ValidatorIndex:
+        """A peer that has the block `qc` certifies: who sent the QC, else its proposer or a voter."""
+        if source is not None and source != self._me:
+            return source
+        leader = leader_of(self._config, qc.view)
+        if leader != self._me:
+            return leader
+        return next((s for s, _ in qc.signatures if s != self._me), leader)
 
     def _commit(self, block: Block, commit_qc: QuorumCert) -> None:
         blocks, qcs = self._tree.commit(block)

@@ -2,23 +2,38 @@
 clock and disk, with fault plans, Twins and invariants checked after every event.
 
 Public API: `SimSpec`, `run_schedule`, `run_campaign`, `ScheduleResult`, `CampaignResult`,
-`NodeContext`, `ProgramFactory`, `Violation`.
+`NodeContext`, `ProgramFactory` (how Byzantine behaviours are injected), `Violation`, and the
+building blocks (`SimDisk`, `FaultPlan`, `TwinsScenario`, `InvariantChecker`, `Instance`).
 May not: import bft.adversary or trio, or do real I/O.
 """
 
-from bft.sim.invariants import Violation
+from bft.sim.disk import SimCrash, SimDisk
+from bft.sim.faults import CrashEvent, CrashKind, FaultPlan
+from bft.sim.invariants import InvariantChecker, Violation
+from bft.sim.network import Instance
 from bft.sim.node import NodeContext, ProgramFactory, honest_factory
 from bft.sim.runner import run_campaign, run_schedule, sim_key
 from bft.sim.spec import HONEST, TWINS, CampaignResult, ScheduleResult, SimSpec
+from bft.sim.twins import TwinsScenario
+from bft.sim.world import TraceEntry
 
 __all__ = [
     "HONEST",
     "TWINS",
     "CampaignResult",
+    "CrashEvent",
+    "CrashKind",
+    "FaultPlan",
+    "Instance",
+    "InvariantChecker",
     "NodeContext",
     "ProgramFactory",
     "ScheduleResult",
+    "SimCrash",
+    "SimDisk",
     "SimSpec",
+    "TraceEntry",
+    "TwinsScenario",
     "Violation",
     "honest_factory",
     "run_campaign",

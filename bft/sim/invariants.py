@@ -6,6 +6,9 @@ any instance proposes; the checker records each broken invariant as a `Violation
 
 - agreement: no two honest replicas commit different blocks at one height; each replica's
   commits are consecutive heights, each extending its own previous commit (across restarts).
+- conflicting-qc: no valid QC seen anywhere, at a view at or above a committed block's view,
+  certifies a block that does not extend it. This is the key lemma of HotStuff's safety proof;
+  it fails before conflicting commits can, so it catches weakened rules sooner.
 - validity: every committed transaction was seen in some proposal on the network, and no
   transaction is committed at two heights.
 - double-sign: no honest validator sends two different votes, or two different timeouts, for one
@@ -26,12 +29,24 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from bft.core.actions import Commit
-from bft.core.messages import Message, Proposal, SafetyState, Timeout, Vote
-from bft.core.types import BlockId
+from bft.core.certs import Certifier
+from bft.core.messages import (
+    Block,
+    BlockResponse,
+    Message,
+    Proposal,
+    QuorumCert,
+    SafetyState,
+    SyncInfo,
+    Timeout,
+    Vote,
+)
+from bft.core.types import BlockId, View
 from bft.core.wire import encode
 from bft.sim.network import Instance
 
 AGREEMENT = "agreement"
+CONFLICTING_QC = "conflicting-qc"
 VALIDITY = "validity"
 DOUBLE_SIGN = "double-sign"
 PERSIST_BEFORE_SEND = "persist-before-send"
@@ -40,7 +55,9 @@ LIVENESS = "liveness"
 PROGRAM_ERROR = "program-error"
 EVENT_BUDGET = "event-budget"
 
-SAFETY_KINDS = frozenset({AGREEMENT, VALIDITY, DOUBLE_SIGN, PERSIST_BEFORE_SEND, SAFETY_REGRESSION})
+SAFETY_KINDS = frozenset(
+    {AGREEMENT, CONFLICTING_QC, VALIDITY, DOUBLE_SIGN, PERSIST_BEFORE_SEND, SAFETY_REGRESSION}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +75,15 @@ class Violation:
 class InvariantChecker:
     """Incremental checks over the honest instances in `honest`."""
 
-    def __init__(self, honest: Collection[Instance], min_new_commits: int = 3) -> None:
+    def __init__(
+        self, honest: Collection[Instance], min_new_commits: int = 3, certifier: Certifier | None = None
+    ) -> None:
         self.honest = frozenset(honest)
+        # For conflicting-qc: every block and valid QC seen, and the committed chain by height.
+        self._certifier = certifier
+        self._blocks: dict[BlockId, Block] = {}
+        self._qc_views: dict[tuple[View, BlockId], None] = {}
+        self._committed_chain: list[Block] = []
         self.min_new_commits = min_new_commits
         self.violations: list[Violation] = []
         self._committed: dict[int, tuple[BlockId, Instance]] = {}
@@ -91,6 +115,7 @@ class InvariantChecker:
         now would leave it (needed for honest votes and timeouts only)."""
         if isinstance(msg, Proposal):
             self.observe_proposal(msg)
+        self._observe_certificates(time_s, msg)
         if src not in self.honest or not isinstance(msg, Vote | Timeout):
             return
         kind = "vote" if isinstance(msg, Vote) else "timeout"
@@ -138,6 +163,8 @@ class InvariantChecker:
                     f"not extend its previous commit at height {tip[0]} ({tip[1].hex()[:16]})",
                 )
             self._tip[inst] = (block.height, block.id)
+            if block.height not in self._committed:
+                self._on_new_commit(time_s, block)
             other = self._committed.setdefault(block.height, (block.id, inst))
             if other[0] != block.id:
                 self._violate(
@@ -158,6 +185,50 @@ class InvariantChecker:
                         inst,
                         f"tx {tx!r} committed at heights {h} and {block.height}",
                     )
+
+    def _observe_certificates(self, time_s: float, msg: Message) -> None:
+        if self._certifier is None:
+            return
+        qcs: list[QuorumCert] = []
+        if isinstance(msg, Proposal):
+            self._blocks.setdefault(msg.block.id, msg.block)
+            qcs.append(msg.block.qc)
+            if msg.tc is not None:
+                qcs.append(msg.tc.high_qc)
+        elif isinstance(msg, BlockResponse):
+            for block in msg.blocks:
+                self._blocks.setdefault(block.id, block)
+        elif isinstance(msg, Timeout) or isinstance(msg, SyncInfo):
+            qcs.append(msg.high_qc)
+        for qc in qcs:
+            key = (qc.view, qc.block_id)
+            if key in self._qc_views or self._certifier.check_qc(qc) is not None:
+                continue
+            self._qc_views[key] = None
+            committed = [b for b in self._committed_chain if b.view <= qc.view]
+            if committed:
+                self._check_extends(time_s, qc.view, qc.block_id, committed[-1])
+
+    def _on_new_commit(self, time_s: float, block: Block) -> None:
+        self._committed_chain.append(block)
+        self._blocks.setdefault(block.id, block)
+        for view, block_id in self._qc_views:
+            if view >= block.view:
+                self._check_extends(time_s, view, block_id, block)
+
+    def _check_extends(self, time_s: float, view: View, block_id: BlockId, committed: Block) -> None:
+        """Flag a QC whose block provably does not extend `committed` (unknown ancestry: no verdict)."""
+        block = self._blocks.get(block_id)
+        while block is not None and block.height > committed.height:
+            block = self._blocks.get(block.parent_id)
+        if block is not None and block.height == committed.height and block.id != committed.id:
+            self._violate(
+                CONFLICTING_QC,
+                time_s,
+                None,
+                f"a QC of view {view} certifies {block_id.hex()[:16]}, which does not extend "
+                f"{committed.id.hex()[:16]} committed at height {committed.height} (view {committed.view})",
+            )
 
     def on_save(self, time_s: float, inst: Instance, state: SafetyState) -> None:
         """A save of `inst`'s safety state completed (returned)."""

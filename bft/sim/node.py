@@ -21,7 +21,7 @@ from bft.core.config import ReplicaConfig
 from bft.core.messages import Block, QuorumCert, SafetyState
 from bft.core.program import Program
 from bft.core.replica import PayloadSource, Replica
-from bft.core.safety_store import DurableFileStore, SafetyStore
+from bft.core.safety_store import DurableFileStore, Filesystem, SafetyStore
 from bft.core.types import ValidatorIndex, View
 from bft.core.wire import decode_safety_state
 from bft.sim.disk import SimDisk
@@ -44,6 +44,10 @@ class NodeContext:
     now: float
     rng: random.Random
     sig_cache: SignatureCache
+    # Whether a transaction is durably committed on this node (its commit log survives crashes).
+    committed_tx: Callable[[bytes], bool]
+    # The node's disk, under `store`; for programs that bring their own storage discipline.
+    fs: Filesystem
     # Builds the honest replica from this same context; Byzantine wrappers wrap what it returns.
     honest: Callable[[], Replica] = field(compare=False)
 
@@ -130,6 +134,7 @@ class SimNode:
         self.payload = SimPayload(seed, inst, self.rng, issued)
         self.disk = SimDisk()
         self.commit_log: list[tuple[Block, QuorumCert]] = []
+        self.committed_txs: set[bytes] = set()
         self.program: Program | None = None
         # Set when the program raised: the node stays down for the rest of the schedule.
         self.halted = False
@@ -147,6 +152,12 @@ class SimNode:
     def committed_height(self) -> int:
         return self.commit_log[-1][0].height if self.commit_log else 0
 
+    def record_commit(self, blocks: tuple[Block, ...], qcs: tuple[QuorumCert, ...]) -> None:
+        """Append to the durable commit log."""
+        self.commit_log.extend(zip(blocks, qcs, strict=True))
+        for block in blocks:
+            self.committed_txs.update(block.txs)
+
     def durable_safety_state(self) -> SafetyState | None:
         """The safety state a crash right now would leave on disk."""
         data = self.disk.durable_read(DurableFileStore.RECORD)
@@ -161,9 +172,19 @@ class SimNode:
         store = ObservedStore(DurableFileStore(self.disk), on_save, on_load)
         root = self.commit_log[-1] if self.commit_log else None
         config, key, payload, sig_cache = self.config, self.key, self.payload, self.sig_cache
+        committed_tx = self.committed_txs.__contains__
 
         def honest() -> Replica:
-            return Replica(config, key, store, payload, root=root, now=now, sig_cache=sig_cache)
+            return Replica(
+                config,
+                key,
+                store,
+                payload,
+                root=root,
+                now=now,
+                sig_cache=sig_cache,
+                committed_tx=committed_tx,
+            )
 
         return NodeContext(
             index=ValidatorIndex(self.inst.index),
@@ -176,6 +197,8 @@ class SimNode:
             now=now,
             rng=self.rng,
             sig_cache=sig_cache,
+            committed_tx=committed_tx,
+            fs=self.disk,
             honest=honest,
         )
 

@@ -37,6 +37,8 @@ class SimSpec:
     # Liveness: every honest instance commits `min_new_commits` blocks within `window_s` after GST.
     window_s: float = 60.0
     min_new_commits: int = 3
+    # A schedule runs at least this long, so Byzantine behaviours get many views to act in.
+    min_duration_s: float = 30.0
     twins_rounds: int = DEFAULT_ROUNDS
     shuffle_byzantine: bool = True
     crashes: bool = True
@@ -70,6 +72,8 @@ class SimSpec:
         names = self.behaviour_names()
         if names:
             cmd += f" --byzantine {','.join(names)}"
+        if not self.crashes:
+            cmd += " --no-crashes"
         return f"{cmd} --seed {seed}"
 
 

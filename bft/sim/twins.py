@@ -4,9 +4,12 @@ Owns: `TwinsScenario` and `generate_twins_scenario`. A twin is a second instance
 sharing its index and key (copy 1), each with its own disk; together the two copies behave like
 an equivocating Byzantine validator built from honest code. For each of the first `rounds`
 views, the seed picks a leader (any index) and a partition of all instances into at most three
-groups; no group is required to hold a quorum, since exploring is the point. Later views use
-round-robin leaders and no partitions. The runner feeds `leaders` into `ReplicaConfig.leaders`
-and `partitions` into the network's view partitions; invariants treat twin indices as Byzantine.
+groups; no group is required to hold a quorum, since exploring is the point. A quarter of the
+views are unpartitioned; in a split view the two copies of each twin are in different groups
+(this found about twice the bugs per schedule that uniform assignment did, on deliberately
+weakened replicas). Later views use round-robin leaders and no partitions. The runner feeds
+`leaders` into `ReplicaConfig.leaders` and `partitions` into the network's view partitions;
+invariants treat twin indices as Byzantine.
 May not: run anything; choices come from the seed only (random sampling, not enumeration).
 """
 
@@ -48,17 +51,28 @@ def generate_twins_scenario(
     rng: random.Random, n: int, twin_indices: Sequence[int], rounds: int = DEFAULT_ROUNDS
 ) -> TwinsScenario:
     instances = [Instance(i) for i in range(n)] + [Instance(i, 1) for i in twin_indices]
+    twins = set(twin_indices)
     leaders: list[ValidatorIndex] = []
     partitions: list[ViewPartition] = []
     for _ in range(rounds):
         # Bias leaders towards the twins: their equivocation is what Twins explores.
-        if twin_indices and rng.random() < 0.5:
-            leaders.append(ValidatorIndex(rng.choice(list(twin_indices))))
+        if twins and rng.random() < 0.6:
+            leaders.append(ValidatorIndex(rng.choice(sorted(twins))))
         else:
             leaders.append(ValidatorIndex(rng.randrange(n)))
-        k = rng.randint(1, 3)
+        r = rng.random()
+        if r < 0.25:
+            partitions.append((frozenset(instances),))
+            continue
+        k = 2 if r < 0.85 else 3
         groups: list[set[Instance]] = [set() for _ in range(k)]
-        for inst in instances:
-            groups[rng.randrange(k)].add(inst)
+        # The two copies of a twin always land in different groups of a split view.
+        for t in sorted(twins):
+            a, b = rng.sample(range(k), 2)
+            groups[a].add(Instance(t))
+            groups[b].add(Instance(t, 1))
+        for i in range(n):
+            if i not in twins:
+                groups[rng.randrange(k)].add(Instance(i))
         partitions.append(tuple(frozenset(g) for g in groups if g))
     return TwinsScenario(tuple(twin_indices), tuple(leaders), tuple(partitions))

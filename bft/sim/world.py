@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from bft.core.actions import Action, Broadcast, Commit, Refusal, Send, SendRaw, ViewChange
+from bft.core.blocktree import genesis
+from bft.core.certs import Certifier
 from bft.core.config import ReplicaConfig
 from bft.core.errors import DecodeError
 from bft.core.messages import Message, Proposal, SafetyState, Timeout, Vote
@@ -149,7 +151,9 @@ class World:
             else [Instance(i) for i in range(spec.nodes)]
         )
         honest = [i for i in instances if i.index not in faulty]
-        self.checker = InvariantChecker(honest, spec.min_new_commits)
+        genesis_qc = genesis(spec.chain_id)[1]
+        certifier = Certifier(spec.chain_id, validators, genesis_qc, sig_cache)
+        self.checker = InvariantChecker(honest, spec.min_new_commits, certifier)
         self.issued: set[bytes] = set()
         self.nodes: dict[Instance, SimNode] = {}
         for inst in instances:
@@ -217,7 +221,11 @@ class World:
             self._handle(event)
             if self.spec.stop_on_violation and self.checker.violations:
                 break
-            if self.after_gst and not self.checker.lagging(self._halted()):
+            if (
+                self.after_gst
+                and self.sched.now >= self.spec.min_duration_s
+                and not self.checker.lagging(self._halted())
+            ):
                 break
             if self.events >= self.spec.max_events:
                 self.checker.on_event_budget(self.sched.now, self.events)
@@ -425,4 +433,4 @@ class World:
         heights = ",".join(str(b.height) for b in commit.blocks)
         self._trace(node.inst, f"commit height {heights}")
         self.checker.on_commit(self.sched.now, node.inst, commit)
-        node.commit_log.extend(zip(commit.blocks, commit.qcs, strict=True))
+        node.record_commit(commit.blocks, commit.qcs)

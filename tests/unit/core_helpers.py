@@ -17,6 +17,7 @@ from bft.core.actions import Action, Broadcast, Commit, Refusal, Send, SendRaw, 
 from bft.core.blocktree import BlockTree, genesis
 from bft.core.certs import Certifier
 from bft.core.config import ReplicaConfig
+from bft.core.leader import leader_of
 from bft.core.messages import (
     Block,
     Message,
@@ -43,6 +44,11 @@ GENESIS_BLOCK, GENESIS_QC = genesis(CHAIN)
 
 def vi(i: int) -> ValidatorIndex:
     return ValidatorIndex(i)
+
+
+def leader(view: int, **overrides: Any) -> ValidatorIndex:
+    """The leader of `view` under the test chain's (default or overridden) schedule."""
+    return leader_of(config(0, **overrides), View(view))
 
 
 def certifier(chain_id: str = CHAIN) -> Certifier:
@@ -95,7 +101,7 @@ def make_block(
         view=View(view),
         height=parent.height + 1 if height is None else height,
         parent_id=parent.id,
-        proposer=vi(view % N if proposer is None else proposer),
+        proposer=vi(leader(view) if proposer is None else proposer),
         qc=qc if qc is not None else (GENESIS_QC if parent.height == 0 else qc_for(parent)),
         txs=(f"tx-{view}-{parent.id.hex()[:8]}".encode(),) if txs is None else txs,
     )
@@ -184,9 +190,11 @@ class Cluster:
     """N replicas wired by an instant FIFO network; timers fire only when the network is idle.
 
     `down` replicas neither send nor receive (a partition) and their timers do not fire.
+    `lifo` delivers the newest message first (a reordering network) instead of FIFO.
     """
 
     overrides: dict[str, Any] = field(default_factory=dict)
+    lifo: bool = False
     replicas: list[Replica] = field(init=False)
     stores: list[MemoryStore] = field(init=False)
     queue: deque[tuple[int, int, Message]] = field(init=False, default_factory=deque)
@@ -226,7 +234,7 @@ class Cluster:
     def step(self) -> None:
         """Deliver one message, or, if none is queued, advance time to the next deadline."""
         if self.queue:
-            src, dst, msg = self.queue.popleft()
+            src, dst, msg = self.queue.pop() if self.lifo else self.queue.popleft()
             if src in self.down or dst in self.down:
                 return
             self.delivered.append((src, dst, msg))

@@ -41,7 +41,7 @@ def _base() -> list[Block]:
 def test_non_consecutive_views_never_commit(views: tuple[int, int, int]) -> None:
     base = _base()
     blocks = chain(base[0], views)
-    tree = tree_with(base + blocks)
+    tree = tree_with([*base, *blocks])
     for certified in blocks:
         assert committed_by(tree, certified) is None
     # Extending the tip in consecutive views makes the chain commit again (the rule is live).
@@ -57,7 +57,7 @@ def test_non_consecutive_views_never_commit(views: tuple[int, int, int]) -> None
 def test_two_chain_does_not_commit() -> None:
     base = _base()
     b1, b2 = chain(base[0], [10, 11])
-    tree = tree_with(base + [b1, b2])
+    tree = tree_with([*base, b1, b2])
     assert committed_by(tree, b2) is None
     assert committed_by(tree, b1) is None
 
@@ -112,6 +112,10 @@ def test_commit_of_a_block_not_extending_the_root_is_an_invariant_violation() ->
     # A pruned sibling at the root's height, and a descendant of a pruned block.
     with pytest.raises(InvariantViolation):
         tree.commit(fork1)
+    with pytest.raises(InvariantViolation):
+        tree.commit(fork2)
+    # Even with a QC on record for the pruned fork's block.
+    tree.record_qc(make_qc(fork2.id, 3))
     with pytest.raises(InvariantViolation):
         tree.commit(fork2)
     # The root itself is already committed.

@@ -8,9 +8,10 @@ import pytest
 from core_helpers import (
     GENESIS_BLOCK,
     GENESIS_QC,
+    KEYS,
     MemoryStore,
-    chain,
     certifier,
+    chain,
     encoded,
     make_block,
     make_qc,
@@ -19,6 +20,7 @@ from core_helpers import (
     sign_timeout,
     sign_vote,
     tree_with,
+    vi,
     with_state,
 )
 
@@ -26,6 +28,7 @@ from bft.core import wire
 from bft.core.errors import InvariantViolation
 from bft.core.messages import Block, Timeout, Vote
 from bft.core.safety import SafetyRules
+from bft.core.safety_store import DurableFileStore
 from bft.core.types import View
 
 
@@ -121,8 +124,18 @@ def test_lock_refuses_a_conflicting_block_with_an_older_qc() -> None:
     assert s.state.last_vote is None
 
 
+def test_lock_refuses_a_conflicting_block_whose_qc_is_as_old_as_the_lock() -> None:
+    s, (b1, b2, b3) = _locked_on_b1()
+    # A fork certified in the lock's own view (only a forged quorum can do that): not newer.
+    fork = make_block(GENESIS_BLOCK, 1, txs=(b"fork",))
+    on_fork = make_block(fork, 4, qc=make_qc(fork.id, 1))
+    tree = tree_with([b1, b2, b3, fork, on_fork])
+    assert on_fork.qc.view == s.state.locked_qc.view
+    assert "lock" in refused(s.vote(on_fork, tree))
+
+
 def test_lock_only_moves_forward() -> None:
-    b1, b2, b3 = chain(GENESIS_BLOCK, [1, 2, 3])
+    _, b2, b3 = chain(GENESIS_BLOCK, [1, 2, 3])
     s = safety_rules()
     s.observe_certified(b3)
     assert s.state.locked_qc.view == 2
@@ -233,6 +246,16 @@ def test_stale_restart_never_signs_a_new_vote_in_old_views() -> None:
     assert voted(s.vote(new11, tree)).block_id == new11.id
 
 
+def test_restart_without_stored_vote_bytes_still_refuses_the_last_voted_view() -> None:
+    store = MemoryStore(with_state(last_voted_view=View(10)))
+    s = safety_rules(store)
+    new10, new11 = (make_block(GENESIS_BLOCK, v, txs=(b"new",)) for v in (10, 11))
+    tree = tree_with([new10, new11])
+    assert "already voted" in refused(s.vote(new10, tree))
+    assert store.saves == []
+    assert voted(s.vote(new11, tree)).view == 11
+
+
 def test_stale_restart_never_signs_a_new_timeout_in_old_views() -> None:
     store = MemoryStore()
     s = _restarted_at_view_10(store)
@@ -281,14 +304,84 @@ def test_persisting_a_lower_state_is_an_invariant_violation(field: str) -> None:
     )
     s = safety_rules(store)
     lower = {
-        "last_voted_view": View(4),
-        "highest_timeout_view": View(4),
-        "locked_qc": qc_for(b1),
+        "last_voted_view": replace(s.state, last_voted_view=View(4)),
+        "highest_timeout_view": replace(s.state, highest_timeout_view=View(4)),
+        "locked_qc": replace(s.state, locked_qc=qc_for(b1)),
     }[field]
     with pytest.raises(InvariantViolation):
-        s._persist(replace(s.state, **{field: lower}))
+        s._persist(lower)
     assert store.saves == []
     assert s.state == store.state
     # Equal or higher is fine (so the check is not simply "always raise").
     s._persist(replace(s.state, last_voted_view=View(6)))
     assert store.saves[-1].last_voted_view == 6
+
+
+# --- the durable record ------------------------------------------------------------------------
+
+
+class RecordingFs:
+    """A Filesystem that logs every operation; `synced` holds what a crash would leave."""
+
+    def __init__(self) -> None:
+        self.ops: list[tuple[str, ...]] = []
+        self.files: dict[str, bytes] = {}
+        self.synced: dict[str, bytes] = {}
+        self.fail_on: str | None = None
+
+    def _log(self, *op: str) -> None:
+        if op[0] == self.fail_on:
+            raise OSError(f"{op[0]} failed")
+        self.ops.append(op)
+
+    def read(self, name: str) -> bytes | None:
+        return self.files.get(name)
+
+    def write(self, name: str, data: bytes) -> None:
+        self._log("write", name)
+        self.files[name] = data
+
+    def fsync(self, name: str) -> None:
+        self._log("fsync", name)
+        self.synced[name] = self.files[name]
+
+    def rename(self, src: str, dst: str) -> None:
+        self._log("rename", src, dst)
+        self.files[dst] = self.files.pop(src)
+
+    def fsync_dir(self) -> None:
+        self._log("fsync_dir")
+        self.synced = {k: v for k, v in self.files.items()}
+
+
+def test_durable_store_writes_temp_fsyncs_renames_then_fsyncs_the_directory() -> None:
+    fs = RecordingFs()
+    store = DurableFileStore(fs)
+    assert store.load() is None
+    b1 = make_block(GENESIS_BLOCK, 1)
+    s = SafetyRules(KEYS[0], vi(0), store, certifier(), GENESIS_QC)
+    vote = voted(s.vote(b1, tree_with([b1])))
+    record, temp = DurableFileStore.RECORD, DurableFileStore.TEMP
+    assert fs.ops == [("write", temp), ("fsync", temp), ("rename", temp, record), ("fsync_dir",)]
+    assert fs.synced[record] == fs.files[record]
+    loaded = DurableFileStore(fs).load()
+    assert loaded == s.state
+    assert loaded is not None and loaded.last_vote == encoded(vote)
+    # The restart re-sends the same bytes from the durable record.
+    again = SafetyRules(KEYS[0], vi(0), DurableFileStore(fs), certifier(), GENESIS_QC)
+    assert encoded(voted(again.vote(make_block(GENESIS_BLOCK, 1, txs=(b"B",)), tree_with([b1])))) == encoded(
+        vote
+    )
+
+
+@pytest.mark.parametrize("failing", ["write", "fsync", "rename", "fsync_dir"])
+def test_durable_store_failure_releases_nothing(failing: str) -> None:
+    fs = RecordingFs()
+    store = DurableFileStore(fs)
+    s = SafetyRules(KEYS[0], vi(0), store, certifier(), GENESIS_QC)
+    fs.fail_on = failing
+    b1 = make_block(GENESIS_BLOCK, 1)
+    with pytest.raises(OSError):
+        s.vote(b1, tree_with([b1]))
+    assert s.state.last_voted_view == 0
+    assert s.state.last_vote is None

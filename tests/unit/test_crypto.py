@@ -41,9 +41,7 @@ def verify_calls(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
 
 
 def test_sha256_known_vector() -> None:
-    assert sha256(b"abc").hex() == (
-        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-    )
+    assert sha256(b"abc").hex() == ("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
 
 
 def test_from_seed_is_deterministic_and_round_trips() -> None:
@@ -230,9 +228,7 @@ def test_tags_are_distinct_bytes() -> None:
     assert all(isinstance(v, bytes) for v in values)
 
 
-@pytest.mark.parametrize(
-    ("pk_len", "sig_len"), [(0, 64), (31, 64), (33, 64), (32, 0), (32, 63), (32, 65)]
-)
+@pytest.mark.parametrize(("pk_len", "sig_len"), [(0, 64), (31, 64), (33, 64), (32, 0), (32, 63), (32, 65)])
 def test_verify_false_on_garbage_sizes(pk_len: int, sig_len: int) -> None:
     key = PrivateKey.from_seed(SEED)
     sig = sign(key, Tag.VOTE, CHAIN, b"m")
@@ -322,10 +318,7 @@ def shares_for(
 def test_exact_quorum_accepted(n: int, quorum: int) -> None:
     keys = make_keys(n)
     validators = [k.public_key for k in keys]
-    assert (
-        verify_quorum(validators, quorum, Tag.VOTE, CHAIN, shares_for(keys, list(range(quorum))))
-        is None
-    )
+    assert verify_quorum(validators, quorum, Tag.VOTE, CHAIN, shares_for(keys, list(range(quorum)))) is None
     high = list(range(n - quorum, n))
     assert verify_quorum(validators, quorum, Tag.VOTE, CHAIN, shares_for(keys, high)) is None
     everyone = list(range(n))
@@ -356,13 +349,9 @@ def test_unknown_signer_rejected() -> None:
     validators = [k.public_key for k in keys[:4]]
     # Validator 4's key is real but not in the set; -1 would alias validator 3 if indexed.
     for outsider, signing_key in ((4, keys[4]), (9, keys[4]), (-1, keys[3])):
-        outsider_share = SignedShare(
-            outsider, b"block", sign(signing_key, Tag.VOTE, CHAIN, b"block")
-        )
+        outsider_share = SignedShare(outsider, b"block", sign(signing_key, Tag.VOTE, CHAIN, b"block"))
         shares = [*shares_for(keys, [0, 1]), outsider_share]
-        assert verify_quorum(validators, 3, Tag.VOTE, CHAIN, shares) == (
-            f"unknown signer {outsider}"
-        )
+        assert verify_quorum(validators, 3, Tag.VOTE, CHAIN, shares) == (f"unknown signer {outsider}")
 
 
 def test_signature_for_other_chain_rejected() -> None:
@@ -378,9 +367,7 @@ def test_signature_over_other_message_rejected() -> None:
     validators = [k.public_key for k in keys]
     forged = SignedShare(1, b"block", sign(keys[1], Tag.VOTE, CHAIN, b"other block"))
     shares = [*shares_for(keys, [0, 2]), forged]
-    assert verify_quorum(validators, 3, Tag.VOTE, CHAIN, shares) == (
-        "bad signature from validator 1"
-    )
+    assert verify_quorum(validators, 3, Tag.VOTE, CHAIN, shares) == ("bad signature from validator 1")
 
 
 def test_signature_under_other_tag_rejected() -> None:
@@ -397,9 +384,7 @@ def test_one_bad_signature_among_enough_good_rejected() -> None:
     sig = bytearray(shares[3].signature)
     sig[10] ^= 0x40
     shares[3] = SignedShare(3, b"block", bytes(sig))
-    assert verify_quorum(validators, 3, Tag.VOTE, CHAIN, shares) == (
-        "bad signature from validator 3"
-    )
+    assert verify_quorum(validators, 3, Tag.VOTE, CHAIN, shares) == ("bad signature from validator 3")
 
 
 def test_signature_by_wrong_validator_rejected() -> None:
@@ -410,9 +395,7 @@ def test_signature_by_wrong_validator_rejected() -> None:
         *shares_for(keys, [0, 1]),
         SignedShare(3, b"block", shares_for(keys, [0])[0].signature),
     ]
-    assert verify_quorum(validators, 3, Tag.VOTE, CHAIN, shares) == (
-        "bad signature from validator 3"
-    )
+    assert verify_quorum(validators, 3, Tag.VOTE, CHAIN, shares) == ("bad signature from validator 3")
 
 
 def test_timeout_certificate_with_differing_payloads_accepted() -> None:
@@ -420,8 +403,7 @@ def test_timeout_certificate_with_differing_payloads_accepted() -> None:
     validators = [k.public_key for k in keys]
     shares = [SignedShare(i, f"timeout high_qc={i}".encode(), b"") for i in range(3)]
     shares = [
-        SignedShare(s.signer, s.payload, sign(keys[s.signer], Tag.TIMEOUT, CHAIN, s.payload))
-        for s in shares
+        SignedShare(s.signer, s.payload, sign(keys[s.signer], Tag.TIMEOUT, CHAIN, s.payload)) for s in shares
     ]
     assert verify_quorum(validators, 3, Tag.TIMEOUT, CHAIN, shares) is None
 

@@ -207,9 +207,7 @@ def test_safety_state_rejects_unknown_version() -> None:
 
 
 def test_safety_state_rejects_truncation_and_message_bytes() -> None:
-    data = encode_safety_state(
-        SafetyState(View(1), GENESIS_QC, View(0), last_vote=None, last_timeout=None)
-    )
+    data = encode_safety_state(SafetyState(View(1), GENESIS_QC, View(0), last_vote=None, last_timeout=None))
     with pytest.raises(Truncated):
         decode_safety_state(data[:-1])
     with pytest.raises(WrongType):
@@ -467,9 +465,7 @@ def test_wrong_type(data: bytes, what: str) -> None:
 
 def test_wrong_type_boundaries_are_exact() -> None:
     assert decode(_vote_with(1, 2**63 - 1)) == dataclasses.replace(vote(), view=View(2**63 - 1))
-    assert decode(_vote_with(3, 2**16 - 1)) == dataclasses.replace(
-        vote(), author=ValidatorIndex(2**16 - 1)
-    )
+    assert decode(_vote_with(3, 2**16 - 1)) == dataclasses.replace(vote(), author=ValidatorIndex(2**16 - 1))
 
 
 @pytest.mark.parametrize("count", [0, MAX_BLOCKS_PER_RESPONSE + 1])
@@ -586,9 +582,7 @@ def _mutate(data: bytes, mutations: list[tuple[str, int, int]]) -> bytes:
 
 @SETTINGS
 @given(st.sampled_from(SAMPLE_ENCODINGS), st.lists(_mutation, min_size=1, max_size=4))
-def test_mutated_encodings_only_decode_or_refuse(
-    data: bytes, mutations: list[tuple[str, int, int]]
-) -> None:
+def test_mutated_encodings_only_decode_or_refuse(data: bytes, mutations: list[tuple[str, int, int]]) -> None:
     _decodes_or_refuses(_mutate(data, mutations))
 
 
@@ -622,9 +616,7 @@ _messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(Vote, view=_views, block_id=_block_ids, author=_indices, signature=_sigs),
     st.builds(Timeout, view=_views, high_qc=_qcs, author=_indices, signature=_sigs),
     st.builds(SyncInfo, high_qc=_qcs, high_tc=st.none() | _tcs),
-    st.builds(
-        BlockRequest, block_id=_block_ids, max_blocks=st.integers(1, MAX_BLOCKS_PER_RESPONSE)
-    ),
+    st.builds(BlockRequest, block_id=_block_ids, max_blocks=st.integers(1, MAX_BLOCKS_PER_RESPONSE)),
     st.builds(BlockResponse, blocks=st.lists(_blocks, max_size=3).map(tuple)),
 )
 

@@ -1,0 +1,97 @@
+"""The real replica under the simulator: honest campaigns stay safe and live, Twins stays safe,
+replays are exact, and deliberately weakened replicas are caught."""
+
+from __future__ import annotations
+
+import pytest
+
+import bft.core.replica as replica_module
+from bft.core.blocktree import BlockTree
+from bft.core.messages import Block
+from bft.core.program import Program
+from bft.core.replica import Replica
+from bft.core.safety_store import DurableFileStore, Filesystem
+from bft.sim import HONEST, NodeContext, SimSpec, run_campaign, run_schedule
+from bft.sim.invariants import AGREEMENT, PERSIST_BEFORE_SEND
+from bft.sim.world import TraceEntry
+
+
+def _campaign(spec: SimSpec, seeds: range) -> None:
+    result = run_campaign(spec, seeds, {})
+    print(f"\nn={spec.nodes} twins={spec.twins}: {result.summary()}")
+    assert result.ok, result.report()
+    assert result.schedules == len(seeds)
+    assert result.total_commits >= spec.min_new_commits * len(seeds)
+
+
+def test_honest_campaign_n4() -> None:
+    _campaign(SimSpec(nodes=4), range(100))
+
+
+def test_honest_campaign_n7() -> None:
+    _campaign(SimSpec(nodes=7), range(100))
+
+
+def test_twins_campaign_n4() -> None:
+    _campaign(SimSpec(nodes=4, twins=True), range(100))
+
+
+def test_twins_campaign_n7() -> None:
+    _campaign(SimSpec(nodes=7, twins=True), range(30))
+
+
+def test_replay_is_exact() -> None:
+    spec = SimSpec(nodes=4)
+    for seed in (3, 17):
+        t1: list[TraceEntry] = []
+        t2: list[TraceEntry] = []
+        assert run_schedule(spec, seed, {}, trace=t1) == run_schedule(spec, seed, {}, trace=t2)
+        assert t1 == t2
+
+
+def test_weakened_commit_rule_is_caught_by_twins(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Commit a block as soon as it is certified (a one-chain): unsafe under equivocation.
+    def one_chain(tree: BlockTree, certified: Block) -> Block | None:
+        return certified
+
+    monkeypatch.setattr(replica_module, "committed_by", one_chain)
+    spec = SimSpec(nodes=4, twins=True)
+    for seed in range(300):
+        r = run_schedule(spec, seed, {})
+        if any(v.kind == AGREEMENT for v in r.violations):
+            assert f"bft sim --nodes 4 --byzantine twins --seed {seed}" in r.failure_report()
+            return
+    pytest.fail("Twins did not catch a one-chain commit rule in 300 seeds")
+
+
+class _NoDirSync:
+    """A filesystem whose fsync_dir does nothing: renames never become durable."""
+
+    def __init__(self, fs: Filesystem) -> None:
+        self._fs = fs
+
+    def read(self, name: str) -> bytes | None:
+        return self._fs.read(name)
+
+    def write(self, name: str, data: bytes) -> None:
+        self._fs.write(name, data)
+
+    def fsync(self, name: str) -> None:
+        self._fs.fsync(name)
+
+    def rename(self, src: str, dst: str) -> None:
+        self._fs.rename(src, dst)
+
+    def fsync_dir(self) -> None:
+        pass
+
+
+def test_store_without_directory_sync_is_caught() -> None:
+    def sloppy(ctx: NodeContext) -> Program:
+        store = DurableFileStore(_NoDirSync(ctx.fs))
+        return Replica(
+            ctx.config, ctx.key, store, ctx.payload, root=ctx.root, now=ctx.now, sig_cache=ctx.sig_cache
+        )
+
+    r = run_schedule(SimSpec(nodes=4), 1, {HONEST: sloppy})
+    assert PERSIST_BEFORE_SEND in {v.kind for v in r.violations}
