@@ -31,16 +31,16 @@ class GarbageSender(Behaviour):
         return [action, SendRaw(to, self._garbage(action.msg))]
 
     def _garbage(self, msg: Message) -> bytes:
-        kind = self.rng.randrange(5)
-        if kind == 0:
+        kind = self.rng.randrange(20)
+        if kind < 4:
             return self.rng.randbytes(self.rng.randrange(1, 512))
-        if kind == 1:
+        if kind == 4:
             return b"\x9f" * (wire.MAX_MESSAGE_SIZE_BYTES + 1)
         data = bytearray(wire.encode(msg))
-        if kind == 2:
+        if kind < 10:
             i = self.rng.randrange(len(data))
             data[i] ^= 1 << self.rng.randrange(8)
-        elif kind == 3:
+        elif kind < 15:
             del data[self.rng.randrange(len(data)) :]
         else:
             data += self.rng.randbytes(self.rng.randrange(1, 16))

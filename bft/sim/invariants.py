@@ -6,9 +6,10 @@ any instance proposes; the checker records each broken invariant as a `Violation
 
 - agreement: no two honest replicas commit different blocks at one height; each replica's
   commits are consecutive heights, each extending its own previous commit (across restarts).
-- conflicting-qc: no valid QC seen anywhere, at a view at or above a committed block's view,
-  certifies a block that does not extend it. This is the key lemma of HotStuff's safety proof;
-  it fails before conflicting commits can, so it catches weakened rules sooner.
+- conflicting-qc: no valid QC seen anywhere, at a view at or above the view of a block that
+  closed a commit's three-chain, certifies a block that does not extend that block. This is the
+  key lemma of HotStuff's safety proof; it fails before conflicting commits can, so it catches
+  weakened rules sooner.
 - validity: every committed transaction was seen in some proposal on the network, and no
   transaction is committed at two heights.
 - double-sign: no honest validator sends two different votes, or two different timeouts, for one
@@ -149,6 +150,8 @@ class InvariantChecker:
         """An honest instance committed `commit.blocks` (oldest first)."""
         if inst not in self.honest:
             return
+        if commit.blocks:
+            self._on_direct_commit(time_s, commit.blocks[-1])
         for block in commit.blocks:
             tip = self._tip.get(inst)
             if tip is None:
@@ -163,8 +166,6 @@ class InvariantChecker:
                     f"not extend its previous commit at height {tip[0]} ({tip[1].hex()[:16]})",
                 )
             self._tip[inst] = (block.height, block.id)
-            if block.height not in self._committed:
-                self._on_new_commit(time_s, block)
             other = self._committed.setdefault(block.height, (block.id, inst))
             if other[0] != block.id:
                 self._violate(
@@ -198,7 +199,7 @@ class InvariantChecker:
         elif isinstance(msg, BlockResponse):
             for block in msg.blocks:
                 self._blocks.setdefault(block.id, block)
-        elif isinstance(msg, Timeout) or isinstance(msg, SyncInfo):
+        elif isinstance(msg, Timeout | SyncInfo):
             qcs.append(msg.high_qc)
         for qc in qcs:
             key = (qc.view, qc.block_id)
@@ -209,8 +210,13 @@ class InvariantChecker:
             if committed:
                 self._check_extends(time_s, qc.view, qc.block_id, committed[-1])
 
-    def _on_new_commit(self, time_s: float, block: Block) -> None:
+    def _on_direct_commit(self, time_s: float, block: Block) -> None:
+        """The last block of a commit closed a three-chain itself. The lemma speaks of QCs at its
+        view or later; its ancestors were committed through it, so older dead forks are fine."""
+        if any(b.id == block.id for b in self._committed_chain[-4:]):
+            return
         self._committed_chain.append(block)
+        self._committed_chain.sort(key=lambda b: b.view)
         self._blocks.setdefault(block.id, block)
         for view, block_id in self._qc_views:
             if view >= block.view:

@@ -30,7 +30,7 @@ class SimSpec:
     twins: bool = False
     chain_id: str = "sim"
     base_timeout_s: float = 1.0
-    max_timeout_s: float = 8.0
+    max_timeout_s: float = 4.0
     # Delay bound after GST; must be well below the base timeout.
     delta_s: float = 0.1
     max_gst_s: float = 20.0
@@ -38,7 +38,7 @@ class SimSpec:
     window_s: float = 60.0
     min_new_commits: int = 3
     # A schedule runs at least this long, so Byzantine behaviours get many views to act in.
-    min_duration_s: float = 30.0
+    min_duration_s: float = 15.0
     twins_rounds: int = DEFAULT_ROUNDS
     shuffle_byzantine: bool = True
     crashes: bool = True
