@@ -8,10 +8,10 @@ must carry (QC vs TC is the caller's business), or import anything beyond the st
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from crypto.lru import LruSet
 from crypto.signing import SignatureCache, Tag, verify
 
 
@@ -75,7 +75,7 @@ def verify_quorum(
     return None
 
 
-class VerifiedCertCache:
+class VerifiedCertCache(LruSet):
     """Bounded LRU set of digests of certificates that already passed `verify_quorum`.
 
     Contract: holds at most `max_entries`; a membership test that hits marks the digest
@@ -83,26 +83,7 @@ class VerifiedCertCache:
     of certificates that verified. Not thread-safe.
     """
 
-    __slots__ = ("_entries", "_max_entries")
+    __slots__ = ()
 
     def __init__(self, max_entries: int = 4096) -> None:
-        if max_entries < 1:
-            raise ValueError("max_entries must be at least 1")
-        self._max_entries = max_entries
-        self._entries: OrderedDict[bytes, None] = OrderedDict()
-
-    def __contains__(self, digest: object) -> bool:
-        if not isinstance(digest, bytes) or digest not in self._entries:
-            return False
-        self._entries.move_to_end(digest)
-        return True
-
-    def add(self, digest: bytes) -> None:
-        """Remember `digest`, evicting the least recently used entry if full."""
-        self._entries[digest] = None
-        self._entries.move_to_end(digest)
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._entries)
+        super().__init__(max_entries)

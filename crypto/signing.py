@@ -8,13 +8,13 @@ opaque payload bytes), or import anything beyond the stdlib and `cryptography`.
 from __future__ import annotations
 
 import enum
-from collections import OrderedDict
 
 from cryptography.exceptions import InvalidSignature
 
 from crypto.errors import CryptoError
 from crypto.hashing import sha256
 from crypto.keys import PUBLIC_KEY_LEN, SIGNATURE_LEN, PrivateKey, load_public_key
+from crypto.lru import LruSet
 
 
 class Tag(bytes, enum.Enum):
@@ -89,13 +89,10 @@ class SignatureCache:
     trio callers).
     """
 
-    __slots__ = ("_entries", "_max_entries")
+    __slots__ = ("_entries",)
 
     def __init__(self, max_entries: int = 65536) -> None:
-        if max_entries < 1:
-            raise ValueError("max_entries must be at least 1")
-        self._max_entries = max_entries
-        self._entries: OrderedDict[bytes, None] = OrderedDict()
+        self._entries = LruSet(max_entries)
 
     @staticmethod
     def _digest(public_key: bytes, message: bytes, signature: bytes) -> bytes:
@@ -107,19 +104,11 @@ class SignatureCache:
 
     def contains(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
         """True if the triple was added and not yet evicted; a hit marks it recently used."""
-        digest = self._digest(public_key, message, signature)
-        if digest not in self._entries:
-            return False
-        self._entries.move_to_end(digest)
-        return True
+        return self._digest(public_key, message, signature) in self._entries
 
     def add(self, public_key: bytes, message: bytes, signature: bytes) -> None:
         """Remember a triple that verified, evicting the least recently used if full."""
-        digest = self._digest(public_key, message, signature)
-        self._entries[digest] = None
-        self._entries.move_to_end(digest)
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
+        self._entries.add(self._digest(public_key, message, signature))
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -95,6 +95,8 @@ class Replica:
         self._committed_txs: set[bytes] = set()
         self._committed_tx = committed_tx if committed_tx is not None else self._committed_txs.__contains__
         self._out: list[Action] = []
+        # The first on_timer call (due at once) lets the leader of the start view propose.
+        self._started_at: float | None = now
 
     # Read-only views for drivers, tests and the simulator.
 
@@ -119,7 +121,7 @@ class Replica:
         return self._safety.state
 
     def next_deadline(self) -> float | None:
-        return self._pacemaker.deadline
+        return self._started_at if self._started_at is not None else self._pacemaker.deadline
 
     # Inputs.
 
@@ -141,6 +143,10 @@ class Replica:
         return self._take_actions()
 
     def on_timer(self, now: float) -> list[Action]:
+        if self._started_at is not None:
+            self._started_at = None
+            if self.view == self._high_qc.view + 1:
+                self._propose(now)
         if now >= self._pacemaker.deadline:
             self._pacemaker.on_local_timeout(now)
             self._local_timeout(self._pacemaker.view, now)
@@ -175,11 +181,10 @@ class Replica:
             return
         if block.parent_id not in self._tree:
             self._wait_for(block.parent_id, sender, now)
-            waiting = self._waiting_proposals.setdefault(block.parent_id, [])
             if self._waiting_count() >= self._config.max_pending_blocks:
                 self._refuse(sender, block.view, "proposal", "too many proposals wait for ancestors")
             else:
-                waiting.append((sender, proposal))
+                self._waiting_proposals.setdefault(block.parent_id, []).append((sender, proposal))
             return
         self._on_valid_block(sender, block, now)
 
@@ -318,7 +323,8 @@ class Replica:
         certified = self._tree.get(qc.block_id)
         if certified is None:
             if qc.block_id not in self._committed_blocks and qc.view > self._tree.root.view:
-                self._waiting_qcs.setdefault(qc.block_id, qc)
+                if len(self._waiting_qcs) < self._config.max_pending_blocks:
+                    self._waiting_qcs.setdefault(qc.block_id, qc)
                 self._wait_for(qc.block_id, self._holder_of(qc, source), now)
         else:
             self._tree.record_qc(qc)

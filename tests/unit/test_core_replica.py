@@ -461,14 +461,18 @@ def test_proposals_waiting_for_missing_ancestors_stay_bounded() -> None:
 
 def test_local_timer_broadcasts_a_timeout_and_resends_identical_bytes() -> None:
     store = MemoryStore()
-    replica = make_replica(0, store)
+    # A replica that does not lead view 1, so its only signature here is the timeout.
+    me = next(i for i in range(N) if leader(1) != i)
+    replica = make_replica(me, store)
+    assert replica.next_deadline() == 0.0  # due at once: the start, where a leader would propose
+    assert replica.on_timer(0.0) == []
     deadline = replica.next_deadline()
     assert deadline == 1.0
     assert replica.on_timer(0.5) == []
     first = timeouts_in(replica.on_timer(1.0))
     assert len(first) == 1
     assert of_type(replica.on_timer(1.0), Broadcast) == []  # the deadline moved on
-    assert (first[0].view, first[0].author, first[0].high_qc) == (1, 0, GENESIS_QC)
+    assert (first[0].view, first[0].author, first[0].high_qc) == (1, me, GENESIS_QC)
     assert certifier().check_timeout(first[0]) is None
     next_deadline = replica.next_deadline()
     assert next_deadline is not None and next_deadline > 1.0
@@ -476,10 +480,24 @@ def test_local_timer_broadcasts_a_timeout_and_resends_identical_bytes() -> None:
     assert [encoded(t) for t in again] == [encoded(first[0])]
     assert len(store.saves) == 1
     # A restart in the same view re-sends the stored bytes too.
-    restarted = make_replica(0, store, now=10.0)
+    restarted = make_replica(me, store, now=10.0)
+    assert restarted.on_timer(10.0) == []
     deadline = restarted.next_deadline()
     assert deadline is not None
     assert [encoded(t) for t in timeouts_in(restarted.on_timer(deadline))] == [encoded(first[0])]
+
+
+def test_the_leader_of_the_first_view_proposes_at_start_without_waiting_for_a_timeout() -> None:
+    first_leader = leader(1)
+    replica = make_replica(first_leader)
+    assert replica.next_deadline() == 0.0
+    actions = replica.on_timer(0.0)
+    (proposal,) = [a.msg for a in of_type(actions, Broadcast) if isinstance(a.msg, Proposal)]
+    assert (proposal.view, proposal.block.height, proposal.tc) == (1, 1, None)
+    assert proposal.block.qc == GENESIS_QC
+    assert replica.safety_state.last_voted_view == 1  # it voted for its own block
+    assert replica.next_deadline() == 1.0
+    assert replica.on_timer(0.0) == []  # the start happens once
 
 
 def test_one_timeout_does_not_make_a_replica_join_but_f_plus_1_do() -> None:
