@@ -10,9 +10,24 @@ from dataclasses import replace
 from typing import Any
 
 from bft.adversary.base import Behaviour, spread
+from bft.core import wire
 from bft.core.actions import Action, Broadcast, Send
-from bft.core.messages import Block, Message, Proposal, QuorumCert, SyncInfo, Timeout, TimeoutCert
-from bft.core.types import ValidatorIndex, View
+from bft.core.messages import (
+    Block,
+    BlockRequest,
+    BlockResponse,
+    Message,
+    Proposal,
+    QuorumCert,
+    SyncInfo,
+    Timeout,
+    TimeoutCert,
+)
+from bft.core.types import BlockId, ValidatorIndex, View
+from crypto.signing import Tag, sign
+
+# Fabricated blocks served on request, newest kept.
+MAX_FABRICATED = 64
 
 
 class EquivocatingLeader(Behaviour):
@@ -101,13 +116,30 @@ class EquivocatingLeader(Behaviour):
 
 class ForgedQC(Behaviour):
     """Proposes, syncs and times out with forged QCs: too few signers, one signer repeated to a
-    quorum, or signatures made for another chain id; over real blocks and fabricated forks."""
+    quorum, or signatures made for another chain id; over real blocks and fabricated forks.
+
+    Its strongest move fabricates a fork of three blocks in consecutive views off its committed
+    root, each "certified" by a forged QC, proposes on top of it and serves the fabricated blocks
+    when asked: a replica that accepted forged QCs would commit the fork.
+    """
 
     name = "forged-qc"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fabricated: dict[BlockId, tuple[Block, ...]] = {}
+
+    def on_input(self, sender: ValidatorIndex, msg: Message, now: float) -> list[Action]:
+        if isinstance(msg, BlockRequest) and msg.block_id in self._fabricated:
+            return [Send(sender, BlockResponse(self._fabricated[msg.block_id]))]
+        return []
 
     def rewrite(self, action: Action, now: float) -> list[Action]:
         if isinstance(action, Broadcast) and isinstance(action.msg, Proposal):
             block = action.msg.block
+            fork = self._fabricated_fork(block) if self.rng.random() < 0.5 else None
+            if fork is not None:
+                return [Broadcast(self.propose(fork, None))]
             qc, parent = self._forged_qc_and_parent(block.qc)
             forged = Block(block.view, parent.height + 1, parent.id, self.me, qc, block.txs)
             return [Broadcast(self.propose(forged, action.msg.tc))]
@@ -116,6 +148,26 @@ class ForgedQC(Behaviour):
             timeout = self.certifier.sign_timeout(self.key, self.me, action.msg.view, qc)
             return [Broadcast(timeout), Broadcast(SyncInfo(qc, None))]
         return [action]
+
+    def _fabricated_fork(self, block: Block) -> Block | None:
+        """A block for `block.view` on top of three fabricated blocks in the three views before it."""
+        root = self.inner.last_committed
+        first_view = block.view - 3
+        if first_view <= root.view:
+            return None
+        parent, qc = root, self._duplicated(root.view, root)
+        chain: list[Block] = []
+        for offset in range(3):
+            view = View(first_view + offset)
+            fabricated = Block(view, parent.height + 1, parent.id, self.me, qc, (b"fabricated/%d" % view,))
+            chain.append(fabricated)
+            parent, qc = fabricated, self._duplicated(view, fabricated)
+        newest_first = tuple(reversed(chain))
+        for i, fabricated in enumerate(newest_first):
+            self._fabricated[fabricated.id] = newest_first[i:]
+        while len(self._fabricated) > MAX_FABRICATED:
+            self._fabricated.pop(next(iter(self._fabricated)))
+        return Block(block.view, parent.height + 1, parent.id, self.me, qc, block.txs)
 
     def _forged_qc_and_parent(self, real: QuorumCert) -> tuple[QuorumCert, Block]:
         """A forged QC for a block of ours: the real QC's block or a fabricated child of it."""
@@ -130,19 +182,20 @@ class ForgedQC(Behaviour):
             view = target.view
         return self._forge(view, target), target
 
+    def _duplicated(self, view: View, block: Block) -> QuorumCert:
+        """Our own vote repeated to a quorum."""
+        own = self.vote_for(view, block.id).signature
+        return QuorumCert(view, block.id, tuple((self.me, own) for _ in range(self.config.validators.quorum)))
+
     def _forge(self, view: View, block: Block) -> QuorumCert:
         quorum = self.config.validators.quorum
         kind = self.rng.choice(("duplicated", "too-few", "other-chain"))
         if kind == "duplicated":
-            own = self.vote_for(view, block.id).signature
-            signatures = tuple((self.me, own) for _ in range(quorum))
-        elif kind == "too-few":
+            return self._duplicated(view, block)
+        if kind == "too-few":
             own = self.vote_for(view, block.id).signature
             signatures = tuple((ValidatorIndex(i), own) for i in range(quorum - 1))
         else:
-            from bft.core import wire
-            from crypto.signing import Tag, sign
-
             payload = wire.vote_signing_payload(view, block.id)
             other = sign(self.key, Tag.VOTE, self.config.chain_id + "-other", payload)
             signatures = tuple((ValidatorIndex(i), other) for i in range(quorum))
