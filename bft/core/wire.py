@@ -16,7 +16,8 @@ bytes, it returns a message or raises a `DecodeError` subclass.
 
 from __future__ import annotations
 
-from typing import Any, Final, NoReturn
+from collections.abc import Callable
+from typing import Any, Final, NoReturn, TypeVar
 
 import cbor2
 
@@ -45,6 +46,8 @@ from bft.core.messages import (
 )
 from bft.core.types import BLOCK_ID_SIZE_BYTES, BlockId, ValidatorIndex, View
 from crypto.hashing import sha256
+
+_T = TypeVar("_T")
 
 MAX_MESSAGE_SIZE_BYTES: Final = 4 * 1024 * 1024
 # The deepest valid value (a signature pair inside a QC inside a block inside a BlockResponse)
@@ -477,23 +480,41 @@ def _to_safety_state(obj: object) -> SafetyState:
 # Decoding
 
 
-def decode(data: bytes, max_size_bytes: int = MAX_MESSAGE_SIZE_BYTES) -> Message:
-    """The message `data` canonically encodes; raises a `DecodeError` subclass for anything else."""
+def _decode_as(
+    data: bytes, convert: Callable[[object], _T], what: str, max_size_bytes: int = MAX_MESSAGE_SIZE_BYTES
+) -> _T:
+    """Parse strictly, then convert; only ever a value or a `DecodeError`."""
     obj = _parse(data, max_size_bytes)
     try:
-        return _to_message(obj)
+        return convert(obj)
     except DecodeError:
         raise
     except Exception as exc:  # the checks above should make this unreachable; contain it anyway
-        raise DecodeError(f"malformed message: {exc!r}") from exc
+        raise DecodeError(f"malformed {what}: {exc!r}") from exc
+
+
+def decode(data: bytes, max_size_bytes: int = MAX_MESSAGE_SIZE_BYTES) -> Message:
+    """The message `data` canonically encodes; raises a `DecodeError` subclass for anything else."""
+    return _decode_as(data, _to_message, "message", max_size_bytes)
 
 
 def decode_safety_state(data: bytes) -> SafetyState:
     """The safety state `data` canonically encodes; raises a `DecodeError` subclass otherwise."""
-    obj = _parse(data, MAX_MESSAGE_SIZE_BYTES)
-    try:
-        return _to_safety_state(obj)
-    except DecodeError:
-        raise
-    except Exception as exc:  # as in `decode`
-        raise DecodeError(f"malformed safety state: {exc!r}") from exc
+    return _decode_as(data, _to_safety_state, "safety state")
+
+
+def encode_block(block: Block) -> bytes:
+    """A block on its own, for storage (its id is recomputed on decoding)."""
+    return _dumps(_block_obj(block))
+
+
+def decode_block(data: bytes) -> Block:
+    return _decode_as(data, _to_block, "block")
+
+
+def encode_qc(qc: QuorumCert) -> bytes:
+    return _dumps(_qc_obj(qc))
+
+
+def decode_qc(data: bytes) -> QuorumCert:
+    return _decode_as(data, _to_qc, "QC")
