@@ -62,10 +62,13 @@ class Replica:
         now: float = 0.0,
         sig_cache: SignatureCache | None = None,
         committed_tx: Callable[[bytes], bool] | None = None,
+        committed_block: Callable[[BlockId], Block | None] | None = None,
     ) -> None:
         """Start (or restart) a replica. The safety state is loaded from `store`. `root` is the last
         committed block with the QC certifying it (None: genesis). `committed_tx` answers whether a
-        transaction is already committed (default: remembered in memory since start)."""
+        transaction is already committed, `committed_block` looks up a committed block by id to
+        serve peers that catch up; by default both remember what was committed since start, in
+        memory (fine for simulations; a node passes lookups backed by its block store)."""
         self._config = config
         self._key = key
         self._payload = payload
@@ -91,9 +94,16 @@ class Replica:
         self._orphans: dict[BlockId, tuple[Block, ...]] = {}
         self._fetching: dict[BlockId, tuple[ValidatorIndex, float]] = {}
         self._synced_peer: dict[ValidatorIndex, tuple[View, float]] = {}
-        self._committed_blocks: dict[BlockId, Block] = {root_block.id: root_block}
+        # With injected lookups these stay empty: the node's block store remembers instead.
+        self._committed_blocks: dict[BlockId, Block] = {}
         self._committed_txs: set[bytes] = set()
+        self._remember_commits = committed_tx is None or committed_block is None
         self._committed_tx = committed_tx if committed_tx is not None else self._committed_txs.__contains__
+        self._committed_block = (
+            committed_block if committed_block is not None else self._committed_blocks.get
+        )
+        if self._remember_commits:
+            self._committed_blocks[root_block.id] = root_block
         self._out: list[Action] = []
         # The first on_timer call (due at once) lets the leader of the start view propose.
         self._started_at: float | None = now
@@ -322,7 +332,7 @@ class Replica:
             self._high_qc = qc
         certified = self._tree.get(qc.block_id)
         if certified is None:
-            if qc.block_id not in self._committed_blocks and qc.view > self._tree.root.view:
+            if qc.view > self._tree.root.view and self._committed_block(qc.block_id) is None:
                 if len(self._waiting_qcs) < self._config.max_pending_blocks:
                     self._waiting_qcs.setdefault(qc.block_id, qc)
                 self._wait_for(qc.block_id, self._holder_of(qc, source), now)
@@ -345,9 +355,10 @@ class Replica:
 
     def _commit(self, block: Block, commit_qc: QuorumCert) -> None:
         blocks, qcs = self._tree.commit(block)
-        for b in blocks:
-            self._committed_blocks[b.id] = b
-            self._committed_txs.update(b.txs)
+        if self._remember_commits:
+            for b in blocks:
+                self._committed_blocks[b.id] = b
+                self._committed_txs.update(b.txs)
         self._out.append(Commit(blocks, qcs, commit_qc))
         root_height = self._tree.root.height
         self._orphans = {k: c for k, c in self._orphans.items() if c[-1].height > root_height}
@@ -477,7 +488,7 @@ class Replica:
         self._out.append(Send(sender, BlockResponse(tuple(blocks))))
 
     def _known_block(self, block_id: BlockId) -> Block | None:
-        return self._tree.get(block_id) or self._committed_blocks.get(block_id)
+        return self._tree.get(block_id) or self._committed_block(block_id)
 
     def _on_block_response(self, sender: ValidatorIndex, response: BlockResponse, now: float) -> None:
         blocks = response.blocks
