@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from bft.core.types import max_faulty
 
@@ -16,9 +17,120 @@ from bft.core.types import max_faulty
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bft", description="A Byzantine-fault-tolerant consensus node.")
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_testnet(commands)
+    _add_node(commands)
+    _add_cluster(commands)
     _add_sim(commands)
     args = parser.parse_args(argv)
     code: int = args.run(args)
+    return code
+
+
+def _add_testnet(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    testnet = commands.add_parser(
+        "testnet",
+        help="write the configuration, keys and genesis of an N-node network",
+        description=(
+            "Write DIR/node<i>/config.toml ([p2p] listen and [api] listen as host:port; node i uses "
+            "ports P+2i and P+2i+1), a private key file per node (mode 0600) and the shared genesis "
+            "(DIR/genesis.json, copied into each node directory)."
+        ),
+    )
+    testnet.add_argument("--nodes", type=int, required=True, help="number of validators")
+    testnet.add_argument("--out", type=Path, required=True, help="output directory")
+    testnet.add_argument("--base-port", type=int, default=26600, help="first port (default 26600)")
+    testnet.set_defaults(run=_run_testnet)
+
+
+def _run_testnet(args: argparse.Namespace) -> int:
+    from bft.node.errors import NodeError
+    from bft.node.testnet import write_testnet
+
+    if args.nodes < 1:
+        print("bft testnet: --nodes must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        homes = write_testnet(args.nodes, args.out, args.base_port)
+    except NodeError as e:
+        print(f"bft testnet: {e}", file=sys.stderr)
+        return 2
+    for home in homes:
+        print(f"wrote {home}")
+    return 0
+
+
+def _add_node(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from bft.adversary import BEHAVIOURS
+
+    node = commands.add_parser(
+        "node",
+        help="run one node until SIGINT or SIGTERM",
+        description="Run the node whose configuration is in DIR/config.toml until SIGINT or SIGTERM.",
+    )
+    node.add_argument("--home", type=Path, required=True, help="the node's directory (DIR/node<i>)")
+    node.add_argument(
+        "--byzantine", choices=sorted(BEHAVIOURS), default=None, help="run this Byzantine behaviour"
+    )
+    node.set_defaults(run=_run_node)
+
+
+def _run_node(args: argparse.Namespace) -> int:
+    from bft.node.errors import NodeError
+    from bft.node.process import run_node
+    from crypto.errors import CryptoError
+
+    try:
+        return run_node(args.home, args.byzantine)
+    except (NodeError, CryptoError) as e:
+        print(f"bft node: {e}", file=sys.stderr)
+        return 2
+
+
+def _add_cluster(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from bft.adversary import BEHAVIOURS
+
+    cluster = commands.add_parser(
+        "cluster",
+        help="set up and run a local cluster of node processes with a live view",
+        description=(
+            "Start N nodes as separate processes on 127.0.0.1 (keys and configuration are written to "
+            "the data directory on first use), show each node's view, committed height, leader, "
+            "commits per second and peers, and stop them all on Ctrl-C."
+        ),
+    )
+    cluster.add_argument("--nodes", type=int, default=None, help="number of nodes (default 4)")
+    cluster.add_argument("--home", type=Path, default=None, help="data directory (default ~/.bft/cluster-N)")
+    cluster.add_argument("--base-port", type=int, default=None, help="first port (default from configs/)")
+    cluster.add_argument(
+        "--byzantine",
+        default="",
+        help=f"comma-separated behaviours for the last nodes ({', '.join(sorted(BEHAVIOURS))})",
+    )
+    cluster.set_defaults(run=_run_cluster)
+
+
+def _run_cluster(args: argparse.Namespace) -> int:
+    import trio
+    from rich.console import Console
+
+    from bft.adversary import BEHAVIOURS
+    from bft.node.cluster import default_home, run_cluster
+    from bft.node.config import load_cluster_defaults
+
+    defaults = load_cluster_defaults()
+    nodes = args.nodes if args.nodes is not None else defaults.nodes
+    base_port = args.base_port if args.base_port is not None else defaults.base_port
+    names = [b.strip() for b in args.byzantine.split(",") if b.strip()]
+    unknown = sorted(set(names) - set(BEHAVIOURS))
+    if unknown:
+        print(f"bft cluster: unknown behaviour(s) {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    if nodes < 1 or len(names) > max_faulty(nodes):
+        print(f"bft cluster: {len(names)} Byzantine nodes exceed f = {max_faulty(nodes)}", file=sys.stderr)
+        return 2
+    byzantine = {nodes - 1 - k: name for k, name in enumerate(names)}
+    home = args.home if args.home is not None else default_home(nodes)
+    code: int = trio.run(run_cluster, home, nodes, base_port, byzantine, Console())
     return code
 
 

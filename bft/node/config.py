@@ -1,0 +1,555 @@
+"""The node's files: genesis (JSON), per-node config (TOML) and the committed cluster defaults.
+
+Owns: `Genesis` and its JSON format, `NodeConfig` and `<home>/config.toml`, `ConsensusSettings`,
+`ClusterDefaults` and `configs/local-4.toml`, host:port parsing, the identity check binding a
+node's key to its genesis entry, and `format_toml`, the tiny TOML writer used for generated files.
+May not: read private keys (`crypto.keys` does), create directories, or start anything.
+
+Every problem with a file is a `ConfigError` naming the file and the key at fault.
+
+genesis.json:
+
+    {"chain_id": "bft-local",
+     "validators": [{"index": 0, "public_key": "<64 hex>", "p2p": "127.0.0.1:26600",
+                     "api": "127.0.0.1:26601"}, ...]}
+
+config.toml: tables [node] (index; key_file, genesis_file, data_dir, log_file, relative to the
+home directory), [p2p] listen, [api] listen, and optionally [consensus] (see `ConsensusSettings`;
+missing keys take their defaults).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Final
+
+from bft.core.config import ReplicaConfig
+from bft.core.types import ValidatorIndex, ValidatorSet
+from bft.node.errors import ConfigError
+from crypto.errors import CryptoError
+from crypto.keys import PUBLIC_KEY_LEN, load_public_key
+
+CONFIG_FILE_NAME: Final = "config.toml"
+GENESIS_FILE_NAME: Final = "genesis.json"
+KEY_FILE_NAME: Final = "node_key"
+# Anything bigger than this is not a config file we wrote; refuse before parsing it.
+_MAX_FILE_BYTES: Final = 1024 * 1024
+
+# host:port
+
+_PORT_RE: Final = re.compile(r"[0-9]{1,5}")
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """Split "host:port" (IPv6 hosts in brackets: "[::1]:26600"); ConfigError if malformed.
+
+    Port 0 is accepted (listen on any free port); hosts are not resolved.
+    """
+    if not isinstance(text, str):
+        raise ConfigError(f"expected a 'host:port' string, got {type(text).__name__}")
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        raise ConfigError(f"{text!r} is not 'host:port' (no port)")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        if not host or ":" not in host:
+            raise ConfigError(f"{text!r} is not 'host:port' (brackets are for IPv6 addresses)")
+    elif ":" in host:
+        raise ConfigError(f"{text!r} is not 'host:port' (write IPv6 hosts in brackets: '[::1]:26600')")
+    if not host or any(c.isspace() for c in host) or "/" in host:
+        raise ConfigError(f"{text!r} is not 'host:port' (bad host)")
+    if not _PORT_RE.fullmatch(port_text) or int(port_text) > 65535:
+        raise ConfigError(f"{text!r} is not 'host:port' (port must be 0..65535)")
+    return host, int(port_text)
+
+
+def format_host_port(host: str, port: int) -> str:
+    """The inverse of `parse_host_port`."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def check_port_range(base_port: int, nodes: int) -> None:
+    """ConfigError unless ports base_port .. base_port + 2*nodes - 1 (p2p, api per node) all exist."""
+    last = base_port + 2 * nodes - 1
+    if base_port < 1 or last > 65535:
+        raise ConfigError(f"base port {base_port} leaves no room for {nodes} nodes (ports up to {last})")
+
+
+# Genesis
+
+
+@dataclass(frozen=True, slots=True)
+class GenesisValidator:
+    """One validator: its index in the set, Ed25519 public key, and addresses as "host:port"."""
+
+    index: int
+    public_key: bytes
+    p2p: str
+    api: str
+
+
+@dataclass(frozen=True, slots=True)
+class Genesis:
+    """The chain's identity and its validators, ordered by index (0..n-1).
+
+    Construction validates: ConfigError for an empty chain id, indices not 0..n-1 in order,
+    invalid or duplicate public keys, or bad or duplicate addresses.
+    """
+
+    chain_id: str
+    validators: tuple[GenesisValidator, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.chain_id, str) or not self.chain_id:
+            raise ConfigError("genesis: chain_id must be a non-empty string")
+        if not self.validators:
+            raise ConfigError("genesis: no validators")
+        seen_keys: set[bytes] = set()
+        seen_addresses: set[str] = set()
+        for position, v in enumerate(self.validators):
+            if v.index != position:
+                raise ConfigError(
+                    f"genesis: validator indices must be 0..{len(self.validators) - 1} in order; "
+                    f"entry {position} has index {v.index}"
+                )
+            try:
+                load_public_key(v.public_key)
+            except CryptoError as exc:
+                raise ConfigError(f"genesis: validator {v.index}: {exc}") from exc
+            if v.public_key in seen_keys:
+                raise ConfigError(f"genesis: validator {v.index}: duplicate public key {v.public_key.hex()}")
+            seen_keys.add(v.public_key)
+            for what, address in (("p2p", v.p2p), ("api", v.api)):
+                try:
+                    _, port = parse_host_port(address)
+                except ConfigError as exc:
+                    raise ConfigError(f"genesis: validator {v.index}: {what}: {exc}") from exc
+                if port == 0:
+                    raise ConfigError(f"genesis: validator {v.index}: {what}: peers cannot dial port 0")
+                if address in seen_addresses:
+                    raise ConfigError(f"genesis: validator {v.index}: {what}: duplicate address {address}")
+                seen_addresses.add(address)
+
+    def validator_set(self) -> ValidatorSet:
+        return ValidatorSet(tuple(v.public_key for v in self.validators))
+
+
+def genesis_to_json(genesis: Genesis) -> str:
+    doc = {
+        "chain_id": genesis.chain_id,
+        "validators": [
+            {"index": int(v.index), "public_key": v.public_key.hex(), "p2p": v.p2p, "api": v.api}
+            for v in genesis.validators
+        ],
+    }
+    return json.dumps(doc, indent=2) + "\n"
+
+
+class _DuplicateField(Exception):
+    pass
+
+
+def _refuse_duplicate_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json.loads would silently keep the last of two "public_key"s; a genesis must be unambiguous.
+    doc: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in doc:
+            raise _DuplicateField(key)
+        doc[key] = value
+    return doc
+
+
+def genesis_from_json(text: str, source: str = "genesis") -> Genesis:
+    """Parse and validate genesis JSON; ConfigError naming `source` and the field at fault."""
+    try:
+        doc = json.loads(text, object_pairs_hook=_refuse_duplicate_fields)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{source}: not valid JSON: {exc}") from exc
+    except _DuplicateField as exc:
+        raise ConfigError(f"{source}: field {exc.args[0]!r} appears twice in one object") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{source}: expected a JSON object at the top level")
+    _check_keys(doc, {"chain_id", "validators"}, {"chain_id", "validators"}, source)
+    chain_id = doc["chain_id"]
+    if not isinstance(chain_id, str):
+        raise ConfigError(f"{source}: chain_id must be a string")
+    entries = doc["validators"]
+    if not isinstance(entries, list):
+        raise ConfigError(f"{source}: validators must be a list")
+    validators = []
+    for position, entry in enumerate(entries):
+        where = f"{source}: validators[{position}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected an object")
+        keys = {"index", "public_key", "p2p", "api"}
+        _check_keys(entry, keys, keys, where)
+        index = entry["index"]
+        if type(index) is not int:
+            raise ConfigError(f"{where}: index must be an integer")
+        for name in ("public_key", "p2p", "api"):
+            if not isinstance(entry[name], str):
+                raise ConfigError(f"{where}: {name} must be a string")
+        key_hex = entry["public_key"]
+        if not re.fullmatch(r"[0-9a-fA-F]*", key_hex) or len(key_hex) != 2 * PUBLIC_KEY_LEN:
+            raise ConfigError(f"{where}: public_key must be {2 * PUBLIC_KEY_LEN} hex digits")
+        validators.append(GenesisValidator(index, bytes.fromhex(key_hex), entry["p2p"], entry["api"]))
+    validators.sort(key=lambda v: v.index)
+    try:
+        return Genesis(chain_id, tuple(validators))
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+
+
+def load_genesis(path: Path) -> Genesis:
+    return genesis_from_json(_read_text(path, "genesis file"), str(path))
+
+
+def write_genesis(path: Path, genesis: Genesis) -> None:
+    """Write `genesis` as JSON (public keys as lowercase hex), replacing any file at `path`."""
+    path.write_text(genesis_to_json(genesis), encoding="utf-8")
+
+
+# Consensus settings
+
+
+@dataclass(frozen=True, slots=True)
+class ConsensusSettings:
+    """Timing and limits shared by all nodes of a cluster; the [consensus] table."""
+
+    base_timeout_s: float = 1.0
+    max_timeout_s: float = 10.0
+    max_block_txs: int = 1000
+    max_block_bytes: int = 1_000_000
+    max_views_ahead: int = 64
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            is_float = f.name.endswith("_s")  # durations are floats, limits are counts
+            if type(value) is not int and (not is_float or type(value) is not float):
+                raise ConfigError(f"[consensus] {f.name} must be {'a number' if is_float else 'an integer'}")
+            if not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"[consensus] {f.name} must be positive, got {value}")
+        if self.max_timeout_s < self.base_timeout_s:
+            raise ConfigError(
+                f"[consensus] max_timeout_s ({self.max_timeout_s}) "
+                f"is below base_timeout_s ({self.base_timeout_s})"
+            )
+
+    def to_toml_table(self) -> dict[str, int | float]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+_CONSENSUS_KEYS: Final = frozenset(
+    {"base_timeout_s", "max_timeout_s", "max_block_txs", "max_block_bytes", "max_views_ahead"}
+)
+
+
+def _consensus_from_table(table: Mapping[str, Any], source: str) -> ConsensusSettings:
+    where = f"{source}: [consensus]"
+    _check_keys(table, set(_CONSENSUS_KEYS), set(), where)
+    d = ConsensusSettings()
+    try:
+        return ConsensusSettings(
+            base_timeout_s=_float(table, "base_timeout_s", where, d.base_timeout_s),
+            max_timeout_s=_float(table, "max_timeout_s", where, d.max_timeout_s),
+            max_block_txs=_int(table, "max_block_txs", where, d.max_block_txs),
+            max_block_bytes=_int(table, "max_block_bytes", where, d.max_block_bytes),
+            max_views_ahead=_int(table, "max_views_ahead", where, d.max_views_ahead),
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+
+
+# Node config
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """One node's `<home>/config.toml`, with paths resolved against the home directory."""
+
+    home: Path
+    index: ValidatorIndex
+    key_file: Path
+    genesis_file: Path
+    data_dir: Path
+    log_file: Path
+    p2p_listen: str
+    api_listen: str
+    consensus: ConsensusSettings = field(default_factory=ConsensusSettings)
+
+    def replica_config(self, genesis: Genesis) -> ReplicaConfig:
+        """The core's configuration for this node in `genesis` (call `check_identity` first)."""
+        if not 0 <= self.index < len(genesis.validators):
+            raise ConfigError(
+                f"[node] index {self.index} is not a validator of {genesis.chain_id} "
+                f"({len(genesis.validators)} validators)"
+            )
+        c = self.consensus
+        return ReplicaConfig(
+            chain_id=genesis.chain_id,
+            validators=genesis.validator_set(),
+            me=self.index,
+            base_timeout_s=c.base_timeout_s,
+            max_timeout_s=c.max_timeout_s,
+            max_views_ahead=c.max_views_ahead,
+            max_block_txs=c.max_block_txs,
+            max_block_bytes=c.max_block_bytes,
+        )
+
+
+_NODE_KEYS: Final = frozenset({"index", "key_file", "genesis_file", "data_dir", "log_file"})
+
+
+def load_node_config(home: Path) -> NodeConfig:
+    """Read `<home>/config.toml`; ConfigError naming the file and key for anything wrong."""
+    home = home.resolve()
+    path = home / CONFIG_FILE_NAME
+    doc = _load_toml(path, "node config")
+    source = str(path)
+    _check_keys(doc, {"node", "p2p", "api", "consensus"}, {"node", "p2p", "api"}, source)
+    node = _table(doc, "node", source)
+    _check_keys(node, set(_NODE_KEYS), {"index"}, f"{source}: [node]")
+    index = _int(node, "index", f"{source}: [node]", -1)
+    if index < 0:
+        raise ConfigError(f"{source}: [node] index must be >= 0, got {index}")
+
+    def path_of(key: str, default: str) -> Path:
+        text = _str(node, key, f"{source}: [node]", default)
+        if not text:
+            raise ConfigError(f"{source}: [node] {key} must not be empty")
+        return home / text
+
+    listens = {}
+    for name in ("p2p", "api"):
+        table = _table(doc, name, source)
+        _check_keys(table, {"listen"}, {"listen"}, f"{source}: [{name}]")
+        listen = _str(table, "listen", f"{source}: [{name}]", "")
+        try:
+            parse_host_port(listen)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: [{name}] listen: {exc}") from exc
+        listens[name] = listen
+    consensus = (
+        _consensus_from_table(_table(doc, "consensus", source), source)
+        if "consensus" in doc
+        else ConsensusSettings()
+    )
+    return NodeConfig(
+        home=home,
+        index=ValidatorIndex(index),
+        key_file=path_of("key_file", KEY_FILE_NAME),
+        genesis_file=path_of("genesis_file", GENESIS_FILE_NAME),
+        data_dir=path_of("data_dir", "data"),
+        log_file=path_of("log_file", "node.log"),
+        p2p_listen=listens["p2p"],
+        api_listen=listens["api"],
+        consensus=consensus,
+    )
+
+
+def check_identity(config: NodeConfig, genesis: Genesis, public_key: bytes) -> None:
+    """ConfigError unless this node's index is in `genesis` and its key is the one listed there."""
+    n = len(genesis.validators)
+    if not 0 <= config.index < n:
+        raise ConfigError(
+            f"{config.home}: [node] index {config.index} is not a validator of {genesis.chain_id} "
+            f"(indices 0..{n - 1})"
+        )
+    listed = genesis.validators[config.index].public_key
+    if public_key != listed:
+        raise ConfigError(
+            f"{config.key_file}: public key {public_key.hex()} is not the key genesis "
+            f"({config.genesis_file}) lists for validator {config.index} ({listed.hex()})"
+        )
+
+
+# Cluster defaults
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterDefaults:
+    """The committed default local cluster: `configs/local-4.toml`."""
+
+    nodes: int = 4
+    host: str = "127.0.0.1"
+    base_port: int = 26600
+    chain_id: str = "bft-local"
+    consensus: ConsensusSettings = field(default_factory=ConsensusSettings)
+
+    def __post_init__(self) -> None:
+        if self.nodes < 1:
+            raise ConfigError("[cluster] nodes must be >= 1")
+        if not self.chain_id or not self.host:
+            raise ConfigError("[cluster] chain_id and host must not be empty")
+        check_port_range(self.base_port, self.nodes)
+
+
+# Must equal configs/local-4.toml (a test checks): used when the file is not installed.
+BUILTIN_CLUSTER_DEFAULTS: Final = ClusterDefaults()
+
+DEFAULT_CLUSTER_FILE: Final = Path(__file__).resolve().parents[2] / "configs" / "local-4.toml"
+
+_CLUSTER_KEYS: Final = frozenset({"nodes", "host", "base_port", "chain_id"})
+
+
+def load_cluster_defaults(path: Path | None = None) -> ClusterDefaults:
+    """Read a cluster definition; with no path, the repository's `configs/local-4.toml`, or the
+    built-in copy of it when that file is not there (a non-editable install)."""
+    if path is None:
+        if not DEFAULT_CLUSTER_FILE.is_file():
+            return BUILTIN_CLUSTER_DEFAULTS
+        path = DEFAULT_CLUSTER_FILE
+    doc = _load_toml(path, "cluster definition")
+    source = str(path)
+    _check_keys(doc, {"cluster", "consensus"}, {"cluster"}, source)
+    cluster = _table(doc, "cluster", source)
+    where = f"{source}: [cluster]"
+    _check_keys(cluster, set(_CLUSTER_KEYS), set(), where)
+    d = BUILTIN_CLUSTER_DEFAULTS
+    consensus = (
+        _consensus_from_table(_table(doc, "consensus", source), source)
+        if "consensus" in doc
+        else ConsensusSettings()
+    )
+    try:
+        return ClusterDefaults(
+            nodes=_int(cluster, "nodes", where, d.nodes),
+            host=_str(cluster, "host", where, d.host),
+            base_port=_int(cluster, "base_port", where, d.base_port),
+            chain_id=_str(cluster, "chain_id", where, d.chain_id),
+            consensus=consensus,
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+
+
+# TOML writing: values are only strings, integers and floats in plain tables, so a formatter
+# this small is enough, and tomllib reading back what it wrote is tested.
+
+
+def format_toml(doc: Mapping[str, Mapping[str, str | int | float]], header: str = "") -> str:
+    """Render tables of scalar values as TOML; `header` lines become leading comments."""
+    lines = [f"# {line}".rstrip() for line in header.splitlines()]
+    for table_name, table in doc.items():
+        if lines:
+            lines.append("")
+        lines.append(f"[{_toml_key(table_name)}]")
+        lines.extend(f"{_toml_key(key)} = {_toml_value(value)}" for key, value in table.items())
+    return "\n".join(lines) + "\n"
+
+
+_BARE_KEY_RE: Final = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY_RE.fullmatch(key) else _toml_string(key)
+
+
+def _toml_value(value: str | int | float) -> str:
+    if isinstance(value, bool):  # a bool is an int to Python, but not to TOML
+        raise TypeError("format_toml does not write booleans")
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"format_toml does not write {value}")
+        return repr(value)  # repr always has a '.' or an exponent, so it stays a TOML float
+    raise TypeError(f"format_toml cannot write {type(value).__name__}")
+
+
+def _toml_string(text: str) -> str:
+    out = ['"']
+    for c in text:
+        if c == '"':
+            out.append('\\"')
+        elif c == "\\":
+            out.append("\\\\")
+        elif ord(c) < 0x20 or ord(c) == 0x7F:
+            out.append(f"\\u{ord(c):04x}")
+        elif 0xD800 <= ord(c) <= 0xDFFF:
+            raise ValueError("format_toml cannot write a lone surrogate")
+        else:
+            out.append(c)
+    out.append('"')
+    return "".join(out)
+
+
+# Reading helpers
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        with path.open("rb") as f:
+            raw = f.read(_MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read {what}: {exc}") from exc
+    if len(raw) > _MAX_FILE_BYTES:
+        raise ConfigError(f"{path}: {what} is larger than {_MAX_FILE_BYTES} bytes")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: {what} is not UTF-8: {exc}") from exc
+
+
+def _load_toml(path: Path, what: str) -> dict[str, Any]:
+    text = _read_text(path, what)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {what} is not valid TOML: {exc}") from exc
+
+
+def _check_keys(table: Mapping[str, Any], allowed: set[str], required: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(allowed))})")
+    missing = sorted(required - set(table))
+    if missing:
+        raise ConfigError(f"{where}: missing key {missing[0]!r}")
+
+
+def _table(doc: Mapping[str, Any], name: str, source: str) -> Mapping[str, Any]:
+    table = doc[name]
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: {name!r} must be a table ([{name}])")
+    return table
+
+
+def _get(table: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
+    """The value of `key` if present (None if not), which must be exactly of `kind` (so a boolean
+    is never an integer); an integer is accepted where a float is expected (`base_timeout_s = 1`)."""
+    if key not in table:
+        return None
+    value = table[key]
+    if kind is float and type(value) is int:
+        return float(value)
+    if type(value) is not kind:
+        names = {int: "an integer", float: "a number", str: "a string"}
+        raise ConfigError(f"{where} {key} must be {names[kind]}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _int(table: Mapping[str, Any], key: str, where: str, default: int) -> int:
+    value = _get(table, key, int, where)
+    return default if value is None else int(value)
+
+
+def _float(table: Mapping[str, Any], key: str, where: str, default: float) -> float:
+    value = _get(table, key, float, where)
+    return default if value is None else float(value)
+
+
+def _str(table: Mapping[str, Any], key: str, where: str, default: str) -> str:
+    value = _get(table, key, str, where)
+    return default if value is None else str(value)

@@ -1,0 +1,42 @@
+"""Structured logs: one line per event, key=value, to a file per node.
+
+Owns: the line format and the logger set-up of a node process.
+May not: decide what is logged; callers pass the event and its fields.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+
+def kv(**fields: object) -> str:
+    """`key=value` pairs in order; values with spaces, quotes or `=` are quoted."""
+    parts = []
+    for key, value in fields.items():
+        text = str(value)
+        if not text or any(c in text for c in ' "=\n'):
+            text = '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+        parts.append(f"{key}={text}")
+    return " ".join(parts)
+
+
+class KeyValueFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        line = f"ts={stamp}.{int(record.msecs):03d}Z level={record.levelname.lower()} {record.getMessage()}"
+        if record.exc_info:
+            line += " " + kv(exception=self.formatException(record.exc_info))
+        return line
+
+
+def setup_node_logging(log_file: Path, *, level: int = logging.INFO) -> None:
+    """Send every `bft.*` logger of this process to `log_file`, one key=value line per event."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(KeyValueFormatter())
+    root = logging.getLogger("bft")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False

@@ -1,0 +1,42 @@
+"""Running one node as a process: logging, signals, clean shutdown.
+
+Owns: `run_node`, the body of `bft node`.
+May not: know about clusters; `bft.node.cluster` starts processes of this.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from pathlib import Path
+
+import trio
+
+from bft.node.config import load_node_config
+from bft.node.logs import kv, setup_node_logging
+from bft.node.runtime import Node
+
+log = logging.getLogger("bft.node")
+
+# How long a clean shutdown may take before the process gives up waiting.
+SHUTDOWN_DEADLINE_S = 5.0
+
+
+async def _serve_until_signal(node: Node) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.run)
+            async for signum in signals:
+                log.info(kv(event="shutdown", node=node.me, signal=signal.Signals(signum).name))
+                nursery.cancel_scope.deadline = trio.current_time() + SHUTDOWN_DEADLINE_S
+                nursery.cancel_scope.cancel()
+                break
+
+
+def run_node(home: Path, byzantine: str | None = None) -> int:
+    """Run the node at `home` until SIGINT or SIGTERM; 0 on a clean stop."""
+    config = load_node_config(home)
+    setup_node_logging(config.log_file)
+    node = Node(home, byzantine)
+    trio.run(_serve_until_signal, node)
+    return 0

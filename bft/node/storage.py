@@ -1,0 +1,269 @@
+"""The committed chain on disk: blocks by height, their certificates, and a transaction index.
+
+Owns: `BlockStore` (one SQLite file in WAL mode with `synchronous=FULL`, so a commit that
+returned survives power loss) and `StoredBlock`.
+May not: decide what is committed (the core's commit rule does; this module only refuses
+writes that would not continue the stored chain), or be shared between threads or tasks: one
+trio task owns a store and calls it synchronously.
+
+Schema (version 1, in `PRAGMA user_version`):
+
+    blocks(height INTEGER PRIMARY KEY, id BLOB UNIQUE, view, parent_id BLOB,
+           block BLOB  -- wire.encode_block
+           qc BLOB     -- wire.encode_qc of the QC certifying this block
+           commit_height INTEGER  -- key of the commit that included this block, in commits)
+    commits(height INTEGER PRIMARY KEY  -- height of the last block of that commit
+            commit_qc BLOB)             -- wire.encode_qc of the QC that committed it
+    txs(hash BLOB PRIMARY KEY  -- sha256(tx)
+        height, position)      -- the first committed occurrence of the tx
+
+Heights start at 1 (genesis, height 0, is never stored) and have no gaps.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Final
+
+from bft.core import wire
+from bft.core.errors import DecodeError
+from bft.core.messages import Block, QuorumCert
+from bft.core.types import BlockId
+from bft.node.errors import StorageError
+from crypto.hashing import sha256
+
+SCHEMA_VERSION: Final = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS blocks (
+    height INTEGER PRIMARY KEY,
+    id BLOB NOT NULL UNIQUE,
+    view INTEGER NOT NULL,
+    parent_id BLOB NOT NULL,
+    block BLOB NOT NULL,
+    qc BLOB NOT NULL,
+    commit_height INTEGER NOT NULL REFERENCES commits(height)
+);
+CREATE TABLE IF NOT EXISTS commits (
+    height INTEGER PRIMARY KEY,
+    commit_qc BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS txs (
+    hash BLOB PRIMARY KEY,
+    height INTEGER NOT NULL,
+    position INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlock:
+    """A committed block, the QC certifying it, and the QC of the commit that included it."""
+
+    block: Block
+    qc: QuorumCert
+    commit_qc: QuorumCert
+
+    @property
+    def height(self) -> int:
+        return self.block.height
+
+
+class BlockStore:
+    """The committed chain in one SQLite file. Appends are atomic; every read sees whole commits.
+
+    If `genesis_id` is given, the first block ever stored must have it as its parent.
+    """
+
+    def __init__(self, path: Path, *, genesis_id: BlockId | None = None) -> None:
+        self._path = path
+        self._genesis_id = genesis_id
+        try:
+            # isolation_level=None: no implicit transactions; append() brackets its own.
+            self._db = sqlite3.connect(path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StorageError(f"{path}: cannot open block store: {exc}") from exc
+        try:
+            self._setup()
+            self._tip_height, self._tip_id = self._load_tip()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _setup(self) -> None:
+        try:
+            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StorageError(f"{self._path}: cannot use WAL mode (got {mode!r})")
+            # FULL, not WAL's usual NORMAL: a commit must survive power loss, not only a crash,
+            # since the node tells clients (and peers doing block sync) that it happened.
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                raise StorageError(
+                    f"{self._path}: block store schema version {version}, this node reads {SCHEMA_VERSION}"
+                )
+            self._db.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self._path}: not a usable block store: {exc}") from exc
+
+    def _load_tip(self) -> tuple[int, BlockId | None]:
+        row = self._db.execute("SELECT height, id FROM blocks ORDER BY height DESC LIMIT 1").fetchone()
+        if row is None:
+            return 0, None
+        return int(row[0]), BlockId(bytes(row[1]))
+
+    def _decode_block(self, data: bytes) -> Block:
+        try:
+            return wire.decode_block(bytes(data))
+        except DecodeError as exc:
+            raise StorageError(f"{self._path}: corrupt block record: {exc}") from exc
+
+    def _decode_qc(self, data: bytes) -> QuorumCert:
+        try:
+            return wire.decode_qc(bytes(data))
+        except DecodeError as exc:
+            raise StorageError(f"{self._path}: corrupt QC record: {exc}") from exc
+
+    # Context manager, so tests and short-lived tools cannot leak the connection.
+
+    def __enter__(self) -> BlockStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._db.close()
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def height(self) -> int:
+        """Height of the last committed block stored; 0 when empty (genesis)."""
+        return self._tip_height
+
+    def append(self, blocks: Sequence[Block], qcs: Sequence[QuorumCert], commit_qc: QuorumCert) -> None:
+        """Store one commit: `blocks` oldest first, `qcs[i]` certifying `blocks[i]`, and the QC that
+        committed them, in one transaction.
+
+        Raises StorageError, storing nothing, unless the blocks continue the stored chain (first
+        height is the tip's + 1, each parent is the block before, heights consecutive) and each
+        QC certifies its block.
+        """
+        self._check_continues(blocks, qcs)
+        last_height = blocks[-1].height
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT INTO commits (height, commit_qc) VALUES (?, ?)",
+                    (last_height, wire.encode_qc(commit_qc)),
+                )
+                self._db.executemany(
+                    "INSERT INTO blocks (height, id, view, parent_id, block, qc, commit_height)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            b.height,
+                            b.id,
+                            b.view,
+                            b.parent_id,
+                            wire.encode_block(b),
+                            wire.encode_qc(qc),
+                            last_height,
+                        )
+                        for b, qc in zip(blocks, qcs, strict=True)
+                    ],
+                )
+                # OR IGNORE: a tx committed twice (a faulty leader may re-propose it) keeps the
+                # location where it first committed, which is where its effect happened.
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO txs (hash, height, position) VALUES (?, ?, ?)",
+                    [(sha256(tx), b.height, pos) for b in blocks for pos, tx in enumerate(b.txs)],
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StorageError(
+                f"{self._path}: cannot store blocks {blocks[0].height}..{last_height}: {exc}"
+            ) from exc
+        self._tip_height, self._tip_id = last_height, blocks[-1].id
+
+    def _check_continues(self, blocks: Sequence[Block], qcs: Sequence[QuorumCert]) -> None:
+        if not blocks:
+            raise StorageError("refusing to store a commit of no blocks")
+        if len(qcs) != len(blocks):
+            raise StorageError(f"refusing to store {len(blocks)} blocks with {len(qcs)} QCs")
+        expected_parent = self._tip_id if self._tip_id is not None else self._genesis_id
+        for offset, (block, qc) in enumerate(zip(blocks, qcs, strict=True)):
+            expected_height = self._tip_height + 1 + offset
+            if block.height != expected_height:
+                raise StorageError(
+                    f"refusing to store block at height {block.height}: expected height {expected_height}"
+                )
+            if expected_parent is not None and block.parent_id != expected_parent:
+                raise StorageError(
+                    f"refusing to store block at height {block.height}: parent {block.parent_id.hex()} "
+                    f"is not the block below it ({expected_parent.hex()})"
+                )
+            if qc.block_id != block.id:
+                raise StorageError(
+                    f"refusing to store block at height {block.height}: its QC certifies "
+                    f"{qc.block_id.hex()}, not {block.id.hex()}"
+                )
+            expected_parent = block.id
+
+    def tip(self) -> tuple[Block, QuorumCert] | None:
+        """The last committed block and the QC certifying it; None when empty."""
+        row = self._db.execute("SELECT block, qc FROM blocks ORDER BY height DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        return self._decode_block(row[0]), self._decode_qc(row[1])
+
+    def block_at(self, height: int) -> StoredBlock | None:
+        """The committed block at `height` with its certificates; None above the tip or below 1."""
+        row = self._db.execute(
+            "SELECT b.block, b.qc, c.commit_qc FROM blocks AS b"
+            " JOIN commits AS c ON c.height = b.commit_height WHERE b.height = ?",
+            (height,),
+        ).fetchone()
+        if row is None:
+            return None
+        return StoredBlock(
+            block=self._decode_block(row[0]),
+            qc=self._decode_qc(row[1]),
+            commit_qc=self._decode_qc(row[2]),
+        )
+
+    def block_by_id(self, block_id: BlockId) -> Block | None:
+        """The committed block with id `block_id`, if stored."""
+        row = self._db.execute("SELECT block FROM blocks WHERE id = ?", (bytes(block_id),)).fetchone()
+        return None if row is None else self._decode_block(row[0])
+
+    def has_tx(self, tx: bytes) -> bool:
+        """Whether `tx` (by its SHA-256) is in a committed block."""
+        return self.tx_location(sha256(tx)) is not None
+
+    def tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
+        """(height, position in the block) where the tx with this hash first committed, if it did."""
+        row = self._db.execute(
+            "SELECT height, position FROM txs WHERE hash = ?", (bytes(tx_hash),)
+        ).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]))

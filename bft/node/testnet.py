@@ -1,0 +1,117 @@
+"""Generation of a testnet: one home directory per node, with keys, config and the shared genesis.
+
+Owns: `write_testnet`, the layout `bft testnet` and `bft cluster` produce:
+
+    OUT/genesis.json
+    OUT/node<i>/config.toml    [p2p] listen = host:(base_port + 2i), [api] listen = host:(base_port + 2i + 1)
+    OUT/node<i>/node_key       mode 0600, crypto.keys format
+    OUT/node<i>/genesis.json   a copy, so a node home is self-contained
+
+May not: overwrite a private key, start nodes, or pick ports other than the ones derived above.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+
+from bft.node.config import (
+    CONFIG_FILE_NAME,
+    GENESIS_FILE_NAME,
+    KEY_FILE_NAME,
+    ConsensusSettings,
+    Genesis,
+    GenesisValidator,
+    check_port_range,
+    format_host_port,
+    format_toml,
+    genesis_to_json,
+)
+from bft.node.errors import ConfigError
+from crypto.errors import KeyFileError
+from crypto.keys import PrivateKey, write_private_key
+
+_CONFIG_HEADER = (
+    "Written by `bft testnet`. Paths are relative to this directory.\n"
+    "Every node of the cluster must use the same [consensus] settings."
+)
+
+
+def node_home(out: Path, index: int) -> Path:
+    return out / f"node{index}"
+
+
+def write_testnet(
+    nodes: int,
+    out: Path,
+    base_port: int,
+    *,
+    chain_id: str | None = None,
+    consensus: ConsensusSettings | None = None,
+    host: str = "127.0.0.1",
+) -> list[Path]:
+    """Write a `nodes`-validator testnet under `out` and return the node home directories.
+
+    Fresh keys come from the OS CSPRNG; `chain_id` defaults to "bft-testnet-<random hex>".
+    ConfigError, before anything is written, if `nodes` < 1, the ports do not fit, or a node
+    directory already holds a private key (delete the directory to start over).
+    """
+    if nodes < 1:
+        raise ConfigError(f"a testnet needs at least one node, got {nodes}")
+    check_port_range(base_port, nodes)
+    if chain_id is None:
+        chain_id = f"bft-testnet-{secrets.token_hex(4)}"
+    consensus = ConsensusSettings() if consensus is None else consensus
+    homes = [node_home(out, i) for i in range(nodes)]
+    for home in homes:
+        if (home / KEY_FILE_NAME).exists():
+            raise ConfigError(
+                f"{home / KEY_FILE_NAME}: a private key is already there; refusing to overwrite it "
+                f"(remove {out} to generate a new testnet)"
+            )
+
+    keys = [PrivateKey.generate() for _ in range(nodes)]
+    p2p = [format_host_port(host, base_port + 2 * i) for i in range(nodes)]
+    api = [format_host_port(host, base_port + 2 * i + 1) for i in range(nodes)]
+    genesis = Genesis(
+        chain_id,
+        tuple(GenesisValidator(i, keys[i].public_key, p2p[i], api[i]) for i in range(nodes)),
+    )
+    genesis_json = genesis_to_json(genesis)
+
+    out.mkdir(parents=True, exist_ok=True)
+    _write_atomic(out / GENESIS_FILE_NAME, genesis_json)
+    for i, home in enumerate(homes):
+        # 0700: the directory holds a private key and the node's safety record.
+        home.mkdir(mode=0o700, exist_ok=True)
+        try:
+            write_private_key(home / KEY_FILE_NAME, keys[i])
+        except KeyFileError as exc:
+            raise ConfigError(str(exc)) from exc
+        _write_atomic(home / GENESIS_FILE_NAME, genesis_json)
+        config: dict[str, Mapping[str, str | int | float]] = {
+            "node": {
+                "index": i,
+                "key_file": KEY_FILE_NAME,
+                "genesis_file": GENESIS_FILE_NAME,
+                "data_dir": "data",
+                "log_file": "node.log",
+            },
+            "p2p": {"listen": p2p[i]},
+            "api": {"listen": api[i]},
+            "consensus": consensus.to_toml_table(),
+        }
+        _write_atomic(home / CONFIG_FILE_NAME, format_toml(config, header=_CONFIG_HEADER))
+    return homes
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    # A reader (a node starting up, a cluster supervisor) never sees a half-written file.
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

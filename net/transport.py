@@ -1,0 +1,599 @@
+"""The trio driver: listens, dials, authenticates and keeps one encrypted connection per peer.
+
+Owns: `Transport` (its nursery, listener, per-peer dial loops with backoff, per-peer bounded
+outgoing queues, the bounded `incoming` channel, the one-connection-per-pair rule, statistics
+and the key=value log lines of every refusal). May not: interpret payloads (they are opaque
+bytes to it), import `bft`, or block a caller of `send` / `broadcast`.
+
+Behaviour worth knowing:
+- Both sides of a pair dial. When two authenticated connections exist for one pair, the one
+  dialed by the lower validator index is kept on both ends (both ends apply the same rule to
+  the same two connections, so they agree); between two dialed by the same validator the newer
+  wins, since the older one is what a restarted peer left behind. A dial loop only dials while
+  its peer is not connected, so the losing side stops dialing.
+- Outgoing: `send` puts the payload on the peer's bounded queue without waiting; a full queue
+  drops the payload and counts it. The queue outlives connections, so payloads sent while a
+  peer is unreachable go out once it connects (up to the bound).
+- Incoming: all peers share one bounded channel. A reader whose frame does not fit waits at
+  most `incoming_wait_s`, then drops the frame and counts it per peer. The short wait turns a
+  burst into TCP back-pressure on that one peer instead of loss; it never stalls other peers'
+  readers, and trio queues blocked senders first-come first-served, so a flooding peer gets
+  no more than its share of the channel.
+- An idle connection carries an empty keepalive frame every `keepalive_s`; a connection silent
+  for three of those is closed, so a peer that vanished without a FIN is noticed and redialed.
+  Empty payloads are therefore reserved and `send` refuses them.
+- Unauthenticated inbound connections are bounded by `max_pending_handshakes` (beyond that a
+  new one is closed at once) and each gets `handshake_timeout_s`; their buffers are capped by
+  the 1 KiB handshake frame limit. Honest peers already connected are never affected, and
+  since we dial our peers too, a flood of strangers cannot keep us apart from them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import TypedDict
+
+import trio
+
+from crypto.keys import PUBLIC_KEY_LEN, PrivateKey
+from net.errors import FrameError, HandshakeRefused, RefusalKind
+from net.frames import TAG_BYTES, FrameOpener, FrameSealer
+from net.handshake import DialerHandshake, HandshakeResult, ListenerHandshake
+
+DEFAULT_MAX_FRAME_BYTES = 4 * 1024 * 1024 + 64
+_READ_BYTES = 64 * 1024
+_HANDSHAKE_READ_BYTES = 4096
+# Frames queued together are written with one send_all, up to this many bytes.
+_WRITE_BATCH_BYTES = 256 * 1024
+# A connection that has sent nothing for this many keepalive periods is considered dead.
+_IDLE_KEEPALIVES = 3
+_BARE_LOG_VALUE = re.compile(r"[A-Za-z0-9_.:/@+\-]+")
+
+Address = tuple[str, int]
+
+
+class ConnectionInfo(TypedDict):
+    """The live connection to one peer: who dialed it and its two socket addresses."""
+
+    dialed_by: int
+    local: str
+    remote: str
+
+
+class TransportStats(TypedDict):
+    """A snapshot of the transport's counters (see `Transport.stats`)."""
+
+    connected_peers: list[int]
+    connections: dict[int, ConnectionInfo]
+    dropped_outgoing: dict[int, int]
+    dropped_incoming: dict[int, int]
+    queued_outgoing: dict[int, int]
+    refused_handshakes: dict[str, int]
+    pending_handshakes: int
+    live_connections: int
+
+
+def _log_line(event: str, me: int, **fields: object) -> str:
+    """One line of key=value pairs; values with spaces or quotes are JSON-quoted."""
+    parts = [f"event={event}", f"me={me}"]
+    for name, value in fields.items():
+        text = str(value)
+        if not _BARE_LOG_VALUE.fullmatch(text):
+            text = json.dumps(text)
+        parts.append(f"{name}={text}")
+    return " ".join(parts)
+
+
+def _format_sockaddr(sockaddr: object) -> str:
+    if isinstance(sockaddr, tuple) and len(sockaddr) >= 2:
+        host, port = sockaddr[0], sockaddr[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(sockaddr)
+
+
+def _describe(stream: trio.abc.Stream, *, local: bool) -> str:
+    if isinstance(stream, trio.SocketStream):
+        try:
+            return _format_sockaddr(stream.socket.getsockname() if local else stream.socket.getpeername())
+        except OSError:
+            return "unknown"
+    return "in-process"
+
+
+class _Connection:
+    """One authenticated connection; mutable, owned by the task that runs it."""
+
+    __slots__ = (
+        "cancel_scope",
+        "close_reason",
+        "dialed_by",
+        "local",
+        "opener",
+        "peer",
+        "remote",
+        "sealer",
+        "stream",
+    )
+
+    def __init__(
+        self,
+        peer: _Peer,
+        dialed_by: int,
+        stream: trio.abc.Stream,
+        sealer: FrameSealer,
+        opener: FrameOpener,
+        local: str,
+        remote: str,
+    ) -> None:
+        self.peer = peer
+        self.dialed_by = dialed_by
+        self.stream = stream
+        self.sealer = sealer
+        self.opener = opener
+        self.local = local
+        self.remote = remote
+        self.cancel_scope = trio.CancelScope()
+        self.close_reason = "cancelled"
+
+
+class _Peer:
+    """Everything the transport keeps about one other validator, across connections."""
+
+    __slots__ = (
+        "address",
+        "changed",
+        "connection",
+        "dropped_incoming",
+        "dropped_outgoing",
+        "index",
+        "outgoing_receive",
+        "outgoing_send",
+        "public_key",
+    )
+
+    def __init__(self, index: int, public_key: bytes, address: Address | None, queue_frames: int) -> None:
+        self.index = index
+        self.public_key = public_key
+        self.address = address
+        self.outgoing_send, self.outgoing_receive = trio.open_memory_channel[bytes](queue_frames)
+        self.connection: _Connection | None = None
+        # Set (and replaced) whenever `address` or `connection` changes; the dial loop waits on it.
+        self.changed = trio.Event()
+        self.dropped_outgoing = 0
+        self.dropped_incoming = 0
+
+    def notify(self) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
+
+
+class Transport:
+    """Authenticated, encrypted links from validator `me` to every other validator.
+
+    Contract: `run` must be running for anything to move; `send`, `broadcast`, `stats`,
+    `set_addresses` and `connected_peers` may be called at any time from trio code (they never
+    block). Delivered items on `incoming` are (authenticated peer index, payload). Misbehaving
+    peers and strangers are refused and logged, never raised; misuse by the caller (unknown
+    index, oversized or empty payload, bad configuration) raises ValueError.
+    """
+
+    def __init__(
+        self,
+        me: int,
+        key: PrivateKey,
+        chain_id: str,
+        validators: Sequence[bytes],
+        addresses: Mapping[int, Address],
+        *,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        queue_frames: int = 1024,
+        incoming_frames: int = 1024,
+        incoming_wait_s: float = 0.1,
+        handshake_timeout_s: float = 5.0,
+        max_pending_handshakes: int = 64,
+        reconnect_base_s: float = 0.1,
+        reconnect_max_s: float = 5.0,
+        keepalive_s: float = 5.0,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        if not 0 <= me < len(validators):
+            raise ValueError(f"validator index {me} out of range for {len(validators)} validators")
+        if any(len(public_key) != PUBLIC_KEY_LEN for public_key in validators):
+            raise ValueError(f"every validator public key must be {PUBLIC_KEY_LEN} bytes")
+        if len(set(validators)) != len(validators):
+            raise ValueError("validator public keys must be distinct")
+        if key.public_key != validators[me]:
+            raise ValueError(f"the private key does not belong to validator {me}")
+        if me not in addresses:
+            raise ValueError(f"addresses must include our own listen address (validator {me})")
+        if max_frame_bytes <= TAG_BYTES:
+            raise ValueError(f"max_frame_bytes must exceed the {TAG_BYTES}-byte tag")
+        for name, value in (
+            ("queue_frames", queue_frames),
+            ("incoming_frames", incoming_frames),
+            ("max_pending_handshakes", max_pending_handshakes),
+        ):
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        if not 0 < reconnect_base_s <= reconnect_max_s:
+            raise ValueError("need 0 < reconnect_base_s <= reconnect_max_s")
+        if handshake_timeout_s <= 0 or keepalive_s <= 0 or incoming_wait_s < 0:
+            raise ValueError("timeouts must be positive")
+        self._me = me
+        self._key = key
+        self._chain_id = chain_id
+        self._index_by_key = {bytes(public_key): index for index, public_key in enumerate(validators)}
+        self._listen_address = addresses[me]
+        self._max_frame_bytes = max_frame_bytes
+        self._incoming_wait_s = incoming_wait_s
+        self._handshake_timeout_s = handshake_timeout_s
+        self._max_pending_handshakes = max_pending_handshakes
+        self._reconnect_base_s = reconnect_base_s
+        self._reconnect_max_s = reconnect_max_s
+        self._keepalive_s = keepalive_s
+        self._log = logger if logger is not None else logging.getLogger("bft.net")
+        self._peers = {
+            index: _Peer(index, bytes(public_key), addresses.get(index), queue_frames)
+            for index, public_key in enumerate(validators)
+            if index != me
+        }
+        self._incoming_send, self.incoming = trio.open_memory_channel[tuple[int, bytes]](incoming_frames)
+        self._refused: Counter[str] = Counter()
+        self._pending_handshakes = 0
+        self._live_connections = 0
+        self._listen_port: int | None = None
+        self._running = False
+
+    @property
+    def me(self) -> int:
+        """Our validator index."""
+        return self._me
+
+    @property
+    def listen_port(self) -> int:
+        """The port actually listened on (useful with port 0); RuntimeError before `run` started."""
+        if self._listen_port is None:
+            raise RuntimeError("the transport is not listening (start it with nursery.start(transport.run))")
+        return self._listen_port
+
+    @property
+    def connected_peers(self) -> set[int]:
+        """Indices of the peers with an authenticated connection right now."""
+        return {index for index, peer in self._peers.items() if peer.connection is not None}
+
+    @property
+    def max_payload_bytes(self) -> int:
+        """The largest payload `send` accepts (the frame cap minus the AEAD tag)."""
+        return self._max_frame_bytes - TAG_BYTES
+
+    def set_addresses(self, addresses: Mapping[int, Address]) -> None:
+        """Set or change where peers listen; dial loops waiting for an address start dialing.
+
+        Our own entry, if present, is ignored (the listener is bound once, by `run`).
+        """
+        for index, address in addresses.items():
+            if index == self._me:
+                continue
+            peer = self._peer(index)
+            peer.address = address
+            peer.notify()
+
+    def send(self, to: int, payload: bytes) -> bool:
+        """Queue `payload` for peer `to` without blocking; False (and counted) if its queue is full."""
+        peer = self._peer(to)
+        if not payload:
+            raise ValueError("empty payloads are reserved for keepalives")
+        if len(payload) > self.max_payload_bytes:
+            raise ValueError(f"payload of {len(payload)} bytes exceeds the limit of {self.max_payload_bytes}")
+        try:
+            peer.outgoing_send.send_nowait(bytes(payload))
+        except trio.WouldBlock:
+            peer.dropped_outgoing += 1
+            return False
+        return True
+
+    def broadcast(self, payload: bytes) -> None:
+        """`send` to every peer (not to ourselves); full queues drop and count as in `send`."""
+        for index in self._peers:
+            self.send(index, payload)
+
+    def stats(self) -> TransportStats:
+        """A snapshot of connections, drop counters and refused handshakes by kind."""
+        connections: dict[int, ConnectionInfo] = {}
+        for index, peer in self._peers.items():
+            if peer.connection is not None:
+                conn = peer.connection
+                connections[index] = ConnectionInfo(
+                    dialed_by=conn.dialed_by, local=conn.local, remote=conn.remote
+                )
+        return TransportStats(
+            connected_peers=sorted(connections),
+            connections=connections,
+            dropped_outgoing={index: peer.dropped_outgoing for index, peer in self._peers.items()},
+            dropped_incoming={index: peer.dropped_incoming for index, peer in self._peers.items()},
+            queued_outgoing={
+                index: peer.outgoing_send.statistics().current_buffer_used
+                for index, peer in self._peers.items()
+            },
+            refused_handshakes=dict(self._refused),
+            pending_handshakes=self._pending_handshakes,
+            live_connections=self._live_connections,
+        )
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen on our address, dial every peer, serve connections until cancelled.
+
+        `task_status.started()` is called once the listener is bound, so after
+        `await nursery.start(transport.run)` `listen_port` is valid. Runs at most once at a time.
+        """
+        if self._running:
+            raise RuntimeError("Transport.run is already running")
+        self._running = True
+        host, port = self._listen_address
+        try:
+            listeners = await trio.open_tcp_listeners(port, host=host)
+            try:
+                # With a host name that resolves to several addresses and port 0, each listener
+                # may get its own port; the first is the one we advertise.
+                self._listen_port = listeners[0].socket.getsockname()[1]
+                self._log.info(_log_line("listening", self._me, address=f"{host}:{self._listen_port}"))
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(trio.serve_listeners, self._on_accept, listeners)
+                    for peer in self._peers.values():
+                        nursery.start_soon(self._dial_loop, peer)
+                    task_status.started()
+            finally:
+                for listener in listeners:
+                    await trio.aclose_forcefully(listener)
+        finally:
+            self._listen_port = None
+            self._running = False
+
+    async def _on_accept(self, stream: trio.SocketStream) -> None:
+        await self.handle_inbound(stream)
+
+    async def handle_inbound(self, stream: trio.abc.Stream, remote: str | None = None) -> None:
+        """Serve one accepted connection (handshake as listener, then traffic) until it ends.
+
+        The listener calls this for every TCP connection; tests and in-process fault injection
+        may pass any trio stream. Never raises for peer misbehaviour; always closes `stream`.
+        """
+        remote = remote if remote is not None else _describe(stream, local=False)
+        try:
+            if self._pending_handshakes >= self._max_pending_handshakes:
+                self._on_refused(
+                    remote,
+                    "listener",
+                    HandshakeRefused(
+                        RefusalKind.TOO_MANY_PENDING,
+                        f"too many pending handshakes ({self._pending_handshakes})",
+                    ),
+                )
+                return
+            self._pending_handshakes += 1
+            try:
+                handshake = ListenerHandshake(self._key, self._chain_id, self._index_by_key)
+                result = await self._run_handshake(stream, handshake, remote, None)
+            finally:
+                self._pending_handshakes -= 1
+            if result is not None:
+                peer = self._peers[self._index_by_key[result.peer_public_key]]
+                await self._run_connection(stream, peer, peer.index, result, remote)
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    def _peer(self, index: int) -> _Peer:
+        peer = self._peers.get(index)
+        if peer is None:
+            raise ValueError(f"{index!r} is not a peer of validator {self._me}")
+        return peer
+
+    def _on_refused(self, remote: str, role: str, refusal: HandshakeRefused, peer: int | None = None) -> None:
+        self._refused[refusal.kind.value] += 1
+        fields: dict[str, object] = {"remote": remote, "role": role}
+        if peer is not None:
+            fields["peer"] = peer
+        self._log.warning(
+            _log_line("handshake_refused", self._me, **fields, kind=refusal.kind, reason=refusal.reason)
+        )
+
+    async def _run_handshake(
+        self,
+        stream: trio.abc.Stream,
+        handshake: DialerHandshake | ListenerHandshake,
+        remote: str,
+        peer: int | None,
+    ) -> HandshakeResult | None:
+        role = "dialer" if isinstance(handshake, DialerHandshake) else "listener"
+        refusal: HandshakeRefused | None = None
+        with trio.move_on_after(self._handshake_timeout_s):
+            try:
+                if isinstance(handshake, DialerHandshake):
+                    await stream.send_all(handshake.start())
+                while handshake.result is None:
+                    data = await stream.receive_some(_HANDSHAKE_READ_BYTES)
+                    if not data:
+                        raise HandshakeRefused(RefusalKind.CLOSED, "connection closed during handshake")
+                    reply = handshake.feed(data)
+                    if reply:
+                        await stream.send_all(reply)
+                return handshake.result
+            except HandshakeRefused as exc:
+                refusal = exc
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                refusal = HandshakeRefused(RefusalKind.CLOSED, f"connection lost during handshake: {exc}")
+        if refusal is None:
+            refusal = HandshakeRefused(
+                RefusalKind.TIMEOUT, f"handshake not finished within {self._handshake_timeout_s} s"
+            )
+        self._on_refused(remote, role, refusal, peer)
+        return None
+
+    async def _dial_loop(self, peer: _Peer) -> None:
+        backoff_s = self._reconnect_base_s
+        while True:
+            while peer.address is None or peer.connection is not None:
+                await peer.changed.wait()
+            if await self._dial_once(peer, peer.address):
+                backoff_s = self._reconnect_base_s
+            # Jitter keeps two validators that keep failing together from redialing in lockstep.
+            await trio.sleep(backoff_s * random.uniform(0.5, 1.0))
+            backoff_s = min(2 * backoff_s, self._reconnect_max_s)
+
+    async def _dial_once(self, peer: _Peer, address: Address) -> bool:
+        """Dial, authenticate and serve one connection; True if it got authenticated."""
+        host, port = address
+        remote = _format_sockaddr(address)
+        try:
+            with trio.fail_after(self._handshake_timeout_s):
+                stream = await trio.open_tcp_stream(host, port)
+        except (OSError, trio.TooSlowError) as exc:
+            self._log.debug(
+                _log_line(
+                    "dial_failed", self._me, peer=peer.index, remote=remote, error=str(exc) or repr(exc)
+                )
+            )
+            return False
+        try:
+            handshake = DialerHandshake(self._key, self._chain_id, peer.public_key)
+            result = await self._run_handshake(stream, handshake, remote, peer.index)
+            if result is None:
+                return False
+            await self._run_connection(stream, peer, self._me, result, remote)
+            return True
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    def _register(self, conn: _Connection) -> bool:
+        """Make `conn` the peer's connection unless the current one wins the tie-break."""
+        peer = conn.peer
+        current = peer.connection
+        if current is not None:
+            if conn.dialed_by > current.dialed_by:
+                return False
+            current.close_reason = f"replaced by a connection dialed by {conn.dialed_by}"
+            current.cancel_scope.cancel()
+        peer.connection = conn
+        peer.notify()
+        return True
+
+    async def _run_connection(
+        self, stream: trio.abc.Stream, peer: _Peer, dialed_by: int, result: HandshakeResult, remote: str
+    ) -> None:
+        conn = _Connection(
+            peer,
+            dialed_by,
+            stream,
+            FrameSealer(result.send_key, self._max_frame_bytes),
+            FrameOpener(result.receive_key, self._max_frame_bytes),
+            _describe(stream, local=True),
+            remote,
+        )
+        if not self._register(conn):
+            kept = peer.connection.dialed_by if peer.connection is not None else None
+            self._log.info(
+                _log_line(
+                    "duplicate_connection_closed",
+                    self._me,
+                    peer=peer.index,
+                    remote=remote,
+                    dialed_by=dialed_by,
+                    kept=kept,
+                )
+            )
+            return
+        self._live_connections += 1
+        self._log.info(
+            _log_line("peer_connected", self._me, peer=peer.index, remote=remote, dialed_by=dialed_by)
+        )
+        try:
+            with conn.cancel_scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._write_loop, conn, nursery.cancel_scope)
+                    conn.close_reason = await self._read_loop(conn, result.leftover)
+                    nursery.cancel_scope.cancel()
+        finally:
+            self._live_connections -= 1
+            if peer.connection is conn:
+                peer.connection = None
+                peer.notify()
+            self._log.info(
+                _log_line(
+                    "peer_disconnected", self._me, peer=peer.index, remote=remote, reason=conn.close_reason
+                )
+            )
+
+    async def _write_loop(self, conn: _Connection, scope: trio.CancelScope) -> None:
+        receive = conn.peer.outgoing_receive
+        try:
+            while True:
+                payload = b""
+                with trio.move_on_after(self._keepalive_s):
+                    payload = await receive.receive()
+                # On timeout `payload` stays empty: that is the keepalive frame.
+                frames = [conn.sealer.seal(payload)]
+                size = len(frames[0])
+                while size < _WRITE_BATCH_BYTES:
+                    try:
+                        payload = receive.receive_nowait()
+                    except trio.WouldBlock:
+                        break
+                    frames.append(conn.sealer.seal(payload))
+                    size += len(frames[-1])
+                await conn.stream.send_all(b"".join(frames))
+        except (FrameError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            conn.close_reason = f"write failed: {exc}"
+            scope.cancel()
+
+    async def _read_loop(self, conn: _Connection, leftover: bytes) -> str:
+        """Deliver frames until the connection ends; return why it ended."""
+        try:
+            if leftover:
+                await self._deliver(conn.peer, conn.opener.feed(leftover))
+            while True:
+                data: bytes | bytearray = b""
+                with trio.move_on_after(_IDLE_KEEPALIVES * self._keepalive_s) as idle:
+                    data = await conn.stream.receive_some(_READ_BYTES)
+                if idle.cancelled_caught:
+                    return f"peer silent for {_IDLE_KEEPALIVES * self._keepalive_s} s"
+                if not data:
+                    conn.opener.close()
+                    return "closed by peer"
+                await self._deliver(conn.peer, conn.opener.feed(data))
+        except FrameError as exc:
+            self._log.warning(
+                _log_line(
+                    "frame_refused", self._me, peer=conn.peer.index, remote=conn.remote, reason=str(exc)
+                )
+            )
+            return f"bad frame: {exc}"
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            return f"connection lost: {exc}"
+
+    async def _deliver(self, peer: _Peer, payloads: list[bytes]) -> None:
+        for payload in payloads:
+            if not payload:
+                continue
+            item = (peer.index, payload)
+            try:
+                self._incoming_send.send_nowait(item)
+                continue
+            except trio.WouldBlock:
+                pass
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                peer.dropped_incoming += 1
+                continue
+            delivered = False
+            with trio.move_on_after(self._incoming_wait_s):
+                try:
+                    await self._incoming_send.send(item)
+                    delivered = True
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+            if not delivered:
+                peer.dropped_incoming += 1

@@ -1,0 +1,402 @@
+"""The trio transport on 127.0.0.1 (and on memory streams with the autojump clock): connectivity,
+one connection per pair, reconnects, bounded queues, and attackers that must not disturb honest peers."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable
+
+import pytest
+import trio
+import trio.testing
+from net_helpers import (
+    CHAIN_ID,
+    LOCALHOST,
+    RawPeer,
+    fully_connected,
+    make_keys,
+    make_transport,
+    one_connection_per_pair,
+    raw_dial,
+    read_until_closed,
+    running_cluster,
+    start_node,
+    stranger_key,
+    wait_until,
+)
+
+from crypto.keys import PrivateKey
+from net.frames import encode_plain_frame
+from net.handshake import DialerHandshake
+from net.transport import Transport
+
+KEYS = make_keys(4)
+
+
+async def receive_from(transport: Transport, sender: int, count: int, timeout_s: float = 10.0) -> list[bytes]:
+    """The next `count` payloads from `sender` (items from other peers are skipped)."""
+    got: list[bytes] = []
+    with trio.fail_after(timeout_s):
+        while len(got) < count:
+            peer, payload = await transport.incoming.receive()
+            if peer == sender:
+                got.append(payload)
+    return got
+
+
+async def honest_traffic(a: Transport, b: Transport, rounds: int, pause_s: float = 0.0) -> None:
+    """`rounds` messages each way between a and b, all delivered in order."""
+    for i in range(rounds):
+        assert a.send(b.me, f"a{i}".encode())
+        assert b.send(a.me, f"b{i}".encode())
+        assert await receive_from(b, a.me, 1) == [f"a{i}".encode()]
+        assert await receive_from(a, b.me, 1) == [f"b{i}".encode()]
+        if pause_s:
+            await trio.sleep(pause_s)
+
+
+# --- real transports --------------------------------------------------------------------------
+
+
+async def test_four_transports_connect_exchange_and_keep_one_connection_per_pair() -> None:
+    async with running_cluster(KEYS) as (_, nodes):
+        await wait_until(lambda: fully_connected(nodes))
+        await wait_until(lambda: one_connection_per_pair(nodes))
+        for i, node in nodes.items():
+            for j in nodes:
+                if i != j:
+                    assert node.transport.send(j, f"{i}->{j}".encode())
+        for j, node in nodes.items():
+            got = set()
+            with trio.fail_after(10):
+                for _ in range(len(nodes) - 1):
+                    got.add(await node.transport.incoming.receive())
+            assert got == {(i, f"{i}->{j}".encode()) for i in nodes if i != j}
+        node0 = nodes[0].transport
+        node0.broadcast(b"to all")
+        for j in (1, 2, 3):
+            assert await receive_from(nodes[j].transport, 0, 1) == [b"to all"]
+        assert one_connection_per_pair(nodes)
+        stats = node0.stats()
+        assert stats["connected_peers"] == [1, 2, 3]
+        assert stats["dropped_outgoing"] == {1: 0, 2: 0, 3: 0}
+        assert stats["refused_handshakes"] == {}
+
+
+async def test_a_stopped_transport_is_redialed_after_restart_and_gets_what_was_queued() -> None:
+    keys = KEYS[:3]
+    async with running_cluster(keys) as (nursery, nodes):
+        await wait_until(lambda: fully_connected(nodes))
+        port2 = nodes[2].transport.listen_port
+        await nodes[2].stop()
+        await wait_until(
+            lambda: 2 not in nodes[0].transport.connected_peers | nodes[1].transport.connected_peers
+        )
+        # Sent while 2 is down: waits in the bounded per-peer queue.
+        assert nodes[0].transport.send(2, b"while you were away")
+        restarted = make_transport(2, keys, port=port2)
+        restarted.set_addresses({i: (LOCALHOST, nodes[i].transport.listen_port) for i in (0, 1)})
+        nodes[2] = await start_node(nursery, restarted)
+        await wait_until(lambda: fully_connected(nodes))
+        assert await receive_from(restarted, 0, 1) == [b"while you were away"]
+        await honest_traffic(nodes[1].transport, restarted, 3)
+        await honest_traffic(restarted, nodes[0].transport, 3)
+        await wait_until(lambda: one_connection_per_pair(nodes))
+
+
+async def test_transports_started_before_addresses_are_known_wait_then_connect() -> None:
+    keys = KEYS[:2]
+    async with trio.open_nursery() as nursery:
+        a = await start_node(nursery, make_transport(0, keys))
+        b = await start_node(nursery, make_transport(1, keys))
+        with trio.move_on_after(0.2):
+            await wait_until(lambda: bool(a.transport.connected_peers))
+        assert a.transport.connected_peers == set()
+        # Only one side learns the other's address: its dial alone connects the pair.
+        b.transport.set_addresses({0: (LOCALHOST, a.transport.listen_port)})
+        await wait_until(lambda: a.transport.connected_peers == {1} and b.transport.connected_peers == {0})
+        await honest_traffic(a.transport, b.transport, 2)
+        nursery.cancel_scope.cancel()
+
+
+async def test_send_never_blocks_and_counts_drops_when_the_queue_is_full() -> None:
+    transport = make_transport(0, KEYS, queue_frames=4)
+    with trio.fail_after(1):
+        assert [transport.send(1, b"x") for _ in range(6)] == [True] * 4 + [False] * 2
+        transport.broadcast(b"y")
+    stats = transport.stats()
+    assert stats["dropped_outgoing"] == {1: 3, 2: 0, 3: 0}
+    assert stats["queued_outgoing"] == {1: 4, 2: 1, 3: 1}
+
+
+def test_send_refuses_caller_mistakes() -> None:
+    transport = make_transport(0, KEYS, max_frame_bytes=100)
+    with pytest.raises(ValueError):
+        transport.send(0, b"to myself")
+    with pytest.raises(ValueError):
+        transport.send(7, b"to nobody")
+    with pytest.raises(ValueError):
+        transport.send(1, b"")
+    with pytest.raises(ValueError):
+        transport.send(1, b"x" * 85)
+    assert transport.send(1, b"x" * 84)
+    with pytest.raises(ValueError):
+        Transport(0, KEYS[1], CHAIN_ID, [k.public_key for k in KEYS], {0: (LOCALHOST, 0)})
+
+
+async def test_a_full_incoming_channel_drops_and_counts_instead_of_blocking() -> None:
+    keys = KEYS[:2]
+    async with running_cluster(keys, incoming_frames=2, incoming_wait_s=0.01) as (_, nodes):
+        sender, receiver = nodes[0].transport, nodes[1].transport
+        await wait_until(lambda: fully_connected(nodes))
+        for i in range(10):
+            assert sender.send(1, b"%d" % i)
+        await wait_until(lambda: receiver.stats()["dropped_incoming"][0] == 8)
+        assert [receiver.incoming.receive_nowait() for _ in range(2)] == [(0, b"0"), (0, b"1")]
+        # Nothing is stuck: traffic flows again once the consumer reads.
+        await honest_traffic(sender, receiver, 2)
+
+
+# --- attackers against a pair of honest transports ---------------------------------------------
+
+Attack = Callable[[int], Awaitable[None]]
+
+
+async def attack_unknown_key(port: int) -> None:
+    stream = await trio.open_tcp_stream(LOCALHOST, port)
+    async with stream:
+        await stream.send_all(DialerHandshake(stranger_key(), CHAIN_ID, KEYS[0].public_key).start())
+        await read_until_closed(stream)
+
+
+async def attack_wrong_chain_id(port: int) -> None:
+    stream = await trio.open_tcp_stream(LOCALHOST, port)
+    async with stream:
+        await stream.send_all(DialerHandshake(KEYS[2], "evil-chain", KEYS[0].public_key).start())
+        await read_until_closed(stream)
+
+
+async def attack_low_order_point(port: int) -> None:
+    hello_frame = DialerHandshake(KEYS[2], CHAIN_ID, KEYS[0].public_key).start()
+    forged = hello_frame[:-32] + bytes(32)
+    stream = await trio.open_tcp_stream(LOCALHOST, port)
+    async with stream:
+        await stream.send_all(forged)
+        await read_until_closed(stream)
+
+
+async def attack_impersonation(port: int) -> None:
+    """Presents validator 2's public key, then signs FINISH with a key it actually has."""
+    stream = await trio.open_tcp_stream(LOCALHOST, port)
+    async with stream:
+        handshake = DialerHandshake(KEYS[2], CHAIN_ID, KEYS[0].public_key)
+        await stream.send_all(handshake.start())
+        await stream.receive_some(4096)
+        await stream.send_all(encode_plain_frame(b"\x03" + stranger_key().sign(b"anything")))
+        await read_until_closed(stream)
+
+
+async def attack_replay(port: int) -> None:
+    """Records a real session of validator 2, then replays its HELLO and FINISH on a new one."""
+    recorded: list[bytes] = []
+    stream = await trio.open_tcp_stream(LOCALHOST, port)
+    async with stream:
+        handshake = DialerHandshake(KEYS[2], CHAIN_ID, KEYS[0].public_key)
+        recorded.append(handshake.start())
+        await stream.send_all(recorded[0])
+        with trio.fail_after(5):
+            while handshake.result is None:
+                recorded.append(handshake.feed(await stream.receive_some(4096)))
+        await stream.send_all(recorded[-1])
+    stream = await trio.open_tcp_stream(LOCALHOST, port)
+    async with stream:
+        await stream.send_all(recorded[0])
+        await stream.receive_some(4096)
+        await stream.send_all(recorded[-1])
+        await read_until_closed(stream)
+
+
+async def attack_silent(port: int) -> None:
+    stream = await trio.open_tcp_stream(LOCALHOST, port)
+    async with stream:
+        await read_until_closed(stream, timeout_s=5)
+
+
+async def attack_truncated_frame(port: int) -> None:
+    stream, result = await raw_dial(port, KEYS[2], KEYS[0])
+    async with stream:
+        frame = RawPeer(result).sealer.seal(b"half a vote")
+        await stream.send_all(frame[:-5])
+        await stream.send_eof()
+        await read_until_closed(stream)
+
+
+async def attack_flipped_bit(port: int) -> None:
+    stream, result = await raw_dial(port, KEYS[2], KEYS[0])
+    async with stream:
+        frame = bytearray(RawPeer(result).sealer.seal(b"a vote for block 7"))
+        frame[10] ^= 0x01
+        await stream.send_all(bytes(frame))
+        await read_until_closed(stream)
+
+
+async def attack_oversized_frame(port: int) -> None:
+    stream, _ = await raw_dial(port, KEYS[2], KEYS[0])
+    async with stream:
+        await stream.send_all((0xFFFFFFF0).to_bytes(4, "big"))
+        await read_until_closed(stream)
+
+
+ATTACKS: dict[str, tuple[Attack, str, str]] = {
+    # name: (attack, log event, reason logged)
+    "unknown_key": (attack_unknown_key, "handshake_refused", 'reason="unknown validator key"'),
+    "wrong_chain_id": (attack_wrong_chain_id, "handshake_refused", "wrong chain id 'evil-chain'"),
+    "low_order_point": (attack_low_order_point, "handshake_refused", 'reason="low-order X25519 point"'),
+    "impersonation": (attack_impersonation, "handshake_refused", 'reason="bad handshake signature"'),
+    "replay": (attack_replay, "handshake_refused", 'reason="bad handshake signature"'),
+    "silent": (attack_silent, "handshake_refused", "handshake not finished within 0.5 s"),
+    "truncated_frame": (attack_truncated_frame, "frame_refused", "stream ended inside a frame"),
+    "flipped_bit": (attack_flipped_bit, "frame_refused", "failed authentication"),
+    "oversized_frame": (attack_oversized_frame, "frame_refused", "exceeds the cap"),
+}
+
+
+async def while_honest_traffic_flows(a: Transport, b: Transport, misbehave: Awaitable[None]) -> int:
+    """Run `misbehave` to completion while a and b exchange messages; return the rounds completed."""
+    rounds = 0
+
+    async def traffic() -> None:
+        nonlocal rounds
+        for _ in range(100_000):
+            await honest_traffic(a, b, 1)
+            rounds += 1
+            await trio.sleep(0.005)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(traffic)
+        await misbehave
+        nursery.cancel_scope.cancel()
+    return rounds
+
+
+@pytest.mark.parametrize("name", list(ATTACKS))
+async def test_attack_is_refused_and_honest_peers_keep_talking(
+    name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    attack, event, reason = ATTACKS[name]
+    caplog.set_level(logging.INFO, logger="bft.net")
+
+    def logged() -> list[str]:
+        return [
+            r.message for r in caplog.records if f"event={event} me=0 " in r.message and reason in r.message
+        ]
+
+    # Validators 0 and 1 are honest; validator 2's key is the attacker's where it needs one.
+    async with running_cluster(KEYS[:3], running=[0, 1], handshake_timeout_s=0.5) as (_, nodes):
+        a, b = nodes[0].transport, nodes[1].transport
+        await wait_until(lambda: fully_connected(nodes))
+        before = a.stats()["connections"][1]
+        assert await while_honest_traffic_flows(a, b, attack(a.listen_port)) >= 1
+        await honest_traffic(a, b, 3)
+        await wait_until(lambda: bool(logged()))
+        # The honest connection was never replaced or dropped.
+        assert a.stats()["connections"][1] == before
+        assert "remote=127.0.0.1:" in logged()[0]
+        assert 2 not in a.connected_peers
+        await wait_until(lambda: a.stats()["pending_handshakes"] == 0)
+
+
+async def test_a_stranger_with_200_connections_of_random_bytes_does_not_disturb_honest_traffic() -> None:
+    async with running_cluster(KEYS[:2], handshake_timeout_s=1.0, max_pending_handshakes=16) as (_, nodes):
+        a, b = nodes[0].transport, nodes[1].transport
+        await wait_until(lambda: fully_connected(nodes))
+        before = a.stats()["connections"][1]
+
+        async def stranger(seed: int) -> None:
+            garbage = os.urandom(16 + seed % 200)
+            if seed % 2:
+                # A plausible handshake length, then never enough bytes: holds a pending slot.
+                garbage = (1000).to_bytes(4, "big") + garbage
+            stream = await trio.open_tcp_stream(LOCALHOST, a.listen_port)
+            async with stream:
+                try:
+                    await stream.send_all(garbage)
+                    await read_until_closed(stream, timeout_s=5)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+
+        async def flood() -> None:
+            async with trio.open_nursery() as nursery:
+                for seed in range(200):
+                    nursery.start_soon(stranger, seed)
+
+        assert await while_honest_traffic_flows(a, b, flood()) >= 10
+        await honest_traffic(a, b, 5)
+        await wait_until(lambda: sum(a.stats()["refused_handshakes"].values()) == 200)
+        stats = a.stats()
+        assert stats["connections"][1] == before
+        assert stats["connected_peers"] == [1]
+        assert stats["refused_handshakes"]["too_many_pending"] > 0
+        assert stats["refused_handshakes"]["timeout"] <= 16
+        assert stats["pending_handshakes"] == 0
+
+
+# --- memory streams and the autojump clock -------------------------------------------------------
+
+
+async def test_silent_peer_hits_the_handshake_deadline(autojump_clock: trio.testing.MockClock) -> None:
+    transport = make_transport(0, KEYS, handshake_timeout_s=5.0)
+    _client, server = trio.testing.memory_stream_pair()
+    start = trio.current_time()
+    with trio.fail_after(60):
+        await transport.handle_inbound(server, remote="silent")
+    assert trio.current_time() - start == pytest.approx(5.0)
+    assert transport.stats()["refused_handshakes"] == {"timeout": 1}
+
+
+async def test_pending_handshakes_are_bounded(autojump_clock: trio.testing.MockClock) -> None:
+    transport = make_transport(0, KEYS, handshake_timeout_s=5.0, max_pending_handshakes=8)
+    clients = []
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            for i in range(20):
+                client, server = trio.testing.memory_stream_pair()
+                clients.append(client)
+                nursery.start_soon(transport.handle_inbound, server, f"stranger-{i}")
+            await trio.sleep(1)
+            assert transport.stats()["pending_handshakes"] == 8
+            assert transport.stats()["refused_handshakes"] == {"too_many_pending": 12}
+    assert transport.stats()["refused_handshakes"] == {"too_many_pending": 12, "timeout": 8}
+    assert transport.stats()["pending_handshakes"] == 0
+
+
+async def test_an_authenticated_peer_over_a_memory_stream(autojump_clock: trio.testing.MockClock) -> None:
+    transport = make_transport(0, KEYS)
+    client, server = trio.testing.memory_stream_pair()
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(transport.handle_inbound, server, "peer-3")
+            handshake = DialerHandshake(KEYS[3], CHAIN_ID, KEYS[0].public_key)
+            await client.send_all(handshake.start())
+            while handshake.result is None:
+                reply = handshake.feed(await client.receive_some(4096))
+            await client.send_all(reply)
+            peer = RawPeer(handshake.result)
+            await client.send_all(peer.sealer.seal(b"hello from 3"))
+            assert await transport.incoming.receive() == (3, b"hello from 3")
+            assert transport.connected_peers == {3}
+            assert transport.send(3, b"hello back")
+            received: list[bytes] = []
+            while not received:
+                received += [p for p in peer.opener.feed(await client.receive_some(4096)) if p]
+            assert received == [b"hello back"]
+            # Idle: keepalives flow, and a peer that goes silent is dropped after three periods.
+            await trio.sleep(20)
+            assert transport.connected_peers == set()
+        assert transport.stats()["live_connections"] == 0
+
+
+def test_private_key_of_another_validator_is_refused_at_construction() -> None:
+    with pytest.raises(ValueError, match="does not belong"):
+        Transport(1, PrivateKey.generate(), CHAIN_ID, [k.public_key for k in KEYS], {1: (LOCALHOST, 0)})

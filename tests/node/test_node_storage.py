@@ -1,0 +1,172 @@
+"""BlockStore: the committed chain in SQLite; appends that do not continue the chain are refused."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bft.core.blocktree import genesis
+from bft.core.messages import Block, QuorumCert
+from bft.core.types import BlockId, ValidatorIndex, View
+from bft.node.errors import StorageError
+from bft.node.storage import BlockStore, StoredBlock
+from crypto.hashing import sha256
+
+GENESIS, GENESIS_QC = genesis("storage-test")
+
+
+def _qc(block: Block, view: int | None = None) -> QuorumCert:
+    sigs = tuple((ValidatorIndex(i), bytes([i + 1]) * 64) for i in range(3))
+    return QuorumCert(View(block.view if view is None else view), block.id, sigs)
+
+
+def _chain(count: int, parent: Block = GENESIS, parent_qc: QuorumCert = GENESIS_QC) -> list[Block]:
+    """`count` blocks extending `parent`, with distinct txs, views 1 apart."""
+    blocks = []
+    for _ in range(count):
+        h = parent.height + 1
+        block = Block(
+            view=View(parent.view + 1),
+            height=h,
+            parent_id=parent.id,
+            proposer=ValidatorIndex(h % 4),
+            qc=parent_qc,
+            txs=(f"tx-{h}-a".encode(), f"tx-{h}-b".encode()),
+        )
+        blocks.append(block)
+        parent, parent_qc = block, _qc(block)
+    return blocks
+
+
+def _qcs(blocks: list[Block]) -> list[QuorumCert]:
+    return [_qc(b) for b in blocks]
+
+
+def test_empty_store(tmp_path: Path) -> None:
+    with BlockStore(tmp_path / "blocks.sqlite") as store:
+        assert store.height == 0
+        assert store.tip() is None
+        assert store.block_at(0) is None
+        assert store.block_at(1) is None
+        assert not store.has_tx(b"anything")
+
+
+def test_append_and_read_back(tmp_path: Path) -> None:
+    blocks = _chain(5)
+    commit_a = _qc(blocks[2], view=blocks[2].view + 2)
+    commit_b = _qc(blocks[4], view=blocks[4].view + 2)
+    with BlockStore(tmp_path / "blocks.sqlite", genesis_id=GENESIS.id) as store:
+        store.append(blocks[:3], _qcs(blocks[:3]), commit_a)
+        assert store.height == 3
+        store.append(blocks[3:], _qcs(blocks[3:]), commit_b)
+        assert store.height == 5
+        assert store.tip() == (blocks[4], _qc(blocks[4]))
+        for i, block in enumerate(blocks):
+            stored = store.block_at(i + 1)
+            expected_commit = commit_a if i < 3 else commit_b
+            assert stored == StoredBlock(block, _qc(block), expected_commit)
+            assert stored.height == i + 1
+            assert stored.block.id == block.id
+            assert store.block_by_id(block.id) == block
+        assert store.block_at(6) is None
+        assert store.block_by_id(BlockId(bytes(32))) is None
+        assert store.has_tx(b"tx-4-b")
+        assert not store.has_tx(b"tx-6-a")
+        assert store.tx_location(sha256(b"tx-4-b")) == (4, 1)
+        assert store.tx_location(sha256(b"tx-1-a")) == (1, 0)
+        assert store.tx_location(sha256(b"missing")) is None
+
+
+def test_a_tx_committed_twice_keeps_its_first_location(tmp_path: Path) -> None:
+    (b1,) = _chain(1)
+    b2 = Block(View(2), 2, b1.id, ValidatorIndex(1), _qc(b1), (b"dup", b"tx-1-a"))
+    with BlockStore(tmp_path / "blocks.sqlite") as store:
+        store.append([b1, b2], [_qc(b1), _qc(b2)], _qc(b2, view=4))
+        assert store.tx_location(sha256(b"tx-1-a")) == (1, 0)
+        assert store.tx_location(sha256(b"dup")) == (2, 0)
+
+
+def test_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "blocks.sqlite"
+    blocks = _chain(4)
+    with BlockStore(path) as store:
+        store.append(blocks[:2], _qcs(blocks[:2]), _qc(blocks[1], view=9))
+    with BlockStore(path) as store:
+        assert store.height == 2
+        assert store.tip() == (blocks[1], _qc(blocks[1]))
+        # The reopened store still knows its tip: appending continues from it, gaps are refused.
+        with pytest.raises(StorageError, match="expected height 3"):
+            store.append(blocks[3:], _qcs(blocks[3:]), _qc(blocks[3]))
+        store.append(blocks[2:], _qcs(blocks[2:]), _qc(blocks[3], view=11))
+    with BlockStore(path) as store:
+        assert store.height == 4
+        stored = store.block_at(1)
+        assert stored is not None
+        assert stored.commit_qc == _qc(blocks[1], view=9)
+        assert store.has_tx(b"tx-3-a")
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("empty", "no blocks"),
+        ("gap_at_start", "expected height 1"),
+        ("gap_inside", "expected height 2"),
+        ("wrong_parent", "is not the block below it"),
+        ("wrong_genesis_parent", "is not the block below it"),
+        ("fewer_qcs", "2 blocks with 1 QCs"),
+        ("qc_for_other_block", "its QC certifies"),
+    ],
+)
+def test_refuses_what_does_not_continue_the_chain(tmp_path: Path, case: str, message: str) -> None:
+    blocks = _chain(3)
+    other = _chain(2, parent=Block(View(7), 0, GENESIS.id, ValidatorIndex(0), GENESIS_QC, ()))
+    appends: dict[str, tuple[list[Block], list[QuorumCert]]] = {
+        "empty": ([], []),
+        "gap_at_start": (blocks[1:], _qcs(blocks[1:])),
+        "gap_inside": ([blocks[0], blocks[2]], _qcs([blocks[0], blocks[2]])),
+        "wrong_parent": ([blocks[0], other[1]], _qcs([blocks[0], other[1]])),
+        "wrong_genesis_parent": (other, _qcs(other)),
+        "fewer_qcs": (blocks[:2], _qcs(blocks[:1])),
+        "qc_for_other_block": (blocks[:2], [_qc(blocks[0]), _qc(blocks[0])]),
+    }
+    to_append, qcs = appends[case]
+    with BlockStore(tmp_path / "blocks.sqlite", genesis_id=GENESIS.id) as store:
+        with pytest.raises(StorageError, match=message):
+            store.append(to_append, qcs, _qc(blocks[0]))
+        # Nothing of a refused commit is stored, and the chain still accepts the right blocks.
+        assert store.height == 0
+        assert store.tip() is None
+        assert not store.has_tx(b"tx-1-a")
+        store.append(blocks, _qcs(blocks), _qc(blocks[2]))
+        assert store.height == 3
+
+
+def test_refuses_a_block_already_stored(tmp_path: Path) -> None:
+    blocks = _chain(2)
+    with BlockStore(tmp_path / "blocks.sqlite") as store:
+        store.append(blocks, _qcs(blocks), _qc(blocks[1]))
+        with pytest.raises(StorageError, match="expected height 3"):
+            store.append(blocks[1:], _qcs(blocks[1:]), _qc(blocks[1]))
+
+
+def test_wal_and_synchronous_full_are_in_effect(tmp_path: Path) -> None:
+    path = tmp_path / "blocks.sqlite"
+    with BlockStore(path) as store:
+        assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    # WAL mode is a property of the file: another connection sees it too.
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        db.close()
+
+
+def test_refuses_a_file_that_is_not_a_block_store(tmp_path: Path) -> None:
+    path = tmp_path / "blocks.sqlite"
+    path.write_bytes(b"this is not an sqlite database, just some text" * 100)
+    with pytest.raises(StorageError, match="not a usable block store"):
+        BlockStore(path)

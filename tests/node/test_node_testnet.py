@@ -1,0 +1,85 @@
+"""write_testnet: node homes that load, with keys that match genesis and ports derived from the base."""
+
+from __future__ import annotations
+
+import stat
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from bft.node.config import (
+    ConsensusSettings,
+    check_identity,
+    load_genesis,
+    load_node_config,
+)
+from bft.node.errors import ConfigError
+from bft.node.testnet import write_testnet
+from crypto.keys import load_private_key
+
+
+def test_four_node_testnet(tmp_path: Path) -> None:
+    out = tmp_path / "net"
+    homes = write_testnet(4, out, 30000, chain_id="tn-test")
+    assert homes == [out / f"node{i}" for i in range(4)]
+    genesis = load_genesis(out / "genesis.json")
+    assert genesis.chain_id == "tn-test"
+    assert len(genesis.validators) == 4
+    for i, home in enumerate(homes):
+        doc = tomllib.loads((home / "config.toml").read_text())
+        assert doc["node"]["index"] == i
+        assert doc["p2p"]["listen"] == f"127.0.0.1:{30000 + 2 * i}"
+        assert doc["api"]["listen"] == f"127.0.0.1:{30000 + 2 * i + 1}"
+        assert stat.S_IMODE((home / "node_key").stat().st_mode) == 0o600
+        assert stat.S_IMODE(home.stat().st_mode) == 0o700
+        key = load_private_key(home / "node_key")
+        assert genesis.validators[i].public_key == key.public_key
+        assert genesis.validators[i].p2p == doc["p2p"]["listen"]
+        assert genesis.validators[i].api == doc["api"]["listen"]
+        assert (home / "genesis.json").read_bytes() == (out / "genesis.json").read_bytes()
+
+        config = load_node_config(home)
+        node_genesis = load_genesis(config.genesis_file)
+        assert node_genesis == genesis
+        check_identity(config, node_genesis, load_private_key(config.key_file).public_key)
+        assert config.replica_config(node_genesis).me == i
+    assert len({v.public_key for v in genesis.validators}) == 4
+    assert sorted(p.name for p in out.iterdir()) == ["genesis.json", "node0", "node1", "node2", "node3"]
+    assert sorted(p.name for p in homes[0].iterdir()) == ["config.toml", "genesis.json", "node_key"]
+
+
+def test_options_reach_the_files(tmp_path: Path) -> None:
+    consensus = ConsensusSettings(base_timeout_s=0.25, max_timeout_s=2.0, max_block_txs=7)
+    homes = write_testnet(1, tmp_path, 40000, consensus=consensus, host="localhost")
+    config = load_node_config(homes[0])
+    assert config.consensus == consensus
+    assert config.p2p_listen == "localhost:40000"
+    assert config.api_listen == "localhost:40001"
+
+
+def test_default_chain_ids_are_fresh(tmp_path: Path) -> None:
+    write_testnet(1, tmp_path / "a", 40000)
+    write_testnet(1, tmp_path / "b", 40000)
+    a = load_genesis(tmp_path / "a" / "genesis.json").chain_id
+    b = load_genesis(tmp_path / "b" / "genesis.json").chain_id
+    assert a.startswith("bft-testnet-")
+    assert a != b
+
+
+def test_refuses_to_overwrite_keys(tmp_path: Path) -> None:
+    write_testnet(2, tmp_path, 40000)
+    before = (tmp_path / "node1" / "node_key").read_bytes()
+    genesis_before = (tmp_path / "genesis.json").read_bytes()
+    with pytest.raises(ConfigError, match="node0/node_key: a private key is already there"):
+        write_testnet(3, tmp_path, 40000)
+    assert (tmp_path / "node1" / "node_key").read_bytes() == before
+    assert (tmp_path / "genesis.json").read_bytes() == genesis_before
+    assert not (tmp_path / "node2").exists()
+
+
+@pytest.mark.parametrize(("nodes", "base_port"), [(0, 40000), (4, 0), (4, 65530)])
+def test_refuses_impossible_layouts(tmp_path: Path, nodes: int, base_port: int) -> None:
+    with pytest.raises(ConfigError):
+        write_testnet(nodes, tmp_path / "out", base_port)
+    assert not (tmp_path / "out").exists()
