@@ -1,1 +1,7 @@
-"""Transport: framing, the authenticated handshake and the trio driver (arrives with the node)."""
+"""Transport: the authenticated, encrypted TCP links between validators.
+
+Modules: `frames` (length-prefixed ChaCha20-Poly1305 frames and plain handshake frames, sans-I/O),
+`handshake` (mutual Ed25519 authentication bound to an ephemeral X25519 exchange, sans-I/O),
+`transport` (the trio driver: listener, dialers, per-peer bounded queues, reconnect) and
+`errors`. The package may import only the stdlib, `cryptography`, `trio` and `crypto`, never `bft`.
+"""

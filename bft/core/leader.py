@@ -1,13 +1,15 @@
 """The leader schedule: who proposes in which view.
 
-Owns: leader_of. Views are grouped in rounds of n; each round visits every validator once, in an
-order shuffled per round by a hash of the chain id and the round number (after an optional
-explicit prefix of leaders, which Twins sets).
+Owns: leader_of. A leader holds a term of two consecutive views; terms are grouped in rounds of
+n, each round visiting every validator once, in an order shuffled per round by a hash of the
+chain id and the round number (after an optional explicit prefix of leaders, which Twins sets).
 
-Why not plain round-robin: the three-chain needs four consecutive views with working leaders
-(three blocks, and the next leader to form the QC that commits). With n = 4 and one validator
-down, round-robin never has four working leaders in a row, so nothing would ever commit. A
-per-round shuffle keeps every validator's share equal and makes such runs occur regularly.
+Why: the three-chain needs four consecutive views with working leaders (three blocks, and the
+next leader to form the QC that commits). With plain round-robin, n = 4 and one validator down,
+that never happens, so nothing would commit. With two-view terms, a round of 2n views always has
+a run of at least four working views while at most f validators are down (the n - f working
+terms fall into at most f + 1 runs, one of which holds two terms), and the shuffle keeps every
+validator's share equal.
 May not: depend on anything but the view and the configuration.
 """
 
@@ -18,6 +20,8 @@ import struct
 
 from bft.core.config import ReplicaConfig
 from bft.core.types import ValidatorIndex, View
+
+TERM_VIEWS = 2
 from crypto.hashing import sha256
 
 
@@ -25,7 +29,8 @@ def leader_of(config: ReplicaConfig, view: View) -> ValidatorIndex:
     if 1 <= view <= len(config.leaders):
         return config.leaders[view - 1]
     n = config.validators.n
-    return _round_order(config.chain_id, n, view // n)[view % n]
+    term = view // TERM_VIEWS
+    return _round_order(config.chain_id, n, term // n)[term % n]
 
 
 @functools.lru_cache(maxsize=1024)

@@ -99,9 +99,7 @@ class Replica:
         self._committed_txs: set[bytes] = set()
         self._remember_commits = committed_tx is None or committed_block is None
         self._committed_tx = committed_tx if committed_tx is not None else self._committed_txs.__contains__
-        self._committed_block = (
-            committed_block if committed_block is not None else self._committed_blocks.get
-        )
+        self._committed_block = committed_block if committed_block is not None else self._committed_blocks.get
         if self._remember_commits:
             self._committed_blocks[root_block.id] = root_block
         self._out: list[Action] = []

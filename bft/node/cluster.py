@@ -67,7 +67,9 @@ def _table(apis: list[str], statuses: list[dict[str, Any] | None], byzantine: di
     return table
 
 
-async def run_cluster(home: Path, nodes: int, base_port: int, byzantine: dict[int, str], console: Console) -> int:
+async def run_cluster(
+    home: Path, nodes: int, base_port: int, byzantine: dict[int, str], console: Console
+) -> int:
     ensure_testnet(home, nodes, base_port)
     genesis = load_genesis(home / "genesis.json")
     if len(genesis.validators) != nodes:

@@ -28,7 +28,14 @@ from bft.core.replica import Replica
 from bft.core.safety_store import DurableFileStore
 from bft.core.types import ValidatorIndex, View
 from bft.node.api import b64, make_app, qc_json
-from bft.node.config import Genesis, NodeConfig, check_identity, load_genesis, load_node_config, parse_host_port
+from bft.node.config import (
+    Genesis,
+    NodeConfig,
+    check_identity,
+    load_genesis,
+    load_node_config,
+    parse_host_port,
+)
 from bft.node.logs import kv
 from bft.node.osfs import OsFilesystem
 from bft.node.storage import BlockStore
@@ -105,10 +112,8 @@ class Node:
                 task_status.started()
         finally:
             self.blocks.close()
-            log.info(kv(event="stopped", node=self.me, height=self.blocks_height_safe()))
-
-    def blocks_height_safe(self) -> int:
-        return self.replica.committed_height if self.replica is not None else 0
+            height = self.replica.committed_height if self.replica is not None else 0
+            log.info(kv(event="stopped", node=self.me, height=height))
 
     def _start_program(self) -> None:
         replica = Replica(
@@ -159,7 +164,7 @@ class Node:
             elif isinstance(action, Broadcast):
                 self.transport.broadcast(wire.encode(action.msg))
             elif isinstance(action, SendRaw):
-                self.transport.send(action.to, action.data)
+                self._send_raw(action)
             elif isinstance(action, Commit):
                 self._on_commit(action)
             elif isinstance(action, Refusal):
@@ -176,6 +181,14 @@ class Node:
                 )
             elif isinstance(action, ViewChange):
                 log.debug(kv(event="view", node=self.me, view=action.view, via=action.via))
+
+    def _send_raw(self, action: SendRaw) -> None:
+        """A Byzantine program's raw bytes: the transport frames what it can carry."""
+        size = len(action.data)
+        if 0 < size <= self.transport.max_payload_bytes:
+            self.transport.send(action.to, action.data)
+        else:
+            log.info(kv(event="raw_frame_not_sent", node=self.me, peer=action.to, size_bytes=size))
 
     def _on_commit(self, commit: Commit) -> None:
         self.blocks.append(commit.blocks, commit.qcs, commit.commit_qc)

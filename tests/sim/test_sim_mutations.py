@@ -49,7 +49,7 @@ def test_commit_over_non_consecutive_views_is_caught(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(replica_module, "committed_by", any_three_chain)
     spec = SimSpec(nodes=4, byzantine={0: "equivocate"}, min_duration_s=30.0)
-    _first_violation(spec, range(400), {CONFLICTING_QC, AGREEMENT})
+    _first_violation(spec, range(800), {CONFLICTING_QC, AGREEMENT})
 
 
 def test_counting_duplicate_signers_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:

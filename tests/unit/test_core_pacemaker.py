@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from core_helpers import N, config
 
-from bft.core.leader import leader_of
+from bft.core.leader import TERM_VIEWS, leader_of
 from bft.core.pacemaker import Pacemaker
 from bft.core.types import View
 
@@ -76,11 +76,30 @@ def test_views_only_move_forward(progress: bool) -> None:
     assert pm.view == 9
 
 
-def test_leader_schedule_visits_every_validator_once_per_round_after_the_prefix() -> None:
+def test_leader_schedule_gives_every_validator_one_two_view_term_per_round() -> None:
     cfg = config(0)
     for round_number in range(1, 50):
-        leaders = [leader_of(cfg, View(round_number * N + i)) for i in range(N)]
-        assert sorted(leaders) == list(range(N))
+        start = round_number * N * TERM_VIEWS
+        leaders = [leader_of(cfg, View(start + i)) for i in range(N * TERM_VIEWS)]
+        terms = leaders[::TERM_VIEWS]
+        assert sorted(terms) == list(range(N))
+        assert leaders == [t for t in terms for _ in range(TERM_VIEWS)]
+    # The order changes between rounds (a fixed order would starve the same runs every round).
+    orders = {
+        tuple(leader_of(cfg, View(r * N * TERM_VIEWS + i * TERM_VIEWS)) for i in range(N)) for r in range(50)
+    }
+    assert len(orders) > 1
+
+
+def test_one_validator_down_leaves_four_working_views_in_a_row_every_round() -> None:
+    # The three-chain needs four consecutive working leaders; round-robin with n=4 never has them.
+    cfg = config(0)
+    for down in range(N):
+        for round_number in range(30):
+            start = round_number * N * TERM_VIEWS
+            working = [leader_of(cfg, View(start + i)) != down for i in range(N * TERM_VIEWS)]
+            longest = max(len(run) for run in "".join("x" if w else " " for w in working).split())
+            assert longest >= 4, (down, round_number)
     # Deterministic: every replica computes the same schedule.
     assert [leader_of(config(0), View(v)) for v in range(200)] == [
         leader_of(config(3), View(v)) for v in range(200)

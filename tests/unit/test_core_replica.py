@@ -597,7 +597,7 @@ def test_unrequested_block_response_is_refused() -> None:
 
 
 def test_missing_parent_is_fetched_and_the_waiting_proposal_then_voted() -> None:
-    me = not_in(leader(1), leader(2), leader(3))
+    me = not_in(leader(1), leader(2), leader(3), leader(4))  # its vote for b3 must leave
     replica = make_replica(me)
     b1 = first_block()
     b2 = make_block(b1, 2)
