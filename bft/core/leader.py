@@ -20,9 +20,9 @@ import struct
 
 from bft.core.config import ReplicaConfig
 from bft.core.types import ValidatorIndex, View
+from crypto.hashing import sha256
 
 TERM_VIEWS = 2
-from crypto.hashing import sha256
 
 
 def leader_of(config: ReplicaConfig, view: View) -> ValidatorIndex:

@@ -95,6 +95,7 @@ class Node:
                 api.bind = [self.config.api_listen]
                 api.accesslog = None
                 api.errorlog = logging.getLogger("bft.api")
+                logging.getLogger("bft.api").setLevel(logging.WARNING)  # not its start-up banner
                 urls = await nursery.start(serve, make_app(self), api)
                 self.api_url = urls[0] if urls else None
                 nursery.start_soon(self._drive)
@@ -159,7 +160,10 @@ class Node:
 
     def _perform(self, actions: list[Action]) -> None:
         for action in actions:
-            if isinstance(action, Send):
+            if isinstance(action, Send | SendRaw) and action.to == self.me:
+                # The replica never addresses itself; a Byzantine wrapper may. Nowhere to send it.
+                log.debug(kv(event="send_to_self_dropped", node=self.me))
+            elif isinstance(action, Send):
                 self.transport.send(action.to, wire.encode(action.msg))
             elif isinstance(action, Broadcast):
                 self.transport.broadcast(wire.encode(action.msg))
