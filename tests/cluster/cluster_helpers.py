@@ -40,14 +40,14 @@ class WaitTimeout(AssertionError):
 
 
 def wait_until(
-    predicate: Callable[[], T],
+    predicate: Callable[[], T | None],
     timeout_s: float,
     what: str,
     *,
     interval_s: float = POLL_INTERVAL_S,
     diagnose: Callable[[], str] | None = None,
 ) -> T:
-    """Poll `predicate` until it returns a truthy value and return that value.
+    """Poll `predicate` until it returns a truthy value (not None, False, 0 or empty) and return it.
 
     Fails with a message naming `what` (and `diagnose()`, if given) once `timeout_s` has passed.
     The number of polls is bounded by the deadline and by an explicit count.
@@ -170,7 +170,8 @@ def run_bft(args: Sequence[str], timeout_s: float = 60.0) -> subprocess.Complete
     )
     if result.returncode != 0:
         raise AssertionError(
-            f"bft {' '.join(args)} exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+            f"bft {' '.join(args)} exited {result.returncode}\n"
+            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
         )
     return result
 
@@ -390,12 +391,16 @@ class Cluster:
     # Waits.
 
     def wait(
-        self, predicate: Callable[[], T], timeout_s: float, what: str, nodes: Iterable[int] | None = None
+        self,
+        predicate: Callable[[], T | None],
+        timeout_s: float,
+        what: str,
+        nodes: Iterable[int] | None = None,
     ) -> T:
         """`wait_until`, failing early if one of `nodes` (default: all) crashes."""
         watched = self.all if nodes is None else list(nodes)
 
-        def check() -> T:
+        def check() -> T | None:
             self.check_alive(watched)
             return predicate()
 
@@ -464,7 +469,8 @@ def assert_same_chain(cluster: Cluster, nodes: Sequence[int], heights: Iterable[
                 ids[h] = block["id"]
             if previous is not None and previous["height"] == h - 1:
                 assert block["parent_id"] == previous["id"], (
-                    f"node {i}: block {h} has parent {block['parent_id']}, but block {h - 1} is {previous['id']}"
+                    f"node {i}: block {h} has parent {block['parent_id']}, "
+                    f"but block {h - 1} is {previous['id']}"
                 )
             previous = block
     return ids
