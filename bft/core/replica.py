@@ -18,6 +18,7 @@ from bft.core.blocktree import BlockTree, genesis
 from bft.core.certs import Certifier
 from bft.core.commit_rule import committed_by
 from bft.core.config import ReplicaConfig
+from bft.core.journal import BlockJournal
 from bft.core.leader import leader_of
 from bft.core.messages import (
     Block,
@@ -63,12 +64,15 @@ class Replica:
         sig_cache: SignatureCache | None = None,
         committed_tx: Callable[[bytes], bool] | None = None,
         committed_block: Callable[[BlockId], Block | None] | None = None,
+        journal: BlockJournal | None = None,
     ) -> None:
         """Start (or restart) a replica. The safety state is loaded from `store`. `root` is the last
         committed block with the QC certifying it (None: genesis). `committed_tx` answers whether a
         transaction is already committed, `committed_block` looks up a committed block by id to
         serve peers that catch up; by default both remember what was committed since start, in
-        memory (fine for simulations; a node passes lookups backed by its block store)."""
+        memory (fine for simulations; a node passes lookups backed by its block store).
+        `journal` keeps uncommitted blocks durable: blocks are journaled before they are voted
+        for, and a restart reloads them (see `bft.core.journal` for why)."""
         self._config = config
         self._key = key
         self._payload = payload
@@ -78,10 +82,12 @@ class Replica:
         self._certifier = Certifier(config.chain_id, config.validators, genesis_qc, sig_cache)
         self._tree = BlockTree(root_block, root_qc)
         self._safety = SafetyRules(key, config.me, store, self._certifier, genesis_qc)
-        self._high_qc = root_qc
-        self._last_tc: TimeoutCert | None = None
+        self._journal = journal
+        self._high_qc = max((root_qc, *self._reload_journal()), key=lambda qc: qc.view)
+        self._last_tc = journal.high_tc() if journal is not None else None
         state = self._safety.state
-        start = max(root_qc.view + 1, state.last_voted_view, state.highest_timeout_view)
+        tc_view = self._last_tc.view + 1 if self._last_tc is not None else 0
+        start = max(self._high_qc.view + 1, tc_view, state.last_voted_view, state.highest_timeout_view)
         self._pacemaker = Pacemaker(config, View(start), now)
         self._votes = VoteCollector(config.validators)
         self._timeouts = TimeoutCollector(config.validators)
@@ -105,6 +111,22 @@ class Replica:
         self._out: list[Action] = []
         # The first on_timer call (due at once) lets the leader of the start view propose.
         self._started_at: float | None = now
+        self._restart_qc = self._high_qc if self._high_qc.view > root_qc.view else None
+
+    def _reload_journal(self) -> list[QuorumCert]:
+        """Put journaled blocks that extend the root back in the tree; return the QCs known from
+        them (each block's own QC) and the lock, so the high QC survives a restart."""
+        if self._journal is None:
+            return []
+        qcs = [self._safety.state.locked_qc]
+        for block in sorted(self._journal.blocks(), key=lambda b: b.height):
+            parent = self._tree.get(block.parent_id)
+            if block.id in self._tree or parent is None:
+                continue
+            if block.height == parent.height + 1 and block.view > parent.view:
+                self._tree.add(block)
+                qcs.append(block.qc)
+        return qcs
 
     # Read-only views for drivers, tests and the simulator.
 
@@ -153,6 +175,10 @@ class Replica:
     def on_timer(self, now: float) -> list[Action]:
         if self._started_at is not None:
             self._started_at = None
+            if self._restart_qc is not None:
+                # A restart resumes from the journal's high QC: fetch its block if no journal had
+                # it, and apply what it certifies (lock, commits) now that actions can be returned.
+                self._on_qc(self._restart_qc, now, None)
             if self.view == self._high_qc.view + 1:
                 self._propose(now)
         if now >= self._pacemaker.deadline:
@@ -236,6 +262,8 @@ class Replica:
                 return
             self._tree.add(block)
             self._blocks_in_view[block.view] = self._blocks_in_view.get(block.view, 0) + 1
+            if self._journal is not None:
+                self._journal.add((block,))
         vote = self._safety.vote(block, self._tree)
         if isinstance(vote, str):
             self._refuse(sender, block.view, "proposal", f"not voting: {vote}")
@@ -353,6 +381,8 @@ class Replica:
 
     def _commit(self, block: Block, commit_qc: QuorumCert) -> None:
         blocks, qcs = self._tree.commit(block)
+        if self._journal is not None:
+            self._journal.prune_to(block.height)
         if self._remember_commits:
             for b in blocks:
                 self._committed_blocks[b.id] = b
@@ -421,6 +451,8 @@ class Replica:
         """A verified TC: remember it for the next proposal, then enter the view after it."""
         if self._last_tc is None or tc.view > self._last_tc.view:
             self._last_tc = tc
+            if self._journal is not None:
+                self._journal.save_tc(tc)
         self._on_qc(tc.high_qc, now, None)
         self._enter(View(tc.view + 1), now, via="tc")
 
@@ -523,6 +555,8 @@ class Replica:
                 break
             self._tree.add(block)
             inserted.append(block)
+        if self._journal is not None and inserted:
+            self._journal.add(inserted)
         for block in inserted:
             self._fetching.pop(block.id, None)
             orphans = self._orphans.pop(block.id, None)

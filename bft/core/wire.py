@@ -518,3 +518,11 @@ def encode_qc(qc: QuorumCert) -> bytes:
 
 def decode_qc(data: bytes) -> QuorumCert:
     return _decode_as(data, _to_qc, "QC")
+
+
+def encode_tc(tc: TimeoutCert) -> bytes:
+    return _dumps(_tc_obj(tc))
+
+
+def decode_tc(data: bytes) -> TimeoutCert:
+    return _decode_as(data, _to_tc, "TC")

@@ -126,6 +126,7 @@ class Node:
             now=trio.current_time(),
             committed_tx=self.blocks.has_tx,
             committed_block=self.blocks.block_by_id,
+            journal=self.blocks,
         )
         self.replica = replica
         if self.byzantine is None:

@@ -6,7 +6,11 @@ May not: decide what is committed (the core's commit rule does; this module only
 writes that would not continue the stored chain), or be shared between threads or tasks: one
 trio task owns a store and calls it synchronously.
 
-Schema (version 1, in `PRAGMA user_version`):
+Also the block journal (`bft.core.journal`): uncommitted blocks, journaled before the node votes
+for them and pruned as commits pass them, so a cluster that lost every process still has its
+locked blocks.
+
+Schema (version 2, in `PRAGMA user_version`):
 
     blocks(height INTEGER PRIMARY KEY, id BLOB UNIQUE, view, parent_id BLOB,
            block BLOB  -- wire.encode_block
@@ -16,6 +20,8 @@ Schema (version 1, in `PRAGMA user_version`):
             commit_qc BLOB)             -- wire.encode_qc of the QC that committed it
     txs(hash BLOB PRIMARY KEY  -- sha256(tx)
         height, position)      -- the first committed occurrence of the tx
+    journal(id BLOB PRIMARY KEY, height, block BLOB)  -- uncommitted blocks
+    high_tc(one = 1, tc BLOB)                          -- the highest TC seen
 
 Heights start at 1 (genesis, height 0, is never stored) and have no gaps.
 """
@@ -31,12 +37,12 @@ from typing import Final
 
 from bft.core import wire
 from bft.core.errors import DecodeError
-from bft.core.messages import Block, QuorumCert
+from bft.core.messages import Block, QuorumCert, TimeoutCert
 from bft.core.types import BlockId
 from bft.node.errors import StorageError
 from crypto.hashing import sha256
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (
@@ -57,6 +63,15 @@ CREATE TABLE IF NOT EXISTS txs (
     height INTEGER NOT NULL,
     position INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS journal (
+    id BLOB PRIMARY KEY,
+    height INTEGER NOT NULL,
+    block BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS high_tc (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    tc BLOB NOT NULL
+);
 """
 
 
@@ -267,3 +282,45 @@ class BlockStore:
             "SELECT height, position FROM txs WHERE hash = ?", (bytes(tx_hash),)
         ).fetchone()
         return None if row is None else (int(row[0]), int(row[1]))
+
+    # The block journal (bft.core.journal.BlockJournal).
+
+    def add(self, blocks: Sequence[Block]) -> None:
+        """Journal uncommitted blocks in one transaction; durable when this returns."""
+        rows = [(bytes(b.id), b.height, wire.encode_block(b)) for b in blocks]
+        self._write(
+            "journal blocks", "INSERT OR IGNORE INTO journal (id, height, block) VALUES (?, ?, ?)", rows
+        )
+
+    def blocks(self) -> list[Block]:
+        return [self._decode_block(row[0]) for row in self._db.execute("SELECT block FROM journal")]
+
+    def prune_to(self, height: int) -> None:
+        self._write("prune the journal", "DELETE FROM journal WHERE height <= ?", [(height,)])
+
+    def save_tc(self, tc: TimeoutCert) -> None:
+        """Keep the highest TC seen; durable when this returns."""
+        self._write(
+            "save the TC", "INSERT OR REPLACE INTO high_tc (one, tc) VALUES (1, ?)", [(wire.encode_tc(tc),)]
+        )
+
+    def high_tc(self) -> TimeoutCert | None:
+        row = self._db.execute("SELECT tc FROM high_tc").fetchone()
+        if row is None:
+            return None
+        try:
+            return wire.decode_tc(row[0])
+        except DecodeError as exc:
+            raise StorageError(f"{self._path}: corrupt TC record: {exc}") from exc
+
+    def _write(self, what: str, statement: str, rows: Sequence[tuple[object, ...]]) -> None:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(statement, rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self._path}: cannot {what}: {exc}") from exc

@@ -3,7 +3,8 @@
 Owns: `CrashKind`, `CrashEvent`, `FaultPlan` and `generate_fault_plan`. A plan fixes GST, the
 pre-GST network misbehaviour (drops, duplicates, delay spread, partitions of validators) and the
 crash/restart events of honest validators before GST. At no time are more validators faulty
-(Byzantine, Twins or crashed-or-armed-to-crash) than f.
+(Byzantine, Twins or crashed-or-armed-to-crash) than f, except in a total crash: every honest
+validator crashes around one moment and restarts, all before GST, recovering from disk alone.
 May not: run anything; the harness carries the plan out.
 
 Crash kinds (each occupies the interval [at_s, restart_s) of the fault budget):
@@ -134,7 +135,17 @@ def generate_fault_plan(
 
     budget = max_faulty(n) - len(faulty)
     events: list[CrashEvent] = []
-    if crashes and not calm and budget > 0 and gst_s > 0.5 and honest:
+    total_crash = crashes and not calm and gst_s > 1.0 and honest and rng.random() < 0.15
+    if total_crash:
+        # Every honest process dies (a power cut), then all restart: not a Byzantine fault, but
+        # recovery must come from disk alone. Nothing else crashes in such a plan.
+        at_s = rng.uniform(0.5, gst_s * 0.8)
+        for index in honest:
+            kind = rng.choice(list(CrashKind))
+            after_ops = rng.randint(1, 6) if kind is CrashKind.MID_SAVE else 0
+            restart_s = rng.uniform(at_s + 0.2, gst_s)
+            events.append(CrashEvent(index, kind, at_s, restart_s, after_ops))
+    elif crashes and not calm and budget > 0 and gst_s > 0.5 and honest:
         for _ in range(rng.choice([0, 1, 2, 3, 4])):
             index = rng.choice(honest)
             at_s = rng.uniform(0, gst_s * 0.9)

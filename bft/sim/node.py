@@ -18,6 +18,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from bft.core.config import ReplicaConfig
+from bft.core.journal import MemoryJournal
 from bft.core.messages import Block, QuorumCert, SafetyState
 from bft.core.program import Program
 from bft.core.replica import PayloadSource, Replica
@@ -134,6 +135,8 @@ class SimNode:
         self.payload = SimPayload(seed, inst, self.rng, issued)
         self.disk = SimDisk()
         self.commit_log: list[tuple[Block, QuorumCert]] = []
+        # Uncommitted blocks, durable like the commit log (a synced store), survive crashes.
+        self.journal = MemoryJournal()
         self.committed_txs: set[bytes] = set()
         self.program: Program | None = None
         # Set when the program raised: the node stays down for the rest of the schedule.
@@ -173,6 +176,7 @@ class SimNode:
         root = self.commit_log[-1] if self.commit_log else None
         config, key, payload, sig_cache = self.config, self.key, self.payload, self.sig_cache
         committed_tx = self.committed_txs.__contains__
+        journal = self.journal
 
         def honest() -> Replica:
             return Replica(
@@ -184,6 +188,7 @@ class SimNode:
                 now=now,
                 sig_cache=sig_cache,
                 committed_tx=committed_tx,
+                journal=journal,
             )
 
         return NodeContext(

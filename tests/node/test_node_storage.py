@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from bft.core.blocktree import genesis
-from bft.core.messages import Block, QuorumCert
+from bft.core.journal import BlockJournal
+from bft.core.messages import Block, QuorumCert, TimeoutCert
 from bft.core.types import BlockId, ValidatorIndex, View
 from bft.node.errors import StorageError
 from bft.node.storage import BlockStore, StoredBlock
@@ -170,3 +171,26 @@ def test_refuses_a_file_that_is_not_a_block_store(tmp_path: Path) -> None:
     path.write_bytes(b"this is not an sqlite database, just some text" * 100)
     with pytest.raises(StorageError, match="not a usable block store"):
         BlockStore(path)
+
+
+# The block journal and the highest TC (bft.core.journal.BlockJournal).
+
+
+def test_journal_keeps_uncommitted_blocks_and_the_tc_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "blocks.sqlite"
+    store = BlockStore(path)
+    journal: BlockJournal = store  # the store is the node's journal
+    genesis_block, genesis_qc = genesis("journal-chain")
+    b1 = Block(View(1), 1, genesis_block.id, ValidatorIndex(0), genesis_qc, (b"a",))
+    b2 = Block(View(2), 2, b1.id, ValidatorIndex(1), QuorumCert(View(1), b1.id, ()), (b"b",))
+    journal.add([b1, b2])
+    journal.add([b2])  # journaling twice is harmless
+    tc = TimeoutCert(View(3), genesis_qc, ((ValidatorIndex(0), View(0), bytes(64)),))
+    journal.save_tc(tc)
+    store.close()
+    reopened = BlockStore(path)
+    assert sorted(b.id for b in reopened.blocks()) == sorted([b1.id, b2.id])
+    assert reopened.high_tc() == tc
+    reopened.prune_to(1)
+    assert [b.id for b in reopened.blocks()] == [b2.id]
+    reopened.close()

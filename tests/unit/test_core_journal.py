@@ -1,0 +1,61 @@
+"""The block journal: after every replica crashes at once, the cluster commits again.
+
+Without it, locks point at certified blocks that no replica remembers, every proposal conflicts
+with them, and the cluster never commits again (found by the kill -9 all-four cluster test).
+"""
+
+from __future__ import annotations
+
+from core_helpers import KEYS, N, Cluster, Payload, config
+
+from bft.core.actions import Commit
+from bft.core.journal import MemoryJournal
+from bft.core.messages import Block, QuorumCert
+from bft.core.replica import Replica
+
+
+def _replica(
+    i: int, cluster: Cluster, journal: MemoryJournal | None, root: tuple[Block, QuorumCert] | None
+) -> Replica:
+    return Replica(
+        config(i), KEYS[i], cluster.stores[i], Payload(i), root=root, now=cluster.now, journal=journal
+    )
+
+
+def _last_commit(commits: list[Commit]) -> tuple[Block, QuorumCert] | None:
+    if not commits:
+        return None
+    return commits[-1].blocks[-1], commits[-1].qcs[-1]
+
+
+def _crash_all_and_restart(journaled: bool) -> tuple[Cluster, list[int]]:
+    journals = [MemoryJournal() if journaled else None for _ in range(N)]
+    cluster = Cluster()
+    cluster.replicas = [_replica(i, cluster, journals[i], None) for i in range(N)]
+    cluster.run(lambda: min(cluster.heights()) >= 5)
+    # Every process dies at once: messages in flight are lost, memory is gone; the safety record,
+    # the committed chain and (if any) the journal survive.
+    cluster.queue.clear()
+    before = cluster.heights()
+    locked = [s.state.locked_view for s in cluster.stores if s.state is not None]
+    assert max(locked) > min(r.last_committed.view for r in cluster.replicas), "locks above the roots"
+    cluster.replicas = [
+        _replica(i, cluster, journals[i], _last_commit(cluster.commit_actions[i])) for i in range(N)
+    ]
+    return cluster, before
+
+
+def test_with_a_journal_a_cluster_that_crashed_entirely_commits_again() -> None:
+    cluster, before = _crash_all_and_restart(journaled=True)
+    cluster.run(lambda: min(cluster.heights()) >= max(before) + 3)
+    ids = [[b.id for b in commits] for commits in cluster.commits]
+    shortest = min(len(c) for c in ids)
+    assert all(c[:shortest] == ids[0][:shortest] for c in ids)
+
+
+def test_without_a_journal_the_locks_stall_the_cluster_for_good() -> None:
+    cluster, before = _crash_all_and_restart(journaled=False)
+    for _ in range(3000):
+        cluster.step()
+    assert max(cluster.heights()) == max(before)
+    assert any("conflicts with the lock" in r.reason for refused in cluster.refused for r in refused)
