@@ -112,6 +112,7 @@ def generate_fault_plan(
     max_gst_s: float,
     min_gst_s: float = 0.0,
     crashes: bool = True,
+    total_crashes: bool = True,
 ) -> FaultPlan:
     """A varied plan from `seed`: from calm to harsh, with crashes only of validators not in
     `faulty` and at most f - len(faulty) of them down (or armed) at any instant."""
@@ -135,7 +136,7 @@ def generate_fault_plan(
 
     budget = max_faulty(n) - len(faulty)
     events: list[CrashEvent] = []
-    total_crash = crashes and not calm and gst_s > 1.0 and honest and rng.random() < 0.15
+    total_crash = rng.random() < 0.15 and total_crashes and crashes and not calm and gst_s > 1.0 and honest
     if total_crash:
         # Every honest process dies (a power cut), then all restart: not a Byzantine fault, but
         # recovery must come from disk alone. Nothing else crashes in such a plan.

@@ -42,6 +42,8 @@ class SimSpec:
     twins_rounds: int = DEFAULT_ROUNDS
     shuffle_byzantine: bool = True
     crashes: bool = True
+    # Some plans crash every honest node at once (recovery from disk alone).
+    total_crashes: bool = True
     max_events: int = 500_000
     stop_on_violation: bool = True
 

@@ -142,6 +142,7 @@ class World:
             max_gst_s=max(spec.max_gst_s, min_gst),
             min_gst_s=min_gst,
             crashes=spec.crashes,
+            total_crashes=spec.total_crashes,
         )
         validators = ValidatorSet(tuple(keys(i).public_key for i in range(spec.nodes)))
         leaders = self.twins.leaders if self.twins is not None else ()

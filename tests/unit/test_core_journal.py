@@ -6,7 +6,7 @@ with them, and the cluster never commits again (found by the kill -9 all-four cl
 
 from __future__ import annotations
 
-from core_helpers import KEYS, N, Cluster, Payload, config
+from core_helpers import KEYS, Cluster, N, Payload, config
 
 from bft.core.actions import Commit
 from bft.core.journal import MemoryJournal
