@@ -284,6 +284,17 @@ async def while_honest_traffic_flows(a: Transport, b: Transport, misbehave: Awai
     return rounds
 
 
+def honest_link_kept(caplog: pytest.LogCaptureFixture, since: int, before: object, after: object) -> bool:
+    """Validator 0's link to 1 is the same one, or was replaced only by the tie-break that keeps
+    the connection dialed by the lower index (both dial at start; a late dial by 0 may land after
+    1's was already up). Never dropped for any other reason."""
+    records = caplog.records[since:]
+    disconnects = [r.message for r in records if "event=peer_disconnected me=0 peer=1 " in r.message]
+    if after == before:
+        return not disconnects
+    return all("replaced by a connection dialed by 0" in line for line in disconnects) and bool(disconnects)
+
+
 @pytest.mark.parametrize("name", list(ATTACKS))
 async def test_attack_is_refused_and_honest_peers_keep_talking(
     name: str, caplog: pytest.LogCaptureFixture
@@ -300,22 +311,25 @@ async def test_attack_is_refused_and_honest_peers_keep_talking(
     async with running_cluster(KEYS[:3], running=[0, 1], handshake_timeout_s=0.5) as (_, nodes):
         a, b = nodes[0].transport, nodes[1].transport
         await wait_until(lambda: fully_connected(nodes))
-        before = a.stats()["connections"][1]
+        before, since = a.stats()["connections"][1], len(caplog.records)
         assert await while_honest_traffic_flows(a, b, attack(a.listen_port)) >= 1
         await honest_traffic(a, b, 3)
         await wait_until(lambda: bool(logged()))
-        # The honest connection was never replaced or dropped.
-        assert a.stats()["connections"][1] == before
+        # The honest connection was never dropped: at most replaced by the start-up tie-break.
+        assert honest_link_kept(caplog, since, before, a.stats()["connections"][1])
         assert "remote=127.0.0.1:" in logged()[0]
         assert 2 not in a.connected_peers
         await wait_until(lambda: a.stats()["pending_handshakes"] == 0)
 
 
-async def test_a_stranger_with_200_connections_of_random_bytes_does_not_disturb_honest_traffic() -> None:
+async def test_a_stranger_with_200_connections_of_random_bytes_does_not_disturb_honest_traffic(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="bft.net")
     async with running_cluster(KEYS[:2], handshake_timeout_s=1.0, max_pending_handshakes=16) as (_, nodes):
         a, b = nodes[0].transport, nodes[1].transport
         await wait_until(lambda: fully_connected(nodes))
-        before = a.stats()["connections"][1]
+        before, since = a.stats()["connections"][1], len(caplog.records)
 
         async def stranger(seed: int) -> None:
             garbage = os.urandom(16 + seed % 200)
@@ -339,7 +353,7 @@ async def test_a_stranger_with_200_connections_of_random_bytes_does_not_disturb_
         await honest_traffic(a, b, 5)
         await wait_until(lambda: sum(a.stats()["refused_handshakes"].values()) == 200)
         stats = a.stats()
-        assert stats["connections"][1] == before
+        assert honest_link_kept(caplog, since, before, stats["connections"][1])
         assert stats["connected_peers"] == [1]
         assert stats["refused_handshakes"]["too_many_pending"] > 0
         assert stats["refused_handshakes"]["timeout"] <= 16
