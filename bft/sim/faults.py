@@ -142,10 +142,7 @@ def generate_fault_plan(
         # recovery must come from disk alone. Nothing else crashes in such a plan.
         at_s = rng.uniform(0.5, gst_s * 0.8)
         for index in honest:
-            kind = rng.choice(list(CrashKind))
-            after_ops = rng.randint(1, 6) if kind is CrashKind.MID_SAVE else 0
-            restart_s = rng.uniform(at_s + 0.2, gst_s)
-            events.append(CrashEvent(index, kind, at_s, restart_s, after_ops))
+            events.append(_crash(rng, index, at_s, rng.uniform(at_s + 0.2, gst_s)))
     elif crashes and not calm and budget > 0 and gst_s > 0.5 and honest:
         for _ in range(rng.choice([0, 1, 2, 3, 4])):
             index = rng.choice(honest)
@@ -157,9 +154,7 @@ def generate_fault_plan(
             spans = [(c.at_s, c.restart_s) for c in events]
             if _max_overlap([*spans, (at_s, restart_s)]) > budget:
                 continue
-            kind = rng.choice(list(CrashKind))
-            after_ops = rng.randint(1, 6) if kind is CrashKind.MID_SAVE else 0
-            events.append(CrashEvent(index, kind, at_s, restart_s, after_ops))
+            events.append(_crash(rng, index, at_s, restart_s))
     events.sort(key=lambda c: (c.at_s, c.index))
     return FaultPlan(
         seed=seed,
@@ -172,3 +167,10 @@ def generate_fault_plan(
         partitions=tuple(partitions),
         crashes=tuple(events),
     )
+
+
+def _crash(rng: random.Random, index: int, at_s: float, restart_s: float) -> CrashEvent:
+    """A crash of a random kind; a mid-save crash dies at one of the next six disk operations."""
+    kind = rng.choice(list(CrashKind))
+    after_ops = rng.randint(1, 6) if kind is CrashKind.MID_SAVE else 0
+    return CrashEvent(index, kind, at_s, restart_s, after_ops)
