@@ -38,7 +38,7 @@ from bft.core.messages import (
     Timeout,
     Vote,
 )
-from bft.core.replica import Replica
+from bft.core.replica import MAX_BLOCKS_PER_VIEW, Replica
 from bft.core.types import BlockId, View
 from crypto.hashing import sha256
 
@@ -643,3 +643,32 @@ def test_block_request_is_answered_newest_first_within_the_limit() -> None:
     assert send.to == requester
     assert send.msg == BlockResponse((b2, b1))
     refused_with(replica.on_message(vi(requester), BlockRequest(BlockId(sha256(b"?")), 5), 0.0), "unknown")
+
+
+def test_an_equivocating_leader_cannot_grow_the_tree_beyond_the_per_view_cap() -> None:
+    me = not_in(leader(1))
+    replica = make_replica(me)
+    refused: list[str] = []
+    for k in range(3 * MAX_BLOCKS_PER_VIEW):
+        block = first_block(txs=(b"equivocation-%d" % k,))
+        refused += [str(r) for r in refusals(replica.on_message(leader(1), make_proposal(block), 0.0))]
+    assert len(replica._tree) == 1 + MAX_BLOCKS_PER_VIEW  # the root and the capped blocks
+    assert sum(f"more than {MAX_BLOCKS_PER_VIEW} blocks for view 1" in r for r in refused) == (
+        2 * MAX_BLOCKS_PER_VIEW
+    )
+
+
+def test_outstanding_fetches_and_orphan_chains_are_bounded() -> None:
+    limit = 3
+    me = not_in(leader(1), leader(2))
+    replica = make_replica(me, max_pending_blocks=limit)
+    # QCs for many unknown blocks (certified by real signatures) each start a fetch.
+    unknown = [make_block(GENESIS_BLOCK, 1, txs=(b"u%d" % k,)) for k in range(3 * limit)]
+    refused: list[str] = []
+    for block in unknown:
+        qc = qc_for(block)
+        sync = SyncInfo(qc, None)
+        refused += [str(r) for r in refusals(replica.on_message(leader(2), sync, 0.0))]
+    assert len(replica._fetching) <= limit
+    assert len(replica._waiting_qcs) <= limit
+    assert any("too many outstanding fetches" in r for r in refused)
