@@ -1,0 +1,211 @@
+"""The mempool: transactions admitted but not yet committed, in arrival order.
+
+Owns: admission (size limits, de-duplication by hash against pending and committed transactions,
+the application's `check_tx`), the count and byte bounds with an explicit "full" answer, FIFO
+batches for this replica's proposals, removal on commit, and the queue of newly admitted
+transactions to gossip to peers.
+May not: perform I/O, read clocks, spawn tasks or take locks; one trio task owns it. It decides
+nothing about safety: the replica re-checks every block, this only avoids offering what would be
+refused.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Callable, Collection, Iterable, Set
+from dataclasses import dataclass
+
+
+def tx_hash(tx: bytes) -> bytes:
+    """A transaction's hash: SHA-256 of its bytes (DESIGN.md)."""
+    return hashlib.sha256(tx).digest()
+
+
+class AddStatus(enum.StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    COMMITTED = "committed"
+    REJECTED = "rejected"
+    FULL = "full"
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    """The answer to `Mempool.add`. `reason` is set for `rejected` and `full`."""
+
+    status: AddStatus
+    tx_hash: bytes
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """The transaction is (or already was) on its way to a block: accepted or a duplicate."""
+        return self.status in (AddStatus.ACCEPTED, AddStatus.DUPLICATE)
+
+
+@dataclass(frozen=True, slots=True)
+class MempoolStats:
+    """Current size and counters of `add` outcomes since construction."""
+
+    count: int
+    size_bytes: int
+    accepted: int
+    duplicate: int
+    committed: int
+    rejected: int
+    full: int
+    removed: int
+
+
+class Mempool:
+    """Pending transactions keyed by hash, in insertion order; satisfies `bft.core.replica.PayloadSource`."""
+
+    def __init__(
+        self,
+        check_tx: Callable[[bytes], str | None],
+        committed: Callable[[bytes], bool],
+        *,
+        max_txs: int = 10_000,
+        max_bytes: int = 64 * 1024 * 1024,
+        max_tx_bytes: int = 1024 * 1024,
+        batch_txs: int = 1000,
+        batch_bytes: int = 1_000_000,
+    ) -> None:
+        """`check_tx(tx)` returns None to admit or a refusal reason; `committed(tx)` says whether a
+        transaction is already committed. `max_txs`/`max_bytes` bound the pool, `max_tx_bytes` one
+        transaction, `batch_txs`/`batch_bytes` one proposal's payload."""
+        for name, value in (
+            ("max_txs", max_txs),
+            ("max_bytes", max_bytes),
+            ("max_tx_bytes", max_tx_bytes),
+            ("batch_txs", batch_txs),
+            ("batch_bytes", batch_bytes),
+        ):
+            if value <= 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        self._check_tx = check_tx
+        self._committed = committed
+        self._max_txs = max_txs
+        self._max_bytes = max_bytes
+        # A transaction that can never fit in a batch would sit at the head of the FIFO forever.
+        self._max_tx_bytes = min(max_tx_bytes, batch_bytes, max_bytes)
+        self._batch_txs = batch_txs
+        self._batch_bytes = batch_bytes
+        # dicts keep insertion order: this is the FIFO, with O(1) lookup and removal by hash.
+        self._pending: dict[bytes, bytes] = {}
+        # Admitted but not yet handed to gossip; a subset of `_pending`, so bounded by it.
+        self._unsent: dict[bytes, None] = {}
+        self._size_bytes = 0
+        self._counts = dict.fromkeys(AddStatus, 0)
+        self._removed = 0
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    @property
+    def size_bytes(self) -> int:
+        """Total bytes of the pending transactions."""
+        return self._size_bytes
+
+    def contains(self, tx_hash: bytes) -> bool:
+        return tx_hash in self._pending
+
+    def add(self, tx: bytes) -> AddResult:
+        """Admit `tx` (from a client or a peer). Never evicts: when the bounds are reached the
+        answer is `full` and the pool is unchanged."""
+        h = tx_hash(tx)
+        result = self._admit(tx, h)
+        self._counts[result.status] += 1
+        if result.status is AddStatus.ACCEPTED:
+            self._pending[h] = tx
+            self._unsent[h] = None
+            self._size_bytes += len(tx)
+        return result
+
+    def _admit(self, tx: bytes, h: bytes) -> AddResult:
+        # Cheap checks first; the application's check_tx runs only for a transaction that would fit.
+        if not tx:
+            return AddResult(AddStatus.REJECTED, h, "empty transaction")
+        if len(tx) > self._max_tx_bytes:
+            return AddResult(
+                AddStatus.REJECTED, h, f"transaction of {len(tx)} bytes exceeds {self._max_tx_bytes}"
+            )
+        if h in self._pending:
+            return AddResult(AddStatus.DUPLICATE, h)
+        if self._committed(tx):
+            return AddResult(AddStatus.COMMITTED, h)
+        if len(self._pending) >= self._max_txs:
+            return AddResult(AddStatus.FULL, h, f"mempool full: {self._max_txs} transactions")
+        if self._size_bytes + len(tx) > self._max_bytes:
+            return AddResult(AddStatus.FULL, h, f"mempool full: {self._max_bytes} bytes")
+        reason = self._check_tx(tx)
+        if reason is not None:
+            return AddResult(AddStatus.REJECTED, h, reason)
+        return AddResult(AddStatus.ACCEPTED, h)
+
+    def payload_for(self, view: int, exclude: Collection[bytes]) -> tuple[bytes, ...]:
+        """The oldest pending transactions not in `exclude` (transactions, not hashes) and not
+        committed, at most `batch_txs` of them and `batch_bytes` in total. They stay pending (the
+        proposal may fail); committed ones met on the way are dropped, they can never be proposed."""
+        excluded = exclude if isinstance(exclude, Set) else frozenset(exclude)
+        batch: list[bytes] = []
+        batch_size = 0
+        stale: list[bytes] = []
+        for h, tx in self._pending.items():
+            if len(batch) >= self._batch_txs:
+                break
+            if tx in excluded:
+                continue
+            if self._committed(tx):
+                stale.append(h)
+                continue
+            # Stop rather than skip: later, smaller transactions must not overtake the head forever.
+            if batch_size + len(tx) > self._batch_bytes:
+                break
+            batch.append(tx)
+            batch_size += len(tx)
+        for h in stale:
+            self._drop(h)
+        return tuple(batch)
+
+    def remove_committed(self, txs: Iterable[bytes]) -> int:
+        """Forget the committed `txs` (matched by hash); returns how many were pending."""
+        removed = 0
+        for tx in txs:
+            if self._drop(tx_hash(tx)):
+                removed += 1
+        return removed
+
+    def _drop(self, h: bytes) -> bool:
+        tx = self._pending.pop(h, None)
+        if tx is None:
+            return False
+        self._unsent.pop(h, None)
+        self._size_bytes -= len(tx)
+        self._removed += 1
+        return True
+
+    def take_new(self, max_txs: int) -> list[bytes]:
+        """Up to `max_txs` transactions admitted since they were last taken, oldest first, for gossip.
+        Each admitted transaction is returned at most once (none once it is committed)."""
+        hashes: list[bytes] = []
+        for h in self._unsent:
+            if len(hashes) >= max_txs:
+                break
+            hashes.append(h)
+        for h in hashes:
+            del self._unsent[h]
+        return [self._pending[h] for h in hashes]
+
+    def stats(self) -> MempoolStats:
+        return MempoolStats(
+            count=len(self._pending),
+            size_bytes=self._size_bytes,
+            accepted=self._counts[AddStatus.ACCEPTED],
+            duplicate=self._counts[AddStatus.DUPLICATE],
+            committed=self._counts[AddStatus.COMMITTED],
+            rejected=self._counts[AddStatus.REJECTED],
+            full=self._counts[AddStatus.FULL],
+            removed=self._removed,
+        )

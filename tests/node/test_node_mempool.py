@@ -1,0 +1,287 @@
+"""Unit tests of the mempool: admission, bounds, FIFO batches, removal on commit, gossip queue."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bft.core.replica import PayloadSource
+from bft.core.types import View
+from bft.node.mempool import AddResult, AddStatus, Mempool, tx_hash
+
+V = View(1)
+
+
+def admit_all(tx: bytes) -> str | None:
+    return None
+
+
+def make(
+    committed: set[bytes] | None = None,
+    check_tx: Callable[[bytes], str | None] = admit_all,
+    **limits: int,
+) -> Mempool:
+    done = committed if committed is not None else set()
+    return Mempool(check_tx, done.__contains__, **limits)
+
+
+def txs(n: int, size: int = 4) -> list[bytes]:
+    return [f"{i:0{size}d}".encode() for i in range(n)]
+
+
+def test_tx_hash_is_sha256() -> None:
+    assert tx_hash(b"abc") == hashlib.sha256(b"abc").digest()
+
+
+def test_satisfies_payload_source() -> None:
+    source: PayloadSource = make()
+    assert source.payload_for(V, ()) == ()
+
+
+def test_batch_is_fifo_and_not_removed() -> None:
+    pool = make()
+    items = [b"c", b"a", b"b", b"zz"]
+    for tx in items:
+        assert pool.add(tx).status is AddStatus.ACCEPTED
+    assert pool.payload_for(V, ()) == tuple(items)
+    # A proposal may fail: the same batch is offered again.
+    assert pool.payload_for(View(2), ()) == tuple(items)
+    assert len(pool) == 4 and pool.size_bytes == 5
+
+
+def test_batch_bounded_by_count() -> None:
+    pool = make(batch_txs=3)
+    items = txs(5)
+    for tx in items:
+        pool.add(tx)
+    assert pool.payload_for(V, ()) == tuple(items[:3])
+
+
+def test_batch_bounded_by_bytes_and_keeps_fifo() -> None:
+    pool = make(batch_bytes=10)
+    for tx in (b"aaaa", b"bbbb", b"cccc", b"d"):
+        pool.add(tx)
+    # b"cccc" does not fit; the smaller b"d" behind it must not overtake it.
+    assert pool.payload_for(V, ()) == (b"aaaa", b"bbbb")
+    pool.remove_committed([b"aaaa", b"bbbb"])
+    assert pool.payload_for(V, ()) == (b"cccc", b"d")
+
+
+def test_tx_larger_than_a_batch_is_rejected() -> None:
+    pool = make(batch_bytes=8, max_tx_bytes=100)
+    result = pool.add(b"x" * 9)
+    assert result.status is AddStatus.REJECTED
+    assert result.reason is not None and "exceeds 8" in result.reason
+    assert len(pool) == 0
+
+
+def test_exclude_respected() -> None:
+    pool = make()
+    for tx in (b"a", b"b", b"c", b"d"):
+        pool.add(tx)
+    assert pool.payload_for(V, [b"b", b"d"]) == (b"a", b"c")
+    assert pool.payload_for(V, {b"a", b"c"}) == (b"b", b"d")
+    assert len(pool) == 4
+
+
+def test_excluded_txs_do_not_use_the_batch() -> None:
+    pool = make(batch_txs=2)
+    for tx in (b"a", b"b", b"c"):
+        pool.add(tx)
+    assert pool.payload_for(V, {b"a"}) == (b"b", b"c")
+
+
+def test_duplicate_refused() -> None:
+    pool = make()
+    first = pool.add(b"tx")
+    again = pool.add(b"tx")
+    assert first == AddResult(AddStatus.ACCEPTED, tx_hash(b"tx"))
+    assert again.status is AddStatus.DUPLICATE and again.ok
+    assert len(pool) == 1 and pool.size_bytes == 2
+    assert pool.payload_for(V, ()) == (b"tx",)
+
+
+def test_committed_refused() -> None:
+    pool = make(committed={b"old"})
+    result = pool.add(b"old")
+    assert result.status is AddStatus.COMMITTED and not result.ok
+    assert len(pool) == 0 and not pool.contains(tx_hash(b"old"))
+
+
+def test_committed_later_is_never_proposed_and_dropped() -> None:
+    done: set[bytes] = set()
+    pool = make(committed=done)
+    pool.add(b"a")
+    pool.add(b"b")
+    done.add(b"a")  # committed through block sync, without remove_committed
+    assert pool.payload_for(V, ()) == (b"b",)
+    assert len(pool) == 1 and not pool.contains(tx_hash(b"a"))
+
+
+def test_check_tx_rejection_carries_reason() -> None:
+    seen: list[bytes] = []
+
+    def check(tx: bytes) -> str | None:
+        seen.append(tx)
+        return "not json" if tx.startswith(b"!") else None
+
+    pool = make(check_tx=check)
+    bad = pool.add(b"!oops")
+    assert bad.status is AddStatus.REJECTED and bad.reason == "not json"
+    assert pool.add(b"{}").status is AddStatus.ACCEPTED
+    assert seen == [b"!oops", b"{}"]
+    assert pool.payload_for(V, ()) == (b"{}",)
+
+
+def test_empty_and_oversized_rejected() -> None:
+    pool = make(max_tx_bytes=4)
+    assert pool.add(b"").status is AddStatus.REJECTED
+    assert pool.add(b"12345").status is AddStatus.REJECTED
+    assert pool.add(b"1234").status is AddStatus.ACCEPTED
+    assert pool.stats().rejected == 2
+
+
+def test_full_by_count_then_room_after_commit() -> None:
+    pool = make(max_txs=3)
+    items = txs(4)
+    for tx in items[:3]:
+        assert pool.add(tx).status is AddStatus.ACCEPTED
+    full = pool.add(items[3])
+    assert full.status is AddStatus.FULL and full.reason is not None and "full" in full.reason
+    assert len(pool) == 3 and not pool.contains(tx_hash(items[3]))
+    # Never evicts: the pending ones are untouched.
+    assert pool.payload_for(V, ()) == tuple(items[:3])
+    assert pool.remove_committed([items[0]]) == 1
+    assert pool.add(items[3]).status is AddStatus.ACCEPTED
+    assert pool.payload_for(V, ()) == tuple(items[1:])
+
+
+def test_full_by_bytes_then_room_after_commit() -> None:
+    pool = make(max_bytes=10, max_tx_bytes=10)
+    assert pool.add(b"aaaaaa").status is AddStatus.ACCEPTED
+    assert pool.add(b"bbbbb").status is AddStatus.FULL
+    assert pool.add(b"cccc").status is AddStatus.ACCEPTED  # exactly at the bound
+    assert pool.size_bytes == 10
+    assert pool.remove_committed([b"aaaaaa"]) == 1
+    assert pool.add(b"bbbbb").status is AddStatus.ACCEPTED
+    assert pool.size_bytes == 9
+
+
+def test_full_is_answered_before_check_tx() -> None:
+    calls: list[bytes] = []
+
+    def check(tx: bytes) -> str | None:
+        calls.append(tx)
+        return None
+
+    pool = make(check_tx=check, max_txs=1)
+    pool.add(b"a")
+    assert pool.add(b"b").status is AddStatus.FULL
+    assert calls == [b"a"]
+
+
+def test_remove_committed_counts_only_pending() -> None:
+    pool = make()
+    for tx in (b"a", b"b", b"c"):
+        pool.add(tx)
+    assert pool.remove_committed([b"a", b"c", b"zz", b"a"]) == 2
+    assert len(pool) == 1 and pool.size_bytes == 1
+    assert pool.contains(tx_hash(b"b")) and not pool.contains(tx_hash(b"a"))
+    assert pool.payload_for(V, ()) == (b"b",)
+    # Removed means it can come back only if the application says it is not committed.
+    assert pool.add(b"a").status is AddStatus.ACCEPTED
+
+
+def test_take_new_returns_each_tx_once() -> None:
+    pool = make()
+    for tx in (b"a", b"b", b"c"):
+        pool.add(tx)
+    assert pool.take_new(2) == [b"a", b"b"]
+    pool.add(b"d")
+    pool.add(b"a")  # duplicate: not gossiped again
+    assert pool.take_new(10) == [b"c", b"d"]
+    assert pool.take_new(10) == []
+    pool.add(b"e")
+    pool.add(b"f")
+    pool.remove_committed([b"e"])  # committed before it was gossiped: nothing to tell peers
+    assert pool.take_new(10) == [b"f"]
+
+
+def test_stats_counts_outcomes() -> None:
+    pool = make(committed={b"old"}, max_txs=2, check_tx=lambda tx: "no" if tx == b"bad" else None)
+    for tx in (b"a", b"a", b"old", b"bad", b"b", b"c"):
+        pool.add(tx)
+    pool.remove_committed([b"a"])
+    stats = pool.stats()
+    assert (stats.accepted, stats.duplicate, stats.committed, stats.rejected, stats.full) == (2, 1, 1, 1, 1)
+    assert (stats.count, stats.size_bytes, stats.removed) == (1, 1, 1)
+
+
+@pytest.mark.parametrize("name", ["max_txs", "max_bytes", "max_tx_bytes", "batch_txs", "batch_bytes"])
+def test_limits_must_be_positive(name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        Mempool(admit_all, set[bytes]().__contains__, **{name: 0})
+
+
+TX = st.binary(min_size=0, max_size=12)
+OP = st.one_of(
+    st.tuples(st.just("add"), TX),
+    st.tuples(st.just("commit"), st.integers(0, 5)),
+    st.tuples(st.just("payload"), st.integers(0, 5)),
+    st.tuples(st.just("gossip"), st.integers(0, 5)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ops=st.lists(OP, max_size=60),
+    max_txs=st.integers(1, 6),
+    max_bytes=st.integers(1, 40),
+    batch_txs=st.integers(1, 4),
+    batch_bytes=st.integers(1, 20),
+)
+def test_any_sequence_keeps_bounds_and_never_offers_a_tx_twice(
+    ops: list[tuple[str, object]], max_txs: int, max_bytes: int, batch_txs: int, batch_bytes: int
+) -> None:
+    committed: set[bytes] = set()
+    pool = make(committed, max_txs=max_txs, max_bytes=max_bytes, batch_txs=batch_txs, batch_bytes=batch_bytes)
+    model: list[bytes] = []  # pending txs in FIFO order
+    gossiped: set[bytes] = set()
+    for op, arg in ops:
+        if op == "add":
+            assert isinstance(arg, bytes)
+            result = pool.add(arg)
+            if result.status is AddStatus.ACCEPTED:
+                assert arg not in model and arg not in committed
+                model.append(arg)
+            else:
+                assert result.status is not AddStatus.DUPLICATE or arg in model
+        elif op == "commit":
+            # Commit a prefix of what a leader would propose, as a block would.
+            assert isinstance(arg, int)
+            block = pool.payload_for(V, ())[:arg]
+            committed.update(block)
+            assert pool.remove_committed(block) == len(block)
+            model = [tx for tx in model if tx not in committed]
+        elif op == "payload":
+            assert isinstance(arg, int)
+            exclude = set(model[:arg])
+            batch = pool.payload_for(V, exclude)
+            assert len(set(batch)) == len(batch)
+            assert not set(batch) & (committed | exclude)
+            assert len(batch) <= batch_txs and sum(map(len, batch)) <= batch_bytes
+            # FIFO: the batch is a subsequence of the pending order.
+            order = [tx for tx in model if tx not in exclude]
+            assert list(batch) == order[: len(batch)]
+        else:
+            assert isinstance(arg, int)
+            new = pool.take_new(arg)
+            assert len(new) <= arg and set(new) <= set(model) and not set(new) & gossiped
+            gossiped.update(new)
+        assert len(pool) == len(model) <= max_txs
+        assert pool.size_bytes == sum(map(len, model)) <= max_bytes
+        assert all(pool.contains(tx_hash(tx)) for tx in model)
