@@ -180,3 +180,13 @@ def test_crypto_checker_flags_third_party_and_project_imports() -> None:
         violations_in_crypto("import os\nfrom cryptography import x509\nfrom . import hashing\n", "k.py")
         == []
     )
+
+
+def test_app_imports_only_the_stdlib_and_itself() -> None:
+    # DESIGN.md: an application depends on nothing of the node, so a program can plug in its own.
+    problems: list[str] = []
+    for path in _sources(ROOT / "bft" / "app"):
+        for module in sorted(imported_modules(path.read_text(), "bft.app")):
+            if module.split(".")[0] not in sys.stdlib_module_names and not _is_within(module, "bft.app"):
+                problems.append(f"{path.name}: imports {module}")
+    assert problems == []
