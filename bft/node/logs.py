@@ -7,6 +7,7 @@ May not: decide what is logged; callers pass the event and its fields.
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import time
 from pathlib import Path
 
@@ -31,10 +32,18 @@ class KeyValueFormatter(logging.Formatter):
         return line
 
 
+# A peer that makes us refuse messages makes us write log lines: rotate so the disk stays bounded.
+LOG_MAX_BYTES = 64 * 1024 * 1024
+LOG_BACKUPS = 3
+
+
 def setup_node_logging(log_file: Path, *, level: int = logging.INFO) -> None:
-    """Send every `bft.*` logger of this process to `log_file`, one key=value line per event."""
+    """Send every `bft.*` logger of this process to `log_file`, one key=value line per event,
+    rotated at LOG_MAX_BYTES with LOG_BACKUPS old files kept."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler = logging.handlers.RotatingFileHandler(
+        log_file, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
+    )
     handler.setFormatter(KeyValueFormatter())
     root = logging.getLogger("bft")
     root.handlers[:] = [handler]
