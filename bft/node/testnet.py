@@ -82,7 +82,6 @@ def write_testnet(
     genesis_json = genesis_to_json(genesis)
 
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / GENESIS_FILE_NAME, genesis_json)
     for i, home in enumerate(homes):
         # 0700: the directory holds a private key and the node's safety record.
         home.mkdir(mode=0o700, exist_ok=True)
@@ -104,6 +103,9 @@ def write_testnet(
             "consensus": consensus.to_toml_table(),
         }
         _write_atomic(home / CONFIG_FILE_NAME, format_toml(config, header=_CONFIG_HEADER))
+    # Last: the top-level genesis marks a complete network (`bft cluster` sets up a directory
+    # without one, and readers that see it find every node's files in place).
+    _write_atomic(out / GENESIS_FILE_NAME, genesis_json)
     return homes
 
 

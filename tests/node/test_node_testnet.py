@@ -83,3 +83,20 @@ def test_refuses_impossible_layouts(tmp_path: Path, nodes: int, base_port: int) 
     with pytest.raises(ConfigError):
         write_testnet(nodes, tmp_path / "out", base_port)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_top_level_genesis_is_written_last(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its presence tells `bft cluster` (and anyone watching) that every node's files are in place.
+    import bft.node.testnet as testnet_module
+
+    written: list[str] = []
+    real = testnet_module._write_atomic
+
+    def recording(path: Path, text: str) -> None:
+        written.append(str(path.relative_to(tmp_path)))
+        real(path, text)
+
+    monkeypatch.setattr(testnet_module, "_write_atomic", recording)
+    testnet_module.write_testnet(3, tmp_path / "net", 29000)
+    assert written[-1] == "net/genesis.json"
+    assert len(written) == 1 + 3 * 2  # per node: genesis copy and config
