@@ -25,6 +25,6 @@ FACTORIES: Mapping[str, ProgramFactory] = {
 }
 
 
-# Behaviours a campaign can name: the wrappers above, plus Twins (a network arrangement).
 def behaviour_names() -> list[str]:
+    """Behaviours a campaign can name: the wrappers above, plus Twins (a network arrangement)."""
     return [*sorted(BEHAVIOURS), "twins"]

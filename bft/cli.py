@@ -38,11 +38,14 @@ def _add_testnet(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     testnet.add_argument("--nodes", type=int, required=True, help="number of validators")
     testnet.add_argument("--out", type=Path, required=True, help="output directory")
-    testnet.add_argument("--base-port", type=int, default=26600, help="first port (default 26600)")
+    testnet.add_argument(
+        "--base-port", type=int, default=None, help="first port (default from configs/local-4.toml: 26600)"
+    )
     testnet.set_defaults(run=_run_testnet)
 
 
 def _run_testnet(args: argparse.Namespace) -> int:
+    from bft.node.config import load_cluster_defaults
     from bft.node.errors import NodeError
     from bft.node.testnet import write_testnet
 
@@ -50,7 +53,8 @@ def _run_testnet(args: argparse.Namespace) -> int:
         print("bft testnet: --nodes must be at least 1", file=sys.stderr)
         return 2
     try:
-        homes = write_testnet(args.nodes, args.out, args.base_port)
+        base_port = args.base_port if args.base_port is not None else load_cluster_defaults().base_port
+        homes = write_testnet(args.nodes, args.out, base_port)
     except NodeError as e:
         print(f"bft testnet: {e}", file=sys.stderr)
         return 2
@@ -120,13 +124,9 @@ def _run_cluster(args: argparse.Namespace) -> int:
     defaults = load_cluster_defaults()
     nodes = args.nodes if args.nodes is not None else defaults.nodes
     base_port = args.base_port if args.base_port is not None else defaults.base_port
-    names = [b.strip() for b in args.byzantine.split(",") if b.strip()]
-    unknown = sorted(set(names) - set(BEHAVIOURS))
-    if unknown:
-        print(f"bft cluster: unknown behaviour(s) {', '.join(unknown)}", file=sys.stderr)
-        return 2
-    if nodes < 1 or len(names) > max_faulty(nodes):
-        print(f"bft cluster: {len(names)} Byzantine nodes exceed f = {max_faulty(nodes)}", file=sys.stderr)
+    names = _behaviour_list(nodes, args.byzantine, sorted(BEHAVIOURS))
+    if isinstance(names, str):
+        print(f"bft cluster: {names}", file=sys.stderr)
         return 2
     byzantine = {nodes - 1 - k: name for k, name in enumerate(names)}
     home = args.home if args.home is not None else default_home(nodes)
@@ -162,19 +162,26 @@ def _add_sim(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     sim.set_defaults(run=_run_sim)
 
 
+def _behaviour_list(nodes: int, text: str, allowed: list[str]) -> list[str] | str:
+    """The comma-separated behaviours of `--byzantine`, or the reason they cannot run."""
+    names = [b.strip() for b in text.split(",") if b.strip()]
+    unknown = sorted(set(names) - set(allowed))
+    if unknown:
+        return f"unknown behaviour(s) {', '.join(unknown)}; choose from {', '.join(allowed)}"
+    f = max_faulty(nodes) if nodes >= 1 else 0
+    if nodes < 1 or len(names) > f:
+        return f"{len(names)} faulty behaviours exceed f = {f} for {nodes} nodes"
+    return names
+
+
 def _parse_behaviours(nodes: int, text: str) -> tuple[dict[int, str], bool] | str:
     from bft.campaign import behaviour_names
 
-    names = [b.strip() for b in text.split(",") if b.strip()]
-    unknown = sorted(set(names) - set(behaviour_names()))
-    if unknown:
-        return f"unknown behaviour(s) {', '.join(unknown)}; choose from {', '.join(behaviour_names())}"
-    twins = "twins" in names
+    names = _behaviour_list(nodes, text, behaviour_names())
+    if isinstance(names, str):
+        return names
     others = [b for b in names if b != "twins"]
-    f = max_faulty(nodes)
-    if len(others) + (1 if twins else 0) > f:
-        return f"{len(names)} faulty behaviours exceed f = {f} for {nodes} nodes"
-    return {i: b for i, b in enumerate(others)}, twins
+    return dict(enumerate(others)), "twins" in names
 
 
 def _run_sim(args: argparse.Namespace) -> int:
