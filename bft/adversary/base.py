@@ -53,6 +53,9 @@ class Behaviour:
     def on_timer(self, now: float) -> list[Action]:
         return self._rewrite_all(self.inner.on_timer(now), now)
 
+    def on_payload(self, now: float) -> list[Action]:
+        return self._rewrite_all(self.inner.on_payload(now), now)
+
     def next_deadline(self) -> float | None:
         return self.inner.next_deadline()
 

@@ -204,7 +204,8 @@ class ForgedQC(Behaviour):
 
 class InvalidBlock(Behaviour):
     """As leader proposes invalid blocks (wrong height, duplicate transactions, over the size
-    limit, a parent its QC does not certify) and votes for them; as replica votes for every
+    limit, a parent its QC does not certify, a false app hash, an app height not below the
+    block's) and votes for them; as replica votes for every
     proposal it sees, valid or not."""
 
     name = "invalid-block"
@@ -219,13 +220,17 @@ class InvalidBlock(Behaviour):
         if not (isinstance(action, Broadcast) and isinstance(action.msg, Proposal)):
             return [action]
         block = action.msg.block
-        flaw = self.rng.choice(("height", "duplicate-tx", "oversize", "parent"))
+        flaw = self.rng.choice(("height", "duplicate-tx", "oversize", "parent", "app-hash", "app-height"))
         if flaw == "height":
             bad = replace(block, height=block.height + 5)
         elif flaw == "duplicate-tx":
             bad = replace(block, txs=(b"dup", b"dup"))
         elif flaw == "oversize":
             bad = replace(block, txs=tuple(b"%d" % i for i in range(self.config.max_block_txs + 1)))
+        elif flaw == "app-hash":
+            bad = replace(block, app_hash=bytes(b ^ 0xFF for b in block.app_hash))
+        elif flaw == "app-height":
+            bad = replace(block, app_height=block.height)
         else:
             bad = replace(block, parent_id=self.inner.last_committed.id)
         vote = self.vote_for(bad.view, bad.id)

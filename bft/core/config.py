@@ -26,6 +26,11 @@ class ReplicaConfig:
     # Blocks asked for in one BlockRequest, and blocks that wait for missing ancestors.
     max_fetch_blocks: int = 32
     max_pending_blocks: int = 256
+    # A leader whose batch is not full waits at most this long for more transactions, unless the
+    # chain above the committed root holds transactions (they commit only once descendants are
+    # certified, so those blocks go out at once). Also paces empty blocks in an idle cluster.
+    # 0: propose at once, always. Must stay below base_timeout_s or idle views would time out.
+    max_batch_delay_s: float = 0.0
     # Leaders of views 1, 2, ... len(leaders); round-robin (view mod n) after. Twins sets it.
     leaders: tuple[ValidatorIndex, ...] = ()
 
@@ -34,5 +39,7 @@ class ReplicaConfig:
             raise ValueError(f"validator index {self.me} is not in a set of {self.validators.n}")
         if self.base_timeout_s <= 0 or self.max_timeout_s < self.base_timeout_s:
             raise ValueError("timeouts must satisfy 0 < base_timeout_s <= max_timeout_s")
+        if not 0 <= self.max_batch_delay_s < self.base_timeout_s:
+            raise ValueError("max_batch_delay_s must satisfy 0 <= max_batch_delay_s < base_timeout_s")
         if self.timeout_backoff < 1:
             raise ValueError("timeout_backoff must be >= 1")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bft.core.types import BlockId, ValidatorIndex, View
+from bft.core.types import GENESIS_APP_HASH, BlockId, ValidatorIndex, View
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +39,9 @@ class TimeoutCert:
 class Block:
     """A block of the tree. Its parent is always the block its QC certifies.
 
+    `app_hash` is the application's state hash after executing the committed blocks up to
+    `app_height` (< `height`), as the proposer had executed them: each block commits to the state
+    of an earlier height, so replicas that executed it check they agree before voting.
     `id` is the SHA-256 of the block's canonical encoding, computed on construction.
     """
 
@@ -48,6 +51,8 @@ class Block:
     proposer: ValidatorIndex
     qc: QuorumCert
     txs: tuple[bytes, ...]
+    app_height: int = 0
+    app_hash: bytes = GENESIS_APP_HASH
     id: BlockId = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -117,6 +122,20 @@ class BlockResponse:
 
 
 Message = Proposal | Vote | Timeout | SyncInfo | BlockRequest | BlockResponse
+
+
+@dataclass(frozen=True, slots=True)
+class Transactions:
+    """Transactions one mempool passes to its peers' mempools, so that whoever leads next has them.
+
+    Not a protocol message: the node handles it and the replica never sees it.
+    """
+
+    txs: tuple[bytes, ...]
+
+
+# Everything a peer may send: the replica's messages and mempool gossip.
+WireMessage = Message | Transactions
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,10 @@ class Program(Protocol):
         """Called once `now >= next_deadline()`."""
         ...
 
+    def on_payload(self, now: float) -> list[Action]:
+        """New transactions are available for proposals (a leader waiting to fill a batch may go)."""
+        ...
+
     def next_deadline(self) -> float | None:
         """When on_timer next wants to run (absolute time), or None."""
         ...

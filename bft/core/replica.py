@@ -14,6 +14,7 @@ from typing import Protocol
 
 from bft.core import wire
 from bft.core.actions import Action, Broadcast, Commit, Refusal, Send, ViewChange
+from bft.core.app_state import BlockHashChain, ExecutedState
 from bft.core.blocktree import BlockTree, genesis
 from bft.core.certs import Certifier
 from bft.core.commit_rule import committed_by
@@ -65,6 +66,7 @@ class Replica:
         committed_tx: Callable[[bytes], bool] | None = None,
         committed_block: Callable[[BlockId], Block | None] | None = None,
         journal: BlockJournal | None = None,
+        app_state: ExecutedState | None = None,
     ) -> None:
         """Start (or restart) a replica. The safety state is loaded from `store`. `root` is the last
         committed block with the QC certifying it (None: genesis). `committed_tx` answers whether a
@@ -72,7 +74,9 @@ class Replica:
         serve peers that catch up; by default both remember what was committed since start, in
         memory (fine for simulations; a node passes lookups backed by its block store).
         `journal` keeps uncommitted blocks durable: blocks are journaled before they are voted
-        for, and a restart reloads them (see `bft.core.journal` for why)."""
+        for, and a restart reloads them (see `bft.core.journal` for why).
+        `app_state` tells which application state a proposal commits to and lets a vote check the
+        proposer's claim; by default a hash chain over committed block ids (`BlockHashChain`)."""
         self._config = config
         self._key = key
         self._payload = payload
@@ -92,6 +96,8 @@ class Replica:
         self._votes = VoteCollector(config.validators)
         self._timeouts = TimeoutCollector(config.validators)
         self._proposed_view = View(0)
+        # A proposal waiting for a fuller batch: (view, when it goes out regardless).
+        self._deferred: tuple[View, float] | None = None
         self._blocks_in_view: dict[View, int] = {}
         # Waiting for a missing block: proposals and QCs keyed by the block they need, chains of
         # fetched blocks keyed by their oldest block's missing parent, outstanding fetches.
@@ -108,6 +114,10 @@ class Replica:
         self._committed_block = committed_block if committed_block is not None else self._committed_blocks.get
         if self._remember_commits:
             self._committed_blocks[root_block.id] = root_block
+        self._hash_chain: BlockHashChain | None = None
+        if app_state is None:
+            app_state = self._hash_chain = BlockHashChain(root_block)
+        self._app_state = app_state
         self._out: list[Action] = []
         # The first on_timer call (due at once) lets the leader of the start view propose.
         self._started_at: float | None = now
@@ -151,7 +161,11 @@ class Replica:
         return self._safety.state
 
     def next_deadline(self) -> float | None:
-        return self._started_at if self._started_at is not None else self._pacemaker.deadline
+        if self._started_at is not None:
+            return self._started_at
+        if self._deferred is not None and self._deferred[0] == self.view:
+            return min(self._deferred[1], self._pacemaker.deadline)
+        return self._pacemaker.deadline
 
     # Inputs.
 
@@ -181,10 +195,17 @@ class Replica:
                 self._on_qc(self._restart_qc, now, None)
             if self.view == self._high_qc.view + 1:
                 self._propose(now)
+        if self._deferred is not None and self._deferred[0] == self.view and now >= self._deferred[1]:
+            self._propose(now, wait=False)
         if now >= self._pacemaker.deadline:
             self._pacemaker.on_local_timeout(now)
             self._local_timeout(self._pacemaker.view, now)
             self._retry_fetches(now)
+        return self._take_actions()
+
+    def on_payload(self, now: float) -> list[Action]:
+        if self._deferred is not None and self._deferred[0] == self.view:
+            self._propose(now)
         return self._take_actions()
 
     def _take_actions(self) -> list[Action]:
@@ -281,6 +302,9 @@ class Replica:
             return "height does not follow its parent"
         if self._blocks_in_view.get(block.view, 0) >= MAX_BLOCKS_PER_VIEW:
             return f"more than {MAX_BLOCKS_PER_VIEW} blocks for view {block.view}"
+        reason = self._check_app_state(block, parent)
+        if reason is not None:
+            return reason
         if len(set(block.txs)) != len(block.txs):
             return "a transaction appears twice in the block"
         pending = self._pending_txs(parent)
@@ -289,10 +313,28 @@ class Replica:
                 return "a transaction is already in the chain"
         return None
 
+    def _check_app_state(self, block: Block, parent: Block) -> str | None:
+        """The block's app-state claim moves forward along the chain, names an earlier height, and
+        matches our own app hash there if we executed it. A claim for a height we have not executed
+        yet cannot be checked now: replicas that executed it check it (see `ExecutedState`)."""
+        if block.app_height >= block.height:
+            return f"app height {block.app_height} is not below the block's height {block.height}"
+        if block.app_height < parent.app_height:
+            return f"app height {block.app_height} is below its parent's {parent.app_height}"
+        ours = self._app_state.app_hash_at(block.app_height)
+        if ours is not None and ours != block.app_hash:
+            return (
+                f"app hash at height {block.app_height} is {block.app_hash.hex()[:16]}, "
+                f"ours is {ours.hex()[:16]}"
+            )
+        return None
+
     def _pending_txs(self, tip: Block) -> set[bytes]:
         return {tx for b in self._tree.ancestors(tip) for tx in b.txs}
 
-    def _propose(self, now: float) -> None:
+    def _propose(self, now: float, wait: bool = True) -> None:
+        """Propose in the current view if we lead it and may. With `wait`, a batch that is not
+        ready yet (see `_batch_ready`) is deferred up to `max_batch_delay_s`."""
         view = self.view
         if leader_of(self._config, view) != self._me or self._proposed_view >= view:
             return
@@ -307,12 +349,29 @@ class Replica:
             tc = self._last_tc
             if tc is None or tc.view + 1 != view:
                 return
-        txs = self._fit_limits(self._payload.payload_for(view, self._pending_txs(parent)))
-        block = Block(view, parent.height + 1, parent.id, self._me, self._high_qc, txs)
+        pending = self._pending_txs(parent)
+        txs = self._fit_limits(self._payload.payload_for(view, pending))
+        if wait and self._config.max_batch_delay_s > 0 and not self._batch_ready(txs, pending):
+            if self._deferred is None or self._deferred[0] != view:
+                self._deferred = (view, now + self._config.max_batch_delay_s)
+            return
+        self._deferred = None
+        app_height, app_hash = self._app_state.executed()
+        if app_height < parent.app_height:
+            # Our execution lags the chain: repeat the parent's claim, which a quorum accepted.
+            app_height, app_hash = parent.app_height, parent.app_hash
+        block = Block(view, parent.height + 1, parent.id, self._me, self._high_qc, txs, app_height, app_hash)
         proposal = Proposal(block, tc, self._certifier.sign_proposal(self._key, block))
         self._proposed_view = view
         self._out.append(Broadcast(proposal))
         self._on_valid_block(self._me, block, now)
+
+    def _batch_ready(self, txs: tuple[bytes, ...], pending: set[bytes]) -> bool:
+        """Propose at once: the batch is full, or uncommitted ancestors hold transactions that
+        need descendants to commit."""
+        if pending or len(txs) >= self._config.max_block_txs:
+            return True
+        return 2 * sum(len(tx) for tx in txs) >= self._config.max_block_bytes
 
     def _fit_limits(self, txs: tuple[bytes, ...]) -> tuple[bytes, ...]:
         fitted: list[bytes] = []
@@ -387,6 +446,8 @@ class Replica:
             for b in blocks:
                 self._committed_blocks[b.id] = b
                 self._committed_txs.update(b.txs)
+        if self._hash_chain is not None:
+            self._hash_chain.on_commit(blocks)
         self._out.append(Commit(blocks, qcs, commit_qc))
         root_height = self._tree.root.height
         self._orphans = {k: c for k, c in self._orphans.items() if c[-1].height > root_height}

@@ -14,6 +14,10 @@ ValidatorIndex = NewType("ValidatorIndex", int)
 BlockId = NewType("BlockId", bytes)
 
 BLOCK_ID_SIZE_BYTES = 32
+# Blocks carry an application state hash of at most this size; the one at height 0, before any
+# block executed, is this fixed value unless the application says otherwise.
+MAX_APP_HASH_SIZE_BYTES = 64
+GENESIS_APP_HASH = bytes(32)
 
 
 def max_faulty(n: int) -> int:

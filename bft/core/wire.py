@@ -42,9 +42,11 @@ from bft.core.messages import (
     SyncInfo,
     Timeout,
     TimeoutCert,
+    Transactions,
     Vote,
+    WireMessage,
 )
-from bft.core.types import BLOCK_ID_SIZE_BYTES, BlockId, ValidatorIndex, View
+from bft.core.types import BLOCK_ID_SIZE_BYTES, MAX_APP_HASH_SIZE_BYTES, BlockId, ValidatorIndex, View
 from crypto.hashing import sha256
 
 _T = TypeVar("_T")
@@ -69,6 +71,7 @@ TAG_TIMEOUT: Final = 3
 TAG_SYNC_INFO: Final = 4
 TAG_BLOCK_REQUEST: Final = 5
 TAG_BLOCK_RESPONSE: Final = 6
+TAG_TRANSACTIONS: Final = 7
 
 SAFETY_STATE_FORMAT_VERSION: Final = 1
 
@@ -86,7 +89,7 @@ _SIMPLE_NULL: Final = 22
 # The smallest argument each length-prefixed form may carry; anything below fits a shorter form.
 # No array of the format is longer than this; rejecting longer ones in the scan refuses the
 # cheapest way to make the scan itself expensive (one huge flat array) before any allocation.
-_MAX_CONTAINER_LEN: Final = max(MAX_TXS_PER_BLOCK, MAX_SIGNATURES, MAX_BLOCKS_PER_RESPONSE, 6)
+_MAX_CONTAINER_LEN: Final = max(MAX_TXS_PER_BLOCK, MAX_SIGNATURES, MAX_BLOCKS_PER_RESPONSE, 8)
 _MIN_ARG_FOR_INFO: Final = {24: 24, 25: 1 << 8, 26: 1 << 16, 27: 1 << 32}
 _ARG_WIDTH_FOR_INFO: Final = {24: 1, 25: 2, 26: 4, 27: 8}
 
@@ -112,10 +115,12 @@ def _block_obj(block: Block) -> list[Any]:
         block.proposer,
         _qc_obj(block.qc),
         list(block.txs),
+        block.app_height,
+        block.app_hash,
     ]
 
 
-def _message_obj(msg: Message) -> list[Any]:
+def _message_obj(msg: WireMessage) -> list[Any]:
     match msg:
         case Proposal():
             tc = None if msg.tc is None else _tc_obj(msg.tc)
@@ -131,6 +136,8 @@ def _message_obj(msg: Message) -> list[Any]:
             return [TAG_BLOCK_REQUEST, msg.block_id, msg.max_blocks]
         case BlockResponse():
             return [TAG_BLOCK_RESPONSE, [_block_obj(b) for b in msg.blocks]]
+        case Transactions():
+            return [TAG_TRANSACTIONS, list(msg.txs)]
     raise TypeError(f"not a message: {type(msg).__name__}")
 
 
@@ -138,7 +145,7 @@ def _dumps(obj: object) -> bytes:
     return cbor2.dumps(obj, canonical=True)
 
 
-def encode(msg: Message) -> bytes:
+def encode(msg: WireMessage) -> bytes:
     """The canonical encoding of `msg`."""
     return _dumps(_message_obj(msg))
 
@@ -403,7 +410,7 @@ def _to_optional_tc(obj: object) -> TimeoutCert | None:
 
 
 def _to_block(obj: object) -> Block:
-    view, height, parent_id, proposer, qc, txs = _array(obj, 6, "block")
+    view, height, parent_id, proposer, qc, txs, app_height, app_hash = _array(obj, 8, "block")
     tx_list = _list(txs, MAX_TXS_PER_BLOCK, "block txs")
     return Block(
         view=_view(view, "block view"),
@@ -412,7 +419,17 @@ def _to_block(obj: object) -> Block:
         proposer=_index(proposer, "block proposer"),
         qc=_to_qc(qc),
         txs=tuple(_bytes(tx, "transaction", max_len=MAX_TX_SIZE_BYTES) for tx in tx_list),
+        app_height=_uint(app_height, _MAX_UINT, "block app height"),
+        app_hash=_bytes(app_hash, "block app hash", max_len=MAX_APP_HASH_SIZE_BYTES),
     )
+
+
+def _to_wire_message(obj: object) -> WireMessage:
+    if isinstance(obj, list) and obj and obj[0] == TAG_TRANSACTIONS:
+        _, txs = _array(obj, 2, "Transactions")
+        tx_list = _list(txs, MAX_TXS_PER_BLOCK, "Transactions txs")
+        return Transactions(tuple(_bytes(tx, "transaction", max_len=MAX_TX_SIZE_BYTES) for tx in tx_list))
+    return _to_message(obj)
 
 
 def _to_message(obj: object) -> Message:
@@ -496,6 +513,11 @@ def _decode_as(
 def decode(data: bytes, max_size_bytes: int = MAX_MESSAGE_SIZE_BYTES) -> Message:
     """The message `data` canonically encodes; raises a `DecodeError` subclass for anything else."""
     return _decode_as(data, _to_message, "message", max_size_bytes)
+
+
+def decode_wire(data: bytes, max_size_bytes: int = MAX_MESSAGE_SIZE_BYTES) -> WireMessage:
+    """What a peer sent: a protocol message or mempool gossip; a `DecodeError` for anything else."""
+    return _decode_as(data, _to_wire_message, "message", max_size_bytes)
 
 
 def decode_safety_state(data: bytes) -> SafetyState:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 from typing import Any
 
 import cbor2
@@ -32,9 +33,10 @@ from bft.core.messages import (
     SyncInfo,
     Timeout,
     TimeoutCert,
+    Transactions,
     Vote,
 )
-from bft.core.types import BlockId, ValidatorIndex, View
+from bft.core.types import MAX_APP_HASH_SIZE_BYTES, BlockId, ValidatorIndex, View
 from bft.core.wire import (
     MAX_BLOCKS_PER_RESPONSE,
     MAX_DEPTH,
@@ -45,8 +47,11 @@ from bft.core.wire import (
     block_id_of,
     certificate_digest,
     decode,
+    decode_block,
     decode_safety_state,
+    decode_wire,
     encode,
+    encode_block,
     encode_safety_state,
     proposal_signing_payload,
     timeout_signing_payload,
@@ -178,7 +183,16 @@ def test_proposal_layout_is_the_documented_array() -> None:
         qc_obj(p.tc.high_qc),
         [[s, h, g] for s, h, g in p.tc.signatures],
     ]
-    block_obj = [b.view, b.height, b.parent_id, b.proposer, qc_obj(b.qc), list(b.txs)]
+    block_obj = [
+        b.view,
+        b.height,
+        b.parent_id,
+        b.proposer,
+        qc_obj(b.qc),
+        list(b.txs),
+        b.app_height,
+        b.app_hash,
+    ]
     assert encode(p) == dumps([1, block_obj, tc_obj, p.signature])
 
 
@@ -221,7 +235,8 @@ def test_safety_state_rejects_truncation_and_message_bytes() -> None:
 def test_block_id_is_hash_of_fields() -> None:
     b = block()
     assert b.id == block_id_of(b)
-    expected = dumps([b.view, b.height, b.parent_id, b.proposer, qc_obj(b.qc), list(b.txs)])
+    fields = [b.view, b.height, b.parent_id, b.proposer, qc_obj(b.qc), list(b.txs), b.app_height, b.app_hash]
+    expected = dumps(fields)
     assert b.id == sha256(expected)
     assert len(b.id) == 32
 
@@ -476,7 +491,7 @@ def test_block_request_count_out_of_range(count: int) -> None:
 
 def _block_obj(txs: list[bytes], sigs: int = 0) -> list[Any]:
     q = [3, bid(3), [[i % 2**16, sig(i)] for i in range(sigs)]]
-    return [4, 4, bid(3), 0, q, txs]
+    return [4, 4, bid(3), 0, q, txs, 2, bytes(32)]
 
 
 def test_limits_on_counts_and_sizes() -> None:
@@ -651,3 +666,25 @@ def test_mutated_generated_messages_only_decode_or_refuse(
 )
 def test_generated_safety_states_round_trip(state: SafetyState) -> None:
     assert decode_safety_state(encode_safety_state(state)) == state
+
+
+def test_block_app_state_fields_round_trip_and_are_bounded() -> None:
+    b = replace(block(), app_height=3, app_hash=bytes(range(32)))
+    decoded = decode_block(encode_block(b))
+    assert (decoded.app_height, decoded.app_hash, decoded.id) == (3, bytes(range(32)), b.id)
+    assert replace(b, app_hash=bytes(32)).id != b.id  # the claim is part of what is signed
+    obj = _block_obj([])
+    obj[7] = bytes(MAX_APP_HASH_SIZE_BYTES + 1)
+    with pytest.raises(DecodeError):
+        decode(dumps([6, [obj]]))
+
+
+def test_transactions_gossip_is_a_wire_message_but_not_a_protocol_message() -> None:
+    gossip = Transactions((b"a", b"bc"))
+    data = encode(gossip)
+    assert decode_wire(data) == gossip
+    assert decode_wire(encode(vote())) == vote()
+    with pytest.raises(DecodeError):
+        decode(data)
+    with pytest.raises(DecodeError):
+        decode_wire(dumps([7, [bytes(MAX_TX_SIZE_BYTES + 1)]]))
