@@ -11,6 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bft.bench import add_command as add_bench_command
+from bft.cli_ledger import add_commands as add_ledger_commands
 from bft.core.types import max_faulty
 
 
@@ -21,6 +23,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_node(commands)
     _add_cluster(commands)
     _add_sim(commands)
+    add_ledger_commands(commands)
+    add_bench_command(commands)
     args = parser.parse_args(argv)
     code: int = args.run(args)
     return code

@@ -1,26 +1,51 @@
-"""The node's HTTP/JSON API, served by hypercorn on trio.
+"""The node's HTTP/JSON API, served by hypercorn on trio (DESIGN.md, "Interfaces other programs
+rely on").
 
-Owns: routes, JSON shapes and the refusal of bad requests (a 4xx with `{"error": ...}`).
-May not: touch the replica; it reads a `NodeView` the runtime provides.
+Owns: routes, JSON shapes, request limits, and the refusal of bad requests: malformed JSON, bad
+base64, an oversized body, an unknown path or a wrong method each get a 4xx with
+`{"error": ...}`; nothing a client sends takes the node down.
+May not: touch the replica; it reads and submits through the `NodeView` the runtime provides.
 """
 
 from __future__ import annotations
 
 import base64
-from typing import Any, Protocol
+import binascii
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, Final, Protocol
 
+import trio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from bft.core.messages import QuorumCert
+from bft.node.commits import TooManyWaiting
+from bft.node.logs import kv
+from bft.node.metrics import CONTENT_TYPE
+
+log = logging.getLogger("bft.api")
+
+MAX_BODY_BYTES: Final = 8 * 1024 * 1024
+MAX_TXS_PER_REQUEST: Final = 10_000
+RETRY_AFTER_S: Final = 1
+# An idle event stream gets a comment line this often, so proxies and clients see it is alive.
+EVENTS_KEEPALIVE_S: Final = 15.0
+_HASH_HEX_CHARS: Final = 64
 
 
 class NodeView(Protocol):
     def status(self) -> dict[str, Any]: ...
     def block(self, height: int) -> dict[str, Any] | None: ...
+    async def submit(self, txs: list[bytes], wait_commit: bool) -> tuple[list[dict[str, Any]], bool]: ...
+    def tx(self, h: bytes) -> dict[str, Any] | None: ...
+    def kv(self, key: str) -> dict[str, Any] | None: ...
+    def render_metrics(self) -> bytes: ...
+    def subscribe(self) -> trio.MemoryReceiveChannel[dict[str, Any]]: ...
 
 
 def b64(data: bytes) -> str:
@@ -33,6 +58,52 @@ def qc_json(qc: QuorumCert) -> dict[str, Any]:
         "block_id": qc.block_id.hex(),
         "signatures": [{"signer": s, "signature": b64(sig)} for s, sig in qc.signatures],
     }
+
+
+def _strict_b64(text: object, where: str) -> bytes:
+    if not isinstance(text, str):
+        raise HTTPException(400, f"{where} must be a base64 string")
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise HTTPException(400, f"{where} is not valid base64: {exc}") from exc
+    if b64(data) != text:
+        raise HTTPException(400, f"{where} is not canonical base64 (padding or trailing bits)")
+    return data
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+        raise HTTPException(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise HTTPException(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    return bytes(body)
+
+
+def parse_submission(body: bytes) -> tuple[list[bytes], bool]:
+    """`{"txs": [b64...], "wait": "none"|"commit"}` -> (transactions, wait for commit)."""
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise HTTPException(400, f"body is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise HTTPException(400, 'body must be a JSON object {"txs": [...], "wait": ...}')
+    unknown = set(doc) - {"txs", "wait"}
+    if unknown:
+        raise HTTPException(400, f"unknown fields: {sorted(unknown)}")
+    txs = doc.get("txs")
+    if not isinstance(txs, list) or not txs:
+        raise HTTPException(400, '"txs" must be a non-empty list of base64 strings')
+    if len(txs) > MAX_TXS_PER_REQUEST:
+        raise HTTPException(413, f"more than {MAX_TXS_PER_REQUEST} transactions in one request")
+    wait = doc.get("wait", "none")
+    if wait not in ("none", "commit"):
+        raise HTTPException(400, f'"wait" must be "none" or "commit", not {wait!r}')
+    return [_strict_b64(tx, f"txs[{i}]") for i, tx in enumerate(txs)], wait == "commit"
 
 
 def make_app(view: NodeView) -> Starlette:
@@ -48,14 +119,88 @@ def make_app(view: NodeView) -> Starlette:
             raise HTTPException(404, f"no committed block at height {raw}")
         return JSONResponse(found)
 
+    async def submit(request: Request) -> JSONResponse:
+        txs, wait_commit = parse_submission(await _read_body(request))
+        results, full = await view.submit(txs, wait_commit)
+        if full:
+            headers = {"Retry-After": str(RETRY_AFTER_S)}
+            return JSONResponse({"results": results}, status_code=503, headers=headers)
+        return JSONResponse({"results": results})
+
+    async def tx(request: Request) -> JSONResponse:
+        raw = request.path_params["hash"]
+        if len(raw) != _HASH_HEX_CHARS or any(c not in "0123456789abcdef" for c in raw):
+            raise HTTPException(400, f"a transaction hash is {_HASH_HEX_CHARS} lowercase hex digits")
+        found = view.tx(bytes.fromhex(raw))
+        if found is None:
+            raise HTTPException(404, f"transaction {raw} is not committed")
+        return JSONResponse(found)
+
+    async def key_value(request: Request) -> JSONResponse:
+        key = request.path_params["key"]
+        if not key:
+            raise HTTPException(400, "empty key")
+        try:
+            found = view.kv(key)
+        except ValueError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        if found is None:
+            raise HTTPException(404, f"no committed value for key {key!r}")
+        return JSONResponse(found)
+
+    async def metrics(request: Request) -> Response:
+        return Response(view.render_metrics(), media_type=CONTENT_TYPE)
+
+    async def events(request: Request) -> StreamingResponse:
+        try:
+            channel = view.subscribe()
+        except TooManyWaiting as exc:
+            raise HTTPException(503, str(exc)) from exc
+        return StreamingResponse(
+            _event_stream(channel),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache"},
+        )
+
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+        if exc.status_code < 500:
+            log.info(
+                kv(event="request_refused", path=request.url.path, status=exc.status_code, reason=exc.detail)
+            )
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception(kv(event="request_failed", path=request.url.path))
+        return JSONResponse({"error": "internal error"}, status_code=500)
 
     return Starlette(
         routes=[
             Route("/status", status, methods=["GET"]),
             Route("/blocks/{height}", block, methods=["GET"]),
+            Route("/txs", submit, methods=["POST"]),
+            Route("/tx/{hash}", tx, methods=["GET"]),
+            Route("/kv/{key:path}", key_value, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            Route("/events", events, methods=["GET"]),
         ],
-        exception_handlers={HTTPException: http_error},
+        exception_handlers={HTTPException: http_error, Exception: internal_error},
     )
+
+
+async def _event_stream(channel: trio.MemoryReceiveChannel[dict[str, Any]]) -> AsyncIterator[str]:
+    """Server-sent events: one `block` event per committed block; the stream ends if the
+    subscriber lagged so far behind that the node dropped it (the client reconnects)."""
+    with channel:
+        yield ": committed blocks from now on\n\n"
+        while True:
+            event: dict[str, Any] | None = None
+            with trio.move_on_after(EVENTS_KEEPALIVE_S):
+                try:
+                    event = await channel.receive()
+                except trio.EndOfChannel:
+                    return
+            if event is None:
+                yield ": keepalive\n\n"
+            else:
+                yield f"event: block\nid: {event['height']}\ndata: {json.dumps(event)}\n\n"

@@ -2,7 +2,8 @@
 
 Owns: the cluster's data directory (keys generated on first use), starting one `bft node`
 process per validator, polling their `/status`, the live table, and stopping every process on
-Ctrl-C or SIGTERM.
+Ctrl-C or SIGTERM. The process helpers (`node_command`, `run_node_process`, `terminate`) are
+public: `bft bench` starts its local cluster with them.
 May not: run consensus in this process.
 """
 
@@ -25,6 +26,8 @@ from bft.node.testnet import write_testnet
 
 POLL_INTERVAL_S = 0.5
 STATUS_TIMEOUT_S = 0.5
+# A node that got SIGTERM has this long to stop cleanly before it gets SIGKILL.
+STOP_DEADLINE_S = 10.0
 
 
 def default_home(nodes: int) -> Path:
@@ -83,11 +86,9 @@ async def run_cluster(
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             for i in range(nodes):
-                cmd = [sys.executable, "-m", "bft", "node", "--home", str(home / f"node{i}")]
-                if i in byzantine:
-                    cmd += ["--byzantine", byzantine[i]]
-                stderr = open(home / f"node{i}" / "stderr.log", "ab")  # noqa: SIM115 - lives as long as the process
-                nursery.start_soon(_run_process, cmd, stderr)
+                node_home = home / f"node{i}"
+                cmd = node_command(node_home, byzantine.get(i))
+                nursery.start_soon(run_node_process, cmd, node_home / "stderr.log")
             nursery.start_soon(_live_view, apis, byzantine, console)
             async for _ in signals:
                 console.print("stopping every node...")
@@ -97,17 +98,35 @@ async def run_cluster(
     return 0
 
 
-async def _run_process(cmd: list[str], stderr: Any) -> None:
-    try:
-        await trio.run_process(cmd, check=False, stdout=stderr, stderr=stderr, deliver_cancel=_terminate)
-    finally:
-        stderr.close()
+def node_command(home: Path, byzantine: str | None = None) -> list[str]:
+    """The command line of one `bft node` process for the node directory `home`."""
+    cmd = [sys.executable, "-m", "bft", "node", "--home", str(home)]
+    if byzantine is not None:
+        cmd += ["--byzantine", byzantine]
+    return cmd
 
 
-async def _terminate(process: trio.Process) -> None:
-    """On cancel: SIGTERM (a clean shutdown), then SIGKILL after a deadline."""
+async def run_node_process(
+    cmd: list[str], output: Path, *, task_status: trio.TaskStatus[trio.Process] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run `cmd` until it exits or the caller's scope is cancelled, its stdout and stderr appended
+    to `output`. `nursery.start` returns the started `trio.Process`. On cancel the process gets
+    `terminate` (SIGTERM, SIGKILL past the deadline) and is reaped before this returns."""
+    with output.open("ab") as sink:
+        await trio.run_process(
+            cmd,
+            check=False,
+            stdout=sink,
+            stderr=sink,
+            deliver_cancel=terminate,
+            task_status=task_status,
+        )
+
+
+async def terminate(process: trio.Process, timeout_s: float = STOP_DEADLINE_S) -> None:
+    """SIGTERM (a clean shutdown), then SIGKILL if the process is still running after `timeout_s`."""
     process.terminate()
-    with trio.move_on_after(10):
+    with trio.move_on_after(timeout_s):
         await process.wait()
         return
     process.kill()

@@ -15,7 +15,8 @@ genesis.json:
 
 config.toml: tables [node] (index; key_file, genesis_file, data_dir, log_file, relative to the
 home directory), [p2p] listen, [api] listen, and optionally [consensus] (see `ConsensusSettings`;
-missing keys take their defaults).
+missing keys take their defaults), [mempool] (`MempoolSettings`) and [app] factory
+("package.module:callable", the application; default the built-in key-value ledger).
 """
 
 from __future__ import annotations
@@ -227,6 +228,7 @@ class ConsensusSettings:
     max_block_txs: int = 1000
     max_block_bytes: int = 1_000_000
     max_views_ahead: int = 64
+    max_batch_delay_s: float = 0.05
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -241,13 +243,25 @@ class ConsensusSettings:
                 f"[consensus] max_timeout_s ({self.max_timeout_s}) "
                 f"is below base_timeout_s ({self.base_timeout_s})"
             )
+        if self.max_batch_delay_s >= self.base_timeout_s:
+            raise ConfigError(
+                f"[consensus] max_batch_delay_s ({self.max_batch_delay_s}) "
+                f"must be below base_timeout_s ({self.base_timeout_s})"
+            )
 
     def to_toml_table(self) -> dict[str, int | float]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 _CONSENSUS_KEYS: Final = frozenset(
-    {"base_timeout_s", "max_timeout_s", "max_block_txs", "max_block_bytes", "max_views_ahead"}
+    {
+        "base_timeout_s",
+        "max_timeout_s",
+        "max_block_txs",
+        "max_block_bytes",
+        "max_views_ahead",
+        "max_batch_delay_s",
+    }
 )
 
 
@@ -262,6 +276,35 @@ def _consensus_from_table(table: Mapping[str, Any], source: str) -> ConsensusSet
             max_block_txs=_int(table, "max_block_txs", where, d.max_block_txs),
             max_block_bytes=_int(table, "max_block_bytes", where, d.max_block_bytes),
             max_views_ahead=_int(table, "max_views_ahead", where, d.max_views_ahead),
+            max_batch_delay_s=_float(table, "max_batch_delay_s", where, d.max_batch_delay_s),
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class MempoolSettings:
+    """Bounds of this node's mempool; the optional [mempool] table. When either is reached,
+    clients get "mempool full" and back off."""
+
+    max_txs: int = 20_000
+    max_bytes: int = 64 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        for name in ("max_txs", "max_bytes"):
+            value = getattr(self, name)
+            if type(value) is not int or value <= 0:
+                raise ConfigError(f"[mempool] {name} must be a positive integer, got {value!r}")
+
+
+def _mempool_from_table(table: Mapping[str, Any], source: str) -> MempoolSettings:
+    where = f"{source}: [mempool]"
+    _check_keys(table, {"max_txs", "max_bytes"}, set(), where)
+    d = MempoolSettings()
+    try:
+        return MempoolSettings(
+            max_txs=_int(table, "max_txs", where, d.max_txs),
+            max_bytes=_int(table, "max_bytes", where, d.max_bytes),
         )
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
@@ -283,6 +326,10 @@ class NodeConfig:
     p2p_listen: str
     api_listen: str
     consensus: ConsensusSettings = field(default_factory=ConsensusSettings)
+    mempool: MempoolSettings = field(default_factory=MempoolSettings)
+    # "module:callable" returning an `Application` given the data directory; "" = the built-in
+    # key-value ledger.
+    app_factory: str = ""
 
     def replica_config(self, genesis: Genesis) -> ReplicaConfig:
         """The core's configuration for this node in `genesis` (call `check_identity` first)."""
@@ -301,6 +348,7 @@ class NodeConfig:
             max_views_ahead=c.max_views_ahead,
             max_block_txs=c.max_block_txs,
             max_block_bytes=c.max_block_bytes,
+            max_batch_delay_s=c.max_batch_delay_s,
         )
 
 
@@ -313,7 +361,7 @@ def load_node_config(home: Path) -> NodeConfig:
     path = home / CONFIG_FILE_NAME
     doc = _load_toml(path, "node config")
     source = str(path)
-    _check_keys(doc, {"node", "p2p", "api", "consensus"}, {"node", "p2p", "api"}, source)
+    _check_keys(doc, {"node", "p2p", "api", "consensus", "mempool", "app"}, {"node", "p2p", "api"}, source)
     node = _table(doc, "node", source)
     _check_keys(node, set(_NODE_KEYS), {"index"}, f"{source}: [node]")
     index = _int(node, "index", f"{source}: [node]", -1)
@@ -341,6 +389,16 @@ def load_node_config(home: Path) -> NodeConfig:
         if "consensus" in doc
         else ConsensusSettings()
     )
+    mempool = (
+        _mempool_from_table(_table(doc, "mempool", source), source) if "mempool" in doc else MempoolSettings()
+    )
+    app_factory = ""
+    if "app" in doc:
+        app = _table(doc, "app", source)
+        _check_keys(app, {"factory"}, set(), f"{source}: [app]")
+        app_factory = _str(app, "factory", f"{source}: [app]", "")
+        if app_factory and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", app_factory):
+            raise ConfigError(f'{source}: [app] factory must look like "package.module:callable"')
     return NodeConfig(
         home=home,
         index=ValidatorIndex(index),
@@ -351,6 +409,8 @@ def load_node_config(home: Path) -> NodeConfig:
         p2p_listen=listens["p2p"],
         api_listen=listens["api"],
         consensus=consensus,
+        mempool=mempool,
+        app_factory=app_factory,
     )
 
 

@@ -111,15 +111,17 @@ class Mempool:
     def contains(self, tx_hash: bytes) -> bool:
         return tx_hash in self._pending
 
-    def add(self, tx: bytes) -> AddResult:
+    def add(self, tx: bytes, *, gossip: bool = True) -> AddResult:
         """Admit `tx` (from a client or a peer). Never evicts: when the bounds are reached the
-        answer is `full` and the pool is unchanged."""
+        answer is `full` and the pool is unchanged. With `gossip`, an accepted transaction is
+        queued for `take_new` (a peer's transactions are not: it sent them to everyone)."""
         h = tx_hash(tx)
         result = self._admit(tx, h)
         self._counts[result.status] += 1
         if result.status is AddStatus.ACCEPTED:
             self._pending[h] = tx
-            self._unsent[h] = None
+            if gossip:
+                self._unsent[h] = None
             self._size_bytes += len(tx)
         return result
 

@@ -1,33 +1,41 @@
-"""The node: one trio task drives the replica; the transport, the block store and the API serve it.
+"""The node: one trio task drives the replica; the transport, stores, mempool and API serve it.
 
-Owns: start-up (config, genesis, key, storage, the replica or a Byzantine wrapper of it), the drive
-loop (`on_message` / `on_timer` / `next_deadline`), carrying out actions, status for the API.
-May not: decide anything the protocol decides; the replica does.
+Owns: start-up (config, genesis, key, storage, the application and its replay, the replica or a
+Byzantine wrapper of it), the drive loop (`on_message` / `on_timer` / `next_deadline`), carrying
+out actions (a commit is stored, executed, then announced), mempool gossip, and what the API
+reads and submits (`NodeView`).
+May not: decide anything the protocol decides; the replica does. Only the drive task calls the
+replica and the executor; API handlers touch the mempool, waiters and read-only queries.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import random
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
+from bft.app.interface import QUERY_NOT_FOUND, QUERY_OK, Application
+from bft.app.kv import KeyValueLedger
 from bft.core import wire
 from bft.core.actions import Action, Broadcast, Commit, Refusal, Send, SendRaw, ViewChange
 from bft.core.errors import DecodeError
 from bft.core.leader import leader_of
+from bft.core.messages import Transactions
 from bft.core.program import Program
 from bft.core.replica import Replica
 from bft.core.safety_store import DurableFileStore
 from bft.core.types import ValidatorIndex, View
 from bft.node.api import b64, make_app, qc_json
+from bft.node.commits import CommitFeed, CommitWaiters
 from bft.node.config import (
     Genesis,
     NodeConfig,
@@ -36,7 +44,11 @@ from bft.node.config import (
     load_node_config,
     parse_host_port,
 )
+from bft.node.errors import ConfigError
+from bft.node.executor import ExecutedBlock, Executor
 from bft.node.logs import kv
+from bft.node.mempool import AddStatus, Mempool, tx_hash
+from bft.node.metrics import NodeMetrics
 from bft.node.osfs import OsFilesystem
 from bft.node.storage import BlockStore
 from crypto.keys import PrivateKey, load_private_key
@@ -45,18 +57,38 @@ from net.transport import Transport
 log = logging.getLogger("bft.node")
 
 # Commits remembered for the commits-per-second figure of the live view.
-RATE_WINDOW_S = 5.0
+RATE_WINDOW_S: Final = 5.0
+# Newly admitted client transactions go to every peer this often, in messages of at most
+# GOSSIP_MAX_TXS transactions and a quarter of the transport's frame limit.
+GOSSIP_INTERVAL_S: Final = 0.01
+GOSSIP_MAX_TXS: Final = 1000
+# A `wait=commit` request answers after this long even if not everything committed yet.
+WAIT_COMMIT_TIMEOUT_S: Final = 30.0
+MAX_EVENT_SUBSCRIBERS: Final = 64
+MEMPOOL_FULL: Final = "mempool full"
 
 
-class NoTransactions:
-    """Empty blocks, until the ledger brings a mempool."""
-
-    def payload_for(self, view: View, exclude: Collection[bytes]) -> tuple[bytes, ...]:
-        return ()
+def load_application(config: NodeConfig) -> Application:
+    """The application named by `[app] factory` ("module:callable", called with the data
+    directory), or the built-in key-value ledger in `<data_dir>/app.sqlite`."""
+    if not config.app_factory:
+        return KeyValueLedger(config.data_dir / "app.sqlite")
+    module_name, _, attr = config.app_factory.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"[app] factory {config.app_factory!r}: {exc}") from exc
+    app = factory(config.data_dir)
+    if not isinstance(app, Application):
+        raise ConfigError(
+            f"[app] factory {config.app_factory!r} returned {type(app).__name__}, not an Application"
+        )
+    return app
 
 
 class Node:
-    def __init__(self, home: Path, byzantine: str | None = None) -> None:
+    def __init__(self, home: Path, byzantine: str | None = None, app: Application | None = None) -> None:
+        """The node at `home`; `app` replaces the configured application (for embedding)."""
         self.home = home
         self.config: NodeConfig = load_node_config(home)
         self.genesis: Genesis = load_genesis(self.config.genesis_file)
@@ -67,6 +99,20 @@ class Node:
         self.me = ValidatorIndex(self.config.index)
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         self.blocks = BlockStore(self.config.data_dir / "blocks.sqlite")
+        self.app = app if app is not None else load_application(self.config)
+        self.executor = Executor(self.app, self.blocks)
+        consensus, limits = self.config.consensus, self.config.mempool
+        self.mempool = Mempool(
+            self._check_tx,
+            self.blocks.has_tx,
+            max_txs=limits.max_txs,
+            max_bytes=limits.max_bytes,
+            max_tx_bytes=min(wire.MAX_TX_SIZE_BYTES, consensus.max_block_bytes),
+            batch_txs=consensus.max_block_txs,
+            batch_bytes=consensus.max_block_bytes,
+        )
+        self.waiters = CommitWaiters(max_waiting=limits.max_txs)
+        self.feed = CommitFeed(max_subscribers=MAX_EVENT_SUBSCRIBERS)
         self.safety_store = DurableFileStore(OsFilesystem(self.config.data_dir))
         addresses = {v.index: parse_host_port(v.p2p) for v in self.genesis.validators}
         addresses[self.me] = parse_host_port(self.config.p2p_listen)
@@ -82,12 +128,24 @@ class Node:
         self.api_url: str | None = None
         self._commit_times: deque[float] = deque()
         self.refusals = 0
+        self.metrics = NodeMetrics(
+            committed_height=lambda: self.blocks.height,
+            view=lambda: self.replica.view if self.replica is not None else 0,
+            mempool_txs=lambda: len(self.mempool),
+            mempool_bytes=lambda: self.mempool.size_bytes,
+            peers_connected=lambda: len(self.transport.connected_peers),
+        )
+
+    def _check_tx(self, tx: bytes) -> str | None:
+        verdict = self.app.check_tx(tx)
+        return None if verdict.ok else verdict.error or "refused by the application"
 
     # Running.
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; `task_status.started()` once the p2p and API ports listen."""
         try:
+            self.executor.start()
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.transport.run)
                 self._start_program()
@@ -99,6 +157,7 @@ class Node:
                 urls = await nursery.start(serve, make_app(self), api)
                 self.api_url = urls[0] if urls else None
                 nursery.start_soon(self._drive)
+                nursery.start_soon(self._gossip)
                 log.info(
                     kv(
                         event="started",
@@ -112,6 +171,9 @@ class Node:
                 )
                 task_status.started()
         finally:
+            close = getattr(self.app, "close", None)
+            if close is not None:
+                close()
             self.blocks.close()
             height = self.replica.committed_height if self.replica is not None else 0
             log.info(kv(event="stopped", node=self.me, height=height))
@@ -121,12 +183,13 @@ class Node:
             self.replica_config,
             self.key,
             self.safety_store,
-            NoTransactions(),
+            self.mempool,
             root=self.blocks.tip(),
             now=trio.current_time(),
             committed_tx=self.blocks.has_tx,
             committed_block=self.blocks.block_by_id,
             journal=self.blocks,
+            app_state=self.executor,
         )
         self.replica = replica
         if self.byzantine is None:
@@ -152,12 +215,15 @@ class Node:
                 continue
             peer, data = received
             try:
-                msg = wire.decode(data)
+                msg = wire.decode_wire(data)
             except DecodeError as e:
-                self.refusals += 1
-                log.warning(kv(event="refusal", node=self.me, peer=peer, what="message", reason=str(e)))
+                self._count_refusal(peer, None, "message", str(e), logging.WARNING)
                 continue
-            self._perform(program.on_message(ValidatorIndex(peer), msg, now))
+            if isinstance(msg, Transactions):
+                self._on_gossip(peer, msg)
+                self._perform(program.on_payload(now))
+            else:
+                self._perform(program.on_message(ValidatorIndex(peer), msg, now))
 
     def _perform(self, actions: list[Action]) -> None:
         for action in actions:
@@ -173,19 +239,15 @@ class Node:
             elif isinstance(action, Commit):
                 self._on_commit(action)
             elif isinstance(action, Refusal):
-                self.refusals += 1
-                log.info(
-                    kv(
-                        event="refusal",
-                        node=self.me,
-                        peer=action.sender,
-                        view=action.view,
-                        what=action.what,
-                        reason=action.reason,
-                    )
-                )
+                self._count_refusal(action.sender, action.view, action.what, action.reason, logging.INFO)
             elif isinstance(action, ViewChange):
+                self.metrics.view_changes.labels(action.via).inc()
                 log.debug(kv(event="view", node=self.me, view=action.view, via=action.via))
+
+    def _count_refusal(self, peer: int | None, view: int | None, what: str, reason: str, level: int) -> None:
+        self.refusals += 1
+        self.metrics.count_refusal(what, reason)
+        log.log(level, kv(event="refusal", node=self.me, peer=peer, view=view, what=what, reason=reason))
 
     def _send_raw(self, action: SendRaw) -> None:
         """A Byzantine program's raw bytes: the transport frames what it can carry."""
@@ -196,15 +258,138 @@ class Node:
             log.info(kv(event="raw_frame_not_sent", node=self.me, peer=action.to, size_bytes=size))
 
     def _on_commit(self, commit: Commit) -> None:
-        self.blocks.append(commit.blocks, commit.qcs, commit.commit_qc)
+        """Durable and executed first (see `Executor`), then announced: whoever hears of a commit
+        can rely on it."""
+        mismatches = self.executor.app_hash_mismatches
+        executed = self.executor.on_commit(commit.blocks, commit.qcs, commit.commit_qc)
+        self.metrics.app_hash_mismatches.inc(self.executor.app_hash_mismatches - mismatches)
         now = trio.current_time()
-        for block in commit.blocks:
+        for done in executed:
+            block = done.block
+            self.mempool.remove_committed(block.txs)
+            self.waiters.on_commit(tx_hash(tx) for tx in block.txs)
+            self.metrics.txs_committed.inc(len(block.txs))
+            self.feed.publish(self._event_of(done))
             self._commit_times.append(now)
             log.info(
-                kv(event="commit", node=self.me, height=block.height, view=block.view, id=block.id.hex()[:16])
+                kv(
+                    event="commit",
+                    node=self.me,
+                    height=block.height,
+                    view=block.view,
+                    txs=len(block.txs),
+                    id=block.id.hex()[:16],
+                )
             )
         while self._commit_times and self._commit_times[0] < now - RATE_WINDOW_S:
             self._commit_times.popleft()
+
+    # Mempool gossip.
+
+    def _on_gossip(self, peer: int, msg: Transactions) -> None:
+        refused = 0
+        for tx in msg.txs:
+            result = self.mempool.add(tx, gossip=False)
+            if result.status is AddStatus.REJECTED:
+                refused += 1
+            elif result.status is AddStatus.FULL:
+                self.metrics.mempool_full.inc()
+        if refused:
+            # An honest peer gossips only what its application admitted; ours refused these.
+            self._count_refusal(
+                peer, None, "gossiped transactions", f"{refused} refused by check_tx", logging.INFO
+            )
+
+    async def _gossip(self) -> None:
+        """Send newly admitted client transactions to every peer (they do not relay them: the
+        validators are fully connected, and a peer that misses them still gets them in a block)."""
+        limit_bytes = self.transport.max_payload_bytes // 4
+        while True:
+            await trio.sleep(GOSSIP_INTERVAL_S)
+            for chunk in _chunks(self.mempool.take_new(GOSSIP_MAX_TXS), limit_bytes):
+                self.transport.broadcast(wire.encode(Transactions(tuple(chunk))))
+
+    # What the API reads and submits (bft.node.api.NodeView).
+
+    async def submit(self, txs: Sequence[bytes], wait_commit: bool) -> tuple[list[dict[str, Any]], bool]:
+        """Admit `txs` to the mempool; with `wait_commit`, answer once they committed (or after
+        WAIT_COMMIT_TIMEOUT_S). Returns one result per transaction and whether any was refused
+        because the mempool is full (the client should back off)."""
+        results: list[dict[str, Any]] = []
+        awaited: list[bytes] = []
+        full = False
+        for tx in txs:
+            added = self.mempool.add(tx)
+            result: dict[str, Any] = {"hash": added.tx_hash.hex(), "status": "accepted"}
+            if added.status is AddStatus.COMMITTED:
+                result.update(self._committed_result(added.tx_hash))
+            elif added.status is AddStatus.REJECTED:
+                result.update(status="rejected", error=added.reason)
+            elif added.status is AddStatus.FULL:
+                full = True
+                self.metrics.mempool_full.inc()
+                result.update(status="rejected", error=MEMPOOL_FULL)
+            else:
+                awaited.append(added.tx_hash)
+            results.append(result)
+        if wait_commit and awaited:
+            await self.waiters.wait(awaited, trio.current_time() + WAIT_COMMIT_TIMEOUT_S)
+            for result in results:
+                if result["status"] == "accepted":
+                    result.update(self._committed_result(bytes.fromhex(result["hash"])))
+        return results, full
+
+    def _committed_result(self, h: bytes) -> dict[str, Any]:
+        """Status fields for a transaction: committed with its height and result, else accepted."""
+        location = self.blocks.tx_location(h)
+        if location is None:
+            return {"status": "accepted"}
+        height, index = location
+        out: dict[str, Any] = {"status": "committed", "height": height, "index": index}
+        stored = self.blocks.tx_result(height, index)
+        if stored is not None:
+            out["code"] = stored.code
+            if stored.code != 0:
+                out["log"] = stored.log
+        return out
+
+    def tx(self, h: bytes) -> dict[str, Any] | None:
+        location = self.blocks.tx_location(h)
+        if location is None:
+            return None
+        height, index = location
+        stored = self.blocks.tx_result(height, index)
+        result = (
+            None if stored is None else {"code": stored.code, "log": stored.log, "data": b64(stored.data)}
+        )
+        return {"hash": h.hex(), "height": height, "index": index, "result": result}
+
+    def kv(self, key: str) -> dict[str, Any] | None:
+        """The committed value of `key`; None if absent. ValueError if the application does not
+        answer key-value queries."""
+        answer = self.app.query("/kv", key.encode("utf-8", "surrogatepass"))
+        if answer.code == QUERY_NOT_FOUND:
+            return None
+        if answer.code != QUERY_OK or answer.value is None:
+            raise ValueError(f"the application cannot answer /kv queries (code {answer.code})")
+        return {"key": key, "value": answer.value.decode("utf-8"), "height": answer.height}
+
+    def render_metrics(self) -> bytes:
+        return self.metrics.render()
+
+    def subscribe(self) -> trio.MemoryReceiveChannel[dict[str, Any]]:
+        return self.feed.subscribe()
+
+    def _event_of(self, done: ExecutedBlock) -> dict[str, Any]:
+        block = done.block
+        return {
+            "height": block.height,
+            "view": block.view,
+            "id": block.id.hex(),
+            "txs": len(block.txs),
+            "tx_hashes": [tx_hash(tx).hex() for tx in block.txs],
+            "app_hash": done.app_hash.hex(),
+        }
 
     # What the API shows.
 
@@ -224,6 +409,9 @@ class Node:
             "peers": len(self.transport.connected_peers),
             "commits_per_s": round(recent / RATE_WINDOW_S, 2),
             "byzantine": self.byzantine,
+            "app_height": self.executor.executed()[0],
+            "app_hash": self.executor.executed()[1].hex(),
+            "mempool_txs": len(self.mempool),
         }
 
     def block(self, height: int) -> dict[str, Any] | None:
@@ -238,7 +426,22 @@ class Node:
             "parent_id": block.parent_id.hex(),
             "proposer": block.proposer,
             "txs": [b64(tx) for tx in block.txs],
+            "justify": qc_json(block.qc),
+            "app_height": block.app_height,
+            "app_hash": block.app_hash.hex(),
             "qc": qc_json(stored.qc),
             "commit_qc": qc_json(stored.commit_qc),
-            "app_hash": None,
         }
+
+
+def _chunks(txs: Sequence[bytes], limit_bytes: int) -> list[list[bytes]]:
+    """Consecutive runs of `txs` of at most `limit_bytes` each (a larger tx goes alone)."""
+    chunks: list[list[bytes]] = []
+    size = limit_bytes + 1
+    for tx in txs:
+        if size + len(tx) > limit_bytes:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(tx)
+        size += len(tx)
+    return chunks

@@ -10,7 +10,11 @@ Also the block journal (`bft.core.journal`): uncommitted blocks, journaled befor
 for them and pruned as commits pass them, so a cluster that lost every process still has its
 locked blocks.
 
-Schema (version 2, in `PRAGMA user_version`):
+Also the execution record (`bft.node.executor`): per executed height, the app hash after it
+and each transaction's result, written before the application commits that height, so replay
+after a crash rewrites the same record.
+
+Schema (version 3, in `PRAGMA user_version`):
 
     blocks(height INTEGER PRIMARY KEY, id BLOB UNIQUE, view, parent_id BLOB,
            block BLOB  -- wire.encode_block
@@ -22,14 +26,17 @@ Schema (version 2, in `PRAGMA user_version`):
         height, position)      -- the first committed occurrence of the tx
     journal(id BLOB PRIMARY KEY, height, block BLOB)  -- uncommitted blocks
     high_tc(one = 1, tc BLOB)                          -- the highest TC seen
+    executed(height INTEGER PRIMARY KEY, app_hash BLOB)  -- from height 0 (the app's initial hash)
+    results(height, position, code, log TEXT, data BLOB)  -- each committed tx's result
 
 Heights start at 1 (genesis, height 0, is never stored) and have no gaps.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -42,7 +49,7 @@ from bft.core.types import BlockId
 from bft.node.errors import StorageError
 from crypto.hashing import sha256
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (
@@ -72,7 +79,28 @@ CREATE TABLE IF NOT EXISTS high_tc (
     one INTEGER PRIMARY KEY CHECK (one = 1),
     tc BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS executed (
+    height INTEGER PRIMARY KEY,
+    app_hash BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS results (
+    height INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    code INTEGER NOT NULL,
+    log TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (height, position)
+) WITHOUT ROWID;
 """
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResult:
+    """A committed transaction's execution result, as the application returned it."""
+
+    code: int
+    log: str
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +149,8 @@ class BlockStore:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, SCHEMA_VERSION):
                 raise StorageError(
-                    f"{self._path}: block store schema version {version}, this node reads {SCHEMA_VERSION}"
+                    f"{self._path}: block store schema version {version}, this node reads "
+                    f"{SCHEMA_VERSION}; an older chain's data cannot be read: remove the data directory"
                 )
             self._db.execute("BEGIN IMMEDIATE")
             for statement in _SCHEMA.split(";"):
@@ -182,43 +211,33 @@ class BlockStore:
         """
         self._check_continues(blocks, qcs)
         last_height = blocks[-1].height
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute(
-                    "INSERT INTO commits (height, commit_qc) VALUES (?, ?)",
-                    (last_height, wire.encode_qc(commit_qc)),
-                )
-                self._db.executemany(
-                    "INSERT INTO blocks (height, id, view, parent_id, block, qc, commit_height)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            b.height,
-                            b.id,
-                            b.view,
-                            b.parent_id,
-                            wire.encode_block(b),
-                            wire.encode_qc(qc),
-                            last_height,
-                        )
-                        for b, qc in zip(blocks, qcs, strict=True)
-                    ],
-                )
-                # OR IGNORE: a tx committed twice (a faulty leader may re-propose it) keeps the
-                # location where it first committed, which is where its effect happened.
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO txs (hash, height, position) VALUES (?, ?, ?)",
-                    [(sha256(tx), b.height, pos) for b in blocks for pos, tx in enumerate(b.txs)],
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise StorageError(
-                f"{self._path}: cannot store blocks {blocks[0].height}..{last_height}: {exc}"
-            ) from exc
+        with self._transaction(f"store blocks {blocks[0].height}..{last_height}"):
+            self._db.execute(
+                "INSERT INTO commits (height, commit_qc) VALUES (?, ?)",
+                (last_height, wire.encode_qc(commit_qc)),
+            )
+            self._db.executemany(
+                "INSERT INTO blocks (height, id, view, parent_id, block, qc, commit_height)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        b.height,
+                        b.id,
+                        b.view,
+                        b.parent_id,
+                        wire.encode_block(b),
+                        wire.encode_qc(qc),
+                        last_height,
+                    )
+                    for b, qc in zip(blocks, qcs, strict=True)
+                ],
+            )
+            # OR IGNORE: a tx committed twice (a faulty leader may re-propose it) keeps the
+            # location where it first committed, which is where its effect happened.
+            self._db.executemany(
+                "INSERT OR IGNORE INTO txs (hash, height, position) VALUES (?, ?, ?)",
+                [(sha256(tx), b.height, pos) for b in blocks for pos, tx in enumerate(b.txs)],
+            )
         self._tip_height, self._tip_id = last_height, blocks[-1].id
 
     def _check_continues(self, blocks: Sequence[Block], qcs: Sequence[QuorumCert]) -> None:
@@ -283,6 +302,39 @@ class BlockStore:
         ).fetchone()
         return None if row is None else (int(row[0]), int(row[1]))
 
+    # The execution record.
+
+    def record_execution(self, height: int, app_hash: bytes, results: Sequence[StoredResult]) -> None:
+        """Record that `height` executed to `app_hash` with these per-transaction results, in one
+        transaction; writing the same height again replaces it (replay writes identical values)."""
+        if height > self._tip_height:
+            raise StorageError(f"refusing to record execution of height {height} above the tip")
+        with self._transaction(f"record execution of height {height}"):
+            self._db.execute(
+                "INSERT OR REPLACE INTO executed (height, app_hash) VALUES (?, ?)", (height, app_hash)
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO results (height, position, code, log, data) VALUES (?, ?, ?, ?, ?)",
+                [(height, pos, r.code, r.log, r.data) for pos, r in enumerate(results)],
+            )
+
+    def last_executed(self) -> tuple[int, bytes] | None:
+        """The highest executed height and its app hash; None before the first record."""
+        row = self._db.execute(
+            "SELECT height, app_hash FROM executed ORDER BY height DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
+    def app_hash_at(self, height: int) -> bytes | None:
+        row = self._db.execute("SELECT app_hash FROM executed WHERE height = ?", (height,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def tx_result(self, height: int, position: int) -> StoredResult | None:
+        row = self._db.execute(
+            "SELECT code, log, data FROM results WHERE height = ? AND position = ?", (height, position)
+        ).fetchone()
+        return None if row is None else StoredResult(int(row[0]), str(row[1]), bytes(row[2]))
+
     # The block journal (bft.core.journal.BlockJournal).
 
     def add(self, blocks: Sequence[Block]) -> None:
@@ -314,10 +366,17 @@ class BlockStore:
             raise StorageError(f"{self._path}: corrupt TC record: {exc}") from exc
 
     def _write(self, what: str, statement: str, rows: Sequence[tuple[object, ...]]) -> None:
+        with self._transaction(what):
+            self._db.executemany(statement, rows)
+
+    @contextlib.contextmanager
+    def _transaction(self, what: str) -> Iterator[None]:
+        """One write transaction: committed if the body returns, rolled back if it raises; SQLite
+        errors become StorageError naming `what`."""
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany(statement, rows)
+                yield
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")

@@ -1,0 +1,700 @@
+"""A client of a node's HTTP/JSON API: submit transactions, read the key-value ledger, and fetch
+committed blocks whose quorum certificates it checks against the genesis validator set.
+
+Owns: `Client` (blocking) and `AsyncClient` (trio or asyncio, through httpx), the error hierarchy
+(`ClientError` and its subclasses), the typed results, and the reading and verification of every
+response. Both clients share one set of pure request builders and response readers (`_Endpoints`,
+`_Call`); they differ only in how they send a request.
+May not: trust a node beyond what it checks. A block comes back as a `VerifiedBlock` only after
+its id is recomputed from its contents and its QC carries 2f+1 valid signatures of distinct
+genesis validators over that id. Nor may it hold protocol logic: blocks, ids and QC checks are
+`bft.core`'s, transaction encoding is `bft.app.kv`'s.
+
+Errors: `NodeUnavailable` (no connection, timeout), `RequestRefused` (a 4xx/5xx with the node's
+message), `BadResponse` (an answer that does not follow the API), and its subclass
+`CertificateError` (a block that does not prove itself). A full mempool is not an error: its
+transactions come back as rejected results with `retryable` set.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from types import TracebackType
+from typing import Any, Final, Generic, TypeVar
+
+import httpx
+
+from bft.app.kv import cas_tx, del_tx, put_tx
+from bft.core.blocktree import genesis as genesis_of
+from bft.core.certs import Certifier
+from bft.core.messages import Block, QuorumCert
+from bft.core.types import BLOCK_ID_SIZE_BYTES, MAX_APP_HASH_SIZE_BYTES, BlockId, ValidatorIndex, View
+from bft.node.config import Genesis
+
+DEFAULT_TIMEOUT_S: Final = 30.0
+
+WAIT_NONE: Final = "none"
+WAIT_COMMIT: Final = "commit"
+WAIT_MODES: Final = (WAIT_NONE, WAIT_COMMIT)
+
+STATUS_ACCEPTED: Final = "accepted"
+STATUS_COMMITTED: Final = "committed"
+STATUS_REJECTED: Final = "rejected"
+STATUSES: Final = frozenset({STATUS_ACCEPTED, STATUS_COMMITTED, STATUS_REJECTED})
+
+# The node's exact error for a transaction refused because its mempool is full (HTTP 503).
+MEMPOOL_FULL: Final = "mempool full"
+
+# Views, heights and indices fit a signed 64-bit integer, as in `bft.core.wire`.
+_MAX_UINT: Final = 2**63
+_HASH_RE: Final = re.compile(r"[0-9a-f]{64}")
+_HEX_RE: Final = re.compile(r"(?:[0-9a-f]{2})*")
+# How much of a refusal's body ends up in an error message.
+_MAX_MESSAGE_CHARS: Final = 300
+
+_T = TypeVar("_T")
+
+
+# Errors
+
+
+class ClientError(Exception):
+    """Anything that kept a request from giving an answer that can be trusted."""
+
+
+class NodeUnavailable(ClientError):
+    """The node could not be reached, or did not answer in time."""
+
+
+class RequestRefused(ClientError):
+    """The node answered with an HTTP error status (other than a full mempool on submit)."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(f"the node refused the request (HTTP {status_code}): {message}")
+        self.status_code = status_code
+        self.message = message
+
+
+class BadResponse(ClientError):
+    """The node's answer does not follow the API (not JSON, missing or malformed fields...)."""
+
+
+class CertificateError(BadResponse):
+    """A block that does not prove itself: malformed, an id that is not the hash of its contents,
+    or a QC that does not certify it with 2f+1 valid signatures of genesis validators."""
+
+
+class _Invalid(Exception):
+    """A problem in a response, phrased without the request; `_Call` names the request."""
+
+
+# Results
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitResult:
+    """What the node did with one submitted transaction.
+
+    `retry_after_s` is the node's `Retry-After` hint, set on results refused by a full mempool.
+    """
+
+    hash: str
+    status: str
+    height: int | None = None
+    error: str | None = None
+    retry_after_s: float | None = None
+
+    @property
+    def committed(self) -> bool:
+        return self.status == STATUS_COMMITTED
+
+    @property
+    def retryable(self) -> bool:
+        """Refused only because the mempool was full: submitting the same bytes later may succeed."""
+        return self.error == MEMPOOL_FULL
+
+
+@dataclass(frozen=True, slots=True)
+class KvEntry:
+    """A key's value in the committed state at `height`."""
+
+    key: str
+    value: str
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedBlock:
+    """A committed block whose contents hash to `id` and whose `qc` certifies that id.
+
+    Ids and hashes are lowercase hex. `block` is the core's value, rebuilt from the response
+    (its `qc` is the justify QC, certifying the parent).
+    """
+
+    height: int
+    view: int
+    id: str
+    parent_id: str
+    proposer: int
+    txs: tuple[bytes, ...]
+    app_height: int
+    app_hash: str
+    qc: QuorumCert
+    block: Block
+
+    def to_json(self) -> dict[str, Any]:
+        """The block in the API's JSON shape (without `commit_qc`): `verify_block` reads it back."""
+        return {
+            "height": self.height,
+            "view": self.view,
+            "id": self.id,
+            "parent_id": self.parent_id,
+            "proposer": self.proposer,
+            "txs": [_b64encode(tx) for tx in self.txs],
+            "justify": qc_to_json(self.block.qc),
+            "app_height": self.app_height,
+            "app_hash": self.app_hash,
+            "qc": qc_to_json(self.qc),
+        }
+
+
+def tx_hash(tx: bytes) -> str:
+    """A transaction's hash as the API writes it: SHA-256 of its bytes, lowercase hex."""
+    return hashlib.sha256(tx).hexdigest()
+
+
+def qc_to_json(qc: QuorumCert) -> dict[str, Any]:
+    """A QC in the API's JSON shape."""
+    return {
+        "view": int(qc.view),
+        "block_id": qc.block_id.hex(),
+        "signatures": [{"signer": int(s), "signature": _b64encode(sig)} for s, sig in qc.signatures],
+    }
+
+
+def certifier_for(genesis: Genesis) -> Certifier:
+    """A verifier of `genesis`'s chain and validator set (it caches QCs that verified)."""
+    return Certifier(genesis.chain_id, genesis.validator_set(), genesis_of(genesis.chain_id)[1])
+
+
+def verify_block(doc: object, certifier: Certifier | None, where: str = "block") -> VerifiedBlock:
+    """Rebuild a block from the API's JSON and check that it proves itself.
+
+    Checks: every field well formed (strict base64 and lowercase hex); the recomputed id equals
+    `id`; the justify QC certifies `parent_id`; `qc` is for this id and view; and, with a
+    `certifier`, that `qc` verifies (2f+1 distinct validators, valid signatures, this chain).
+    Without a certifier nothing is checked against keys: the result is only self-consistent.
+    Raises `CertificateError` naming `where` and the first problem found.
+    """
+    try:
+        return _verify_block(_Doc(doc, ""), certifier)
+    except _Invalid as exc:
+        raise CertificateError(f"{where}: {exc}") from None
+
+
+def node_url(url: str) -> str:
+    """`url` as a base URL: "http://" added when there is no scheme, no trailing slash."""
+    text = url.strip()
+    if "://" not in text:
+        text = "http://" + text
+    try:
+        parsed = httpx.URL(text)
+    except httpx.InvalidURL as exc:
+        raise ClientError(f"not a node URL: {url!r} ({exc})") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ClientError(f"not a node URL: {url!r} (expected http://host:port)")
+    return text.rstrip("/")
+
+
+# Requests as values: what to send and how to read the answer, with no I/O.
+
+
+@dataclass(frozen=True, slots=True)
+class _Call(Generic[_T]):
+    method: str
+    path: str
+    body: dict[str, Any] | None
+    read: Callable[[httpx.Response], _T]
+
+    def finish(self, response: httpx.Response) -> _T:
+        try:
+            return self.read(response)
+        except _Invalid as exc:
+            raise BadResponse(f"{self.method} {self.path}: {exc}") from None
+
+    def failed(self, base_url: str, exc: httpx.RequestError) -> ClientError:
+        detail = str(exc) or type(exc).__name__
+        where = f"{self.method} {base_url}{self.path}"
+        if isinstance(exc, httpx.TimeoutException):
+            return NodeUnavailable(f"{where}: no answer in time ({detail})")
+        if isinstance(exc, httpx.TransportError):
+            return NodeUnavailable(f"{where}: cannot reach the node ({detail})")
+        return BadResponse(f"{where}: {detail}")
+
+
+class _Endpoints:
+    """The API's requests for one node, and (with a genesis) the verifier of its blocks."""
+
+    def __init__(self, url: str, genesis: Genesis | None) -> None:
+        self.url = node_url(url)
+        self.certifier = None if genesis is None else certifier_for(genesis)
+
+    def submit(self, txs: Sequence[bytes], wait: str) -> _Call[list[SubmitResult]]:
+        if wait not in WAIT_MODES:
+            raise ValueError(f"wait must be one of {', '.join(WAIT_MODES)}, not {wait!r}")
+        raw = []
+        for tx in txs:
+            if not isinstance(tx, bytes | bytearray | memoryview):
+                raise TypeError(f"a transaction is bytes, not {type(tx).__name__}")
+            raw.append(bytes(tx))
+        if not raw:
+            raise ValueError("no transactions to submit")
+        hashes = [tx_hash(tx) for tx in raw]
+        body = {"txs": [_b64encode(tx) for tx in raw], "wait": wait}
+        return _Call("POST", "/txs", body, partial(_read_submit, hashes))
+
+    def submit_one(self, tx: bytes, wait: str) -> _Call[SubmitResult]:
+        many = self.submit([tx], wait)
+        return _Call(many.method, many.path, many.body, lambda response: many.read(response)[0])
+
+    def put(self, key: str, value: str, nonce: str | int | None, wait: str) -> _Call[SubmitResult]:
+        return self.submit_one(put_tx(key, value, nonce), wait)
+
+    def delete(self, key: str, nonce: str | int | None, wait: str) -> _Call[SubmitResult]:
+        return self.submit_one(del_tx(key, nonce), wait)
+
+    def cas(
+        self, key: str, expect: str | None, value: str, nonce: str | int | None, wait: str
+    ) -> _Call[SubmitResult]:
+        return self.submit_one(cas_tx(key, expect, value, nonce), wait)
+
+    def tx(self, hash_hex: str) -> _Call[dict[str, Any] | None]:
+        wanted = hash_hex.lower()
+        if not _HASH_RE.fullmatch(wanted):
+            raise ValueError(f"a transaction hash is 64 hex digits, not {hash_hex!r}")
+        return _Call("GET", f"/tx/{wanted}", None, partial(_read_tx, wanted))
+
+    def get(self, key: str) -> _Call[KvEntry | None]:
+        if not key:
+            raise ValueError("a key is a non-empty string")
+        segment = urllib.parse.quote(key, safe="")
+        if segment in (".", ".."):  # a bare dot segment would be resolved away by URL normalisation
+            segment = segment.replace(".", "%2E")
+        return _Call("GET", f"/kv/{segment}", None, partial(_read_kv, key))
+
+    def status(self) -> _Call[dict[str, Any]]:
+        return _Call("GET", "/status", None, _read_status)
+
+    def block(self, height: int, verify: bool) -> _Call[VerifiedBlock | None]:
+        if type(height) is not int or height < 0:
+            raise ValueError(f"a block height is a non-negative integer, not {height!r}")
+        if verify and self.certifier is None:
+            raise ValueError("verifying a block needs the chain's genesis: pass genesis= to the client")
+        certifier = self.certifier if verify else None
+        return _Call("GET", f"/blocks/{height}", None, partial(_read_block, height, certifier))
+
+
+# Clients
+
+
+class Client:
+    """A blocking client of one node. `genesis` is needed only to verify blocks.
+
+    `transport` replaces the network (tests pass an `httpx.MockTransport`).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        genesis: Genesis | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        *,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._api = _Endpoints(url, genesis)
+        self._http = httpx.Client(base_url=self._api.url, timeout=timeout_s, transport=transport)
+
+    @property
+    def url(self) -> str:
+        return self._api.url
+
+    def _run(self, call: _Call[_T]) -> _T:
+        try:
+            response = self._http.request(call.method, call.path, json=call.body)
+        except httpx.RequestError as exc:
+            raise call.failed(self._api.url, exc) from exc
+        return call.finish(response)
+
+    def submit(self, txs: Sequence[bytes], wait: str = WAIT_NONE) -> list[SubmitResult]:
+        """Submit transactions; one result per transaction, in order. A full mempool does not raise:
+        its transactions come back rejected and `retryable`. With wait="commit" the node answers
+        once they are committed (or rejected)."""
+        return self._run(self._api.submit(txs, wait))
+
+    def put(
+        self, key: str, value: str, nonce: str | int | None = None, wait: str = WAIT_COMMIT
+    ) -> SubmitResult:
+        """Set `key` to `value` (a key-value ledger transaction; `nonce` makes a repeat distinct)."""
+        return self._run(self._api.put(key, value, nonce, wait))
+
+    def delete(self, key: str, nonce: str | int | None = None, wait: str = WAIT_COMMIT) -> SubmitResult:
+        """Remove `key` (deleting an absent key succeeds)."""
+        return self._run(self._api.delete(key, nonce, wait))
+
+    def cas(
+        self,
+        key: str,
+        expect: str | None,
+        value: str,
+        nonce: str | int | None = None,
+        wait: str = WAIT_COMMIT,
+    ) -> SubmitResult:
+        """Set `key` to `value` if its value is `expect` (None: if it is absent)."""
+        return self._run(self._api.cas(key, expect, value, nonce, wait))
+
+    def tx(self, tx_hash: str) -> dict[str, Any] | None:
+        """A committed transaction's record {"hash", "height", "index", "result"}; None before commit."""
+        return self._run(self._api.tx(tx_hash))
+
+    def get(self, key: str) -> KvEntry | None:
+        """`key`'s committed value; None if absent."""
+        return self._run(self._api.get(key))
+
+    def status(self) -> dict[str, Any]:
+        """The node's status object (node, chain_id, view, height, leader, last_block_id, peers...)."""
+        return self._run(self._api.status())
+
+    def block(self, height: int, verify: bool = True) -> VerifiedBlock | None:
+        """The committed block at `height`, None above the tip. See `verify_block` for the checks;
+        `verify` (the default) needs the client's genesis. Raises `CertificateError`."""
+        return self._run(self._api.block(height, verify))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """The asynchronous twin of `Client` (same methods and results, awaited); use `async with`."""
+
+    def __init__(
+        self,
+        url: str,
+        genesis: Genesis | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._api = _Endpoints(url, genesis)
+        self._http = httpx.AsyncClient(base_url=self._api.url, timeout=timeout_s, transport=transport)
+
+    @property
+    def url(self) -> str:
+        return self._api.url
+
+    async def _run(self, call: _Call[_T]) -> _T:
+        try:
+            response = await self._http.request(call.method, call.path, json=call.body)
+        except httpx.RequestError as exc:
+            raise call.failed(self._api.url, exc) from exc
+        return call.finish(response)
+
+    async def submit(self, txs: Sequence[bytes], wait: str = WAIT_NONE) -> list[SubmitResult]:
+        return await self._run(self._api.submit(txs, wait))
+
+    async def put(
+        self, key: str, value: str, nonce: str | int | None = None, wait: str = WAIT_COMMIT
+    ) -> SubmitResult:
+        return await self._run(self._api.put(key, value, nonce, wait))
+
+    async def delete(self, key: str, nonce: str | int | None = None, wait: str = WAIT_COMMIT) -> SubmitResult:
+        return await self._run(self._api.delete(key, nonce, wait))
+
+    async def cas(
+        self,
+        key: str,
+        expect: str | None,
+        value: str,
+        nonce: str | int | None = None,
+        wait: str = WAIT_COMMIT,
+    ) -> SubmitResult:
+        return await self._run(self._api.cas(key, expect, value, nonce, wait))
+
+    async def tx(self, tx_hash: str) -> dict[str, Any] | None:
+        return await self._run(self._api.tx(tx_hash))
+
+    async def get(self, key: str) -> KvEntry | None:
+        return await self._run(self._api.get(key))
+
+    async def status(self) -> dict[str, Any]:
+        return await self._run(self._api.status())
+
+    async def block(self, height: int, verify: bool = True) -> VerifiedBlock | None:
+        return await self._run(self._api.block(height, verify))
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+# Response readers (pure: an httpx.Response in, a value or an exception out)
+
+
+def _read_submit(hashes: list[str], response: httpx.Response) -> list[SubmitResult]:
+    doc = _json_or_none(response)
+    mempool_full = response.status_code == 503 and isinstance(doc, dict) and "results" in doc
+    if not (response.is_success or mempool_full):
+        raise _refused(response, doc)
+    retry_after_s = _retry_after_s(response.headers.get("retry-after")) if mempool_full else None
+    items = _Doc(doc, "").array("results")
+    if len(items) != len(hashes):
+        raise _Invalid(f"{len(items)} results for {len(hashes)} transactions")
+    return [
+        _submit_result(_Doc(item, f"results[{i}]"), expected, retry_after_s)
+        for i, (item, expected) in enumerate(zip(items, hashes, strict=True))
+    ]
+
+
+def _submit_result(doc: _Doc, expected_hash: str, retry_after_s: float | None) -> SubmitResult:
+    hash_hex = doc.text("hash")
+    if hash_hex != expected_hash:
+        raise _Invalid(f"{doc.path('hash')} is {hash_hex!r}, not the submitted transaction's {expected_hash}")
+    status = doc.text("status")
+    if status not in STATUSES:
+        raise _Invalid(f"{doc.path('status')} is {_show(status)}, not one of {', '.join(sorted(STATUSES))}")
+    height = doc.uint("height") if doc.present("height") else None
+    error = doc.text("error") if doc.present("error") else None
+    retryable = error == MEMPOOL_FULL
+    return SubmitResult(hash_hex, status, height, error, retry_after_s if retryable else None)
+
+
+def _read_tx(wanted: str, response: httpx.Response) -> dict[str, Any] | None:
+    doc = _found(response)
+    if doc is None:
+        return None
+    found = doc.text("hash")
+    if found != wanted:
+        raise _Invalid(f"asked for transaction {wanted}, got {_show(found)}")
+    return doc.value
+
+
+def _read_kv(key: str, response: httpx.Response) -> KvEntry | None:
+    doc = _found(response)
+    if doc is None:
+        return None
+    found = doc.text("key")
+    if found != key:
+        raise _Invalid(f"asked for key {key!r}, got {_show(found)}")
+    return KvEntry(found, doc.text("value"), doc.uint("height"))
+
+
+def _read_status(response: httpx.Response) -> dict[str, Any]:
+    _check_success(response)
+    return _Doc(_json(response), "").value
+
+
+def _read_block(height: int, certifier: Certifier | None, response: httpx.Response) -> VerifiedBlock | None:
+    doc = _found(response)
+    if doc is None:
+        return None
+    verified = verify_block(doc.value, certifier, f"block {height}")
+    if verified.height != height:
+        raise CertificateError(f"block {height}: the node sent block {verified.height} instead")
+    return verified
+
+
+def _verify_block(doc: _Doc, certifier: Certifier | None) -> VerifiedBlock:
+    view = View(doc.uint("view"))
+    height = doc.uint("height")
+    claimed_id = doc.hex("id", BLOCK_ID_SIZE_BYTES)
+    parent_id = BlockId(doc.hex("parent_id", BLOCK_ID_SIZE_BYTES))
+    proposer = ValidatorIndex(doc.uint("proposer"))
+    txs = tuple(_b64(tx, f"{doc.path('txs')}[{i}]") for i, tx in enumerate(doc.array("txs")))
+    justify = _qc(doc.obj("justify"))
+    app_height = doc.uint("app_height")
+    app_hash = doc.hex("app_hash")
+    if len(app_hash) > MAX_APP_HASH_SIZE_BYTES:
+        raise _Invalid(f"app_hash is longer than {MAX_APP_HASH_SIZE_BYTES} bytes")
+    qc = _qc(doc.obj("qc"))
+    block = Block(view, height, parent_id, proposer, justify, txs, app_height=app_height, app_hash=app_hash)
+    if block.id != claimed_id:
+        raise _Invalid(f"id {claimed_id.hex()} is not the hash of the block's contents ({block.id.hex()})")
+    if justify.block_id != parent_id:
+        raise _Invalid(f"the justify QC certifies {justify.block_id.hex()}, not the parent {parent_id.hex()}")
+    if qc.block_id != block.id:
+        raise _Invalid(f"the QC certifies block {qc.block_id.hex()}, not this block {block.id.hex()}")
+    if qc.view != view:
+        raise _Invalid(f"the QC is for view {qc.view}, the block is of view {view}")
+    if certifier is not None:
+        reason = certifier.check_qc(qc)
+        if reason is not None:
+            raise _Invalid(f"the QC does not verify against the genesis validators: {reason}")
+    return VerifiedBlock(
+        height=height,
+        view=int(view),
+        id=block.id.hex(),
+        parent_id=parent_id.hex(),
+        proposer=int(proposer),
+        txs=txs,
+        app_height=app_height,
+        app_hash=app_hash.hex(),
+        qc=qc,
+        block=block,
+    )
+
+
+def _qc(doc: _Doc) -> QuorumCert:
+    signatures = []
+    for i, item in enumerate(doc.array("signatures")):
+        share = _Doc(item, f"{doc.path('signatures')}[{i}]")
+        signatures.append((ValidatorIndex(share.uint("signer")), share.b64("signature")))
+    block_id = BlockId(doc.hex("block_id", BLOCK_ID_SIZE_BYTES))
+    return QuorumCert(View(doc.uint("view")), block_id, tuple(signatures))
+
+
+# Response plumbing
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError both are
+        raise _Invalid(f"HTTP {response.status_code} with a body that is not JSON") from None
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _refused(response: httpx.Response, doc: Any) -> RequestRefused:
+    if isinstance(doc, dict) and isinstance(doc.get("error"), str):
+        message: str = doc["error"]
+    else:
+        message = response.text.strip() or response.reason_phrase or "no reason given"
+    return RequestRefused(response.status_code, message[:_MAX_MESSAGE_CHARS])
+
+
+def _check_success(response: httpx.Response) -> None:
+    if not response.is_success:
+        raise _refused(response, _json_or_none(response))
+
+
+def _found(response: httpx.Response) -> _Doc | None:
+    """The response's JSON object, or None for a 404 (the thing asked for does not exist)."""
+    if response.status_code == 404:
+        return None
+    _check_success(response)
+    return _Doc(_json(response), "")
+
+
+def _retry_after_s(header: str | None) -> float | None:
+    # Only the delay-seconds form: the node never sends an HTTP date.
+    if header is None or not header.strip().isdigit():
+        return None
+    return float(int(header.strip()))
+
+
+class _Doc:
+    """A JSON object from the node, read field by field; every problem names the field's path."""
+
+    def __init__(self, value: object, where: str) -> None:
+        if not isinstance(value, dict):
+            raise _Invalid(f"{where or 'the response'} is {_kind(value)}, not a JSON object")
+        self.value: dict[str, Any] = value
+        self.where = where
+
+    def path(self, name: str) -> str:
+        return f"{self.where}.{name}" if self.where else name
+
+    def present(self, name: str) -> bool:
+        return self.value.get(name) is not None
+
+    def raw(self, name: str) -> Any:
+        if name not in self.value:
+            raise _Invalid(f"{self.path(name)} is missing")
+        return self.value[name]
+
+    def uint(self, name: str) -> int:
+        value = self.raw(name)
+        if type(value) is not int or not 0 <= value < _MAX_UINT:
+            raise _Invalid(f"{self.path(name)} is {_show(value)}, not a non-negative integer")
+        return value
+
+    def text(self, name: str) -> str:
+        value = self.raw(name)
+        if not isinstance(value, str):
+            raise _Invalid(f"{self.path(name)} is {_kind(value)}, not a string")
+        return value
+
+    def hex(self, name: str, size_bytes: int | None = None) -> bytes:
+        value = self.text(name)
+        if not _HEX_RE.fullmatch(value):
+            raise _Invalid(f"{self.path(name)} is {_show(value)}, not lowercase hex")
+        if size_bytes is not None and len(value) != 2 * size_bytes:
+            raise _Invalid(f"{self.path(name)} is {len(value) // 2} bytes, not {size_bytes}")
+        return bytes.fromhex(value)
+
+    def b64(self, name: str) -> bytes:
+        return _b64(self.raw(name), self.path(name))
+
+    def array(self, name: str) -> list[Any]:
+        value = self.raw(name)
+        if not isinstance(value, list):
+            raise _Invalid(f"{self.path(name)} is {_kind(value)}, not an array")
+        return value
+
+    def obj(self, name: str) -> _Doc:
+        return _Doc(self.raw(name), self.path(name))
+
+
+def _b64(value: object, where: str) -> bytes:
+    """Strict standard base64: the alphabet, padding, and no stray bits (one text per byte string)."""
+    if not isinstance(value, str):
+        raise _Invalid(f"{where} is {_kind(value)}, not a base64 string")
+    try:
+        decoded = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise _Invalid(f"{where} is {_show(value)}, not valid base64") from None
+    if _b64encode(decoded) != value:
+        raise _Invalid(f"{where} is {_show(value)}, not canonical base64")
+    return decoded
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _kind(value: object) -> str:
+    names: Mapping[type, str] = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    return names.get(type(value), type(value).__name__)
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

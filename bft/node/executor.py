@@ -1,0 +1,129 @@
+"""Executes committed blocks in the application, each exactly once, and answers for what executed.
+
+Owns: the order of the durable steps after a commit (block store append, then per block the
+application's `execute_block`, the execution record in the block store, the application's
+`commit`), replay on start (`info` handshake), the check of every committed block's app-hash
+claim, and the `ExecutedState` the replica reads.
+May not: decide what is committed (the replica does) or talk to peers and clients.
+
+Why this order is crash-safe: the blocks are durable before anything executes, so replay always
+has them. The application's `commit` is its durable point; a crash before it leaves the previous
+height applied, and replay executes the block again with the same results (the execution record
+is rewritten with identical values). A crash after it leaves nothing to redo. So every block is
+applied exactly once, whatever instant the process dies at.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bft.app.interface import AppInfo, Application, StateCorrupt, TxResult
+from bft.core.messages import Block, QuorumCert
+from bft.node.errors import StorageError
+from bft.node.logs import kv
+from bft.node.storage import BlockStore, StoredResult
+
+log = logging.getLogger("bft.node")
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutedBlock:
+    """A committed block after execution: one result per transaction and the app hash after it."""
+
+    block: Block
+    results: tuple[TxResult, ...]
+    app_hash: bytes
+
+
+class Executor:
+    """The one path from committed blocks to application state; `bft.core.app_state.ExecutedState`."""
+
+    def __init__(self, app: Application, store: BlockStore) -> None:
+        self._app = app
+        self._store = store
+        self._latest: tuple[int, bytes] = (0, b"")
+        self.app_hash_mismatches = 0
+
+    def start(self) -> int:
+        """The `info` handshake: replay every stored block the application has not applied, in
+        order. Returns how many blocks were replayed. StorageError if the application is ahead of
+        the block store (its data belongs to another chain or the block store was lost)."""
+        info: AppInfo = self._app.info()
+        if info.last_height > self._store.height:
+            raise StorageError(
+                f"the application has applied height {info.last_height} but the block store ends at "
+                f"{self._store.height}: they belong to different chains, or the block store was lost"
+            )
+        if info.last_height == 0 and self._store.app_hash_at(0) is None:
+            self._store.record_execution(0, info.app_hash, ())
+        recorded = self._store.app_hash_at(info.last_height)
+        if recorded is not None and recorded != info.app_hash:
+            raise StorageError(
+                f"the application reports app hash {info.app_hash.hex()[:16]} at height {info.last_height}, "
+                f"the execution record says {recorded.hex()[:16]}"
+            )
+        self._latest = (info.last_height, info.app_hash)
+        replayed = 0
+        for height in range(info.last_height + 1, self._store.height + 1):
+            stored = self._store.block_at(height)
+            if stored is None:
+                raise StorageError(f"block {height} is missing from the block store")
+            self._execute(stored.block)
+            replayed += 1
+        if replayed:
+            log.info(kv(event="replayed", blocks=replayed, height=self._latest[0]))
+        return replayed
+
+    def on_commit(
+        self, blocks: Sequence[Block], qcs: Sequence[QuorumCert], commit_qc: QuorumCert
+    ) -> list[ExecutedBlock]:
+        """Store one commit durably, then execute its blocks in order."""
+        self._store.append(blocks, qcs, commit_qc)
+        executed = [self._execute(block) for block in blocks]
+        for block in blocks:
+            self._check_claim(block)
+        return executed
+
+    def _execute(self, block: Block) -> ExecutedBlock:
+        result = self._app.execute_block(block.height, block.txs)
+        if len(result.results) != len(block.txs):
+            raise StateCorrupt(
+                f"the application returned {len(result.results)} results for {len(block.txs)} transactions"
+            )
+        self._store.record_execution(
+            block.height, result.app_hash, [StoredResult(r.code, r.log, r.data) for r in result.results]
+        )
+        committed = self._app.commit()
+        if committed != result.app_hash:
+            raise StateCorrupt(
+                f"commit returned app hash {committed.hex()} after execution said {result.app_hash.hex()}"
+            )
+        self._latest = (block.height, committed)
+        return ExecutedBlock(block, result.results, committed)
+
+    def _check_claim(self, block: Block) -> None:
+        """A committed block claims the app hash at an earlier height; we executed that height, so
+        compare. A difference means this node's application diverged from the quorum's (or a
+        faulty leader's false claim got past voters that had not executed that height yet)."""
+        ours = self._store.app_hash_at(block.app_height)
+        if ours is not None and ours != block.app_hash:
+            self.app_hash_mismatches += 1
+            log.error(
+                kv(
+                    event="app_hash_mismatch",
+                    height=block.height,
+                    app_height=block.app_height,
+                    claimed=block.app_hash.hex()[:16],
+                    ours=ours.hex()[:16],
+                )
+            )
+
+    # bft.core.app_state.ExecutedState
+
+    def executed(self) -> tuple[int, bytes]:
+        return self._latest
+
+    def app_hash_at(self, height: int) -> bytes | None:
+        return self._store.app_hash_at(height)

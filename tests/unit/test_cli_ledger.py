@@ -1,0 +1,269 @@
+"""`bft submit`, `bft get`, `bft status` and `bft block`: parsing, output and exit codes, against
+the fake node of the client's tests (its clients are swapped in for the real one)."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from core_helpers import KEYS
+from test_client import B1, GENESIS, URL, FakeNode, block_doc, genesis_for
+
+from bft import cli_ledger
+from bft.app.kv import cas_tx, del_tx, put_tx
+from bft.client import Client, tx_hash
+from bft.node.config import Genesis, load_cluster_defaults, write_genesis
+
+
+class Bft:
+    """Runs the ledger subcommands through a parser like `bft`'s, against `node`."""
+
+    def __init__(self, node: FakeNode, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+        self.node = node
+        self.capsys = capsys
+        self.urls: list[str] = []
+        self.genesis: list[Genesis | None] = []
+        monkeypatch.setattr(cli_ledger, "_open_client", self._open)
+
+    def _open(self, url: str, genesis: Genesis | None = None) -> Client:
+        self.urls.append(url)
+        self.genesis.append(genesis)
+        return Client(url, genesis, transport=httpx.MockTransport(self.node.handle))
+
+    def __call__(self, *argv: str) -> tuple[int, str, str]:
+        parser = argparse.ArgumentParser(prog="bft")
+        cli_ledger.add_commands(parser.add_subparsers(dest="command", required=True))
+        args = parser.parse_args(argv)
+        code: int = args.run(args)
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+    def sent_txs(self, index: int = -1) -> list[bytes]:
+        return [base64.b64decode(tx) for tx in self.node.sent_json(index)["txs"]]
+
+
+@pytest.fixture
+def node() -> FakeNode:
+    return FakeNode()
+
+
+@pytest.fixture
+def bft(node: FakeNode, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Bft:
+    return Bft(node, monkeypatch, capsys)
+
+
+def lines(out: str) -> list[Any]:
+    return [json.loads(line) for line in out.splitlines()]
+
+
+# submit
+
+
+def test_submit_put_waits_for_commit_and_prints_one_json_line(node: FakeNode, bft: Bft) -> None:
+    node.accept_all("committed", height=4)
+    code, out, err = bft("submit", "--node", URL, "put", "color", "blue")
+    assert (code, err) == (0, "")
+    assert bft.sent_txs() == [put_tx("color", "blue")]
+    assert node.sent_json()["wait"] == "commit"
+    assert lines(out) == [{"hash": tx_hash(put_tx("color", "blue")), "status": "committed", "height": 4}]
+
+
+@pytest.mark.parametrize(
+    ("argv", "tx"),
+    [
+        (["del", "k", "--nonce", "7"], del_tx("k", "7")),
+        (["cas", "k", "old", "new"], cas_tx("k", "old", "new")),
+        (["cas", "k", "new", "--absent"], cas_tx("k", None, "new")),
+        (["--absent", "cas", "k", "new"], cas_tx("k", None, "new")),
+        (["put", "k", "-1"], put_tx("k", "-1")),
+        (["put", "--", "-k", "--v"], put_tx("-k", "--v")),
+    ],
+)
+def test_submit_operation_words(node: FakeNode, bft: Bft, argv: list[str], tx: bytes) -> None:
+    node.accept_all()
+    code, _, _ = bft("submit", "--node", URL, *argv)
+    assert code == 0 and bft.sent_txs() == [tx]
+
+
+def test_submit_json_transactions_as_their_utf8_bytes(node: FakeNode, bft: Bft) -> None:
+    node.accept_all()
+    txs = ['{"op":"put","key":"ключ","value":"1"}', '{"op": "del", "key": "b", "nonce": 7}']
+    code, out, _ = bft("submit", "--node", URL, "--wait", "none", *txs)
+    assert code == 0
+    assert bft.sent_txs() == [tx.encode("utf-8") for tx in txs]
+    assert node.sent_json()["wait"] == "none"
+    assert [r["status"] for r in lines(out)] == ["accepted", "accepted"]
+
+
+def test_submit_exits_1_if_any_transaction_is_rejected(node: FakeNode, bft: Bft) -> None:
+    txs = ['{"op":"put","key":"a","value":"1"}', '{"op":"put","key":"b"}']
+    results = [
+        {"hash": tx_hash(txs[0].encode()), "status": "accepted"},
+        {"hash": tx_hash(txs[1].encode()), "status": "rejected", "error": "missing field value"},
+    ]
+    node.on("POST", "/txs", body={"results": results})
+    code, out, _ = bft("submit", "--node", URL, *txs)
+    assert code == 1 and lines(out) == results
+
+
+def test_submit_with_a_full_mempool_prints_the_retry_hint_and_exits_1(node: FakeNode, bft: Bft) -> None:
+    full = {"hash": tx_hash(put_tx("a", "1")), "status": "rejected", "error": "mempool full"}
+    node.on("POST", "/txs", 503, {"results": [full]}, headers={"Retry-After": "3"})
+    code, out, _ = bft("submit", "--node", URL, "put", "a", "1")
+    assert code == 1 and lines(out) == [{**full, "retry_after_s": 3.0}]
+
+
+@pytest.mark.parametrize(
+    ("argv", "complaint"),
+    [
+        (["put", "a"], "put takes KEY VALUE, got 1 word(s)"),
+        (["del"], "del takes KEY, got 0 word(s)"),
+        (["cas", "k", "v"], "cas takes KEY EXPECT VALUE, got 2 word(s)"),
+        (["cas", "k", "a", "b", "--absent"], "cas takes KEY VALUE (with --absent), got 3 word(s)"),
+        (["put", "k", "v", "--absent"], "--absent goes with cas"),
+        (["pt", "a", "1"], "'pt' is neither put, del or cas nor a JSON transaction object"),
+        (["[1, 2]"], "is neither"),
+        (['{"op":"put","key":"a","value":"1"}', "--nonce", "1"], "--nonce and --absent go with put"),
+        (["put", "\udcff", "v"], "must be valid UTF-8"),
+    ],
+)
+def test_submit_usage_errors_exit_2_with_one_line(
+    node: FakeNode, bft: Bft, argv: list[str], complaint: str
+) -> None:
+    code, out, err = bft("submit", "--node", URL, *argv)
+    assert (code, out) == (2, "")
+    assert err.startswith("bft submit: ") and complaint in err and err.count("\n") == 1
+    assert node.requests == []
+
+
+@pytest.mark.parametrize("argv", [["submit", "--node", URL], ["submit", "--wait", "later", "put", "a", "1"]])
+def test_argparse_usage_errors_exit_2(bft: Bft, argv: Sequence[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        bft(*argv)
+    assert info.value.code == 2
+
+
+def test_a_node_that_cannot_be_reached_exits_2(monkeypatch: pytest.MonkeyPatch, bft: Bft) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    monkeypatch.setattr(bft.node, "handle", refuse)
+    code, out, err = bft("submit", "--node", URL, "put", "a", "1")
+    assert (code, out) == (2, "")
+    assert err.startswith("bft submit: POST http://node.test:26601/txs: cannot reach the node")
+    assert err.count("\n") == 1
+
+
+def test_a_refusal_exits_2_with_the_nodes_message(node: FakeNode, bft: Bft) -> None:
+    node.on("POST", "/txs", 413, {"error": "body too large"})
+    code, _, err = bft("submit", "--node", URL, "put", "a", "1")
+    assert code == 2 and "HTTP 413" in err and "body too large" in err
+
+
+def test_without_node_the_local_clusters_node_0_is_used(node: FakeNode, bft: Bft) -> None:
+    node.on("GET", "/status", body={"node": 0})
+    code, _, _ = bft("status")
+    defaults = load_cluster_defaults()
+    assert code == 0
+    assert bft.urls == [cli_ledger.default_node_url()]
+    assert cli_ledger.default_node_url() == f"http://{defaults.host}:{defaults.base_port + 1}"
+    assert cli_ledger.default_node_url() == "http://127.0.0.1:26601"  # configs/local-4.toml as committed
+
+
+# get, status
+
+
+def test_get_prints_the_entry(node: FakeNode, bft: Bft) -> None:
+    node.on("GET", "/kv/a%20b", body={"key": "a b", "value": "ü", "height": 9})
+    code, out, err = bft("get", "--node", URL, "a b")
+    assert (code, err) == (0, "")
+    assert lines(out) == [{"key": "a b", "value": "ü", "height": 9}]
+
+
+def test_get_of_an_absent_key_exits_1(bft: Bft) -> None:
+    code, out, err = bft("get", "--node", URL, "missing")
+    assert (code, out, err) == (1, "", "bft get: key 'missing' is not set\n")
+
+
+def test_status_prints_the_status_pretty(node: FakeNode, bft: Bft) -> None:
+    status = {
+        "node": 2,
+        "chain_id": "c",
+        "view": 5,
+        "height": 3,
+        "leader": 1,
+        "last_block_id": "ab",
+        "peers": 3,
+    }
+    node.on("GET", "/status", body=status)
+    code, out, _ = bft("status", "--node", URL)
+    assert code == 0 and json.loads(out) == status and out.count("\n") > 1
+
+
+# block
+
+
+@pytest.fixture
+def genesis_file(tmp_path: Path) -> Path:
+    path = tmp_path / "genesis.json"
+    write_genesis(path, GENESIS)
+    return path
+
+
+def test_block_prints_a_verified_block(node: FakeNode, bft: Bft, genesis_file: Path) -> None:
+    node.on("GET", "/blocks/1", body=block_doc(B1))
+    code, out, err = bft("block", "--node", URL, "--genesis", str(genesis_file), "1")
+    assert (code, err) == (0, "")
+    assert json.loads(out) == {k: v for k, v in block_doc(B1).items() if k != "commit_qc"}
+    assert bft.genesis == [GENESIS]
+
+
+def test_block_whose_qc_does_not_verify_exits_1(node: FakeNode, bft: Bft, tmp_path: Path) -> None:
+    # The node's keys are not the ones this genesis lists: every signature is a forgery to it.
+    path = tmp_path / "other.json"
+    write_genesis(path, genesis_for(reversed(KEYS)))
+    node.on("GET", "/blocks/1", body=block_doc(B1))
+    code, out, err = bft("block", "--node", URL, "--genesis", str(path), "1")
+    assert (code, out) == (1, "")
+    assert err.startswith(
+        f"bft block: {URL} sent a block that does not verify: block 1: the QC does not verify"
+    )
+    assert err.count("\n") == 1
+
+
+def test_block_above_the_tip_exits_1(bft: Bft, genesis_file: Path) -> None:
+    code, _, err = bft("block", "--node", URL, "--genesis", str(genesis_file), "50")
+    assert (code, err) == (1, "bft block: no committed block at height 50\n")
+
+
+def test_block_with_an_unreadable_genesis_exits_2(bft: Bft, tmp_path: Path) -> None:
+    code, _, err = bft("block", "--node", URL, "--genesis", str(tmp_path / "none.json"), "1")
+    assert code == 2 and err.startswith("bft block: ") and "not found" in err
+
+
+def test_block_defaults_to_the_local_clusters_genesis(
+    node: FakeNode, bft: Bft, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert cli_ledger.default_genesis_path() == tmp_path / ".bft" / "cluster-4" / "genesis.json"
+    cli_ledger.default_genesis_path().parent.mkdir(parents=True)
+    write_genesis(cli_ledger.default_genesis_path(), GENESIS)
+    node.on("GET", "/blocks/1", body=block_doc(B1))
+    code, _, _ = bft("block", "--node", URL, "1")
+    assert code == 0 and bft.genesis == [GENESIS]
+
+
+def test_a_negative_height_is_a_usage_error(bft: Bft, genesis_file: Path) -> None:
+    code, _, err = bft("block", "--node", URL, "--genesis", str(genesis_file), "--", "-1")
+    assert (code, err) == (2, "bft block: HEIGHT must be >= 0\n")
+
+
+def test_a_node_url_that_is_not_http_exits_2(bft: Bft) -> None:
+    code, _, err = bft("status", "--node", "ftp://node.test")
+    assert code == 2 and err.startswith("bft status: not a node URL: 'ftp://node.test'")
