@@ -119,6 +119,9 @@ class Replica:
             app_state = self._hash_chain = BlockHashChain(root_block)
         self._app_state = app_state
         self._out: list[Action] = []
+        # Transactions of blocks committed while handling the current input: the driver learns
+        # of them (and `committed_tx` answers for them) only once the Commit action is carried out.
+        self._just_committed: set[bytes] = set()
         # The first on_timer call (due at once) lets the leader of the start view propose.
         self._started_at: float | None = now
         self._restart_qc = self._high_qc if self._high_qc.view > root_qc.view else None
@@ -209,7 +212,10 @@ class Replica:
         return self._take_actions()
 
     def _take_actions(self) -> list[Action]:
+        """End of an input: hand the actions over. The driver carries out the Commit actions before
+        the next input, so from then on `committed_tx` covers them."""
         out, self._out = self._out, []
+        self._just_committed = set()
         return out
 
     def _refuse(self, sender: ValidatorIndex | None, view: View | None, what: str, reason: str) -> None:
@@ -309,7 +315,7 @@ class Replica:
             return "a transaction appears twice in the block"
         pending = self._pending_txs(parent)
         for tx in block.txs:
-            if tx in pending or self._committed_tx(tx):
+            if tx in pending or self._is_committed(tx):
                 return "a transaction is already in the chain"
         return None
 
@@ -332,6 +338,9 @@ class Replica:
     def _pending_txs(self, tip: Block) -> set[bytes]:
         return {tx for b in self._tree.ancestors(tip) for tx in b.txs}
 
+    def _is_committed(self, tx: bytes) -> bool:
+        return tx in self._just_committed or self._committed_tx(tx)
+
     def _propose(self, now: float, wait: bool = True) -> None:
         """Propose in the current view if we lead it and may. With `wait`, a batch that is not
         ready yet (see `_batch_ready`) is deferred up to `max_batch_delay_s`."""
@@ -350,7 +359,7 @@ class Replica:
             if tc is None or tc.view + 1 != view:
                 return
         pending = self._pending_txs(parent)
-        txs = self._fit_limits(self._payload.payload_for(view, pending))
+        txs = self._fit_limits(self._payload.payload_for(view, pending | self._just_committed))
         if wait and self._config.max_batch_delay_s > 0 and not self._batch_ready(txs, pending):
             if self._deferred is None or self._deferred[0] != view:
                 self._deferred = (view, now + self._config.max_batch_delay_s)
@@ -440,6 +449,8 @@ class Replica:
 
     def _commit(self, block: Block, commit_qc: QuorumCert) -> None:
         blocks, qcs = self._tree.commit(block)
+        for b in blocks:
+            self._just_committed.update(b.txs)
         if self._journal is not None:
             self._journal.prune_to(block.height)
         if self._remember_commits:

@@ -62,19 +62,35 @@ def honest_factory(ctx: NodeContext) -> Program:
 
 
 class SimPayload:
-    """Unique transactions for each proposal: b"tx/<seed>/<instance>/<view>/<k>", 1 to 3 of them.
+    """A mempool's behaviour: each proposal offers the transactions offered before and not yet
+    committed (as the node's mempool does until it hears of the commit), then 1 to 3 new unique
+    ones, b"tx/<seed>/<instance>/<view>/<k>".
 
     Survives restarts (it models the node's mempool client), so transactions stay unique.
     Every payload handed out is added to `issued`.
     """
 
-    def __init__(self, seed: int, inst: Instance, rng: random.Random, issued: set[bytes]) -> None:
+    # Offered-but-uncommitted transactions kept for re-offering (oldest dropped beyond this).
+    MAX_PENDING = 32
+
+    def __init__(
+        self,
+        seed: int,
+        inst: Instance,
+        rng: random.Random,
+        issued: set[bytes],
+        committed: Callable[[bytes], bool],
+    ) -> None:
         self._prefix = f"tx/{seed}/{inst.index}.{inst.copy}/".encode()
         self._rng = rng
         self._next = 0
+        self._committed = committed
+        self._pending: list[bytes] = []
         self.issued = issued
 
     def payload_for(self, view: View, exclude: Collection[bytes]) -> tuple[bytes, ...]:
+        self._pending = [tx for tx in self._pending if not self._committed(tx)][-self.MAX_PENDING :]
+        again = [tx for tx in self._pending if tx not in exclude]
         txs: list[bytes] = []
         for _ in range(self._rng.randint(1, 3)):
             while True:
@@ -84,7 +100,8 @@ class SimPayload:
                     break
             txs.append(tx)
         self.issued.update(txs)
-        return tuple(txs)
+        self._pending.extend(txs)
+        return tuple(again + txs)
 
 
 class ObservedStore:
@@ -132,12 +149,12 @@ class SimNode:
         self.sig_cache = sig_cache
         self.checked = checked
         self.rng = random.Random(f"node/{seed}/{inst.index}/{inst.copy}")
-        self.payload = SimPayload(seed, inst, self.rng, issued)
+        self.committed_txs: set[bytes] = set()
+        self.payload = SimPayload(seed, inst, self.rng, issued, self.committed_txs.__contains__)
         self.disk = SimDisk()
         self.commit_log: list[tuple[Block, QuorumCert]] = []
         # Uncommitted blocks, durable like the commit log (a synced store), survive crashes.
         self.journal = MemoryJournal()
-        self.committed_txs: set[bytes] = set()
         self.program: Program | None = None
         # Set when the program raised: the node stays down for the rest of the schedule.
         self.halted = False

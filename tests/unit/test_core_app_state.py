@@ -19,6 +19,7 @@ from core_helpers import (
 )
 
 from bft.core.app_state import BlockHashChain
+from bft.core.actions import Action, Commit
 from bft.core.messages import Block, Proposal, Vote
 from bft.core.replica import Replica
 from bft.core.types import GENESIS_APP_HASH
@@ -179,3 +180,51 @@ def test_an_idle_cluster_with_a_batch_delay_keeps_committing_without_timeouts() 
     vias = {c.via for changes in cluster.view_changes for c in changes}
     assert vias == {"qc"}, f"views advanced only through QCs, not timeouts: {vias}"
     assert cluster.now >= 0.1 * 6, "each view waited for its batch delay"
+
+
+# No transaction commits twice, with a driver that learns of commits only after each input.
+
+
+class ReOffering:
+    """A mempool's behaviour: offers its transactions until the driver has seen them committed."""
+
+    def __init__(self, me: int, committed: set[bytes]) -> None:
+        self.me = me
+        self.committed = committed
+        self.pending: list[bytes] = []
+        self.next = 0
+
+    def payload_for(self, view: object, exclude: object) -> tuple[bytes, ...]:
+        self.pending = [tx for tx in self.pending if tx not in self.committed]
+        self.pending.append(f"tx-{self.me}-{self.next}".encode())
+        self.next += 1
+        return tuple(tx for tx in self.pending if tx not in exclude)  # type: ignore[operator]
+
+
+def test_a_block_committed_by_this_input_is_not_proposed_or_accepted_again() -> None:
+    """The node's block store (hence `committed_tx`) learns of a commit when the driver carries out
+    the Commit action, after the input that caused it. A leader whose QC commits a block and who
+    proposes in the same step must not re-offer that block's transactions, and voters handling the
+    same QC must refuse them. (Found by the 5,000-put cluster test: thousands of puts committed
+    twice.)"""
+    committed: list[set[bytes]] = [set() for _ in range(4)]
+    cluster = Cluster()
+    for i, replica in enumerate(cluster.replicas):
+        replica._committed_tx = committed[i].__contains__
+        replica._remember_commits = False
+        replica._payload = ReOffering(i, committed[i])
+    handle = cluster.handle
+
+    def handle_then_record(i: int, actions: list[Action]) -> None:
+        handle(i, actions)
+        for action in actions:
+            if isinstance(action, Commit):
+                for block in action.blocks:
+                    committed[i].update(block.txs)
+
+    cluster.handle = handle_then_record  # type: ignore[method-assign]
+    cluster.run(lambda: min(cluster.heights()) >= 12)
+    for i in range(4):
+        txs = [tx for block in cluster.commits[i] for tx in block.txs]
+        assert len(txs) == len(set(txs)), f"replica {i} committed a transaction twice"
+        assert len(txs) >= 12, "every block carried a transaction"
