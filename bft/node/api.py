@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -72,24 +73,40 @@ def _strict_b64(text: object, where: str) -> bytes:
     return data
 
 
+def _is_decimal(text: str) -> bool:
+    # isascii: str.isdigit() alone also accepts digits int() refuses (superscripts) or reads
+    # (other scripts' digits), so a path or header could reach int() and fail, or alias a number.
+    return text.isascii() and text.isdigit()
+
+
 async def _read_body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+    if declared is not None and (not _is_decimal(declared) or int(declared) > MAX_BODY_BYTES):
         raise HTTPException(413, f"body larger than {MAX_BODY_BYTES} bytes")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise HTTPException(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    # aclosing: refusing mid-stream must close the generator now, not leave it to the GC.
+    async with contextlib.aclosing(request.stream()) as chunks:
+        async for chunk in chunks:
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                raise HTTPException(413, f"body larger than {MAX_BODY_BYTES} bytes")
     return bytes(body)
+
+
+def _refuse_duplicate_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        raise ValueError("a field appears twice")
+    return doc
 
 
 def parse_submission(body: bytes) -> tuple[list[bytes], bool]:
     """`{"txs": [b64...], "wait": "none"|"commit"}` -> (transactions, wait for commit)."""
     try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise HTTPException(400, f"body is not valid JSON: {exc}") from exc
+        doc = json.loads(body, object_pairs_hook=_refuse_duplicate_fields)
+    except (ValueError, RecursionError) as exc:
+        # ValueError: JSONDecodeError, bad UTF-8 and over-long integers; RecursionError: deep nesting.
+        raise HTTPException(400, f"body is not valid JSON: {type(exc).__name__}: {exc}") from exc
     if not isinstance(doc, dict):
         raise HTTPException(400, 'body must be a JSON object {"txs": [...], "wait": ...}')
     unknown = set(doc) - {"txs", "wait"}
@@ -112,7 +129,7 @@ def make_app(view: NodeView) -> Starlette:
 
     async def block(request: Request) -> JSONResponse:
         raw = request.path_params["height"]
-        if not raw.isdigit() or len(raw) > 18:
+        if not _is_decimal(raw) or len(raw) > 18:
             raise HTTPException(400, f"height must be a non-negative integer, not {raw!r}")
         found = view.block(int(raw))
         if found is None:
@@ -174,7 +191,7 @@ def make_app(view: NodeView) -> Starlette:
         log.exception(kv(event="request_failed", path=request.url.path))
         return JSONResponse({"error": "internal error"}, status_code=500)
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/status", status, methods=["GET"]),
             Route("/blocks/{height}", block, methods=["GET"]),
@@ -186,6 +203,8 @@ def make_app(view: NodeView) -> Starlette:
         ],
         exception_handlers={HTTPException: http_error, Exception: internal_error},
     )
+    app.router.redirect_slashes = False  # "/status/" is an unknown path (404), not a redirect
+    return app
 
 
 async def _event_stream(channel: trio.MemoryReceiveChannel[dict[str, Any]]) -> AsyncIterator[str]:

@@ -12,7 +12,7 @@ from bft.core.journal import BlockJournal
 from bft.core.messages import Block, QuorumCert, TimeoutCert
 from bft.core.types import BlockId, ValidatorIndex, View
 from bft.node.errors import StorageError
-from bft.node.storage import BlockStore, StoredBlock
+from bft.node.storage import BlockStore, StoredBlock, StoredResult
 from crypto.hashing import sha256
 
 GENESIS, GENESIS_QC = genesis("storage-test")
@@ -194,3 +194,82 @@ def test_journal_keeps_uncommitted_blocks_and_the_tc_across_reopen(tmp_path: Pat
     reopened.prune_to(1)
     assert [b.id for b in reopened.blocks()] == [b2.id]
     reopened.close()
+
+
+# The execution record (bft.node.executor).
+
+
+def test_execution_record_round_trip_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "blocks.sqlite"
+    blocks = _chain(2)
+    genesis_hash, h1, h2 = bytes(32), b"\x01" * 32, b"\x02" * 32
+    results_1 = [StoredResult(0, "put", b"null"), StoredResult(3, "cas mismatch", b'"v"')]
+    with BlockStore(path, genesis_id=GENESIS.id) as store:
+        assert store.last_executed() is None
+        assert store.app_hash_at(0) is None
+        store.append(blocks, _qcs(blocks), _qc(blocks[1]))
+        store.record_execution(0, genesis_hash, [])
+        assert store.last_executed() == (0, genesis_hash)
+        store.record_execution(1, h1, results_1)
+        store.record_execution(2, h2, [StoredResult(0, "", b"")])
+    with BlockStore(path, genesis_id=GENESIS.id) as store:
+        assert store.last_executed() == (2, h2)
+        assert [store.app_hash_at(h) for h in range(4)] == [genesis_hash, h1, h2, None]
+        assert [store.tx_result(1, i) for i in range(3)] == [*results_1, None]
+        assert store.tx_result(2, 0) == StoredResult(0, "", b"")
+        assert store.tx_result(0, 0) is None
+        assert store.tx_result(3, 0) is None
+
+
+def test_recording_a_height_again_replaces_it(tmp_path: Path) -> None:
+    blocks = _chain(1)
+    results = [StoredResult(0, "put", b"null"), StoredResult(0, "put", b'"a"')]
+    with BlockStore(tmp_path / "blocks.sqlite") as store:
+        store.append(blocks, _qcs(blocks), _qc(blocks[0]))
+        store.record_execution(1, b"\x01" * 32, results)
+        store.record_execution(1, b"\x01" * 32, results)  # replay writes identical values
+        assert store.last_executed() == (1, b"\x01" * 32)
+        assert [store.tx_result(1, i) for i in range(2)] == results
+        assert store._db.execute("SELECT COUNT(*) FROM executed").fetchone()[0] == 1
+        assert store._db.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 2
+        changed = [StoredResult(1, "other", b""), StoredResult(0, "put", b"x")]
+        store.record_execution(1, b"\x09" * 32, changed)
+        assert store.app_hash_at(1) == b"\x09" * 32
+        assert [store.tx_result(1, i) for i in range(2)] == changed
+        assert store._db.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 2
+
+
+def test_recording_above_the_tip_is_refused(tmp_path: Path) -> None:
+    blocks = _chain(2)
+    with BlockStore(tmp_path / "blocks.sqlite") as store:
+        with pytest.raises(StorageError, match="height 1 above the tip"):
+            store.record_execution(1, b"\x01" * 32, [StoredResult(0, "", b"")])
+        assert store.last_executed() is None
+        assert store.tx_result(1, 0) is None
+        store.append(blocks[:1], _qcs(blocks[:1]), _qc(blocks[0]))
+        store.record_execution(1, b"\x01" * 32, [])
+        with pytest.raises(StorageError, match="height 2 above the tip"):
+            store.record_execution(2, b"\x02" * 32, [])
+        assert store.last_executed() == (1, b"\x01" * 32)
+
+
+def test_an_older_schema_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "blocks.sqlite"
+    db = sqlite3.connect(path)
+    try:
+        db.execute("CREATE TABLE blocks (height INTEGER PRIMARY KEY, id BLOB)")
+        db.execute("PRAGMA user_version=2")
+        db.commit()
+    finally:
+        db.close()
+    with pytest.raises(StorageError, match="schema version 2") as refused:
+        BlockStore(path)
+    assert "remove the data directory" in str(refused.value)
+    # Refusing did not upgrade the file behind the operator's back.
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert tables == {"blocks"}
+    finally:
+        db.close()
