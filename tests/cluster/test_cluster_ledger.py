@@ -56,12 +56,15 @@ def _load_with_a_crash(cluster: Cluster, txs: list[bytes], ports: list[int]) -> 
             reached.set()
 
     outcome: list[Any] = []
-    load = threading.Thread(
-        target=lambda: outcome.append(submit_all(txs, ports, deadline_s=LOAD_DEADLINE_S, on_progress=on_progress)),
-        daemon=True,
-    )
+
+    def run_load() -> None:
+        outcome.append(submit_all(txs, ports, deadline_s=LOAD_DEADLINE_S, on_progress=on_progress))
+
+    load = threading.Thread(target=run_load, daemon=True)
     load.start()
-    assert reached.wait(KILL_WAIT_S), f"{KILL_AT_FRACTION:.0%} of the load not acknowledged in {KILL_WAIT_S} s"
+    assert reached.wait(KILL_WAIT_S), (
+        f"{KILL_AT_FRACTION:.0%} of the load not acknowledged after {KILL_WAIT_S} s"
+    )
     cluster.kill([VICTIM])
     cluster.start(VICTIM)
     cluster.wait_up([VICTIM])

@@ -18,8 +18,8 @@ from core_helpers import (
     sent_messages,
 )
 
-from bft.core.app_state import BlockHashChain
 from bft.core.actions import Action, Commit
+from bft.core.app_state import BlockHashChain
 from bft.core.messages import Block, Proposal, Vote
 from bft.core.replica import Replica
 from bft.core.types import GENESIS_APP_HASH
