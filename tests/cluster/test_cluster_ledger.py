@@ -3,9 +3,11 @@ and restarted in the middle of the load, with and without a Byzantine node.
 
 Checked afterwards, through the HTTP API only: every put was acknowledged as committed; every
 honest node has the same block id at every height up to the highest acknowledged one; each put
-is in exactly one block (none applied twice) and `/tx/<hash>` says where; every honest node returns
-the acknowledged value for every key; and no honest node saw a committed block whose app-hash
-claim differs from its own execution (so the restarted node replayed to the same state).
+is in exactly one block (none applied twice) and `/tx/<hash>` says where; the restarted node and
+another honest node return the acknowledged value for every key (the third, for a sample); and no
+honest node saw a committed block whose app-hash claim differs from its own execution: every
+block commits to the state hash after an earlier height, a hash chain over every write, so equal
+claims mean equal ledgers (and the restarted node replayed to the same state).
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ N_TXS = 5000
 KILL_AT_FRACTION = 0.4
 VICTIM = 1  # honest in every case (the Byzantine node is node 3)
 LOAD_DEADLINE_S = 300.0
+# 8 client threads x 100 puts in flight: a Byzantine leader's term stalls commits for seconds, and
+# a closed-loop client with little in flight would spend the test waiting.
+BATCH = 100
+# Every key is read on the restarted node and one other honest node, a sample on the rest; the
+# app-hash check covers the whole state on every node.
+KV_SAMPLE = 500
 KILL_WAIT_S = 120.0
 
 
@@ -58,7 +66,9 @@ def _load_with_a_crash(cluster: Cluster, txs: list[bytes], ports: list[int]) -> 
     outcome: list[Any] = []
 
     def run_load() -> None:
-        outcome.append(submit_all(txs, ports, deadline_s=LOAD_DEADLINE_S, on_progress=on_progress))
+        outcome.append(
+            submit_all(txs, ports, batch=BATCH, deadline_s=LOAD_DEADLINE_S, on_progress=on_progress)
+        )
 
     load = threading.Thread(target=run_load, daemon=True)
     load.start()
@@ -103,8 +113,10 @@ def _check_ledger(cluster: Cluster, txs: list[bytes], values: dict[str, str], to
             status, found = clients[honest[-1]].request("GET", f"/tx/{tx_hash(tx)}")
             assert status == 200 and found["height"] == where[tx_hash(tx)], found
             assert found["result"]["code"] == 0, found
+        everything = list(values.items())
         for i in honest:
-            for key, value in values.items():
+            full = i == VICTIM or i == next(j for j in honest if j != VICTIM)
+            for key, value in everything if full else everything[:: max(1, len(everything) // KV_SAMPLE)]:
                 status, found = clients[i].request("GET", f"/kv/{key}")
                 assert status == 200 and found["value"] == value, f"node {i}: /kv/{key} -> {status} {found}"
     finally:
@@ -137,3 +149,52 @@ def test_5000_puts_with_a_node_killed_and_restarted(make_cluster: MakeCluster, b
     print(f"{label}: {N_TXS} puts acknowledged in {elapsed:.1f} s ({result.retries} retried batches)")
     _check_ledger(cluster, txs, values, max(result.committed.values()))
     cluster.check_alive()
+
+
+def _limit_mempools(cluster: Cluster, max_txs: int) -> None:
+    for proc in cluster.procs:
+        config = proc.home / "config.toml"
+        config.write_text(config.read_text() + f"\n[mempool]\nmax_txs = {max_txs}\n")
+
+
+def test_a_full_mempool_says_so_and_clients_that_back_off_get_everything_committed(
+    make_cluster: MakeCluster,
+) -> None:
+    cluster = make_cluster(4)
+    _limit_mempools(cluster, 40)
+    cluster.start_all()
+    cluster.wait_up()
+    node = JsonClient(cluster.procs[0].api_port, timeout_s=45.0)
+    txs = [put_tx(f"bp{i:03d}", "x") for i in range(200)]
+    encoded = [base64.b64encode(tx).decode() for tx in txs]
+    try:
+        # One burst far over the bound: the excess is refused as "mempool full" with 503 + results.
+        status, answer = node.request("POST", "/txs", {"txs": encoded, "wait": "none"})
+        assert status == 503, (status, answer)
+        statuses = Counter(r["status"] for r in answer["results"])
+        full = [r for r in answer["results"] if r.get("error") == "mempool full"]
+        assert statuses["accepted"] <= 40 and len(full) >= 150, statuses
+        assert all(r["status"] == "rejected" for r in full)
+        # A client that backs off and resubmits what was refused gets everything committed, and
+        # resubmitting what is already in gets "accepted" or "committed", never a second copy.
+        pending = list(zip(txs, encoded, strict=True))
+        for _ in range(60):
+            status, answer = node.request("POST", "/txs", {"txs": [e for _, e in pending], "wait": "commit"})
+            assert status in (200, 503), (status, answer)
+            pending = [
+                p for p, r in zip(pending, answer["results"], strict=True) if r["status"] != "committed"
+            ]
+            if not pending:
+                break
+            time.sleep(0.2)
+        assert not pending, f"{len(pending)} transactions never committed"
+        # Every tx committed once: the same tx again answers "committed" at its original height.
+        again_status, again = node.request("POST", "/txs", {"txs": encoded[:5], "wait": "none"})
+        assert again_status == 200
+        for tx, result in zip(txs[:5], again["results"], strict=True):
+            status, found = node.request("GET", f"/tx/{tx_hash(tx)}")
+            assert status == 200 and result["status"] == "committed" and result["height"] == found["height"]
+    finally:
+        node.close()
+    metrics = _fetch_metrics(cluster.procs[0].api_port)
+    assert (_metric(metrics, "bft_mempool_full_total") or 0) >= 150
