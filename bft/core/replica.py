@@ -338,6 +338,10 @@ class Replica:
     def _pending_txs(self, tip: Block) -> set[bytes]:
         return {tx for b in self._tree.ancestors(tip) for tx in b.txs}
 
+    def _note_just_committed(self, blocks: tuple[Block, ...]) -> None:
+        for b in blocks:
+            self._just_committed.update(b.txs)
+
     def _is_committed(self, tx: bytes) -> bool:
         return tx in self._just_committed or self._committed_tx(tx)
 
@@ -449,8 +453,7 @@ class Replica:
 
     def _commit(self, block: Block, commit_qc: QuorumCert) -> None:
         blocks, qcs = self._tree.commit(block)
-        for b in blocks:
-            self._just_committed.update(b.txs)
+        self._note_just_committed(blocks)
         if self._journal is not None:
             self._journal.prune_to(block.height)
         if self._remember_commits:

@@ -76,3 +76,13 @@ def test_voting_before_persisting_is_caught(monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setattr(SafetyRules, "_persist", persist_later)
     _first_violation(SimSpec(nodes=4), range(20), {PERSIST_BEFORE_SEND})
+
+
+def test_forgetting_what_this_input_committed_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The driver's store learns of a commit after the input that caused it; a replica that only
+    # asks the store re-proposes and accepts that block's transactions (a mempool re-offers them).
+    def forget(self: replica_module.Replica, blocks: tuple[Block, ...]) -> None:
+        return None
+
+    monkeypatch.setattr(replica_module.Replica, "_note_just_committed", forget)
+    _first_violation(SimSpec(nodes=4), range(20), {VALIDITY})
