@@ -21,7 +21,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from bft.node.config import load_genesis
+from bft.node.config import load_genesis, load_node_config
+from bft.node.storage import SCHEMA_VERSION, schema_version_of
 from bft.node.testnet import write_testnet
 
 POLL_INTERVAL_S = 0.5
@@ -78,6 +79,10 @@ async def run_cluster(
     if len(genesis.validators) != nodes:
         console.print(f"{home} holds a {len(genesis.validators)}-node cluster; use --home for another")
         return 2
+    stale = _stale_schema(home, nodes)
+    if stale is not None:
+        console.print(stale)
+        return 2
     apis = [f"http://{v.api}" for v in genesis.validators]
     console.print(f"data directory: {home}")
     for i, api in enumerate(apis):
@@ -96,6 +101,20 @@ async def run_cluster(
                 break
     console.print("all nodes stopped")
     return 0
+
+
+def _stale_schema(home: Path, nodes: int) -> str | None:
+    """Why the cluster at `home` cannot start with this version's block store, or None."""
+    for i in range(nodes):
+        config = load_node_config(home / f"node{i}")
+        found = schema_version_of(config.data_dir / "blocks.sqlite")
+        if found not in (None, 0, SCHEMA_VERSION):
+            return (
+                f"{home} holds a chain written by another version of bft (block store schema {found}, "
+                f"this version reads {SCHEMA_VERSION}): remove that directory to start a new chain, "
+                "or pass --home"
+            )
+    return None
 
 
 def node_command(home: Path, byzantine: str | None = None) -> list[str]:

@@ -94,6 +94,21 @@ CREATE TABLE IF NOT EXISTS results (
 """
 
 
+def schema_version_of(path: Path) -> int | None:
+    """The schema version of the block store at `path`, read without changing the file; None if
+    there is no file. StorageError if it is not an SQLite database."""
+    if not path.exists():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StorageError(f"{path}: not a block store: {exc}") from exc
+
+
 @dataclass(frozen=True, slots=True)
 class StoredResult:
     """A committed transaction's execution result, as the application returned it."""
@@ -139,6 +154,13 @@ class BlockStore:
 
     def _setup(self) -> None:
         try:
+            # The version first: a store this node refuses is left exactly as it was.
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                raise StorageError(
+                    f"{self._path}: block store schema version {version}, this node reads "
+                    f"{SCHEMA_VERSION}; an older chain's data cannot be read: remove the data directory"
+                )
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StorageError(f"{self._path}: cannot use WAL mode (got {mode!r})")
@@ -146,12 +168,6 @@ class BlockStore:
             # since the node tells clients (and peers doing block sync) that it happened.
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
-                raise StorageError(
-                    f"{self._path}: block store schema version {version}, this node reads "
-                    f"{SCHEMA_VERSION}; an older chain's data cannot be read: remove the data directory"
-                )
             self._db.execute("BEGIN IMMEDIATE")
             for statement in _SCHEMA.split(";"):
                 if statement.strip():

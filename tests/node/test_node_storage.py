@@ -12,7 +12,7 @@ from bft.core.journal import BlockJournal
 from bft.core.messages import Block, QuorumCert, TimeoutCert
 from bft.core.types import BlockId, ValidatorIndex, View
 from bft.node.errors import StorageError
-from bft.node.storage import BlockStore, StoredBlock, StoredResult
+from bft.node.storage import BlockStore, StoredBlock, StoredResult, schema_version_of
 from crypto.hashing import sha256
 
 GENESIS, GENESIS_QC = genesis("storage-test")
@@ -271,5 +271,22 @@ def test_an_older_schema_is_refused_with_what_to_do(tmp_path: Path) -> None:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 2
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert tables == {"blocks"}
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] != "wal", "not even switched to WAL"
     finally:
         db.close()
+    assert schema_version_of(path) == 2
+    assert schema_version_of(tmp_path / "absent.sqlite") is None
+
+
+def test_bft_cluster_refuses_a_home_of_an_older_version_with_what_to_do(tmp_path: Path) -> None:
+    from bft.node.cluster import _stale_schema
+    from bft.node.testnet import write_testnet
+
+    write_testnet(4, tmp_path, 29900)
+    assert _stale_schema(tmp_path, 4) is None
+    (tmp_path / "node2" / "data").mkdir()
+    db = sqlite3.connect(tmp_path / "node2" / "data" / "blocks.sqlite")
+    db.execute("PRAGMA user_version=2")
+    db.close()
+    reason = _stale_schema(tmp_path, 4)
+    assert reason is not None and "schema 2" in reason and "remove that directory" in reason
