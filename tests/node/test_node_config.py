@@ -17,6 +17,7 @@ from bft.node.config import (
     ConsensusSettings,
     Genesis,
     GenesisValidator,
+    MempoolSettings,
     NodeConfig,
     check_identity,
     format_host_port,
@@ -267,6 +268,15 @@ def test_node_config_defaults_and_absolute_paths(tmp_path: Path) -> None:
         (('data_dir = "data"', 'data_dir = ""'), r"\[node\] data_dir must not be empty"),
         (("[node]", "[node]\n[node]"), "not valid TOML"),
         (("[p2p]", "p2p = 3\n[x]"), "unknown key 'x'"),
+        (
+            ("max_views_ahead = 16", "max_views_ahead = 16\nmax_batch_delay_s = 1.0"),
+            "must be below base_timeout_s",
+        ),
+        (("[p2p]", "[mempool]\nmax_txs = 0\n[p2p]"), r"\[mempool\] max_txs must be a positive integer"),
+        (("[p2p]", "[mempool]\nmax_bytes = 1.5\n[p2p]"), r"\[mempool\] max_bytes must be an integer"),
+        (("[p2p]", "[mempool]\ncolour = 1\n[p2p]"), r"\[mempool\]: unknown key 'colour'"),
+        (("[p2p]", "[app]\nfactory = 'no colon'\n[p2p]"), r"\[app\] factory must look like"),
+        (("[p2p]", "[app]\nmodule = 'x'\n[p2p]"), r"\[app\]: unknown key 'module'"),
     ],
 )
 def test_node_config_refusals_name_the_key(tmp_path: Path, edit: tuple[str, str], message: str) -> None:
@@ -356,3 +366,18 @@ def test_format_toml_round_trips_through_tomllib() -> None:
 def test_format_toml_refuses_what_it_cannot_write(value: Any) -> None:
     with pytest.raises((TypeError, ValueError)):
         format_toml({"t": {"k": value}})
+
+
+def test_mempool_and_app_settings(tmp_path: Path) -> None:
+    text = CONFIG_TOML + '\n[mempool]\nmax_txs = 7\n\n[app]\nfactory = "my.pkg:make_app"\n'
+    config = load_node_config(_home(tmp_path, text))
+    assert (config.mempool.max_txs, config.mempool.max_bytes) == (7, MempoolSettings().max_bytes)
+    assert config.app_factory == "my.pkg:make_app"
+    defaults = load_node_config(_home(tmp_path))
+    assert defaults.mempool == MempoolSettings() and defaults.app_factory == ""
+    assert (
+        defaults.replica_config(
+            load_genesis(_write_json(tmp_path / "g.json", _genesis_doc()))
+        ).max_batch_delay_s
+        == 0.05
+    )
