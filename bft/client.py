@@ -36,6 +36,7 @@ from bft.core.blocktree import genesis as genesis_of
 from bft.core.certs import Certifier
 from bft.core.messages import Block, QuorumCert
 from bft.core.types import BLOCK_ID_SIZE_BYTES, MAX_APP_HASH_SIZE_BYTES, BlockId, ValidatorIndex, View
+from bft.node.api_json import b64, block_json
 from bft.node.config import Genesis
 
 DEFAULT_TIMEOUT_S: Final = 30.0
@@ -151,32 +152,12 @@ class VerifiedBlock:
 
     def to_json(self) -> dict[str, Any]:
         """The block in the API's JSON shape (without `commit_qc`): `verify_block` reads it back."""
-        return {
-            "height": self.height,
-            "view": self.view,
-            "id": self.id,
-            "parent_id": self.parent_id,
-            "proposer": self.proposer,
-            "txs": [_b64encode(tx) for tx in self.txs],
-            "justify": qc_to_json(self.block.qc),
-            "app_height": self.app_height,
-            "app_hash": self.app_hash,
-            "qc": qc_to_json(self.qc),
-        }
+        return block_json(self.block, self.qc)
 
 
 def tx_hash(tx: bytes) -> str:
     """A transaction's hash as the API writes it: SHA-256 of its bytes, lowercase hex."""
     return hashlib.sha256(tx).hexdigest()
-
-
-def qc_to_json(qc: QuorumCert) -> dict[str, Any]:
-    """A QC in the API's JSON shape."""
-    return {
-        "view": int(qc.view),
-        "block_id": qc.block_id.hex(),
-        "signatures": [{"signer": int(s), "signature": _b64encode(sig)} for s, sig in qc.signatures],
-    }
 
 
 def certifier_for(genesis: Genesis) -> Certifier:
@@ -257,7 +238,7 @@ class _Endpoints:
         if not raw:
             raise ValueError("no transactions to submit")
         hashes = [tx_hash(tx) for tx in raw]
-        body = {"txs": [_b64encode(tx) for tx in raw], "wait": wait}
+        body = {"txs": [b64(tx) for tx in raw], "wait": wait}
         return _Call("POST", "/txs", body, partial(_read_submit, hashes))
 
     def submit_one(self, tx: bytes, wait: str) -> _Call[SubmitResult]:
@@ -679,13 +660,9 @@ def _b64(value: object, where: str) -> bytes:
         decoded = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise _Invalid(f"{where} is {_show(value)}, not valid base64") from None
-    if _b64encode(decoded) != value:
+    if b64(decoded) != value:
         raise _Invalid(f"{where} is {_show(value)}, not canonical base64")
     return decoded
-
-
-def _b64encode(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 def _kind(value: object) -> str:

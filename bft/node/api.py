@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from bft.core.messages import QuorumCert
+from bft.node.api_json import b64
 from bft.node.commits import TooManyWaiting
 from bft.node.logs import kv
 from bft.node.metrics import CONTENT_TYPE
@@ -47,18 +47,6 @@ class NodeView(Protocol):
     def kv(self, key: str) -> dict[str, Any] | None: ...
     def render_metrics(self) -> bytes: ...
     def subscribe(self) -> trio.MemoryReceiveChannel[dict[str, Any]]: ...
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def qc_json(qc: QuorumCert) -> dict[str, Any]:
-    return {
-        "view": qc.view,
-        "block_id": qc.block_id.hex(),
-        "signatures": [{"signer": s, "signature": b64(sig)} for s, sig in qc.signatures],
-    }
 
 
 def _strict_b64(text: object, where: str) -> bytes:

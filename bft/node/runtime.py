@@ -34,7 +34,8 @@ from bft.core.program import Program
 from bft.core.replica import Replica
 from bft.core.safety_store import DurableFileStore
 from bft.core.types import ValidatorIndex, View
-from bft.node.api import b64, make_app, qc_json
+from bft.node.api import make_app
+from bft.node.api_json import b64, block_json
 from bft.node.commits import CommitFeed, CommitWaiters
 from bft.node.config import (
     Genesis,
@@ -418,20 +419,7 @@ class Node:
         stored = self.blocks.block_at(height)
         if stored is None:
             return None
-        block = stored.block
-        return {
-            "height": block.height,
-            "view": block.view,
-            "id": block.id.hex(),
-            "parent_id": block.parent_id.hex(),
-            "proposer": block.proposer,
-            "txs": [b64(tx) for tx in block.txs],
-            "justify": qc_json(block.qc),
-            "app_height": block.app_height,
-            "app_hash": block.app_hash.hex(),
-            "qc": qc_json(stored.qc),
-            "commit_qc": qc_json(stored.commit_qc),
-        }
+        return block_json(stored.block, stored.qc, stored.commit_qc)
 
 
 def _chunks(txs: Sequence[bytes], limit_bytes: int) -> list[list[bytes]]:

@@ -24,10 +24,9 @@ from bft.node.api import (
     MAX_TXS_PER_REQUEST,
     RETRY_AFTER_S,
     NodeView,
-    b64,
     make_app,
-    qc_json,
 )
+from bft.node.api_json import b64, qc_json
 from bft.node.commits import FEED_BUFFER_BLOCKS, CommitFeed
 from crypto.hashing import sha256
 from tests.unit.core_helpers import CHAIN, GENESIS_BLOCK, make_block, make_qc, qc_for

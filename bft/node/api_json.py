@@ -1,0 +1,44 @@
+"""The HTTP API's JSON shapes of the core's values, shared by the node (which writes them) and the
+client (which writes them back, e.g. `bft block`).
+
+Owns: `b64`, `qc_json` and `block_json` (DESIGN.md: ids and hashes lowercase hex, binary base64).
+May not: import a web framework, do I/O, or read JSON (the client's verification does that).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from bft.core.messages import Block, QuorumCert
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def qc_json(qc: QuorumCert) -> dict[str, Any]:
+    return {
+        "view": int(qc.view),
+        "block_id": qc.block_id.hex(),
+        "signatures": [{"signer": int(s), "signature": b64(sig)} for s, sig in qc.signatures],
+    }
+
+
+def block_json(block: Block, qc: QuorumCert, commit_qc: QuorumCert | None = None) -> dict[str, Any]:
+    """A committed block: `qc` certifies it, `commit_qc` (if known) closed its three-chain."""
+    doc: dict[str, Any] = {
+        "height": block.height,
+        "view": int(block.view),
+        "id": block.id.hex(),
+        "parent_id": block.parent_id.hex(),
+        "proposer": int(block.proposer),
+        "txs": [b64(tx) for tx in block.txs],
+        "justify": qc_json(block.qc),
+        "app_height": block.app_height,
+        "app_hash": block.app_hash.hex(),
+        "qc": qc_json(qc),
+    }
+    if commit_qc is not None:
+        doc["commit_qc"] = qc_json(commit_qc)
+    return doc
