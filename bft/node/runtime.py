@@ -341,17 +341,16 @@ class Node:
         return results, full
 
     def _committed_result(self, h: bytes) -> dict[str, Any]:
-        """Status fields for a transaction: committed with its height and result, else accepted."""
-        location = self.blocks.tx_location(h)
-        if location is None:
+        """Status fields for a transaction: committed with where and its result code, else accepted."""
+        found = self.tx(h)
+        if found is None:
             return {"status": "accepted"}
-        height, index = location
-        out: dict[str, Any] = {"status": "committed", "height": height, "index": index}
-        stored = self.blocks.tx_result(height, index)
-        if stored is not None:
-            out["code"] = stored.code
-            if stored.code != 0:
-                out["log"] = stored.log
+        out: dict[str, Any] = {"status": "committed", "height": found["height"], "index": found["index"]}
+        result = found["result"]
+        if result is not None:
+            out["code"] = result["code"]
+            if result["code"] != 0:
+                out["log"] = result["log"]
         return out
 
     def tx(self, h: bytes) -> dict[str, Any] | None:
