@@ -82,11 +82,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     block = commands.add_parser(
         "block",
-        help="print a committed block after verifying its quorum certificate",
+        help="print a committed block after verifying its certificates and its commit",
         description=(
-            "Fetch the committed block at HEIGHT, check that its contents hash to its id and that its "
-            "QC carries 2f+1 valid signatures of the genesis validators over that id, and print it as "
-            "JSON. Exit 1 if the block is absent or does not verify."
+            "Fetch the committed block at HEIGHT, check that its contents hash to its id, that its "
+            "QC carries 2f+1 valid signatures of the genesis validators over that id, and that it is "
+            "committed: its commit proof links it to a three-chain of consecutive views whose last "
+            "block is certified by the commit QC, checked against the same validators. Print it as "
+            "JSON, proof included. Exit 1 if the block is absent or does not verify."
         ),
     )
     _add_node_option(block)

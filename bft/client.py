@@ -1,19 +1,23 @@
 """A client of a node's HTTP/JSON API: submit transactions, read the key-value ledger, and fetch
-committed blocks whose quorum certificates it checks against the genesis validator set.
+committed blocks whose commit it proves against the genesis validator set.
 
 Owns: `Client` (blocking) and `AsyncClient` (trio or asyncio, through httpx), the error hierarchy
 (`ClientError` and its subclasses), the typed results, and the reading and verification of every
 response. Both clients share one set of pure request builders and response readers (`_Endpoints`,
 `_Call`); they differ only in how they send a request.
-May not: trust a node beyond what it checks. A block comes back as a `VerifiedBlock` only after
-its id is recomputed from its contents and its QC carries 2f+1 valid signatures of distinct
-genesis validators over that id. Nor may it hold protocol logic: blocks, ids and QC checks are
-`bft.core`'s, transaction encoding is `bft.app.kv`'s.
+May not: trust a node beyond what it checks. A certified block is not yet a committed one (in
+chained HotStuff a certified block can be abandoned), so a block comes back as a `VerifiedBlock`
+only after its commit is proven: its id is recomputed from its contents, its QC carries 2f+1 valid
+signatures of distinct genesis validators over that id, and its commit proof links it by parent
+ids to a three-chain b <- b' <- b'' of consecutive views (b is the block or a descendant of it)
+whose b'' is certified by a commit QC of 2f+1 genesis validators. Nor may it hold protocol logic:
+blocks, ids and QC checks are `bft.core`'s, transaction encoding is `bft.app.kv`'s, the API's
+JSON shapes are `bft.node.api_json`'s.
 
 Errors: `NodeUnavailable` (no connection, timeout), `RequestRefused` (a 4xx/5xx with the node's
 message), `BadResponse` (an answer that does not follow the API), and its subclass
-`CertificateError` (a block that does not prove itself). A full mempool is not an error: its
-transactions come back as rejected results with `retryable` set.
+`CertificateError` (a block that does not prove itself committed). A full mempool is not an error:
+its transactions come back as rejected results with `retryable` set.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
+from itertools import pairwise
 from types import TracebackType
 from typing import Any, Final, Generic, TypeVar
 
@@ -60,6 +65,11 @@ _HEX_RE: Final = re.compile(r"(?:[0-9a-f]{2})*")
 # How much of a refusal's body ends up in an error message.
 _MAX_MESSAGE_CHARS: Final = 300
 
+# The most blocks a commit proof may list. A proof reaches from the block up to b'' of the three-chain
+# that committed it: a few blocks, unless views failed to follow each other for a long stretch
+# before that commit. Longer proofs are refused rather than rebuilt and hashed block by block.
+MAX_COMMIT_PROOF_BLOCKS: Final = 1000
+
 _T = TypeVar("_T")
 
 
@@ -88,8 +98,10 @@ class BadResponse(ClientError):
 
 
 class CertificateError(BadResponse):
-    """A block that does not prove itself: malformed, an id that is not the hash of its contents,
-    or a QC that does not certify it with 2f+1 valid signatures of genesis validators."""
+    """A block that does not prove itself committed: malformed, an id that is not the hash of its
+    contents, a QC that does not certify it with 2f+1 valid signatures of genesis validators, or a
+    commit proof that is missing, broken, not a three-chain of consecutive views, or not closed by
+    a valid commit QC."""
 
 
 class _Invalid(Exception):
@@ -133,10 +145,19 @@ class KvEntry:
 
 @dataclass(frozen=True, slots=True)
 class VerifiedBlock:
-    """A committed block whose contents hash to `id` and whose `qc` certifies that id.
+    """A block whose contents hash to `id`, whose `qc` certifies that id, and, once verified against
+    the genesis validators, whose commit is proven.
 
     Ids and hashes are lowercase hex. `block` is the core's value, rebuilt from the response
     (its `qc` is the justify QC, certifying the parent).
+
+    `commit_proof` holds the blocks above this one, oldest first, each the child of the one before;
+    its last two are b' and b'' of the three-chain b <- b' <- b'' (consecutive views) that committed
+    b, which is this block or its descendant at `commit_height`; `commit_qc` certifies b''.
+    `commit_height` is None when nothing was checked against keys (`verify=False`): such a block
+    is only self-consistent, neither its QC nor its commit is proven. The genesis block is
+    committed by definition: `commit_height` 0, with no proof needed (`commit_qc` None and
+    `commit_proof` empty unless the node sent them).
     """
 
     height: int
@@ -149,10 +170,19 @@ class VerifiedBlock:
     app_hash: str
     qc: QuorumCert
     block: Block
+    commit_qc: QuorumCert | None
+    commit_proof: tuple[Block, ...]
+    commit_height: int | None
+
+    @property
+    def proven_committed(self) -> bool:
+        """Whether the block's commit was checked against the genesis validators."""
+        return self.commit_height is not None
 
     def to_json(self) -> dict[str, Any]:
-        """The block in the API's JSON shape (without `commit_qc`): `verify_block` reads it back."""
-        return block_json(self.block, self.qc)
+        """The block in the API's JSON shape, with its commit proof and commit QC if it has them:
+        `verify_block` reads it back to an equal value."""
+        return block_json(self.block, self.qc, self.commit_qc, self.commit_proof or None)
 
 
 def tx_hash(tx: bytes) -> str:
@@ -166,12 +196,23 @@ def certifier_for(genesis: Genesis) -> Certifier:
 
 
 def verify_block(doc: object, certifier: Certifier | None, where: str = "block") -> VerifiedBlock:
-    """Rebuild a block from the API's JSON and check that it proves itself.
+    """Rebuild a block from the API's JSON and check that it proves itself committed.
 
     Checks: every field well formed (strict base64 and lowercase hex); the recomputed id equals
-    `id`; the justify QC certifies `parent_id`; `qc` is for this id and view; and, with a
-    `certifier`, that `qc` verifies (2f+1 distinct validators, valid signatures, this chain).
-    Without a certifier nothing is checked against keys: the result is only self-consistent.
+    `id`; the justify QC certifies `parent_id`; `qc` is for this id and view. With a `certifier`,
+    also that `qc` verifies (2f+1 distinct validators, valid signatures, this chain) and that the
+    block is committed:
+    - `commit_proof` lists 2 to `MAX_COMMIT_PROOF_BLOCKS` blocks, each rebuilt and checked like the
+      block itself (recomputed id, justify QC for its parent), each the child of the one before (the
+      first of the block), one height higher, with a higher view, its justify QC of its parent's view;
+    - its last two blocks b' and b'', with b the block before them, form a three-chain: views
+      b.view + 1 == b'.view and b'.view + 1 == b''.view (the commit rule of `bft.core.commit_rule`);
+    - `commit_qc` is for b'' (its id and view) and verifies, and so do the justify QCs of b' and b''
+      (the QCs of b and b'): each block of the three-chain is certified by 2f+1 genesis validators.
+    The genesis block of the certifier's chain needs no proof (committed by definition); a proof
+    sent with it is checked all the same.
+    Without a certifier nothing is checked against keys and the commit proof is not read: the
+    result is only self-consistent, and not proven committed (`commit_height` None).
     Raises `CertificateError` naming `where` and the first problem found.
     """
     try:
@@ -353,8 +394,10 @@ class Client:
         return self._run(self._api.status())
 
     def block(self, height: int, verify: bool = True) -> VerifiedBlock | None:
-        """The committed block at `height`, None above the tip. See `verify_block` for the checks;
-        `verify` (the default) needs the client's genesis. Raises `CertificateError`."""
+        """The committed block at `height`, None above the tip, once its commit is proven (see
+        `verify_block` for the checks); `verify` (the default) needs the client's genesis. With
+        verify=False nothing is checked against keys and the commit proof is not read: the block is
+        only self-consistent (`commit_height` None). Raises `CertificateError`."""
         return self._run(self._api.block(height, verify))
 
     def close(self) -> None:
@@ -506,6 +549,43 @@ def _read_block(height: int, certifier: Certifier | None, response: httpx.Respon
 
 
 def _verify_block(doc: _Doc, certifier: Certifier | None) -> VerifiedBlock:
+    block = _block(doc)
+    qc = _qc(doc.obj("qc"))
+    if qc.block_id != block.id:
+        raise _Invalid(f"the QC certifies block {qc.block_id.hex()}, not this block {block.id.hex()}")
+    if qc.view != block.view:
+        raise _Invalid(f"the QC is for view {qc.view}, the block is of view {block.view}")
+    commit_qc: QuorumCert | None = None
+    proof: tuple[Block, ...] = ()
+    commit_height: int | None = None
+    if certifier is not None:
+        reason = certifier.check_qc(qc)
+        if reason is not None:
+            raise _Invalid(f"the QC does not verify against the genesis validators: {reason}")
+        if block.id == genesis_of(certifier.chain_id)[0].id and not doc.present("commit_proof"):
+            commit_height = 0
+        else:
+            commit_qc, proof, commit_height = _verify_commit(doc, block, certifier)
+    return VerifiedBlock(
+        height=block.height,
+        view=int(block.view),
+        id=block.id.hex(),
+        parent_id=block.parent_id.hex(),
+        proposer=int(block.proposer),
+        txs=block.txs,
+        app_height=block.app_height,
+        app_hash=block.app_hash.hex(),
+        qc=qc,
+        block=block,
+        commit_qc=commit_qc,
+        commit_proof=proof,
+        commit_height=commit_height,
+    )
+
+
+def _block(doc: _Doc) -> Block:
+    """The block `doc` writes (in `block_json`'s shape; its own QCs, if any, aside), strictly decoded.
+    Its recomputed id must equal `id`, and its justify QC must certify its parent."""
     view = View(doc.uint("view"))
     height = doc.uint("height")
     claimed_id = doc.hex("id", BLOCK_ID_SIZE_BYTES)
@@ -516,33 +596,76 @@ def _verify_block(doc: _Doc, certifier: Certifier | None) -> VerifiedBlock:
     app_height = doc.uint("app_height")
     app_hash = doc.hex("app_hash")
     if len(app_hash) > MAX_APP_HASH_SIZE_BYTES:
-        raise _Invalid(f"app_hash is longer than {MAX_APP_HASH_SIZE_BYTES} bytes")
-    qc = _qc(doc.obj("qc"))
+        raise _Invalid(f"{doc.path('app_hash')} is longer than {MAX_APP_HASH_SIZE_BYTES} bytes")
     block = Block(view, height, parent_id, proposer, justify, txs, app_height=app_height, app_hash=app_hash)
     if block.id != claimed_id:
-        raise _Invalid(f"id {claimed_id.hex()} is not the hash of the block's contents ({block.id.hex()})")
+        raise _Invalid(
+            f"{doc.path('id')} {claimed_id.hex()} is not the hash of the block's contents ({block.id.hex()})"
+        )
     if justify.block_id != parent_id:
-        raise _Invalid(f"the justify QC certifies {justify.block_id.hex()}, not the parent {parent_id.hex()}")
-    if qc.block_id != block.id:
-        raise _Invalid(f"the QC certifies block {qc.block_id.hex()}, not this block {block.id.hex()}")
-    if qc.view != view:
-        raise _Invalid(f"the QC is for view {qc.view}, the block is of view {view}")
-    if certifier is not None:
-        reason = certifier.check_qc(qc)
+        raise _Invalid(
+            f"{doc.path('justify')} certifies {justify.block_id.hex()}, not the parent {parent_id.hex()}"
+        )
+    return block
+
+
+def _verify_commit(
+    doc: _Doc, block: Block, certifier: Certifier
+) -> tuple[QuorumCert, tuple[Block, ...], int]:
+    """Check `doc`'s commit proof and commit QC (see `verify_block`); the QC, the proof's blocks and
+    the height of the block the three-chain commits."""
+    if not doc.present("commit_proof"):
+        raise _Invalid("commit proof: missing (a certified block is not proven committed without it)")
+    items = doc.array("commit_proof")
+    if len(items) < 2:
+        raise _Invalid(f"commit proof: {len(items)} block(s), need at least 2 (b' and b'' of a three-chain)")
+    if len(items) > MAX_COMMIT_PROOF_BLOCKS:
+        raise _Invalid(f"commit proof: {len(items)} blocks, more than the {MAX_COMMIT_PROOF_BLOCKS} accepted")
+    name = doc.path("commit_proof")
+    proof = tuple(_block(_Doc(item, f"{name}[{i}]")) for i, item in enumerate(items))
+    chain = (block, *proof)
+    for i, (parent, child) in enumerate(pairwise(chain)):
+        entry = f"{name}[{i}] (height {child.height}, view {child.view})"
+        if child.parent_id != parent.id:
+            raise _Invalid(
+                f"{entry} extends {child.parent_id.hex()}, not the block before it {parent.id.hex()}"
+            )
+        if child.height != parent.height + 1:
+            raise _Invalid(f"{entry} is not one above the block before it (height {parent.height})")
+        if child.view <= parent.view:
+            raise _Invalid(f"{entry} is not of a later view than the block before it (view {parent.view})")
+        if child.qc.view != parent.view:
+            raise _Invalid(
+                f"{entry} carries a justify QC of view {child.qc.view} for a block of view {parent.view}"
+            )
+    first, middle, last = chain[-3:]
+    if middle.view != first.view + 1 or last.view != middle.view + 1:
+        raise _Invalid(
+            f"commit proof: views {first.view}, {middle.view}, {last.view} are not consecutive"
+            f" (blocks {first.height}, {middle.height}, {last.height} are certified, not a three-chain)"
+        )
+    commit_qc = _qc(doc.obj("commit_qc"))
+    if commit_qc.block_id != last.id:
+        raise _Invalid(
+            f"the commit QC certifies block {commit_qc.block_id.hex()},"
+            f" not the last block of the commit proof {last.id.hex()}"
+        )
+    if commit_qc.view != last.view:
+        raise _Invalid(
+            f"the commit QC is for view {commit_qc.view},"
+            f" the last block of the commit proof is of view {last.view}"
+        )
+    reason = certifier.check_qc(commit_qc)
+    if reason is not None:
+        raise _Invalid(f"the commit QC does not verify against the genesis validators: {reason}")
+    for certified, carrier in ((first, middle), (middle, last)):
+        reason = certifier.check_qc(carrier.qc)
         if reason is not None:
-            raise _Invalid(f"the QC does not verify against the genesis validators: {reason}")
-    return VerifiedBlock(
-        height=height,
-        view=int(view),
-        id=block.id.hex(),
-        parent_id=parent_id.hex(),
-        proposer=int(proposer),
-        txs=txs,
-        app_height=app_height,
-        app_hash=app_hash.hex(),
-        qc=qc,
-        block=block,
-    )
+            raise _Invalid(
+                f"commit proof: the QC of block {certified.height} (the justify QC of block {carrier.height})"
+                f" does not verify against the genesis validators: {reason}"
+            )
+    return commit_qc, proof, first.height
 
 
 def _qc(doc: _Doc) -> QuorumCert:

@@ -31,13 +31,15 @@ class Broadcast:
 class Commit:
     """`blocks` (oldest first, heights consecutive) are committed.
 
-    `qcs[i]` certifies `blocks[i]`; `commit_qc` certifies the block two levels above the last one,
-    closing the three-chain that commits them.
+    `qcs[i]` certifies `blocks[i]`; `proof` is (b', b''), the two blocks above the last one whose
+    views follow it, and `commit_qc` certifies b'': together they close the three-chain that
+    commits the blocks, a proof anyone holding the validator set can check.
     """
 
     blocks: tuple[Block, ...]
     qcs: tuple[QuorumCert, ...]
     commit_qc: QuorumCert
+    proof: tuple[Block, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -439,7 +439,7 @@ class Replica:
             self._safety.observe_certified(certified)
             block = committed_by(self._tree, certified)
             if block is not None and block.height > self._tree.root.height:
-                self._commit(block, qc)
+                self._commit(block, qc, certified)
         self._enter(View(qc.view + 1), now, via="qc")
 
     def _holder_of(self, qc: QuorumCert, source: ValidatorIndex | None) -> ValidatorIndex:
@@ -451,7 +451,13 @@ class Replica:
             return leader
         return next((s for s, _ in qc.signatures if s != self._me), leader)
 
-    def _commit(self, block: Block, commit_qc: QuorumCert) -> None:
+    def _commit(self, block: Block, commit_qc: QuorumCert, certified: Block) -> None:
+        """Commit `block` and its uncommitted ancestors; `certified` (b'', certified by
+        `commit_qc`) and its parent close the three-chain and go out as the commit's proof. (No
+        proof if they do not chain to `block`: only a broken commit rule does that, and whoever
+        checks proofs, e.g. a client, then refuses the commit.)"""
+        middle = self._tree.parent(certified)
+        proof = (middle, certified) if middle is not None and middle.parent_id == block.id else ()
         blocks, qcs = self._tree.commit(block)
         self._note_just_committed(blocks)
         if self._journal is not None:
@@ -462,7 +468,7 @@ class Replica:
                 self._committed_txs.update(b.txs)
         if self._hash_chain is not None:
             self._hash_chain.on_commit(blocks)
-        self._out.append(Commit(blocks, qcs, commit_qc))
+        self._out.append(Commit(blocks, qcs, commit_qc, proof))
         root_height = self._tree.root.height
         self._orphans = {k: c for k, c in self._orphans.items() if c[-1].height > root_height}
 

@@ -8,6 +8,7 @@ May not: import a web framework, do I/O, or read JSON (the client's verification
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from typing import Any
 
 from bft.core.messages import Block, QuorumCert
@@ -25,8 +26,15 @@ def qc_json(qc: QuorumCert) -> dict[str, Any]:
     }
 
 
-def block_json(block: Block, qc: QuorumCert, commit_qc: QuorumCert | None = None) -> dict[str, Any]:
-    """A committed block: `qc` certifies it, `commit_qc` (if known) closed its three-chain."""
+def block_json(
+    block: Block,
+    qc: QuorumCert | None = None,
+    commit_qc: QuorumCert | None = None,
+    commit_proof: Sequence[Block] | None = None,
+) -> dict[str, Any]:
+    """A block. For a committed block: `qc` certifies it; `commit_proof` lists the blocks above
+    it, oldest first, up to b'' of a three-chain that commits it, and `commit_qc` certifies b''
+    (an entry of a proof is written with none of these)."""
     doc: dict[str, Any] = {
         "height": block.height,
         "view": int(block.view),
@@ -37,8 +45,11 @@ def block_json(block: Block, qc: QuorumCert, commit_qc: QuorumCert | None = None
         "justify": qc_json(block.qc),
         "app_height": block.app_height,
         "app_hash": block.app_hash.hex(),
-        "qc": qc_json(qc),
     }
+    if qc is not None:
+        doc["qc"] = qc_json(qc)
     if commit_qc is not None:
         doc["commit_qc"] = qc_json(commit_qc)
+    if commit_proof is not None:
+        doc["commit_proof"] = [block_json(b) for b in commit_proof]
     return doc

@@ -77,10 +77,15 @@ class Executor:
         return replayed
 
     def on_commit(
-        self, blocks: Sequence[Block], qcs: Sequence[QuorumCert], commit_qc: QuorumCert
+        self,
+        blocks: Sequence[Block],
+        qcs: Sequence[QuorumCert],
+        commit_qc: QuorumCert,
+        proof: Sequence[Block] = (),
     ) -> list[ExecutedBlock]:
-        """Store one commit durably, then execute its blocks in order."""
-        self._store.append(blocks, qcs, commit_qc)
+        """Store one commit (with the three-chain `proof` above it) durably, then execute its
+        blocks in order."""
+        self._store.append(blocks, qcs, commit_qc, proof)
         executed = [self._execute(block) for block in blocks]
         for block in blocks:
             self._check_claim(block)

@@ -262,7 +262,7 @@ class Node:
         """Durable and executed first (see `Executor`), then announced: whoever hears of a commit
         can rely on it."""
         mismatches = self.executor.app_hash_mismatches
-        executed = self.executor.on_commit(commit.blocks, commit.qcs, commit.commit_qc)
+        executed = self.executor.on_commit(commit.blocks, commit.qcs, commit.commit_qc, commit.proof)
         self.metrics.app_hash_mismatches.inc(self.executor.app_hash_mismatches - mismatches)
         now = trio.current_time()
         for done in executed:
@@ -418,7 +418,7 @@ class Node:
         stored = self.blocks.block_at(height)
         if stored is None:
             return None
-        return block_json(stored.block, stored.qc, stored.commit_qc)
+        return block_json(stored.block, stored.qc, stored.commit_qc, stored.commit_proof)
 
 
 def _chunks(txs: Sequence[bytes], limit_bytes: int) -> list[list[bytes]]:

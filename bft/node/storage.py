@@ -14,14 +14,15 @@ Also the execution record (`bft.node.executor`): per executed height, the app ha
 and each transaction's result, written before the application commits that height, so replay
 after a crash rewrites the same record.
 
-Schema (version 3, in `PRAGMA user_version`):
+Schema (version 4, in `PRAGMA user_version`):
 
     blocks(height INTEGER PRIMARY KEY, id BLOB UNIQUE, view, parent_id BLOB,
            block BLOB  -- wire.encode_block
            qc BLOB     -- wire.encode_qc of the QC certifying this block
            commit_height INTEGER  -- key of the commit that included this block, in commits)
     commits(height INTEGER PRIMARY KEY  -- height of the last block of that commit
-            commit_qc BLOB)             -- wire.encode_qc of the QC that committed it
+            commit_qc BLOB              -- wire.encode_qc of the QC that committed it
+            proof BLOB)                 -- (b', b''), the blocks it certifies the three-chain with
     txs(hash BLOB PRIMARY KEY  -- sha256(tx)
         height, position)      -- the first committed occurrence of the tx
     journal(id BLOB PRIMARY KEY, height, block BLOB)  -- uncommitted blocks
@@ -44,12 +45,14 @@ from typing import Final
 
 from bft.core import wire
 from bft.core.errors import DecodeError
-from bft.core.messages import Block, QuorumCert, TimeoutCert
+from bft.core.messages import Block, BlockResponse, QuorumCert, TimeoutCert
 from bft.core.types import BlockId
 from bft.node.errors import StorageError
 from crypto.hashing import sha256
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
+# A block's commit proof (the blocks up to a three-chain above it) is served up to this length.
+MAX_COMMIT_PROOF_BLOCKS: Final = 64
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (
@@ -63,7 +66,8 @@ CREATE TABLE IF NOT EXISTS blocks (
 );
 CREATE TABLE IF NOT EXISTS commits (
     height INTEGER PRIMARY KEY,
-    commit_qc BLOB NOT NULL
+    commit_qc BLOB NOT NULL,
+    proof BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS txs (
     hash BLOB PRIMARY KEY,
@@ -120,11 +124,15 @@ class StoredResult:
 
 @dataclass(frozen=True, slots=True)
 class StoredBlock:
-    """A committed block, the QC certifying it, and the QC of the commit that included it."""
+    """A committed block, the QC certifying it, and the proof that it is committed: the blocks
+    above it, oldest first, up to b'' of a three-chain (b, b', b'' direct parents in consecutive
+    views, b the block itself or a descendant), and `commit_qc` certifying b''. `commit_proof`
+    is empty when no proof of at most MAX_COMMIT_PROOF_BLOCKS blocks exists (a rare long commit)."""
 
     block: Block
     qc: QuorumCert
     commit_qc: QuorumCert
+    commit_proof: tuple[Block, ...] = ()
 
     @property
     def height(self) -> int:
@@ -217,9 +225,15 @@ class BlockStore:
         """Height of the last committed block stored; 0 when empty (genesis)."""
         return self._tip_height
 
-    def append(self, blocks: Sequence[Block], qcs: Sequence[QuorumCert], commit_qc: QuorumCert) -> None:
-        """Store one commit: `blocks` oldest first, `qcs[i]` certifying `blocks[i]`, and the QC that
-        committed them, in one transaction.
+    def append(
+        self,
+        blocks: Sequence[Block],
+        qcs: Sequence[QuorumCert],
+        commit_qc: QuorumCert,
+        proof: Sequence[Block] = (),
+    ) -> None:
+        """Store one commit: `blocks` oldest first, `qcs[i]` certifying `blocks[i]`, the QC that
+        committed them and the (b', b'') it certifies the three-chain with, in one transaction.
 
         Raises StorageError, storing nothing, unless the blocks continue the stored chain (first
         height is the tip's + 1, each parent is the block before, heights consecutive) and each
@@ -229,8 +243,8 @@ class BlockStore:
         last_height = blocks[-1].height
         with self._transaction(f"store blocks {blocks[0].height}..{last_height}"):
             self._db.execute(
-                "INSERT INTO commits (height, commit_qc) VALUES (?, ?)",
-                (last_height, wire.encode_qc(commit_qc)),
+                "INSERT INTO commits (height, commit_qc, proof) VALUES (?, ?, ?)",
+                (last_height, wire.encode_qc(commit_qc), wire.encode(BlockResponse(tuple(proof)))),
             )
             self._db.executemany(
                 "INSERT INTO blocks (height, id, view, parent_id, block, qc, commit_height)"
@@ -288,19 +302,62 @@ class BlockStore:
         return self._decode_block(row[0]), self._decode_qc(row[1])
 
     def block_at(self, height: int) -> StoredBlock | None:
-        """The committed block at `height` with its certificates; None above the tip or below 1."""
+        """The committed block at `height` with its certificates and commit proof; None above the
+        tip or below 1."""
         row = self._db.execute(
-            "SELECT b.block, b.qc, c.commit_qc FROM blocks AS b"
+            "SELECT b.block, b.qc, c.height, c.commit_qc, c.proof FROM blocks AS b"
             " JOIN commits AS c ON c.height = b.commit_height WHERE b.height = ?",
             (height,),
         ).fetchone()
         if row is None:
             return None
-        return StoredBlock(
-            block=self._decode_block(row[0]),
-            qc=self._decode_qc(row[1]),
-            commit_qc=self._decode_qc(row[2]),
+        block, qc = self._decode_block(row[0]), self._decode_qc(row[1])
+        proof = self._stored_three_chain(height)
+        if proof is None:
+            proof = self._commit_record_proof(height, int(row[2]), row[3], row[4])
+        if proof is None:
+            return StoredBlock(block, qc, self._decode_qc(row[3]))
+        return StoredBlock(block, qc, proof[1], proof[0])
+
+    def _stored_three_chain(self, height: int) -> tuple[tuple[Block, ...], QuorumCert] | None:
+        """The shortest proof from committed blocks alone: the lowest k >= height where k, k+1 and
+        k+2 are stored with consecutive views; the proof is height+1 .. k+2 and k+2's QC."""
+        views = dict(
+            self._db.execute(
+                "SELECT height, view FROM blocks WHERE height BETWEEN ? AND ?",
+                (height, height + MAX_COMMIT_PROOF_BLOCKS),
+            ).fetchall()
         )
+        for k in range(height, height + MAX_COMMIT_PROOF_BLOCKS - 1):
+            if k + 2 not in views:
+                return None
+            if views[k + 1] == views[k] + 1 and views[k + 2] == views[k + 1] + 1:
+                rows = self._db.execute(
+                    "SELECT block, qc FROM blocks WHERE height > ? AND height <= ? ORDER BY height",
+                    (height, k + 2),
+                ).fetchall()
+                return tuple(self._decode_block(r[0]) for r in rows), self._decode_qc(rows[-1][1])
+        return None
+
+    def _commit_record_proof(
+        self, height: int, commit_height: int, commit_qc: bytes, proof: bytes
+    ) -> tuple[tuple[Block, ...], QuorumCert] | None:
+        """The proof the commit that included `height` was made with: the blocks up to its last
+        one, then its (b', b'')."""
+        if commit_height - height + 2 > MAX_COMMIT_PROOF_BLOCKS:
+            return None
+        try:
+            above = wire.decode(bytes(proof))
+        except DecodeError as exc:
+            raise StorageError(f"{self._path}: corrupt commit proof record: {exc}") from exc
+        if not isinstance(above, BlockResponse) or len(above.blocks) != 2:
+            return None
+        rows = self._db.execute(
+            "SELECT block FROM blocks WHERE height > ? AND height <= ? ORDER BY height",
+            (height, commit_height),
+        ).fetchall()
+        chain = tuple(self._decode_block(r[0]) for r in rows) + above.blocks
+        return chain, self._decode_qc(commit_qc)
 
     def block_by_id(self, block_id: BlockId) -> Block | None:
         """The committed block with id `block_id`, if stored."""

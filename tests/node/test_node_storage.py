@@ -12,7 +12,12 @@ from bft.core.journal import BlockJournal
 from bft.core.messages import Block, QuorumCert, TimeoutCert
 from bft.core.types import BlockId, ValidatorIndex, View
 from bft.node.errors import StorageError
-from bft.node.storage import BlockStore, StoredBlock, StoredResult, schema_version_of
+from bft.node.storage import (
+    MAX_COMMIT_PROOF_BLOCKS,
+    BlockStore,
+    StoredResult,
+    schema_version_of,
+)
 from crypto.hashing import sha256
 
 GENESIS, GENESIS_QC = genesis("storage-test")
@@ -66,8 +71,7 @@ def test_append_and_read_back(tmp_path: Path) -> None:
         assert store.tip() == (blocks[4], _qc(blocks[4]))
         for i, block in enumerate(blocks):
             stored = store.block_at(i + 1)
-            expected_commit = commit_a if i < 3 else commit_b
-            assert stored == StoredBlock(block, _qc(block), expected_commit)
+            assert stored is not None and (stored.block, stored.qc) == (block, _qc(block))
             assert stored.height == i + 1
             assert stored.block.id == block.id
             assert store.block_by_id(block.id) == block
@@ -78,6 +82,45 @@ def test_append_and_read_back(tmp_path: Path) -> None:
         assert store.tx_location(sha256(b"tx-4-b")) == (4, 1)
         assert store.tx_location(sha256(b"tx-1-a")) == (1, 0)
         assert store.tx_location(sha256(b"missing")) is None
+
+
+def test_commit_proofs_prefer_committed_three_chains_then_the_commit_record(tmp_path: Path) -> None:
+    blocks = _chain(7)  # views 1..7, consecutive
+    above = (blocks[5], blocks[6])  # b', b'' of the second commit, not committed themselves
+    with BlockStore(tmp_path / "blocks.sqlite") as store:
+        store.append(blocks[:3], _qcs(blocks[:3]), _qc(blocks[4]), (blocks[3], blocks[4]))
+        store.append(blocks[3:5], _qcs(blocks[3:5]), _qc(blocks[6]), above)
+        # Heights 1..3: blocks k, k+1, k+2 in consecutive views are stored: the shortest proof.
+        one = store.block_at(1)
+        assert one is not None
+        assert one.commit_proof == (blocks[1], blocks[2]) and one.commit_qc == _qc(blocks[2])
+        three = store.block_at(3)
+        assert three is not None
+        assert three.commit_proof == (blocks[3], blocks[4]) and three.commit_qc == _qc(blocks[4])
+        # Heights 4 and 5: nothing stored above closes a three-chain; the commit's own (b', b'').
+        four = store.block_at(4)
+        assert four is not None
+        assert four.commit_proof == (blocks[4], *above) and four.commit_qc == _qc(blocks[6])
+        five = store.block_at(5)
+        assert five is not None and five.commit_proof == above
+
+
+def test_a_commit_proof_too_long_to_serve_is_left_out(tmp_path: Path) -> None:
+    # Views 1, 3, 5, ...: no three consecutive views among the stored blocks.
+    blocks: list[Block] = []
+    parent, parent_qc = GENESIS, GENESIS_QC
+    for h in range(1, MAX_COMMIT_PROOF_BLOCKS + 2):
+        parent = Block(View(2 * h - 1), h, parent.id, ValidatorIndex(0), parent_qc, (b"%d" % h,))
+        parent_qc = _qc(parent)
+        blocks.append(parent)
+    b1 = Block(View(blocks[-1].view + 1), len(blocks) + 1, blocks[-1].id, ValidatorIndex(0), parent_qc, ())
+    b2 = Block(View(b1.view + 1), b1.height + 1, b1.id, ValidatorIndex(0), _qc(b1), ())
+    with BlockStore(tmp_path / "blocks.sqlite") as store:
+        store.append(blocks, _qcs(blocks), _qc(b2), (b1, b2))
+        top = store.block_at(len(blocks))
+        assert top is not None and top.commit_proof == (b1, b2)
+        bottom = store.block_at(1)
+        assert bottom is not None and bottom.commit_proof == ()
 
 
 def test_a_tx_committed_twice_keeps_its_first_location(tmp_path: Path) -> None:
@@ -103,9 +146,9 @@ def test_survives_reopen(tmp_path: Path) -> None:
         store.append(blocks[2:], _qcs(blocks[2:]), _qc(blocks[3], view=11))
     with BlockStore(path) as store:
         assert store.height == 4
-        stored = store.block_at(1)
+        stored = store.block_at(3)
         assert stored is not None
-        assert stored.commit_qc == _qc(blocks[1], view=9)
+        assert stored.commit_qc == _qc(blocks[3], view=11)
         assert store.has_tx(b"tx-3-a")
 
 

@@ -21,34 +21,15 @@ import trio
 import trio.testing
 
 from bft.app.kv import MAX_TX_BYTES, Put, parse_tx
-from bft.bench import (
-    Backoff,
-    BenchError,
-    BenchOptions,
-    BenchReport,
-    ClientKit,
-    LoadPlan,
-    NodeSample,
-    Recorder,
-    Submitter,
-    Tally,
-    TokenBucket,
-    add_command,
-    bench_key,
-    bucket_for,
-    build_tx,
-    check_tx_size,
-    latency_summary_ms,
-    merge_samples,
-    node_usage,
-    options_from_args,
-    parse_metrics,
-    percentile,
-    proc_sample,
-    report_table,
-    run_client,
-    tx_size_limits,
-)
+from bft.bench import add_command
+from bft.bench.errors import BenchError
+from bft.bench.load import ClientKit, LoadPlan, Submitter, run_client
+from bft.bench.options import BenchOptions, options_from_args
+from bft.bench.pacing import Backoff, TokenBucket, bucket_for
+from bft.bench.report import BenchReport, report_table
+from bft.bench.stats import Recorder, Tally, latency_summary_ms, percentile
+from bft.bench.txs import bench_key, build_tx, check_tx_size, tx_size_limits
+from bft.bench.usage import NodeSample, merge_samples, node_usage, parse_metrics, proc_sample
 
 RUN = "0123abcd"
 

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from core_helpers import KEYS
-from test_client import B1, GENESIS, URL, FakeNode, block_doc, genesis_for
+from test_client import B1, GAPPED, GENESIS, URL, FakeNode, block_doc, genesis_for
 
 from bft import cli_ledger
 from bft.app.kv import cas_tx, del_tx, put_tx
@@ -220,8 +220,30 @@ def test_block_prints_a_verified_block(node: FakeNode, bft: Bft, genesis_file: P
     node.on("GET", "/blocks/1", body=block_doc(B1))
     code, out, err = bft("block", "--node", URL, "--genesis", str(genesis_file), "1")
     assert (code, err) == (0, "")
-    assert json.loads(out) == {k: v for k, v in block_doc(B1).items() if k != "commit_qc"}
+    # Everything the client checked, the commit proof included, so that anyone can check it again.
+    assert json.loads(out) == block_doc(B1)
+    assert [entry["height"] for entry in json.loads(out)["commit_proof"]] == [2, 3]
     assert bft.genesis == [GENESIS]
+
+
+def test_a_certified_block_that_is_not_proven_committed_exits_1(
+    node: FakeNode, bft: Bft, genesis_file: Path
+) -> None:
+    node.on("GET", "/blocks/1", body=block_doc(GAPPED[0], proof=GAPPED[1:3]))
+    code, out, err = bft("block", "--node", URL, "--genesis", str(genesis_file), "1")
+    assert (code, out) == (1, "")
+    assert err == (
+        f"bft block: {URL} sent a block that does not verify: block 1: commit proof: views 1, 2, 4 are"
+        " not consecutive (blocks 1, 2, 3 are certified, not a three-chain)\n"
+    )
+
+
+def test_a_block_without_a_commit_proof_exits_1(node: FakeNode, bft: Bft, genesis_file: Path) -> None:
+    node.on("GET", "/blocks/1", body=block_doc(B1, proof=()))
+    code, out, err = bft("block", "--node", URL, "--genesis", str(genesis_file), "1")
+    assert (code, out) == (1, "") and err.endswith(
+        "block 1: commit proof: missing (a certified block is not proven committed without it)\n"
+    )
 
 
 def test_block_whose_qc_does_not_verify_exits_1(node: FakeNode, bft: Bft, tmp_path: Path) -> None:

@@ -9,13 +9,14 @@ import hashlib
 import json
 import re
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import httpx
 import pytest
-from core_helpers import CHAIN, GENESIS_BLOCK, GENESIS_QC, KEYS, make_qc, qc_for, vi
+from core_helpers import CHAIN, GENESIS_BLOCK, GENESIS_QC, KEYS, chain, make_block, make_qc, qc_for, vi
 
+from bft import client as client_module
 from bft.app.kv import cas_tx, del_tx, put_tx
 from bft.client import (
     AsyncClient,
@@ -32,6 +33,7 @@ from bft.client import (
     tx_hash,
     verify_block,
 )
+from bft.core.blocktree import genesis
 from bft.core.certs import Certifier
 from bft.core.messages import Block, QuorumCert
 from bft.core.types import BlockId, ValidatorIndex, View
@@ -52,11 +54,20 @@ def genesis_for(keys: Iterable[PrivateKey], chain_id: str = CHAIN) -> Genesis:
 
 
 GENESIS = genesis_for(KEYS)
+CERTIFIER = Certifier(CHAIN, GENESIS.validator_set(), GENESIS_QC)
 STRANGERS = [PrivateKey.from_seed(bytes([0x40 + i]) * 32) for i in range(4)]
 
-# A committed chain as the node would serve it: B1 extends genesis, B2 extends B1.
+# A committed chain as the node would serve it: each block extends the one before in the next view,
+# so any three in a row form a three-chain that commits the first (and its ancestors).
 B1 = Block(View(1), 1, GENESIS_BLOCK.id, vi(1), GENESIS_QC, (b"tx-a", b"\x00\xffbinary"), 0, bytes(32))
 B2 = Block(View(2), 2, B1.id, vi(2), qc_for(B1), (), app_height=1, app_hash=bytes([0x11]) * 32)
+B3 = Block(View(3), 3, B2.id, vi(3), qc_for(B2), (b"tx-c",), app_height=2, app_hash=bytes([0x22]) * 32)
+B4 = Block(View(4), 4, B3.id, vi(0), qc_for(B3), (), app_height=3, app_hash=bytes([0x33]) * 32)
+MAIN = (GENESIS_BLOCK, B1, B2, B3, B4)
+
+# A chain whose views skip 3: 1, 2, 4, 5, 6. Only blocks 3, 4, 5 (views 4, 5, 6) are a three-chain:
+# once block 5 is certified, blocks 1, 2 and 3 commit together.
+GAPPED = tuple(chain(GENESIS_BLOCK, [1, 2, 4, 5, 6]))
 
 
 def b64(data: bytes) -> str:
@@ -71,8 +82,8 @@ def qc_doc(qc: QuorumCert) -> dict[str, Any]:
     }
 
 
-def block_doc(block: Block, qc: QuorumCert | None = None) -> dict[str, Any]:
-    """The node's JSON for a committed block, certified by `qc` (by default signed by 0, 1, 2)."""
+def entry_doc(block: Block) -> dict[str, Any]:
+    """The node's JSON for a block of a commit proof: the block's own fields only."""
     return {
         "height": block.height,
         "view": block.view,
@@ -83,9 +94,30 @@ def block_doc(block: Block, qc: QuorumCert | None = None) -> dict[str, Any]:
         "justify": qc_doc(block.qc),
         "app_height": block.app_height,
         "app_hash": block.app_hash.hex(),
-        "qc": qc_doc(qc if qc is not None else qc_for(block)),
-        "commit_qc": qc_doc(qc if qc is not None else qc_for(block)),
     }
+
+
+def block_doc(
+    block: Block,
+    qc: QuorumCert | None = None,
+    proof: Sequence[Block] | None = None,
+    commit_qc: QuorumCert | None = None,
+) -> dict[str, Any]:
+    """The node's JSON for a committed block, certified by `qc` (by default signed by 0, 1, 2).
+
+    `proof` is its commit proof, by default the two blocks after it on MAIN (none off MAIN); an
+    empty proof is left out. `commit_qc` defaults to a QC for the proof's last block.
+    """
+    if proof is None:
+        at = next((i for i, b in enumerate(MAIN) if b.id == block.id), len(MAIN))
+        proof = MAIN[at + 1 : at + 3]
+    doc = entry_doc(block)
+    doc["qc"] = qc_doc(qc if qc is not None else qc_for(block))
+    if proof:
+        doc["commit_proof"] = [entry_doc(b) for b in proof]
+    if commit_qc is not None or proof:
+        doc["commit_qc"] = qc_doc(commit_qc if commit_qc is not None else qc_for(proof[-1]))
+    return doc
 
 
 class FakeNode:
@@ -385,6 +417,8 @@ def test_a_correctly_signed_block_verifies() -> None:
     assert (got.height, got.view, got.id, got.parent_id, got.proposer) == (2, 2, B2.id.hex(), B1.id.hex(), 2)
     assert (got.txs, got.app_height, got.app_hash) == ((), 1, "11" * 32)
     assert got.qc == qc_for(B2) and got.block == B2 and got.block.qc == qc_for(B1)
+    assert got.proven_committed and got.commit_height == 2
+    assert got.commit_proof == (B3, B4) and got.commit_qc == qc_for(B4)
 
 
 def test_binary_transactions_come_back_as_bytes() -> None:
@@ -398,18 +432,34 @@ def test_a_quorum_of_any_three_signers_verifies() -> None:
         assert client.block(1) is not None
 
 
-def test_the_genesis_block_verifies_with_the_genesis_qc() -> None:
-    with serving(block_doc(GENESIS_BLOCK, GENESIS_QC), height=0).client() as client:
+@pytest.mark.parametrize("proof", [(), (B1, B2)], ids=["committed-by-definition", "with-a-proof"])
+def test_the_genesis_block_verifies_with_the_genesis_qc(proof: tuple[Block, ...]) -> None:
+    with serving(block_doc(GENESIS_BLOCK, GENESIS_QC, proof), height=0).client() as client:
         got = client.block(0)
     assert got is not None and got.id == GENESIS_BLOCK.id.hex()
+    assert got.commit_height == 0 and got.commit_proof == proof
+
+
+def test_the_genesis_of_another_chain_is_refused() -> None:
+    other, other_qc = genesis("another-chain")
+    with (
+        serving(block_doc(other, other_qc, ()), height=0).client() as client,
+        pytest.raises(CertificateError, match="a view-0 QC that is not the genesis QC"),
+    ):
+        client.block(0)
 
 
 def test_to_json_reads_back_to_the_same_block() -> None:
     verified = verify_block(block_doc(B2), Certifier(CHAIN, GENESIS.validator_set(), GENESIS_QC))
-    assert verify_block(verified.to_json(), None) == verified
-    assert json.loads(json.dumps(verified.to_json())) == {
-        k: v for k, v in block_doc(B2).items() if k != "commit_qc"
-    }
+    assert verify_block(verified.to_json(), CERTIFIER) == verified
+    assert json.loads(json.dumps(verified.to_json())) == block_doc(B2)
+    unproven = verify_block(verified.to_json(), None)
+    assert unproven.block == verified.block and unproven.commit_height is None
+
+
+def test_to_json_of_an_unproven_block_has_no_proof() -> None:
+    unproven = verify_block(block_doc(B2), None)
+    assert unproven.to_json() == {k: v for k, v in block_doc(B2).items() if not k.startswith("commit_")}
 
 
 def test_a_block_above_the_tip_is_none(node: FakeNode) -> None:
@@ -424,6 +474,17 @@ def test_verifying_needs_the_genesis_but_reading_unverified_does_not() -> None:
             client.block(1)
         got = client.block(1, verify=False)
     assert isinstance(got, VerifiedBlock) and got.block == B1
+    assert not got.proven_committed and got.commit_height is None
+    assert got.commit_qc is None and got.commit_proof == ()
+
+
+@pytest.mark.parametrize("proof", [(), (B2,), (B3, B4)], ids=["none", "too-short", "unlinked"])
+def test_reading_unverified_does_not_read_the_commit_proof(proof: tuple[Block, ...]) -> None:
+    with serving(block_doc(B1, proof=proof, commit_qc=qc_for(B4))).client() as client:
+        got = client.block(1, verify=False)
+        with pytest.raises(CertificateError, match=r"commit[ _]proof"):
+            client.block(1)
+    assert got is not None and got.block == B1 and got.commit_height is None
 
 
 # Blocks: what a client refuses
@@ -575,6 +636,190 @@ def test_tx_hash_is_sha256_hex() -> None:
     assert BlockId(bytes.fromhex(tx_hash(b""))) == hashlib.sha256(b"").digest()
 
 
+# Blocks: the commit proof. A certified block is not a committed one: the three-chain must be shown.
+
+
+@pytest.mark.parametrize(
+    ("block", "proof", "commit_height"),
+    [
+        (B1, (B2, B3), 1),  # the block is b itself: exactly b' and b''
+        (B1, (B2, B3, B4), 2),  # the block is below b = B2
+        (GAPPED[0], GAPPED[1:], 3),  # a batch: blocks 1, 2 and 3 committed by the three-chain 3, 4, 5
+        (GAPPED[1], GAPPED[2:], 3),
+        (GAPPED[2], GAPPED[3:], 3),
+    ],
+    ids=["block-is-b", "block-below-b", "batch-oldest", "batch-middle", "batch-block-is-b"],
+)
+def test_a_valid_commit_proof_is_accepted(block: Block, proof: tuple[Block, ...], commit_height: int) -> None:
+    with serving(block_doc(block, proof=proof), height=block.height).client() as client:
+        got = client.block(block.height)
+    assert got is not None and got.block == block and got.proven_committed
+    assert got.commit_proof == proof and got.commit_qc == qc_for(proof[-1])
+    assert got.commit_height == commit_height
+
+
+def _stranger_of(parent: Block, view: int) -> Block:
+    """A child of `parent` whose justify QC is signed by keys the genesis does not list."""
+    return Block(View(view), parent.height + 1, parent.id, vi(view % 4), _forged(parent), ())
+
+
+# Certified blocks whose views are not consecutive: the commit QC is valid, but commits nothing.
+_NOT_COMMITTED = [
+    (GAPPED[0], GAPPED[1:3], "commit proof: views 1, 2, 4 are not consecutive"),
+    (GAPPED[1], GAPPED[2:4], "commit proof: views 2, 4, 5 are not consecutive"),
+    (B1, (B2, make_block(B2, 4)), "commit proof: views 1, 2, 4 are not consecutive"),
+    (B1, (make_block(B1, 3), make_block(make_block(B1, 3), 4)), "commit proof: views 1, 3, 4 are not"),
+]
+
+# Children of B1 that hash and link correctly but break a rule of the block tree, and of B2 and B1
+# whose justify QCs are forged.
+_TOO_HIGH = Block(View(2), 3, B1.id, vi(2), qc_for(B1), ())
+_SAME_VIEW = Block(View(1), 2, B1.id, vi(2), qc_for(B1), ())
+_OLD_JUSTIFY = Block(View(2), 2, B1.id, vi(2), make_qc(B1.id, 0), ())
+_WRONG_JUSTIFY = Block(View(2), 2, B1.id, vi(2), GENESIS_QC, ())
+_X2 = _stranger_of(B1, 2)
+_X3 = _stranger_of(B2, 3)
+
+
+@pytest.mark.parametrize(
+    ("block", "proof", "commit_qc", "complaint"),
+    [
+        *((block, proof, None, complaint) for block, proof, complaint in _NOT_COMMITTED),
+        # Broken links: a proof that does not hang from the block, or not from itself.
+        (
+            B1,
+            (B3, B4),
+            None,
+            f"commit_proof[0] (height 3, view 3) extends {B2.id.hex()}, not the block before",
+        ),
+        (B1, (B2, B4), None, "commit_proof[1] (height 4, view 4) extends"),
+        (B1, (B3, B2), None, "commit_proof[0] (height 3, view 3) extends"),
+        (B2, (B1, B3), None, "commit_proof[0] (height 1, view 1) extends"),
+        (B1, (B2,), None, "commit proof: 1 block(s), need at least 2 (b' and b'' of a three-chain)"),
+        (
+            B1,
+            (_TOO_HIGH, make_block(_TOO_HIGH, 3)),
+            None,
+            "commit_proof[0] (height 3, view 2) is not one above the block before it (height 1)",
+        ),
+        (
+            B1,
+            (_SAME_VIEW, make_block(_SAME_VIEW, 2)),
+            None,
+            "commit_proof[0] (height 2, view 1) is not of a later view than the block before it (view 1)",
+        ),
+        (
+            B1,
+            (_OLD_JUSTIFY, make_block(_OLD_JUSTIFY, 3)),
+            None,
+            "commit_proof[0] (height 2, view 2) carries a justify QC of view 0 for a block of view 1",
+        ),
+        (
+            B1,
+            (_WRONG_JUSTIFY, make_block(_WRONG_JUSTIFY, 3)),
+            None,
+            f"commit_proof[0].justify certifies {GENESIS_BLOCK.id.hex()}, not the parent {B1.id.hex()}",
+        ),
+        # The commit QC: for another block, another view, or not by 2f+1 genesis validators.
+        (B1, (B2, B3), qc_for(B2), f"the commit QC certifies block {B2.id.hex()}, not the last block"),
+        (B1, (B2, B3), make_qc(B3.id, 4), "the commit QC is for view 4, the last block of the commit"),
+        (B1, (B2, B3), _forged(B3), "the commit QC does not verify against the genesis validators: bad sig"),
+        (B1, (B2, B3), make_qc(B3.id, 3, signers=(0, 1)), "2 distinct signers, need 3"),
+        (
+            B1,
+            (B2, B3),
+            _with_duplicate_signer(B3),
+            "the commit QC does not verify against the genesis validators: duplicate signer 0",
+        ),
+        (B1, (B2, B3), _with_unknown_signer(B3), "unknown signer 7"),
+        (B1, (B2, B3), make_qc(B3.id, 3, chain_id="another-chain"), "the commit QC does not verify"),
+        # The QCs of b and b' (the justify QCs of b' and b''), also by 2f+1 genesis validators.
+        (B1, (_X2, make_block(_X2, 3)), None, "commit proof: the QC of block 1 (the justify QC of block 2)"),
+        (B1, (B2, _X3), None, "commit proof: the QC of block 2 (the justify QC of block 3) does not verify"),
+    ],
+)
+def test_a_commit_proof_that_does_not_prove_the_commit_is_refused(
+    block: Block, proof: tuple[Block, ...], commit_qc: QuorumCert | None, complaint: str
+) -> None:
+    doc = block_doc(block, proof=proof, commit_qc=commit_qc)
+    with (
+        serving(doc, height=block.height).client() as client,
+        pytest.raises(CertificateError) as info,
+    ):
+        client.block(block.height)
+    assert complaint in str(info.value) and str(info.value).startswith(f"block {block.height}: ")
+
+
+def test_a_certified_block_whose_views_skip_is_not_committed() -> None:
+    # Block 1 and the commit QC's block are each certified by 2f+1 genesis validators; no three-chain
+    # of consecutive views links them, so a leader may still abandon block 1.
+    doc = block_doc(GAPPED[0], proof=GAPPED[1:3])
+    with serving(doc).client() as client, pytest.raises(CertificateError) as info:
+        client.block(1)
+    assert str(info.value) == (
+        "block 1: commit proof: views 1, 2, 4 are not consecutive"
+        " (blocks 1, 2, 3 are certified, not a three-chain)"
+    )
+
+
+_NOT_HASH = "is not the hash of the block's contents"
+
+
+@pytest.mark.parametrize(
+    ("change", "complaint"),
+    [
+        (_set("commit_proof", _DELETE), "block 1: commit proof: missing"),
+        (_set("commit_proof", None), "block 1: commit proof: missing"),
+        (_set("commit_proof", []), "block 1: commit proof: 0 block(s), need at least 2"),
+        (_set("commit_proof", {}), "block 1: commit_proof is an object, not an array"),
+        (_set("commit_proof.0", 5), r"block 1: commit_proof[0] is int, not a JSON object"),
+        (_set("commit_qc", _DELETE), "block 1: commit_qc is missing"),
+        # An entry whose contents no longer hash to its id, or whose id was rewritten.
+        (
+            _set("commit_proof.0.txs", [b64(b"tampered")]),
+            f"block 1: commit_proof[0].id {B2.id.hex()} {_NOT_HASH}",
+        ),
+        (_set("commit_proof.1.app_hash", "00" * 32), f"commit_proof[1].id {B3.id.hex()} {_NOT_HASH}"),
+        (_set("commit_proof.1.proposer", 1), f"commit_proof[1].id {B3.id.hex()} {_NOT_HASH}"),
+        (_set("commit_proof.1.id", B4.id.hex()), f"commit_proof[1].id {B4.id.hex()} {_NOT_HASH}"),
+        # Entries are read as strictly as the block itself.
+        (_set("commit_proof.1.view", "3"), "block 1: commit_proof[1].view is '3', not a non-negative"),
+        (_set("commit_proof.0.txs", ["dHgtYR=="]), r"commit_proof[0].txs[0] is 'dHgtYR==', not canonical"),
+        (_set("commit_proof.0.justify.signatures.0.signer", -1), "commit_proof[0].justify.signatures[0]"),
+        (_set("commit_proof.1.parent_id", "AB" * 32), "commit_proof[1].parent_id is 'ABAB"),
+        (_set("commit_proof.1.app_hash", "00" * 65), "commit_proof[1].app_hash is longer than 64 bytes"),
+    ],
+)
+def test_a_missing_malformed_or_tampered_commit_proof_is_refused(
+    change: Callable[[dict[str, Any]], None], complaint: str
+) -> None:
+    doc = copy.deepcopy(block_doc(B1))
+    change(doc)
+    with serving(doc).client() as client, pytest.raises(CertificateError) as info:
+        client.block(1)
+    assert complaint in str(info.value)
+
+
+def test_an_over_long_commit_proof_is_refused_before_it_is_read() -> None:
+    doc = block_doc(B1)
+    doc["commit_proof"] = [entry_doc(B2)] * (client_module.MAX_COMMIT_PROOF_BLOCKS + 1)
+    with serving(doc).client() as client, pytest.raises(CertificateError) as info:
+        client.block(1)
+    assert str(info.value) == "block 1: commit proof: 1001 blocks, more than the 1000 accepted"
+
+
+def test_the_proof_length_bound_is_inclusive(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client_module, "MAX_COMMIT_PROOF_BLOCKS", 3)
+    with serving(block_doc(GAPPED[1], proof=GAPPED[2:]), height=2).client() as client:
+        got = client.block(2)
+    assert got is not None and len(got.commit_proof) == 3
+    with (
+        serving(block_doc(GAPPED[0], proof=GAPPED[1:])).client() as client,
+        pytest.raises(CertificateError, match="4 blocks, more than the 3 accepted"),
+    ):
+        client.block(1)
+
+
 # The async client: the same readers behind awaited requests
 
 
@@ -618,7 +863,10 @@ async def test_async_refusal_and_unavailable(node: FakeNode) -> None:
 async def test_async_block_verifies_and_refuses_forgeries() -> None:
     async with serving(block_doc(B1)).async_client() as client:
         got = await client.block(1)
-    assert got is not None and got.block == B1
+    assert got is not None and got.block == B1 and got.commit_height == 1
+    async with serving(block_doc(GAPPED[0], proof=GAPPED[1:3])).async_client() as client:
+        with pytest.raises(CertificateError, match="views 1, 2, 4 are not consecutive"):
+            await client.block(1)
     async with serving(block_doc(B1, _forged(B1))).async_client() as client:
         with pytest.raises(CertificateError, match="bad signature"):
             await client.block(1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from core_helpers import GENESIS_BLOCK, GENESIS_QC, chain, make_block, make_qc, qc_for, tree_with
+from core_helpers import GENESIS_BLOCK, GENESIS_QC, Cluster, chain, make_block, make_qc, qc_for, tree_with
 
 from bft.core.blocktree import BlockTree
 from bft.core.commit_rule import committed_by
@@ -154,3 +154,17 @@ def test_tree_refuses_blocks_that_do_not_follow_their_parent() -> None:
     with pytest.raises(InvariantViolation):
         BlockTree(GENESIS_BLOCK, make_qc(b1.id, 2))
     assert GENESIS_QC.block_id == GENESIS_BLOCK.id
+
+
+def test_every_commit_carries_the_three_chain_that_proves_it() -> None:
+
+    cluster = Cluster()
+    cluster.run(lambda: min(cluster.heights()) >= 8)
+    for actions in cluster.commit_actions:
+        assert actions
+        for commit in actions:
+            b = commit.blocks[-1]
+            b1, b2 = commit.proof
+            assert (b1.parent_id, b2.parent_id) == (b.id, b1.id)
+            assert (b1.view, b2.view) == (b.view + 1, b.view + 2), "consecutive views"
+            assert (commit.commit_qc.block_id, commit.commit_qc.view) == (b2.id, b2.view)

@@ -1,0 +1,142 @@
+"""The cluster `bft bench` drives: a local one it starts, and the wait until a cluster is ready.
+
+Owns: free 127.0.0.1 ports (the package's one copy of these helpers), the testnet in the data
+directory (`prepare_home`), one `bft node` process per validator in a nursery the caller owns
+(`start_nodes`), and readiness (`wait_ready`: every node answers `/status`, with all its peers
+for a local cluster, no process exited, before a deadline).
+May not: import the node's runtime or the protocol core (only `bft.node`'s testnet, genesis and
+process helpers, as `bft cluster` uses them); stop processes itself (cancelling their nursery
+does); import trio or httpx at module level.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from bft.bench.errors import BenchError
+from bft.bench.probe import fetch_status, int_field
+
+if TYPE_CHECKING:
+    import httpx
+    import trio
+
+LOCALHOST: Final = "127.0.0.1"
+# Every node of a local cluster must be connected to all its peers before the load starts.
+READY_TIMEOUT_S: Final = 60.0
+READY_POLL_S: Final = 0.2
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((LOCALHOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_base_port(count: int, attempts: int = 200) -> int:
+    """A base port P with P .. P+count-1 free on 127.0.0.1 now. Preferably below the kernel's
+    ephemeral range, where the nodes' own outgoing connections cannot take a listen port."""
+    low = _ephemeral_low()
+    rng = random.Random()
+    for attempt in range(attempts):
+        if low - count > 20000 and attempt < attempts // 2:
+            base = rng.randrange(20000, low - count)
+        else:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind((LOCALHOST, 0))
+                base = s.getsockname()[1]
+        if base + count <= 65535 and all(_port_is_free(base + k) for k in range(count)):
+            return base
+    raise BenchError(f"no run of {count} free ports on {LOCALHOST} in {attempts} attempts")
+
+
+def prepare_home(home: Path, nodes: int) -> list[str]:
+    """Write a testnet of `nodes` validators into `home` unless one is there; the API URLs."""
+    from bft.node.config import load_genesis
+    from bft.node.errors import NodeError
+    from bft.node.testnet import write_testnet
+
+    try:
+        if not (home / "genesis.json").exists():
+            write_testnet(nodes, home, free_base_port(2 * nodes))
+        genesis = load_genesis(home / "genesis.json")
+    except NodeError as exc:
+        raise BenchError(str(exc)) from exc
+    if len(genesis.validators) != nodes:
+        raise BenchError(f"{home} holds a {len(genesis.validators)}-node testnet, not {nodes}")
+    return [f"http://{v.api}" for v in genesis.validators]
+
+
+def _tail(path: Path, lines: int = 8) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+async def start_nodes(nursery: trio.Nursery, home: Path, nodes: int) -> list[trio.Process]:
+    """One `bft node` process per node directory of `home`, owned by `nursery`: cancelling it
+    stops them (SIGTERM, then SIGKILL past a deadline) and reaps them."""
+    from bft.node.cluster import node_command, run_node_process
+
+    processes: list[trio.Process] = []
+    for i in range(nodes):
+        node_home = home / f"node{i}"
+        process = await nursery.start(run_node_process, node_command(node_home), node_home / "stderr.log")
+        processes.append(process)
+    return processes
+
+
+async def wait_ready(
+    http: httpx.AsyncClient,
+    apis: Sequence[str],
+    want_peers: int | None,
+    processes: Sequence[trio.Process],
+    home: Path | None,
+    timeout_s: float,
+) -> None:
+    """Until every node answers `/status` (with `want_peers` peers, if given); BenchError if a
+    process exits or the deadline passes."""
+    import trio
+
+    last: list[dict[str, Any] | None] = [None] * len(apis)
+    with trio.move_on_after(timeout_s):
+        for _ in range(int(timeout_s / READY_POLL_S) + 10):
+            _check_alive(processes, home)
+            last = [await fetch_status(http, api) for api in apis]
+            peers = [int_field(s, "peers") for s in last]
+            if all(s is not None for s in last) and (
+                want_peers is None or all((p or 0) >= want_peers for p in peers)
+            ):
+                return
+            await trio.sleep(READY_POLL_S)
+    seen = ", ".join(f"{api}: {_describe_status(status)}" for api, status in zip(apis, last, strict=True))
+    raise BenchError(f"the cluster was not ready after {timeout_s:.0f} s ({seen})")
+
+
+def _describe_status(status: dict[str, Any] | None) -> str:
+    return "no answer" if status is None else f"{status.get('peers')} peers"
+
+
+def _check_alive(processes: Sequence[trio.Process], home: Path | None) -> None:
+    for i, process in enumerate(processes):
+        if process.returncode is not None:
+            detail = ""
+            if home is not None:
+                detail = (
+                    f":\n{_tail(home / f'node{i}' / 'stderr.log')}\n{_tail(home / f'node{i}' / 'node.log')}"
+                )
+            raise BenchError(f"node {i} exited with {process.returncode} before the load started{detail}")

@@ -1,0 +1,120 @@
+"""The options of `bft bench`: their flags, defaults and checking.
+
+Owns: `BenchOptions`, the defaults, the flags of the `bench` parser (`add_arguments`) and
+`options_from_args`, which turns parsed flags into checked options or a BenchError naming the
+first bad one.
+May not: start, reach or measure anything; import trio, httpx, rich or the client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from bft.bench.errors import BenchError
+from bft.bench.txs import check_tx_size
+
+DEFAULT_NODES: Final = 4
+DEFAULT_DURATION_S: Final = 20.0
+DEFAULT_TX_SIZE_BYTES: Final = 256
+DEFAULT_CLIENTS: Final = 16
+DEFAULT_BATCH: Final = 50
+DEFAULT_WARMUP_S: Final = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class BenchOptions:
+    nodes: int
+    duration_s: float
+    tx_size_bytes: int
+    clients: int
+    rate_per_s: float
+    batch: int
+    warmup_s: float
+    targets: tuple[str, ...]
+    home: Path | None
+    json: bool
+
+    @property
+    def local(self) -> bool:
+        return not self.targets
+
+
+def add_arguments(bench: argparse.ArgumentParser) -> None:
+    """The flags of `bft bench` on its parser."""
+    bench.add_argument(
+        "--nodes", type=int, default=DEFAULT_NODES, help=f"local nodes (default {DEFAULT_NODES})"
+    )
+    bench.add_argument(
+        "--duration", type=float, default=DEFAULT_DURATION_S, help="measured seconds (default 20)"
+    )
+    bench.add_argument(
+        "--tx-size", type=int, default=DEFAULT_TX_SIZE_BYTES, help="bytes per transaction (default 256)"
+    )
+    bench.add_argument(
+        "--clients", type=int, default=DEFAULT_CLIENTS, help=f"concurrent clients (default {DEFAULT_CLIENTS})"
+    )
+    bench.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="target transactions per second in total (default 0: unlimited)",
+    )
+    bench.add_argument(
+        "--batch", type=int, default=DEFAULT_BATCH, help=f"transactions per request (default {DEFAULT_BATCH})"
+    )
+    bench.add_argument(
+        "--warmup", type=float, default=DEFAULT_WARMUP_S, help="seconds of load before the window (default 2)"
+    )
+    bench.add_argument(
+        "--target",
+        default="",
+        metavar="URL[,URL...]",
+        help="API URLs of a running cluster to drive instead of starting one (--nodes is then ignored)",
+    )
+    bench.add_argument(
+        "--home",
+        type=Path,
+        default=None,
+        help="data directory of the local cluster (default: a temporary one)",
+    )
+    bench.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
+
+
+def options_from_args(args: argparse.Namespace) -> BenchOptions:
+    """The checked options of `bft bench`; BenchError naming the first bad one."""
+    targets = tuple(_normalize_url(u) for u in args.target.split(",") if u.strip())
+    opts = BenchOptions(
+        nodes=len(targets) if targets else args.nodes,
+        duration_s=args.duration,
+        tx_size_bytes=args.tx_size,
+        clients=args.clients,
+        rate_per_s=args.rate,
+        batch=args.batch,
+        warmup_s=args.warmup,
+        targets=targets,
+        home=args.home,
+        json=args.json,
+    )
+    problems = [
+        (opts.nodes < 1, "--nodes must be at least 1"),
+        (not 0 < opts.duration_s < math.inf, "--duration must be a positive number of seconds"),
+        (not 0 <= opts.warmup_s < math.inf, "--warmup must be a non-negative number of seconds"),
+        (opts.clients < 1, "--clients must be at least 1"),
+        (opts.batch < 1, "--batch must be at least 1"),
+        (not 0 <= opts.rate_per_s < math.inf, "--rate must be a non-negative number (0: unlimited)"),
+        (opts.home is not None and not opts.local, "--home and --target exclude each other"),
+    ]
+    for bad, message in problems:
+        if bad:
+            raise BenchError(message)
+    check_tx_size(opts.tx_size_bytes)
+    return opts
+
+
+def _normalize_url(url: str) -> str:
+    url = url.strip().rstrip("/")
+    return url if "://" in url else f"http://{url}"
