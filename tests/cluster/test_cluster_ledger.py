@@ -24,6 +24,8 @@ from cluster_helpers import Cluster, MakeCluster
 from ledger_load import JsonClient, put_tx, submit_all, tx_hash
 
 from bft.adversary import BEHAVIOURS
+from bft.client import Client
+from bft.node.config import load_genesis
 
 N_TXS = 5000
 KILL_AT_FRACTION = 0.4
@@ -122,6 +124,12 @@ def _check_ledger(cluster: Cluster, txs: list[bytes], values: dict[str, str], to
     finally:
         for client in clients.values():
             client.close()
+    # A client that trusts no single node proves blocks committed: QC, commit proof, commit QC.
+    genesis = load_genesis(cluster.root / "genesis.json")
+    with Client(f"http://127.0.0.1:{cluster.procs[VICTIM].api_port}", genesis=genesis) as client:
+        for h in sorted({*range(1, top + 1, max(1, top // 20)), top}):
+            verified = client.block(h)
+            assert verified is not None and verified.id == ids[h] and verified.proven_committed
     for i in honest:
         text = _fetch_metrics(cluster.procs[i].api_port)
         assert _metric(text, "bft_app_hash_mismatches_total") == 0, f"node {i} saw app-hash claims differ"
