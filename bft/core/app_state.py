@@ -1,51 +1,75 @@
-"""What the replica knows of the application's executed state: the app hash per committed height.
+"""What the replica knows of the application's state: committed blocks are executed as they commit,
+and each block commits to the app hash of a height fixed by its own chain.
 
-Owns: the `ExecutedState` protocol the replica reads when it proposes (which state its block
-commits to) and when it votes (whether the proposer's claim matches its own), and
-`BlockHashChain`, the stand-in used where no application runs (simulations, core tests).
-May not: execute transactions; the node executes committed blocks in its application.
+Owns: the `ExecutedState` protocol (the replica hands it every commit, synchronously, and reads
+app hashes back), `claim_height`, the rule that fixes which height a block's app-hash claim is
+about, and `BlockHashChain`, the stand-in where no application runs (simulations, core tests).
+May not: execute transactions itself; the node's executor does, behind the protocol.
+
+The claim rule. A block B with parent P claims the app hash after height
+`claim_height(P, middle) = max(P.app_height, h)`, where h = P.height - 2 if P, its parent (middle)
+and grandparent have consecutive views (the three-chain that a QC for P commits), else 0. Every
+replica that votes for B has just processed B's QC for P, so it has committed, and executed,
+height h; a claim equal to P's is P's own hash, which a quorum checked when it certified P. So an
+honest replica can always check a claim before voting, and refuses a false one: a certified
+block's claim is true by induction. (A claim cannot be about a later height: a pipelined proposer
+has not executed its uncommitted ancestors, and neither have the voters.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Protocol
 
+from bft.core.actions import Commit
 from bft.core.messages import Block
+from bft.core.types import GENESIS_APP_HASH
 from crypto.hashing import sha256
 
 
 class ExecutedState(Protocol):
-    def executed(self) -> tuple[int, bytes]:
-        """The height of the latest executed committed block and the app hash after it."""
+    def on_commit(self, commit: Commit) -> None:
+        """Make `commit` durable and execute its blocks, before returning (the replica calls this
+        while handling the input that committed them)."""
         ...
 
     def app_hash_at(self, height: int) -> bytes | None:
-        """The app hash after executing `height`; None if this replica has not executed it (yet)."""
+        """The app hash after executing `height` (0: before any block); None if not executed."""
         ...
+
+
+def claim_height(parent: Block, middle: Block | None) -> int:
+    """The height whose app hash a child of `parent` commits to; `middle` is `parent`'s parent
+    (None if unknown, e.g. above genesis)."""
+    committed = 0
+    if (
+        middle is not None
+        and parent.height >= 2
+        and middle.view + 1 == parent.view
+        and middle.qc.view + 1 == middle.view
+    ):
+        committed = parent.height - 2
+    return max(parent.app_height, committed)
+
+
+def block_chain_hash(block: Block) -> bytes:
+    """`BlockHashChain`'s app hash after executing `block` (height >= 1)."""
+    return sha256(b"bft-block-chain/v1" + block.id)
 
 
 class BlockHashChain:
     """An app hash per committed block, derived from its id (which already chains every block
-    and transaction before it): for replicas without an application. Updated by the replica on
-    commit, so it is never behind the committed root."""
+    and transaction before it): for replicas without an application."""
 
     def __init__(self, root: Block) -> None:
-        self._hashes: dict[int, bytes] = {}
-        self._latest = (root.height, self._hash_of(root))
-        self._hashes[root.height] = self._latest[1]
+        self._hashes: dict[int, bytes] = {0: GENESIS_APP_HASH, root.height: self._hash_of(root)}
 
     @staticmethod
     def _hash_of(block: Block) -> bytes:
-        return block.app_hash if block.height == 0 else sha256(b"bft-block-chain/v1" + block.id)
+        return block.app_hash if block.height == 0 else block_chain_hash(block)
 
-    def on_commit(self, blocks: Iterable[Block]) -> None:
-        for block in blocks:
-            self._latest = (block.height, self._hash_of(block))
-            self._hashes[block.height] = self._latest[1]
-
-    def executed(self) -> tuple[int, bytes]:
-        return self._latest
+    def on_commit(self, commit: Commit) -> None:
+        for block in commit.blocks:
+            self._hashes[block.height] = self._hash_of(block)
 
     def app_hash_at(self, height: int) -> bytes | None:
         return self._hashes.get(height)

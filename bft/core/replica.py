@@ -14,7 +14,7 @@ from typing import Protocol
 
 from bft.core import wire
 from bft.core.actions import Action, Broadcast, Commit, Refusal, Send, ViewChange
-from bft.core.app_state import BlockHashChain, ExecutedState
+from bft.core.app_state import BlockHashChain, ExecutedState, claim_height
 from bft.core.blocktree import BlockTree, genesis
 from bft.core.certs import Certifier
 from bft.core.commit_rule import committed_by
@@ -75,8 +75,9 @@ class Replica:
         memory (fine for simulations; a node passes lookups backed by its block store).
         `journal` keeps uncommitted blocks durable: blocks are journaled before they are voted
         for, and a restart reloads them (see `bft.core.journal` for why).
-        `app_state` tells which application state a proposal commits to and lets a vote check the
-        proposer's claim; by default a hash chain over committed block ids (`BlockHashChain`)."""
+        `app_state` executes every commit as it happens and answers app hashes, which proposals
+        commit to and votes check (see `bft.core.app_state`); by default a hash chain over
+        committed block ids (`BlockHashChain`)."""
         self._config = config
         self._key = key
         self._payload = payload
@@ -114,10 +115,7 @@ class Replica:
         self._committed_block = committed_block if committed_block is not None else self._committed_blocks.get
         if self._remember_commits:
             self._committed_blocks[root_block.id] = root_block
-        self._hash_chain: BlockHashChain | None = None
-        if app_state is None:
-            app_state = self._hash_chain = BlockHashChain(root_block)
-        self._app_state = app_state
+        self._app_state: ExecutedState = app_state if app_state is not None else BlockHashChain(root_block)
         self._out: list[Action] = []
         # Transactions of blocks committed while handling the current input: the driver learns
         # of them (and `committed_tx` answers for them) only once the Commit action is carried out.
@@ -320,20 +318,25 @@ class Replica:
         return None
 
     def _check_app_state(self, block: Block, parent: Block) -> str | None:
-        """The block's app-state claim moves forward along the chain, names an earlier height, and
-        matches our own app hash there if we executed it. A claim for a height we have not executed
-        yet cannot be checked now: replicas that executed it check it (see `ExecutedState`)."""
-        if block.app_height >= block.height:
-            return f"app height {block.app_height} is not below the block's height {block.height}"
-        if block.app_height < parent.app_height:
-            return f"app height {block.app_height} is below its parent's {parent.app_height}"
-        ours = self._app_state.app_hash_at(block.app_height)
-        if ours is not None and ours != block.app_hash:
-            return (
-                f"app hash at height {block.app_height} is {block.app_hash.hex()[:16]}, "
-                f"ours is {ours.hex()[:16]}"
-            )
+        """The block claims the app hash of the height its chain fixes (`claim_height`), and the
+        hash is the one we got executing that height (or its parent's claim, if the same height)."""
+        height, app_hash = self._app_claim(parent)
+        if block.app_height != height:
+            return f"app height {block.app_height}, the chain fixes {height}"
+        if app_hash is None:
+            return f"app state at height {height} not executed here"
+        if block.app_hash != app_hash:
+            claimed, ours = block.app_hash.hex()[:16], app_hash.hex()[:16]
+            return f"app hash at height {height} is {claimed}, ours is {ours}"
         return None
+
+    def _app_claim(self, parent: Block) -> tuple[int, bytes | None]:
+        """The (height, app hash) a child of `parent` must claim; the hash is None if we have not
+        executed that height (never the case after handling the QC for `parent`)."""
+        height = claim_height(parent, self._known_block(parent.parent_id) if parent.height > 0 else None)
+        if height == parent.app_height:
+            return height, parent.app_hash
+        return height, self._app_state.app_hash_at(height)
 
     def _pending_txs(self, tip: Block) -> set[bytes]:
         return {tx for b in self._tree.ancestors(tip) for tx in b.txs}
@@ -369,10 +372,11 @@ class Replica:
                 self._deferred = (view, now + self._config.max_batch_delay_s)
             return
         self._deferred = None
-        app_height, app_hash = self._app_state.executed()
-        if app_height < parent.app_height:
-            # Our execution lags the chain: repeat the parent's claim, which a quorum accepted.
-            app_height, app_hash = parent.app_height, parent.app_hash
+        app_height, app_hash = self._app_claim(parent)
+        if app_hash is None:
+            reason = f"app state at height {app_height} not executed here"
+            self._refuse(self._me, view, "own proposal", reason)
+            return
         block = Block(view, parent.height + 1, parent.id, self._me, self._high_qc, txs, app_height, app_hash)
         proposal = Proposal(block, tc, self._certifier.sign_proposal(self._key, block))
         self._proposed_view = view
@@ -459,6 +463,11 @@ class Replica:
         middle = self._tree.parent(certified)
         proof = (middle, certified) if middle is not None and middle.parent_id == block.id else ()
         blocks, qcs = self._tree.commit(block)
+        commit = Commit(blocks, qcs, commit_qc, proof)
+        # Stored and executed now, not when the driver gets the action: a vote later in this same
+        # input checks a claim about the height just committed. And before the journal lets go of
+        # these blocks, so that a crash in between finds them in one place or the other.
+        self._app_state.on_commit(commit)
         self._note_just_committed(blocks)
         if self._journal is not None:
             self._journal.prune_to(block.height)
@@ -466,9 +475,7 @@ class Replica:
             for b in blocks:
                 self._committed_blocks[b.id] = b
                 self._committed_txs.update(b.txs)
-        if self._hash_chain is not None:
-            self._hash_chain.on_commit(blocks)
-        self._out.append(Commit(blocks, qcs, commit_qc, proof))
+        self._out.append(commit)
         root_height = self._tree.root.height
         self._orphans = {k: c for k, c in self._orphans.items() if c[-1].height > root_height}
 

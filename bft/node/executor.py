@@ -1,9 +1,10 @@
 """Executes committed blocks in the application, each exactly once, and answers for what executed.
 
-Owns: the order of the durable steps after a commit (block store append, then per block the
+Owns: the order of the durable steps of a commit (block store append, then per block the
 application's `execute_block`, the execution record in the block store, the application's
 `commit`), replay on start (`info` handshake), the check of every committed block's app-hash
-claim, and the `ExecutedState` the replica reads.
+claim, and the `ExecutedState` the replica commits through (synchronously: a vote later in the
+same input checks a claim about the height just committed).
 May not: decide what is committed (the replica does) or talk to peers and clients.
 
 Why this order is crash-safe: the blocks are durable before anything executes, so replay always
@@ -16,11 +17,11 @@ applied exactly once, whatever instant the process dies at.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bft.app.interface import AppInfo, Application, StateCorrupt, TxResult
-from bft.core.messages import Block, QuorumCert
+from bft.core.actions import Commit
+from bft.core.messages import Block
 from bft.node.errors import StorageError
 from bft.node.logs import kv
 from bft.node.storage import BlockStore, StoredResult
@@ -44,6 +45,7 @@ class Executor:
         self._app = app
         self._store = store
         self._latest: tuple[int, bytes] = (0, b"")
+        self._executed: list[ExecutedBlock] = []
         self.app_hash_mismatches = 0
 
     def start(self) -> int:
@@ -76,20 +78,19 @@ class Executor:
             log.info(kv(event="replayed", blocks=replayed, height=self._latest[0]))
         return replayed
 
-    def on_commit(
-        self,
-        blocks: Sequence[Block],
-        qcs: Sequence[QuorumCert],
-        commit_qc: QuorumCert,
-        proof: Sequence[Block] = (),
-    ) -> list[ExecutedBlock]:
-        """Store one commit (with the three-chain `proof` above it) durably, then execute its
-        blocks in order."""
-        self._store.append(blocks, qcs, commit_qc, proof)
-        executed = [self._execute(block) for block in blocks]
-        for block in blocks:
+    def on_commit(self, commit: Commit) -> None:
+        """Store one commit (with the three-chain proof above it) durably, then execute its
+        blocks in order; `take_executed` hands them over for announcing. The replica calls this
+        while handling the input that committed them."""
+        self._store.append(commit.blocks, commit.qcs, commit.commit_qc, commit.proof)
+        self._executed.extend(self._execute(block) for block in commit.blocks)
+        for block in commit.blocks:
             self._check_claim(block)
-        return executed
+
+    def take_executed(self) -> list[ExecutedBlock]:
+        """The blocks executed since the last call, oldest first."""
+        done, self._executed = self._executed, []
+        return done
 
     def _execute(self, block: Block) -> ExecutedBlock:
         result = self._app.execute_block(block.height, block.txs)
@@ -109,9 +110,9 @@ class Executor:
         return ExecutedBlock(block, result.results, committed)
 
     def _check_claim(self, block: Block) -> None:
-        """A committed block claims the app hash at an earlier height; we executed that height, so
-        compare. A difference means this node's application diverged from the quorum's (or a
-        faulty leader's false claim got past voters that had not executed that height yet)."""
+        """A committed block claims the app hash at an earlier height, which we executed, so
+        compare. Honest voters refuse false claims (`bft.core.app_state`), so a difference means
+        this node's application diverged from the quorum's: non-determinism or a corrupt state."""
         ours = self._store.app_hash_at(block.app_height)
         if ours is not None and ours != block.app_hash:
             self.app_hash_mismatches += 1
@@ -119,16 +120,18 @@ class Executor:
                 kv(
                     event="app_hash_mismatch",
                     height=block.height,
+                    proposer=block.proposer,
                     app_height=block.app_height,
                     claimed=block.app_hash.hex()[:16],
                     ours=ours.hex()[:16],
                 )
             )
 
-    # bft.core.app_state.ExecutedState
-
     def executed(self) -> tuple[int, bytes]:
+        """The latest executed height and the app hash after it."""
         return self._latest
+
+    # bft.core.app_state.ExecutedState (with on_commit)
 
     def app_hash_at(self, height: int) -> bytes | None:
         return self._store.app_hash_at(height)

@@ -12,6 +12,9 @@ any instance proposes; the checker records each broken invariant as a `Violation
   weakened rules sooner.
 - validity: every committed transaction was seen in some proposal on the network, and no
   transaction is committed at two heights.
+- app-state: every committed block claims the app hash of the height its chain fixes
+  (`bft.core.app_state.claim_height`), and that hash is the one executing the committed chain
+  gives (the simulator's replicas run `BlockHashChain`).
 - double-sign: no honest validator sends two different votes, or two different timeouts, for one
   view (compared as encoded bytes, across restarts).
 - persist-before-send: a vote or timeout leaves an honest node only if the node's *durable*
@@ -30,6 +33,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from bft.core.actions import Commit
+from bft.core.app_state import block_chain_hash, claim_height
 from bft.core.certs import Certifier
 from bft.core.messages import (
     Block,
@@ -42,13 +46,14 @@ from bft.core.messages import (
     Timeout,
     Vote,
 )
-from bft.core.types import BlockId, View
+from bft.core.types import GENESIS_APP_HASH, BlockId, View
 from bft.core.wire import encode
 from bft.sim.network import Instance
 
 AGREEMENT = "agreement"
 CONFLICTING_QC = "conflicting-qc"
 VALIDITY = "validity"
+APP_STATE = "app-state"
 DOUBLE_SIGN = "double-sign"
 PERSIST_BEFORE_SEND = "persist-before-send"
 SAFETY_REGRESSION = "safety-regression"
@@ -88,6 +93,7 @@ class InvariantChecker:
         self.min_new_commits = min_new_commits
         self.violations: list[Violation] = []
         self._committed: dict[int, tuple[BlockId, Instance]] = {}
+        self._by_height: dict[int, Block] = {}
         self._tip: dict[Instance, tuple[int, BlockId]] = {}
         self._proposed_txs: set[bytes] = set()
         self._tx_height: dict[bytes, int] = {}
@@ -175,6 +181,8 @@ class InvariantChecker:
                     f"committed {block.id.hex()[:16]} at height {block.height} where node "
                     f"{other[1]} committed {other[0].hex()[:16]}",
                 )
+            self._by_height.setdefault(block.height, block)
+            self._check_app_claim(time_s, inst, block)
             for tx in block.txs:
                 if tx not in self._proposed_txs:
                     self._violate(VALIDITY, time_s, inst, f"committed tx {tx!r} never seen in a proposal")
@@ -186,6 +194,20 @@ class InvariantChecker:
                         inst,
                         f"tx {tx!r} committed at heights {h} and {block.height}",
                     )
+
+    def _check_app_claim(self, time_s: float, inst: Instance, block: Block) -> None:
+        parent = self._by_height.get(block.height - 1)
+        height = 0 if parent is None else claim_height(parent, self._by_height.get(block.height - 2))
+        claimed = self._by_height.get(height)
+        expected = GENESIS_APP_HASH if height == 0 or claimed is None else block_chain_hash(claimed)
+        if (block.app_height, block.app_hash) != (height, expected):
+            self._violate(
+                APP_STATE,
+                time_s,
+                inst,
+                f"block {block.height} claims app hash {block.app_hash.hex()[:16]} at height "
+                f"{block.app_height}; the chain fixes height {height}, whose hash is {expected.hex()[:16]}",
+            )
 
     def _observe_certificates(self, time_s: float, msg: Message) -> None:
         if self._certifier is None:

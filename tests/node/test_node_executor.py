@@ -9,14 +9,15 @@ v3), so applying any block twice turns a success into `CODE_CAS_MISMATCH` and ch
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from bft.app.interface import CODE_OK, GENESIS_APP_HASH, BlockResult, StateCorrupt
 from bft.app.kv import CODE_CAS_MISMATCH, KeyValueLedger, cas_tx, del_tx, put_tx
-from bft.core.messages import Block, QuorumCert
+from bft.core.actions import Commit
+from bft.core.messages import Block
 from bft.node.errors import StorageError
 from bft.node.executor import Executor
 from bft.node.storage import BlockStore, StoredResult
@@ -54,15 +55,11 @@ BLOCKS = build_chain(TXS)
 COMMITS = [BLOCKS[0:2], BLOCKS[2:3], BLOCKS[3:5]]
 
 
-@dataclass(frozen=True)
-class Commit:
-    blocks: list[Block]
-    qcs: list[QuorumCert]
-    commit_qc: QuorumCert
-
-
 def commit_of(blocks: list[Block]) -> Commit:
-    return Commit(blocks, [qc_for(b) for b in blocks], make_qc(blocks[-1].id, blocks[-1].view + 2))
+    """A commit of `blocks` (its proof is left out: the executor stores, not checks, it)."""
+    return Commit(
+        tuple(blocks), tuple(qc_for(b) for b in blocks), make_qc(blocks[-1].id, blocks[-1].view + 2)
+    )
 
 
 class Node:
@@ -77,7 +74,7 @@ class Node:
         self.executor = Executor(self.app, self.store)
 
     def commit(self, commit: Commit) -> None:
-        self.executor.on_commit(commit.blocks, commit.qcs, commit.commit_qc)
+        self.executor.on_commit(commit)
 
     def store_only(self, commit: Commit) -> None:
         """The block store's half of a commit, as if the process died right after it."""
@@ -130,7 +127,9 @@ def test_executes_committed_blocks_and_records_results(tmp_path: Path) -> None:
     assert node.executor.executed() == (0, GENESIS_APP_HASH)
     assert node.store.app_hash_at(0) == GENESIS_APP_HASH
 
-    first = node.executor.on_commit(*_args(commit_of(COMMITS[0])))
+    node.executor.on_commit(commit_of(COMMITS[0]))
+
+    first = node.executor.take_executed()
     assert [e.block for e in first] == COMMITS[0]
     assert [[r.code for r in e.results] for e in first] == CODES[:2]
     assert node.executor.executed() == (2, first[-1].app_hash)
@@ -281,7 +280,7 @@ def test_a_wrong_number_of_results_is_refused_before_anything_is_recorded(tmp_pa
     executor = Executor(app, store)
     executor.start()
     with pytest.raises(StateCorrupt, match="1 results for 2 transactions"):
-        executor.on_commit(*_args(commit_of(COMMITS[0])))
+        executor.on_commit(commit_of(COMMITS[0]))
     assert store.app_hash_at(1) is None
     assert store.tx_result(1, 0) is None
     assert app.info().last_height == 0
@@ -343,7 +342,3 @@ def test_genesis_claims_match_and_default_blocks_claim_genesis(tmp_path: Path) -
     node.commit(commit_of([wrong_genesis]))
     assert node.executor.app_hash_mismatches == 1
     node.close()
-
-
-def _args(commit: Commit) -> tuple[list[Block], list[QuorumCert], QuorumCert]:
-    return commit.blocks, commit.qcs, commit.commit_qc

@@ -18,7 +18,7 @@ from bft.core.blocktree import BlockTree
 from bft.core.messages import Block, SafetyState
 from bft.core.safety import SafetyRules
 from bft.sim import SimSpec, run_schedule
-from bft.sim.invariants import AGREEMENT, CONFLICTING_QC, PERSIST_BEFORE_SEND, VALIDITY
+from bft.sim.invariants import AGREEMENT, APP_STATE, CONFLICTING_QC, PERSIST_BEFORE_SEND, VALIDITY
 
 
 def _first_violation(spec: SimSpec, seeds: range, kinds: set[str]) -> tuple[int, str]:
@@ -86,3 +86,12 @@ def test_forgetting_what_this_input_committed_is_caught(monkeypatch: pytest.Monk
 
     monkeypatch.setattr(replica_module.Replica, "_note_just_committed", forget)
     _first_violation(SimSpec(nodes=4), range(20), {VALIDITY})
+
+
+def test_voting_without_checking_the_app_state_claim_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unchecked(self: replica_module.Replica, block: Block, parent: Block) -> str | None:
+        return None
+
+    monkeypatch.setattr(replica_module.Replica, "_check_app_state", unchecked)
+    # invalid-block sometimes proposes a false app hash or height and votes for it.
+    _first_violation(SimSpec(nodes=4, byzantine={0: "invalid-block"}), range(100), {APP_STATE})

@@ -19,29 +19,16 @@ from core_helpers import (
 )
 
 from bft.core.actions import Action, Commit
-from bft.core.app_state import BlockHashChain
+from bft.core.app_state import claim_height
 from bft.core.messages import Block, Proposal, Vote
 from bft.core.replica import Replica
 from bft.core.types import GENESIS_APP_HASH
+from crypto.hashing import sha256
 
 
-class FixedState:
-    """An executed state the test controls: app hashes by height and the latest height."""
-
-    def __init__(self, hashes: dict[int, bytes]) -> None:
-        self.hashes = dict(hashes)
-
-    def executed(self) -> tuple[int, bytes]:
-        height = max(self.hashes)
-        return height, self.hashes[height]
-
-    def app_hash_at(self, height: int) -> bytes | None:
-        return self.hashes.get(height)
-
-
-def voter(state: FixedState) -> tuple[int, Replica]:
-    me = next(i for i in range(4) if i not in (leader(1), leader(2)))
-    return me, Replica(config(me), KEYS[me], MemoryStore(), Payload(me), app_state=state)
+def voter() -> Replica:
+    me = next(i for i in range(4) if i not in (leader(v) for v in range(1, 6)))
+    return Replica(config(me), KEYS[me], MemoryStore(), Payload(me))
 
 
 def votes(actions: list[object]) -> list[Vote]:
@@ -56,68 +43,82 @@ def propose(replica: Replica, block: Block) -> list[object]:
     return list(replica.on_message(leader(block.view), make_proposal(block), 0.0))
 
 
-def test_a_block_whose_app_hash_differs_from_ours_gets_no_vote() -> None:
-    _, replica = voter(FixedState({0: GENESIS_APP_HASH}))
-    bad = replace(make_block(GENESIS_BLOCK, 1), app_height=0, app_hash=b"\x01" * 32)
-    actions = propose(replica, bad)
-    assert votes(actions) == []
-    assert "app hash at height 0" in refusal_text(actions)
-    assert replica.safety_state.last_voted_view == 0
+def chain_hash(block: Block) -> bytes:
+    """BlockHashChain's app hash after `block` (the stand-in application of core tests)."""
+    return sha256(b"bft-block-chain/v1" + block.id)
 
 
-def test_a_matching_app_hash_gets_a_vote() -> None:
-    _, replica = voter(FixedState({0: GENESIS_APP_HASH}))
-    assert len(votes(propose(replica, make_block(GENESIS_BLOCK, 1)))) == 1
-
-
-def test_an_app_height_not_below_the_block_height_gets_no_vote() -> None:
-    _, replica = voter(FixedState({0: GENESIS_APP_HASH}))
-    bad = replace(make_block(GENESIS_BLOCK, 1), app_height=1)
-    actions = propose(replica, bad)
-    assert votes(actions) == []
-    assert "not below the block's height" in refusal_text(actions)
-
-
-def test_an_app_height_going_back_along_the_chain_gets_no_vote() -> None:
-    _, replica = voter(FixedState({0: GENESIS_APP_HASH, 1: b"\x07" * 32}))
+def three_consecutive() -> list[Block]:
+    """b1, b2, b3 in views 1, 2, 3: a QC for b3 commits b1, so b3's child claims height 1."""
     b1 = make_block(GENESIS_BLOCK, 1)
-    b2 = replace(make_block(b1, 2), app_height=1, app_hash=b"\x07" * 32)
-    assert len(votes(propose(replica, b1))) == 1
-    assert len(votes(propose(replica, b2))) == 1
-    rewinding = make_block(b2, 3)  # claims height 0, below its parent's claim of height 1
-    actions = propose(replica, rewinding)
-    assert votes(actions) == []
-    assert "below its parent's" in refusal_text(actions)
+    b2 = make_block(b1, 2)
+    b3 = make_block(b2, 3)
+    return [b1, b2, b3]
 
 
-def test_a_claim_for_a_height_we_have_not_executed_is_not_checked_yet() -> None:
-    _, replica = voter(FixedState({0: GENESIS_APP_HASH}))
-    b1 = make_block(GENESIS_BLOCK, 1)
-    assert len(votes(propose(replica, b1))) == 1
-    ahead = replace(make_block(b1, 2), app_height=1, app_hash=b"\x09" * 32)
-    assert len(votes(propose(replica, ahead))) == 1
+def test_the_claim_height_follows_the_chain() -> None:
+    b1, b2, b3 = three_consecutive()
+    assert claim_height(b1, GENESIS_BLOCK) == 0
+    assert claim_height(b3, b2) == 1, "a QC for b3 commits b1"
+    gap = make_block(b2, 4)  # views 2, 4: the QC for `gap` commits nothing
+    assert claim_height(gap, b2) == 0
+    assert claim_height(replace(gap, app_height=1, app_hash=chain_hash(b1)), b2) == 1, "never goes back"
+    assert claim_height(b3, None) == 0
 
 
-def test_the_leader_commits_to_its_latest_executed_state() -> None:
-    me = leader(1)
-    state = FixedState({0: GENESIS_APP_HASH})
-    replica = Replica(config(me), KEYS[me], MemoryStore(), Payload(me), app_state=state)
-    proposals = [m for m in sent_messages(replica.on_timer(0.0)) if isinstance(m, Proposal)]
-    assert len(proposals) == 1
-    assert (proposals[0].block.app_height, proposals[0].block.app_hash) == (0, GENESIS_APP_HASH)
+def test_a_true_claim_gets_a_vote_and_a_false_one_does_not() -> None:
+    replica = voter()
+    b1, b2, b3 = three_consecutive()
+    for b in (b1, b2, b3):
+        assert len(votes(propose(replica, b))) == 1
+    true = replace(make_block(b3, 4), app_height=1, app_hash=chain_hash(b1))
+    false = replace(true, app_hash=b"\x01" * 32)
+    actions = propose(voter_after(b1, b2, b3), false)
+    assert votes(actions) == [] and "app hash at height 1" in refusal_text(actions)
+    assert len(votes(propose(replica, true))) == 1, "the QC for b3 committed b1, executed before the vote"
 
 
-def test_replicas_without_an_application_agree_on_the_block_hash_chain() -> None:
+def voter_after(*blocks: Block) -> Replica:
+    replica = voter()
+    for b in blocks:
+        assert len(votes(propose(replica, b))) == 1
+    return replica
+
+
+def test_a_claim_about_another_height_gets_no_vote() -> None:
+    b1, b2, b3 = three_consecutive()
+    for height, app_hash in ((0, GENESIS_APP_HASH), (2, chain_hash(b2)), (3, chain_hash(b3))):
+        bad = replace(make_block(b3, 4), app_height=height, app_hash=app_hash)
+        actions = propose(voter_after(b1, b2, b3), bad)
+        assert votes(actions) == [], height
+        assert "the chain fixes 1" in refusal_text(actions)
+
+
+def test_each_new_commit_moves_the_claim_and_a_false_hash_for_it_gets_no_vote() -> None:
+    b1, b2, b3 = three_consecutive()
+    child = replace(make_block(b3, 4), app_height=1, app_hash=chain_hash(b1))
+    # A QC for `child` commits b2, so a grandchild claims height 2; its hash must be b2's.
+    assert claim_height(child, b3) == 2
+    grandchild_false = replace(make_block(child, 5), app_height=2, app_hash=b"\x02" * 32)
+    replica = voter_after(b1, b2, b3, child)
+    actions = propose(replica, grandchild_false)
+    assert votes(actions) == [] and "app hash at height" in refusal_text(actions)
+
+
+def test_replicas_agree_on_every_claim_and_refuse_none() -> None:
     cluster = Cluster()
-    cluster.run(lambda: min(cluster.heights()) >= 8)
-    claims = {(b.app_height, b.app_hash) for blocks in cluster.commits for b in blocks}
-    assert max(h for h, _ in claims) >= 3, "later blocks commit to executed heights above genesis"
-    # Every claim names the hash of the block committed at that height (or genesis).
-    by_height = {b.height: b for b in cluster.commits[0]}
-    for height, app_hash in claims:
-        expected = GENESIS_APP_HASH if height == 0 else BlockHashChain(by_height[height]).executed()[1]
-        assert app_hash == expected
+    cluster.run(lambda: min(cluster.heights()) >= 10)
     assert all(not r for r in cluster.refused), cluster.refused
+    chain = {b.height: b for b in cluster.commits[0]}
+    chain[0] = GENESIS_BLOCK
+    claimed = set()
+    for height in range(2, max(chain) + 1):
+        block, parent = chain[height], chain[height - 1]
+        expected = claim_height(parent, chain.get(height - 2))
+        assert block.app_height == expected
+        assert block.app_hash == (GENESIS_APP_HASH if expected == 0 else chain_hash(chain[expected]))
+        claimed.add(expected)
+    assert max(claimed) >= 5, "claims move up the chain as blocks commit"
 
 
 # Batching by size and by a maximum delay.
