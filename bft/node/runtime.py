@@ -26,7 +26,7 @@ from hypercorn.trio import serve
 from bft.app.interface import QUERY_NOT_FOUND, QUERY_OK, Application
 from bft.app.kv import KeyValueLedger
 from bft.core import wire
-from bft.core.actions import Action, Broadcast, Commit, Refusal, Send, SendRaw, ViewChange
+from bft.core.actions import Action, Broadcast, Refusal, Send, SendRaw, ViewChange
 from bft.core.errors import DecodeError
 from bft.core.leader import leader_of
 from bft.core.messages import Transactions
@@ -228,6 +228,7 @@ class Node:
                 self._perform(program.on_message(ValidatorIndex(peer), msg, now))
 
     def _perform(self, actions: list[Action]) -> None:
+        self._announce_commits()
         for action in actions:
             if isinstance(action, Send | SendRaw) and action.to == self.me:
                 # The replica never addresses itself; a Byzantine wrapper may. Nowhere to send it.
@@ -238,8 +239,6 @@ class Node:
                 self.transport.broadcast(wire.encode(action.msg))
             elif isinstance(action, SendRaw):
                 self._send_raw(action)
-            elif isinstance(action, Commit):
-                self._on_commit(action)
             elif isinstance(action, Refusal):
                 self._count_refusal(action.sender, action.view, action.what, action.reason, logging.INFO)
             elif isinstance(action, ViewChange):
@@ -259,9 +258,11 @@ class Node:
         else:
             log.info(kv(event="raw_frame_not_sent", node=self.me, peer=action.to, size_bytes=size))
 
-    def _on_commit(self, commit: Commit) -> None:
-        """Announce a commit: the replica had it stored and executed (see `Executor`) before
-        returning the action, so whoever hears of it can rely on it."""
+    def _announce_commits(self) -> None:
+        """Announce what the replica committed while handling the last input: it had the blocks
+        stored and executed (see `Executor`) before returning, so whoever hears of them can rely
+        on it. Read from the executor, not from Commit actions, which a Byzantine wrapper may
+        rewrite."""
         self.metrics.app_hash_mismatches.inc(self.executor.app_hash_mismatches - self._mismatches_counted)
         self._mismatches_counted = self.executor.app_hash_mismatches
         now = trio.current_time()
