@@ -17,6 +17,7 @@ applied exactly once, whatever instant the process dies at.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bft.app.interface import AppInfo, Application, StateCorrupt, TxResult
@@ -41,12 +42,16 @@ class ExecutedBlock:
 class Executor:
     """The one path from committed blocks to application state; `bft.core.app_state.ExecutedState`."""
 
-    def __init__(self, app: Application, store: BlockStore) -> None:
+    def __init__(
+        self, app: Application, store: BlockStore, on_mismatch: Callable[[], None] = lambda: None
+    ) -> None:
+        """`on_mismatch` is called for each committed app-hash claim that differs from ours."""
         self._app = app
         self._store = store
         self._latest: tuple[int, bytes] = (0, b"")
         self._executed: list[ExecutedBlock] = []
         self.app_hash_mismatches = 0
+        self._on_mismatch = on_mismatch
 
     def start(self) -> int:
         """The `info` handshake: replay every stored block the application has not applied, in
@@ -116,6 +121,7 @@ class Executor:
         ours = self._store.app_hash_at(block.app_height)
         if ours is not None and ours != block.app_hash:
             self.app_hash_mismatches += 1
+            self._on_mismatch()
             log.error(
                 kv(
                     event="app_hash_mismatch",

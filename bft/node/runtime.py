@@ -101,7 +101,9 @@ class Node:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         self.blocks = BlockStore(self.config.data_dir / "blocks.sqlite")
         self.app = app if app is not None else load_application(self.config)
-        self.executor = Executor(self.app, self.blocks)
+        self.executor = Executor(
+            self.app, self.blocks, on_mismatch=lambda: self.metrics.app_hash_mismatches.inc()
+        )
         consensus, limits = self.config.consensus, self.config.mempool
         self.mempool = Mempool(
             self._check_tx,
@@ -128,7 +130,6 @@ class Node:
         self.program: Program | None = None
         self.api_url: str | None = None
         self._commit_times: deque[float] = deque()
-        self._mismatches_counted = 0
         self.refusals = 0
         self.metrics = NodeMetrics(
             committed_height=lambda: self.blocks.height,
@@ -263,8 +264,6 @@ class Node:
         stored and executed (see `Executor`) before returning, so whoever hears of them can rely
         on it. Read from the executor, not from Commit actions, which a Byzantine wrapper may
         rewrite."""
-        self.metrics.app_hash_mismatches.inc(self.executor.app_hash_mismatches - self._mismatches_counted)
-        self._mismatches_counted = self.executor.app_hash_mismatches
         now = trio.current_time()
         for done in self.executor.take_executed():
             block = done.block

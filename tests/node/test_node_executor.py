@@ -342,3 +342,15 @@ def test_genesis_claims_match_and_default_blocks_claim_genesis(tmp_path: Path) -
     node.commit(commit_of([wrong_genesis]))
     assert node.executor.app_hash_mismatches == 1
     node.close()
+
+
+def test_each_mismatch_reaches_the_hook(tmp_path: Path) -> None:
+    app = KeyValueLedger(tmp_path / "app.sqlite")
+    store = BlockStore(tmp_path / "blocks.sqlite", genesis_id=GENESIS_BLOCK.id)
+    seen: list[int] = []
+    executor = Executor(app, store, on_mismatch=lambda: seen.append(1))
+    executor.start()
+    executor._check_claim(replace(BLOCKS[0], app_hash=b"\x07" * 32))  # height 0 is GENESIS_APP_HASH
+    assert seen == [1] and executor.app_hash_mismatches == 1
+    app.close()
+    store.close()
