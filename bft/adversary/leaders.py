@@ -203,9 +203,9 @@ class ForgedQC(Behaviour):
 
 
 class InvalidBlock(Behaviour):
-    """As leader proposes invalid blocks (wrong height, duplicate transactions, over the size
-    limit, a parent its QC does not certify, a false app hash, an app height not below the
-    block's) and votes for them; as replica votes for every
+    """As leader proposes invalid blocks (wrong height, duplicate transactions, a transaction
+    replayed from a committed block, over the size limit, a parent its QC does not certify, a
+    false app hash, an app height not below the block's) and votes for them; as replica votes for every
     proposal it sees, valid or not."""
 
     name = "invalid-block"
@@ -220,8 +220,12 @@ class InvalidBlock(Behaviour):
         if not (isinstance(action, Broadcast) and isinstance(action.msg, Proposal)):
             return [action]
         block = action.msg.block
-        flaw = self.rng.choice(("height", "duplicate-tx", "oversize", "parent", "app-hash", "app-height"))
-        if flaw == "height":
+        flaws = ("height", "duplicate-tx", "committed-tx", "oversize", "parent", "app-hash", "app-height")
+        flaw = self.rng.choice(flaws)
+        committed = self.inner.last_committed
+        if flaw == "committed-tx" and committed.height > 0 and committed.txs:
+            bad = replace(block, txs=(*block.txs, committed.txs[0]))  # replays a committed transaction
+        elif flaw == "height":
             bad = replace(block, height=block.height + 5)
         elif flaw == "duplicate-tx":
             bad = replace(block, txs=(b"dup", b"dup"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bft.core.types import ValidatorIndex, ValidatorSet
+from bft.core.wire import check_block_limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,9 +24,12 @@ class ReplicaConfig:
     max_views_ahead: int = 64
     max_block_txs: int = 1000
     max_block_bytes: int = 1_000_000
-    # Blocks asked for in one BlockRequest, and blocks that wait for missing ancestors.
+    # Blocks asked for in one BlockRequest (a node further behind than this syncs by height),
+    # and blocks (proposals, orphans, QCs, fetches) that wait for missing ancestors, in count and
+    # in bytes.
     max_fetch_blocks: int = 32
     max_pending_blocks: int = 256
+    max_buffered_bytes: int = 16 * 1024 * 1024
     # A leader whose batch is not full waits at most this long for more transactions, unless the
     # chain above the committed root holds transactions (they commit only once descendants are
     # certified, so those blocks go out at once). Also paces empty blocks in an idle cluster.
@@ -43,3 +47,6 @@ class ReplicaConfig:
             raise ValueError("max_batch_delay_s must satisfy 0 <= max_batch_delay_s < base_timeout_s")
         if self.timeout_backoff < 1:
             raise ValueError("timeout_backoff must be >= 1")
+        reason = check_block_limits(self.max_block_bytes, self.max_block_txs, self.validators.n)
+        if reason is not None:
+            raise ValueError(reason)

@@ -121,7 +121,27 @@ class BlockResponse:
     blocks: tuple[Block, ...]
 
 
-Message = Proposal | Vote | Timeout | SyncInfo | BlockRequest | BlockResponse
+@dataclass(frozen=True, slots=True)
+class SyncRequest:
+    """Block sync: asks for committed blocks from `start_height` on, at most `max_blocks` of them."""
+
+    start_height: int
+    max_blocks: int
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResponse:
+    """Committed blocks answering a SyncRequest, oldest first, heights consecutive from the
+    requested start, each the parent of the next; `qc` certifies the last one (None if no blocks).
+
+    One verified QC on top makes the whole run certified: honest voters checked each block's own
+    QC for its parent before voting. The three-chains inside the run then commit it."""
+
+    blocks: tuple[Block, ...]
+    qc: QuorumCert | None
+
+
+Message = Proposal | Vote | Timeout | SyncInfo | BlockRequest | BlockResponse | SyncRequest | SyncResponse
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,8 @@
-"""The safety rules: the only code that signs votes and timeouts.
+"""The safety rules: the only holder of the validator's key, so the only code that signs votes,
+timeouts and proposals.
 
-Owns: the vote rule, the lock, the timeout-signing rule, and the persistence discipline:
+Owns: the vote rule, the lock, the timeout-signing and proposal-signing rules, and the
+persistence discipline:
 the new safety state is saved durably through the injected store BEFORE a vote or timeout is
 returned, and a request for a view already signed returns the identical stored bytes.
 May not: send anything, or sign anything its rules do not allow.
@@ -14,7 +16,7 @@ from bft.core import wire
 from bft.core.blocktree import BlockTree
 from bft.core.certs import Certifier
 from bft.core.errors import InvariantViolation
-from bft.core.messages import Block, QuorumCert, SafetyState, Timeout, Vote
+from bft.core.messages import Block, Proposal, QuorumCert, SafetyState, Timeout, TimeoutCert, Vote
 from bft.core.safety_store import SafetyStore
 from bft.core.types import ValidatorIndex, View
 from crypto.keys import PrivateKey
@@ -87,6 +89,19 @@ class SafetyRules:
         vote = self._certifier.sign_vote(self._key, self._me, block.view, block.id)
         self._persist(replace(state, last_voted_view=block.view, last_vote=wire.encode(vote)))
         return vote
+
+    def sign_proposal(self, block: Block, tc: TimeoutCert | None) -> Proposal | str:
+        """Our signed proposal of `block`, or the reason for none: only for a view above every
+        view we voted or timed out in (a restarted leader that already acted in a view must not
+        propose a second block for it; its vote for its own proposal is what records the view)."""
+        state = self._state
+        if block.proposer != self._me:
+            return f"block's proposer {block.proposer} is not us ({self._me})"
+        if block.view <= state.last_voted_view:
+            return f"already voted in view {state.last_voted_view}"
+        if block.view <= state.highest_timeout_view:
+            return f"timed out in view {state.highest_timeout_view}"
+        return Proposal(block, tc, self._certifier.sign_proposal(self._key, block))
 
     def timeout(self, view: View, high_qc: QuorumCert) -> Timeout | str:
         """A timeout for `view` carrying `high_qc`, or the reason for none."""

@@ -40,6 +40,8 @@ from bft.core.messages import (
     QuorumCert,
     SafetyState,
     SyncInfo,
+    SyncRequest,
+    SyncResponse,
     Timeout,
     TimeoutCert,
     Transactions,
@@ -57,7 +59,7 @@ MAX_MESSAGE_SIZE_BYTES: Final = 4 * 1024 * 1024
 MAX_DEPTH: Final = 8
 MAX_TXS_PER_BLOCK: Final = 10_000
 MAX_SIGNATURES: Final = 1024
-MAX_BLOCKS_PER_RESPONSE: Final = 64
+MAX_BLOCKS_PER_RESPONSE: Final = 256
 MAX_TX_SIZE_BYTES: Final = 1024 * 1024
 
 SIGNATURE_SIZE_BYTES: Final = 64
@@ -72,6 +74,8 @@ TAG_SYNC_INFO: Final = 4
 TAG_BLOCK_REQUEST: Final = 5
 TAG_BLOCK_RESPONSE: Final = 6
 TAG_TRANSACTIONS: Final = 7
+TAG_SYNC_REQUEST: Final = 8
+TAG_SYNC_RESPONSE: Final = 9
 
 SAFETY_STATE_FORMAT_VERSION: Final = 1
 
@@ -136,6 +140,11 @@ def _message_obj(msg: WireMessage) -> list[Any]:
             return [TAG_BLOCK_REQUEST, msg.block_id, msg.max_blocks]
         case BlockResponse():
             return [TAG_BLOCK_RESPONSE, [_block_obj(b) for b in msg.blocks]]
+        case SyncRequest():
+            return [TAG_SYNC_REQUEST, msg.start_height, msg.max_blocks]
+        case SyncResponse():
+            qc = None if msg.qc is None else _qc_obj(msg.qc)
+            return [TAG_SYNC_RESPONSE, [_block_obj(b) for b in msg.blocks], qc]
         case Transactions():
             return [TAG_TRANSACTIONS, list(msg.txs)]
     raise TypeError(f"not a message: {type(msg).__name__}")
@@ -176,6 +185,64 @@ def certificate_digest(cert: QuorumCert | TimeoutCert) -> bytes:
     """
     obj = _qc_obj(cert) if isinstance(cert, QuorumCert) else _tc_obj(cert)
     return sha256(_dumps(obj))
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoded-size bounds: budgets where responses are produced, and the check at config load that
+# the largest block a proposal or response can carry fits a message.
+
+_UINT_BYTES: Final = 9  # the widest CBOR head: a uint, or the length of a byte string or array
+_ID_BYTES: Final = 2 + BLOCK_ID_SIZE_BYTES
+_SIG_BYTES: Final = 2 + SIGNATURE_SIZE_BYTES
+_QC_FIXED_BYTES: Final = 1 + _UINT_BYTES + _ID_BYTES + _UINT_BYTES
+_QC_PER_SIGNER_BYTES: Final = 1 + _UINT_BYTES + _SIG_BYTES
+_TC_PER_SIGNER_BYTES: Final = 1 + 2 * _UINT_BYTES + _SIG_BYTES
+_BLOCK_FIXED_BYTES: Final = (
+    1 + 4 * _UINT_BYTES + _ID_BYTES + _UINT_BYTES + _UINT_BYTES + 2 + MAX_APP_HASH_SIZE_BYTES
+)
+# A message's array head, its tag and the head of its block list.
+_MESSAGE_FIXED_BYTES: Final = 3 * _UINT_BYTES
+
+
+def qc_size_bound(signers: int) -> int:
+    """At least the encoded size of a QC with `signers` signatures."""
+    return _QC_FIXED_BYTES + signers * _QC_PER_SIGNER_BYTES
+
+
+def block_size_bound(block: Block) -> int:
+    """At least the encoded size of `block`, without encoding it."""
+    txs = sum(len(tx) for tx in block.txs) + _UINT_BYTES * len(block.txs)
+    return _BLOCK_FIXED_BYTES + qc_size_bound(len(block.qc.signatures)) + txs
+
+
+def max_block_size_bound(max_block_bytes: int, max_block_txs: int, validators: int) -> int:
+    """At least the encoded size of any block within these limits."""
+    txs = max_block_bytes + _UINT_BYTES * max_block_txs
+    return _BLOCK_FIXED_BYTES + qc_size_bound(validators) + txs
+
+
+def response_budget_bytes(validators: int, max_size_bytes: int = MAX_MESSAGE_SIZE_BYTES) -> int:
+    """How many bytes of blocks (by `block_size_bound`) a BlockResponse or SyncResponse may carry
+    so that, with its QC, it stays within `max_size_bytes`."""
+    return max_size_bytes - _MESSAGE_FIXED_BYTES - qc_size_bound(validators)
+
+
+def check_block_limits(
+    max_block_bytes: int, max_block_txs: int, validators: int, max_size_bytes: int = MAX_MESSAGE_SIZE_BYTES
+) -> str | None:
+    """Why blocks within these limits may not fit a message (a proposal with its TC, or a
+    response), or None. Every response carries at least one block, so this must hold."""
+    if max_block_txs > MAX_TXS_PER_BLOCK:
+        return f"max_block_txs {max_block_txs} exceeds the wire limit of {MAX_TXS_PER_BLOCK}"
+    block = max_block_size_bound(max_block_bytes, max_block_txs, validators)
+    tc = _QC_FIXED_BYTES + qc_size_bound(validators) + validators * _TC_PER_SIGNER_BYTES
+    largest = block + max(tc + _SIG_BYTES, qc_size_bound(validators)) + _MESSAGE_FIXED_BYTES
+    if largest > max_size_bytes:
+        return (
+            f"a block of {max_block_bytes} bytes in up to {max_block_txs} transactions encodes to up to "
+            f"{largest} bytes with its certificates, above the message limit of {max_size_bytes}"
+        )
+    return None
 
 
 # The three payloads differ in shape ([uint, bytes], [uint, uint], [bytes]), so they stay distinct
@@ -472,6 +539,18 @@ def _to_message(obj: object) -> Message:
         _, blocks = _array(obj, 2, "BlockResponse")
         block_list = _list(blocks, MAX_BLOCKS_PER_RESPONSE, "BlockResponse blocks")
         return BlockResponse(blocks=tuple(_to_block(b) for b in block_list))
+    if tag == TAG_SYNC_REQUEST:
+        _, start, max_blocks = _array(obj, 3, "SyncRequest")
+        count = _uint(max_blocks, MAX_BLOCKS_PER_RESPONSE + 1, "SyncRequest max_blocks")
+        if count < 1:
+            raise WrongType("SyncRequest max_blocks: must be at least 1")
+        return SyncRequest(start_height=_uint(start, _MAX_UINT, "SyncRequest start height"), max_blocks=count)
+    if tag == TAG_SYNC_RESPONSE:
+        _, blocks, qc = _array(obj, 3, "SyncResponse")
+        block_list = _list(blocks, MAX_BLOCKS_PER_RESPONSE, "SyncResponse blocks")
+        return SyncResponse(
+            blocks=tuple(_to_block(b) for b in block_list), qc=None if qc is None else _to_qc(qc)
+        )
     raise WrongType(f"unknown message type {tag}")
 
 

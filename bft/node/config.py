@@ -339,17 +339,20 @@ class NodeConfig:
                 f"({len(genesis.validators)} validators)"
             )
         c = self.consensus
-        return ReplicaConfig(
-            chain_id=genesis.chain_id,
-            validators=genesis.validator_set(),
-            me=self.index,
-            base_timeout_s=c.base_timeout_s,
-            max_timeout_s=c.max_timeout_s,
-            max_views_ahead=c.max_views_ahead,
-            max_block_txs=c.max_block_txs,
-            max_block_bytes=c.max_block_bytes,
-            max_batch_delay_s=c.max_batch_delay_s,
-        )
+        try:
+            return ReplicaConfig(
+                chain_id=genesis.chain_id,
+                validators=genesis.validator_set(),
+                me=self.index,
+                base_timeout_s=c.base_timeout_s,
+                max_timeout_s=c.max_timeout_s,
+                max_views_ahead=c.max_views_ahead,
+                max_block_txs=c.max_block_txs,
+                max_block_bytes=c.max_block_bytes,
+                max_batch_delay_s=c.max_batch_delay_s,
+            )
+        except ValueError as exc:  # e.g. a block limit whose largest block would not fit a frame
+            raise ConfigError(f"[consensus]: {exc}") from exc
 
 
 _NODE_KEYS: Final = frozenset({"index", "key_file", "genesis_file", "data_dir", "log_file"})

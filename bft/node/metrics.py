@@ -7,7 +7,8 @@ reads at scrape time and counts events as they happen.
 
 Names (all prefixed `bft_`): committed_height, view, txs_committed_total, mempool_txs,
 mempool_bytes, refusals_total{what,reason}, view_changes_total{via}, peers_connected,
-app_hash_mismatches_total, mempool_full_total, process_peak_rss_bytes; plus the standard
+app_hash_mismatches_total, mempool_full_total, messages_unsendable_total{message},
+process_peak_rss_bytes; plus the standard
 `process_*` metrics (CPU seconds, resident memory) of prometheus-client's process collector.
 """
 
@@ -94,6 +95,12 @@ class NodeMetrics:
         )
         self.mempool_full = Counter(
             "bft_mempool_full", "Transactions refused because the mempool was full", registry=self.registry
+        )
+        self.unsendable = Counter(
+            "bft_messages_unsendable",
+            "Messages dropped because they exceed the transport's frame limit, by message type",
+            ["message"],
+            registry=self.registry,
         )
         self._reason_labels: set[tuple[str, str]] = set()
 

@@ -27,9 +27,11 @@ from bft.app.interface import QUERY_NOT_FOUND, QUERY_OK, Application
 from bft.app.kv import KeyValueLedger
 from bft.core import wire
 from bft.core.actions import Action, Broadcast, Refusal, Send, SendRaw, ViewChange
+from bft.core.builder import build_replica
 from bft.core.errors import DecodeError
 from bft.core.leader import leader_of
 from bft.core.messages import Transactions
+from bft.core.ports import Ports
 from bft.core.program import Program
 from bft.core.replica import Replica
 from bft.core.safety_store import DurableFileStore
@@ -53,6 +55,7 @@ from bft.node.metrics import NodeMetrics
 from bft.node.osfs import OsFilesystem
 from bft.node.storage import BlockStore
 from crypto.keys import PrivateKey, load_private_key
+from crypto.signing import SignatureCache
 from net.transport import Transport
 
 log = logging.getLogger("bft.node")
@@ -182,18 +185,8 @@ class Node:
             log.info(kv(event="stopped", node=self.me, height=height))
 
     def _start_program(self) -> None:
-        replica = Replica(
-            self.replica_config,
-            self.key,
-            self.safety_store,
-            self.mempool,
-            root=self.blocks.tip(),
-            now=trio.current_time(),
-            committed_tx=self.blocks.has_tx,
-            committed_block=self.blocks.block_by_id,
-            journal=self.blocks,
-            app_state=self.executor,
-        )
+        ports = Ports(self.safety_store, self.blocks, self.executor, self.blocks, self.mempool)
+        replica = build_replica(self.replica_config, self.key, ports, trio.current_time(), SignatureCache())
         self.replica = replica
         if self.byzantine is None:
             self.program = replica
@@ -234,10 +227,8 @@ class Node:
             if isinstance(action, Send | SendRaw) and action.to == self.me:
                 # The replica never addresses itself; a Byzantine wrapper may. Nowhere to send it.
                 log.debug(kv(event="send_to_self_dropped", node=self.me))
-            elif isinstance(action, Send):
-                self.transport.send(action.to, wire.encode(action.msg))
-            elif isinstance(action, Broadcast):
-                self.transport.broadcast(wire.encode(action.msg))
+            elif isinstance(action, Send | Broadcast):
+                self._send(action)
             elif isinstance(action, SendRaw):
                 self._send_raw(action)
             elif isinstance(action, Refusal):
@@ -250,6 +241,27 @@ class Node:
         self.refusals += 1
         self.metrics.count_refusal(what, reason)
         log.log(level, kv(event="refusal", node=self.me, peer=peer, view=view, what=what, reason=reason))
+
+    def _send(self, action: Send | Broadcast) -> None:
+        """Encode and queue a message. One the transport cannot carry (over its frame limit: only
+        a broken budget produces one) is logged, counted and dropped; it never ends the drive loop."""
+        data = wire.encode(action.msg)
+        if len(data) > self.transport.max_payload_bytes:
+            self.metrics.unsendable.labels(type(action.msg).__name__).inc()
+            log.error(
+                kv(
+                    event="message_not_sent",
+                    node=self.me,
+                    peer=action.to if isinstance(action, Send) else "all",
+                    message=type(action.msg).__name__,
+                    size_bytes=len(data),
+                    limit_bytes=self.transport.max_payload_bytes,
+                )
+            )
+        elif isinstance(action, Send):
+            self.transport.send(action.to, data)
+        else:
+            self.transport.broadcast(data)
 
     def _send_raw(self, action: SendRaw) -> None:
         """A Byzantine program's raw bytes: the transport frames what it can carry."""

@@ -359,6 +359,31 @@ class BlockStore:
         chain = tuple(self._decode_block(r[0]) for r in rows) + above.blocks
         return chain, self._decode_qc(commit_qc)
 
+    def committed_range(
+        self, start_height: int, max_blocks: int, max_bytes: int
+    ) -> tuple[tuple[Block, ...], QuorumCert | None]:
+        """Committed blocks from `start_height` on, oldest first: at most `max_blocks`, no more
+        than `max_bytes` of encoded blocks but at least one if any; with the QC certifying the
+        last (`bft.core.chain.CommittedChain`). Sizes come from the stored encodings, so blocks
+        past the budget are never read."""
+        rows = self._db.execute(
+            "SELECT height, length(block) FROM blocks WHERE height >= ? ORDER BY height LIMIT ?",
+            (max(start_height, 1), max_blocks),
+        ).fetchall()
+        if not rows or rows[0][0] != start_height:
+            return (), None
+        count, size = 0, 0
+        for _, length in rows:
+            size += int(length)
+            if count and size > max_bytes:
+                break
+            count += 1
+        picked = self._db.execute(
+            "SELECT block, qc FROM blocks WHERE height >= ? AND height < ? ORDER BY height",
+            (start_height, start_height + count),
+        ).fetchall()
+        return tuple(self._decode_block(r[0]) for r in picked), self._decode_qc(picked[-1][1])
+
     def block_by_id(self, block_id: BlockId) -> Block | None:
         """The committed block with id `block_id`, if stored."""
         row = self._db.execute("SELECT block FROM blocks WHERE id = ?", (bytes(block_id),)).fetchone()

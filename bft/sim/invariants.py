@@ -21,6 +21,13 @@ any instance proposes; the checker records each broken invariant as a `Violation
   safety state already covers it.
 - safety-regression: successive saves of one node never lower the last voted view, the locked
   view or the highest timeout view; what a restarted node loads equals its last completed save.
+- certified-commit: every commit an honest instance makes carries a QC for each block, and its
+  proof (b', b'') closes a three-chain of direct parents in consecutive views above the last
+  block, with a valid commit QC for b''.
+- frame-limit: no honest instance produces a message over the wire's size limit (one that the
+  transport could not carry; a response built without a byte budget does).
+- bounded-state: after every step, an honest replica's own invariants hold (the lock is not
+  above the high QC, every buffer within its bounds: `Replica.check_invariants`).
 - liveness: after GST, every honest instance commits `min_new_commits` new blocks in the window.
 - program-error: a program raised (with its traceback summary); event-budget: runaway schedule.
 Honest instances are those the harness declares checked (not Byzantine, not Twins' indices).
@@ -43,6 +50,7 @@ from bft.core.messages import (
     QuorumCert,
     SafetyState,
     SyncInfo,
+    SyncResponse,
     Timeout,
     Vote,
 )
@@ -57,12 +65,23 @@ APP_STATE = "app-state"
 DOUBLE_SIGN = "double-sign"
 PERSIST_BEFORE_SEND = "persist-before-send"
 SAFETY_REGRESSION = "safety-regression"
+CERTIFIED_COMMIT = "certified-commit"
+FRAME_LIMIT = "frame-limit"
+BOUNDED_STATE = "bounded-state"
 LIVENESS = "liveness"
 PROGRAM_ERROR = "program-error"
 EVENT_BUDGET = "event-budget"
 
 SAFETY_KINDS = frozenset(
-    {AGREEMENT, CONFLICTING_QC, VALIDITY, DOUBLE_SIGN, PERSIST_BEFORE_SEND, SAFETY_REGRESSION}
+    {
+        AGREEMENT,
+        CONFLICTING_QC,
+        VALIDITY,
+        DOUBLE_SIGN,
+        PERSIST_BEFORE_SEND,
+        SAFETY_REGRESSION,
+        CERTIFIED_COMMIT,
+    }
 )
 
 
@@ -156,6 +175,7 @@ class InvariantChecker:
         """An honest instance committed `commit.blocks` (oldest first)."""
         if inst not in self.honest:
             return
+        self._check_certified(time_s, inst, commit)
         if commit.blocks:
             self._on_direct_commit(time_s, commit.blocks[-1])
         for block in commit.blocks:
@@ -195,6 +215,44 @@ class InvariantChecker:
                         f"tx {tx!r} committed at heights {h} and {block.height}",
                     )
 
+    def _check_certified(self, time_s: float, inst: Instance, commit: Commit) -> None:
+        """The commit's own evidence proves it: QCs for its blocks, a consecutive three-chain."""
+        reason = None
+        if not commit.blocks or len(commit.qcs) != len(commit.blocks):
+            reason = f"{len(commit.blocks)} blocks with {len(commit.qcs)} QCs"
+        elif any(
+            qc.block_id != b.id or qc.view != b.view for b, qc in zip(commit.blocks, commit.qcs, strict=True)
+        ):
+            reason = "a QC does not certify its block"
+        elif len(commit.proof) != 2:
+            reason = f"a proof of {len(commit.proof)} blocks, not (b', b'')"
+        else:
+            first, (middle, top), qc = commit.blocks[-1], commit.proof, commit.commit_qc
+            if middle.parent_id != first.id or top.parent_id != middle.id:
+                reason = "the proof's blocks are not direct descendants of the last block"
+            elif first.view + 1 != middle.view or middle.view + 1 != top.view:
+                reason = f"views {first.view}, {middle.view}, {top.view} are not consecutive"
+            elif qc.block_id != top.id or qc.view != top.view:
+                reason = "the commit QC does not certify b''"
+            elif self._certifier is not None:
+                reason = self._certifier.check_qc(qc)
+        if reason is not None:
+            height = commit.blocks[-1].height if commit.blocks else None
+            self._violate(CERTIFIED_COMMIT, time_s, inst, f"commit up to height {height}: {reason}")
+
+    def on_oversize(self, time_s: float, inst: Instance, msg: Message, size_bytes: int, limit: int) -> None:
+        """An honest instance produced a message the transport could not carry."""
+        if inst in self.honest:
+            what = type(msg).__name__
+            self._violate(
+                FRAME_LIMIT, time_s, inst, f"a {what} of {size_bytes} bytes, over the limit of {limit}"
+            )
+
+    def on_state_error(self, time_s: float, inst: Instance, summary: str) -> None:
+        """An honest replica's own invariant check failed after a step."""
+        if inst in self.honest:
+            self._violate(BOUNDED_STATE, time_s, inst, summary)
+
     def _check_app_claim(self, time_s: float, inst: Instance, block: Block) -> None:
         parent = self._by_height.get(block.height - 1)
         height = 0 if parent is None else claim_height(parent, self._by_height.get(block.height - 2))
@@ -218,9 +276,11 @@ class InvariantChecker:
             qcs.append(msg.block.qc)
             if msg.tc is not None:
                 qcs.append(msg.tc.high_qc)
-        elif isinstance(msg, BlockResponse):
+        elif isinstance(msg, BlockResponse | SyncResponse):
             for block in msg.blocks:
                 self._blocks.setdefault(block.id, block)
+            if isinstance(msg, SyncResponse) and msg.qc is not None:
+                qcs.append(msg.qc)
         elif isinstance(msg, Timeout | SyncInfo):
             qcs.append(msg.high_qc)
         for qc in qcs:

@@ -4,10 +4,10 @@ Owns: `NodeContext` and `ProgramFactory` (how honest and Byzantine programs are 
 `SimPayload` (the node's transaction source), `ObservedStore` and `SimNode` (crash and restart).
 
 A node's durable state is what survives `crash()`: the SimDisk's synced content (and with it
-the safety state) and the commit log, which models an application database committing with
-synchronous=FULL: a Commit action is durable once the harness has processed it. A restart builds
-a new program from the factory with `root` = the last committed (block, QC) and a store that
-loads from the disk.
+the safety state) and the committed chain (`MemoryChain`), which models the block store and
+application committing with synchronous=FULL: a commit is durable once the replica handed it to
+the executed-state port, as in the node. A restart builds a new program from the factory,
+through the same builder as the node, over the same durable ports.
 May not: schedule events or route messages (that is the world), or judge invariants.
 """
 
@@ -17,11 +17,16 @@ import random
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
+from bft.core.actions import Commit
+from bft.core.blocktree import genesis
+from bft.core.builder import build_replica
+from bft.core.chain import MemoryChain
 from bft.core.config import ReplicaConfig
 from bft.core.journal import MemoryJournal
-from bft.core.messages import Block, QuorumCert, SafetyState
+from bft.core.messages import SafetyState
+from bft.core.ports import Ports
 from bft.core.program import Program
-from bft.core.replica import PayloadSource, Replica
+from bft.core.replica import Replica
 from bft.core.safety_store import DurableFileStore, Filesystem, SafetyStore
 from bft.core.types import ValidatorIndex, View
 from bft.core.wire import decode_safety_state
@@ -39,17 +44,15 @@ class NodeContext:
     copy: int
     key: PrivateKey
     config: ReplicaConfig
-    store: SafetyStore
-    payload: PayloadSource
-    root: tuple[Block, QuorumCert] | None
+    # The node's durable ports (safety store, journal, committed chain) and payload, as the
+    # node's are: a program commits through `ports.executed`, the only way commits count.
+    ports: Ports
     now: float
     rng: random.Random
     sig_cache: SignatureCache
-    # Whether a transaction is durably committed on this node (its commit log survives crashes).
-    committed_tx: Callable[[bytes], bool]
-    # The node's disk, under `store`; for programs that bring their own storage discipline.
+    # The node's disk, under the safety store; for programs that bring their own storage discipline.
     fs: Filesystem
-    # Builds the honest replica from this same context; Byzantine wrappers wrap what it returns.
+    # Builds the honest replica from these ports; Byzantine wrappers wrap what it returns.
     honest: Callable[[], Replica] = field(compare=False)
 
 
@@ -149,10 +152,9 @@ class SimNode:
         self.sig_cache = sig_cache
         self.checked = checked
         self.rng = random.Random(f"node/{seed}/{inst.index}/{inst.copy}")
-        self.committed_txs: set[bytes] = set()
-        self.payload = SimPayload(seed, inst, self.rng, issued, self.committed_txs.__contains__)
+        self.chain = MemoryChain(*genesis(config.chain_id))
+        self.payload = SimPayload(seed, inst, self.rng, issued, self.chain.has_tx)
         self.disk = SimDisk()
-        self.commit_log: list[tuple[Block, QuorumCert]] = []
         # Uncommitted blocks, durable like the commit log (a synced store), survive crashes.
         self.journal = MemoryJournal()
         self.program: Program | None = None
@@ -170,13 +172,7 @@ class SimNode:
 
     @property
     def committed_height(self) -> int:
-        return self.commit_log[-1][0].height if self.commit_log else 0
-
-    def record_commit(self, blocks: tuple[Block, ...], qcs: tuple[QuorumCert, ...]) -> None:
-        """Append to the durable commit log."""
-        self.commit_log.extend(zip(blocks, qcs, strict=True))
-        for block in blocks:
-            self.committed_txs.update(block.txs)
+        return self.chain.height
 
     def durable_safety_state(self) -> SafetyState | None:
         """The safety state a crash right now would leave on disk."""
@@ -188,38 +184,25 @@ class SimNode:
         now: float,
         on_save: Callable[[SafetyState], None],
         on_load: Callable[[SafetyState | None], None],
+        on_commit: Callable[[Commit], None],
     ) -> NodeContext:
         store = ObservedStore(DurableFileStore(self.disk), on_save, on_load)
-        root = self.commit_log[-1] if self.commit_log else None
-        config, key, payload, sig_cache = self.config, self.key, self.payload, self.sig_cache
-        committed_tx = self.committed_txs.__contains__
-        journal = self.journal
+        self.chain.set_listener(on_commit)
+        ports = Ports(store, self.journal, self.chain, self.chain, self.payload)
+        config, key, sig_cache = self.config, self.key, self.sig_cache
 
         def honest() -> Replica:
-            return Replica(
-                config,
-                key,
-                store,
-                payload,
-                root=root,
-                now=now,
-                sig_cache=sig_cache,
-                committed_tx=committed_tx,
-                journal=journal,
-            )
+            return build_replica(config, key, ports, now, sig_cache)
 
         return NodeContext(
             index=ValidatorIndex(self.inst.index),
             copy=self.inst.copy,
             key=key,
             config=config,
-            store=store,
-            payload=payload,
-            root=root,
+            ports=ports,
             now=now,
             rng=self.rng,
             sig_cache=sig_cache,
-            committed_tx=committed_tx,
             fs=self.disk,
             honest=honest,
         )
@@ -229,13 +212,14 @@ class SimNode:
         now: float,
         on_save: Callable[[SafetyState], None],
         on_load: Callable[[SafetyState | None], None],
+        on_commit: Callable[[Commit], None],
     ) -> None:
         """(Re)start the program from durable state. Exceptions propagate to the caller."""
         self.incarnation += 1
         self.crash_after_step = False
         self.timer_at = None
         self.timer_generation += 1
-        self.program = self.factory(self.context(now, on_save, on_load))
+        self.program = self.factory(self.context(now, on_save, on_load, on_commit))
 
     def crash(self) -> None:
         """The process dies: the program and everything unsynced are gone."""

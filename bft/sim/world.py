@@ -20,11 +20,12 @@ from bft.core.actions import Action, Broadcast, Commit, Refusal, Send, SendRaw, 
 from bft.core.blocktree import genesis
 from bft.core.certs import Certifier
 from bft.core.config import ReplicaConfig
-from bft.core.errors import DecodeError
+from bft.core.errors import DecodeError, InvariantViolation
 from bft.core.messages import Message, Proposal, SafetyState, Timeout, Vote
 from bft.core.program import Program
+from bft.core.replica import Replica
 from bft.core.types import ValidatorIndex, ValidatorSet
-from bft.core.wire import decode, encode
+from bft.core.wire import MAX_MESSAGE_SIZE_BYTES, decode, encode
 from bft.sim.disk import SimCrash
 from bft.sim.faults import CrashEvent, CrashKind, FaultPlan, generate_fault_plan
 from bft.sim.invariants import InvariantChecker
@@ -286,9 +287,12 @@ class World:
         def on_load(state: SafetyState | None) -> None:
             self.checker.on_load(self.sched.now, inst, state)
 
+        def on_commit(commit: Commit) -> None:
+            self._commit(node, commit)
+
         self._trace(inst, f"start (incarnation {node.incarnation + 1})")
         try:
-            node.start(now, on_save, on_load)
+            node.start(now, on_save, on_load, on_commit)
         except SimCrash:
             node.crash()
             return
@@ -366,6 +370,11 @@ class World:
         except Exception as exc:
             self._program_error(node, exc, "action")
             return
+        if isinstance(program, Replica):
+            try:
+                program.check_invariants()
+            except InvariantViolation as exc:
+                self.checker.on_state_error(self.sched.now, node.inst, str(exc))
         self._arm_timer(node)
 
     def _arm_timer(self, node: SimNode) -> None:
@@ -397,7 +406,7 @@ class World:
                 case Broadcast(msg=msg):
                     self._send(node, None, msg)
                 case Commit():
-                    self._commit(node, action)
+                    pass  # heard from the executed-state port, where it became durable
                 case Refusal():
                     self.refusals += 1
                     node.refusals += 1
@@ -409,6 +418,11 @@ class World:
 
     def _send(self, node: SimNode, to: int | None, msg: Message) -> None:
         data = encode(msg)
+        if len(data) > MAX_MESSAGE_SIZE_BYTES:
+            # The node's transport refuses it (and the node logs, counts and drops it): so here.
+            self.checker.on_oversize(self.sched.now, node.inst, msg, len(data), MAX_MESSAGE_SIZE_BYTES)
+            self._trace(node.inst, f"drop {describe(msg)}: {len(data)} bytes over the frame limit")
+            return
         durable = None
         if node.checked and isinstance(msg, Vote | Timeout):
             durable = node.durable_safety_state()
@@ -434,4 +448,3 @@ class World:
         heights = ",".join(str(b.height) for b in commit.blocks)
         self._trace(node.inst, f"commit height {heights}")
         self.checker.on_commit(self.sched.now, node.inst, commit)
-        node.record_commit(commit.blocks, commit.qcs)

@@ -116,3 +116,27 @@ def test_a_configured_factory_is_called_with_the_data_directory(
         load_application(_config(tmp_path, "my_test_app:missing"))
     with pytest.raises(ConfigError, match="No module named"):
         load_application(replace(_config(tmp_path, ""), app_factory="no_such_module_here:make"))
+
+
+async def test_a_message_over_the_frame_limit_is_logged_counted_and_dropped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only a broken byte budget produces one; it must never raise out of the drive loop (it
+    once did, and every node that answered a lagging peer's block request crashed)."""
+    from bft.core.actions import Broadcast, Send
+    from bft.core.blocktree import genesis
+    from bft.core.messages import Block, BlockResponse
+    from bft.core.types import ValidatorIndex, View
+    from bft.node.runtime import Node
+    from bft.node.testnet import write_testnet
+
+    homes = write_testnet(4, tmp_path, 29700)
+    node = Node(homes[0])
+    root, qc = genesis(node.genesis.chain_id)
+    huge = Block(View(1), 1, root.id, ValidatorIndex(0), qc, (b"x" * 1_000_000,) * 5)
+    with caplog.at_level("ERROR", logger="bft.node"):
+        node._perform([Send(ValidatorIndex(1), BlockResponse((huge,))), Broadcast(BlockResponse((huge,)))])
+    assert sum("event=message_not_sent" in r.getMessage() for r in caplog.records) == 2
+    assert 'bft_messages_unsendable_total{message="BlockResponse"} 2.0' in node.render_metrics().decode()
+    assert node.transport.stats()["queued_outgoing"] == {1: 0, 2: 0, 3: 0}
+    node.blocks.close()

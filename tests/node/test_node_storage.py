@@ -333,3 +333,34 @@ def test_bft_cluster_refuses_a_home_of_an_older_version_with_what_to_do(tmp_path
     db.close()
     reason = _stale_schema(tmp_path, 4)
     assert reason is not None and "schema 2" in reason and "remove that directory" in reason
+
+
+def test_committed_ranges_for_block_sync_stay_within_the_byte_budget(tmp_path: Path) -> None:
+    from bft.core import wire
+    from bft.core.messages import SyncResponse
+
+    parent, parent_qc = GENESIS, GENESIS_QC
+    blocks: list[Block] = []
+    for h in range(1, 41):  # every second block carries 900 KB
+        txs = (b"v" * 900_000,) if h % 2 == 0 else (f"small-{h}".encode(),)
+        block = Block(View(h), h, parent.id, ValidatorIndex(h % 4), parent_qc, txs)
+        blocks.append(block)
+        parent, parent_qc = block, _qc(block)
+    budget = wire.response_budget_bytes(4)
+    with BlockStore(tmp_path / "blocks.sqlite") as store:
+        store.append(blocks, _qcs(blocks), _qc(blocks[-1]))
+        start, served = 1, 0
+        for _ in range(40):
+            run, qc = store.committed_range(start, 256, budget)
+            if not run:
+                break
+            assert run[0].height == start and [b.height for b in run] == list(range(start, start + len(run)))
+            assert qc is not None and qc.block_id == run[-1].id
+            assert len(wire.encode(SyncResponse(run, qc))) <= wire.MAX_MESSAGE_SIZE_BYTES
+            start, served = run[-1].height + 1, served + 1
+        assert start == 41 and served >= 4, "large blocks split the range into many responses"
+        # A single block over the budget still goes, alone; nothing above the tip.
+        alone, _ = store.committed_range(5, 256, 1000)
+        assert [b.height for b in alone] == [5]
+        assert store.committed_range(41, 256, budget) == ((), None)
+        assert store.committed_range(0, 256, budget) == ((), None)

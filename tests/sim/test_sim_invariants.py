@@ -7,6 +7,7 @@ from bft.core.messages import Block, Proposal, QuorumCert, SafetyState, Timeout,
 from bft.core.types import BlockId, ValidatorIndex, View
 from bft.sim.invariants import (
     AGREEMENT,
+    CERTIFIED_COMMIT,
     DOUBLE_SIGN,
     LIVENESS,
     PERSIST_BEFORE_SEND,
@@ -41,7 +42,14 @@ def _chain(*txs: tuple[bytes, ...]) -> list[Block]:
 
 
 def _commit(*blocks: Block) -> Commit:
-    return Commit(tuple(blocks), tuple(_qc(b.view, b.id) for b in blocks), _qc(99, GENESIS))
+    """A commit of `blocks` with the evidence an honest replica gives: a QC per block, and
+    (b', b'') directly above the last one in consecutive views, b'' certified."""
+    last = blocks[-1]
+    middle = _block(last.height + 1, last.id, (), last.view + 1)
+    top = _block(last.height + 2, middle.id, (), last.view + 2)
+    return Commit(
+        tuple(blocks), tuple(_qc(b.view, b.id) for b in blocks), _qc(top.view, top.id), (middle, top)
+    )
 
 
 def _propose(c: InvariantChecker, *blocks: Block) -> None:
@@ -201,3 +209,27 @@ def test_liveness() -> None:
     c.finish_liveness(60.0, 50.0, exclude=[])
     assert _kinds(c) == [LIVENESS]
     assert c.violations[0].instance == "2"
+
+
+def test_certified_commit_needs_a_consecutive_three_chain_and_its_qcs() -> None:
+    b1, b2 = _chain((b"t1",), (b"t2",))
+    good = _commit(b1)
+    middle, top = good.proof
+    skipped = _block(top.height, middle.id, (), top.view + 1)  # a view between b' and b''
+    bad = [
+        Commit((b1,), (), good.commit_qc, good.proof),  # no QC for the block
+        Commit((b1,), (_qc(b1.view, b2.id),), good.commit_qc, good.proof),  # a QC for another block
+        Commit((b1,), good.qcs, good.commit_qc, ()),  # no proof
+        Commit((b1,), good.qcs, _qc(skipped.view, skipped.id), (middle, skipped)),  # views skip
+        Commit((b1,), good.qcs, _qc(middle.view, middle.id), good.proof),  # QC for b', not b''
+        Commit((b1,), good.qcs, good.commit_qc, (b2, top)),  # b' is not above the block
+    ]
+    for commit in bad:
+        c = _checker()
+        _propose(c, b1, b2)
+        c.on_commit(1.0, A, commit)
+        assert CERTIFIED_COMMIT in _kinds(c), commit
+    c = _checker()
+    _propose(c, b1)
+    c.on_commit(1.0, A, good)
+    assert CERTIFIED_COMMIT not in _kinds(c)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import pytest
 
+import bft.core.proposal_rules as proposal_rules
 import bft.core.replica as replica_module
 import bft.core.safety as safety_module
 import crypto.certs as certs_module
@@ -18,7 +19,14 @@ from bft.core.blocktree import BlockTree
 from bft.core.messages import Block, SafetyState
 from bft.core.safety import SafetyRules
 from bft.sim import SimSpec, run_schedule
-from bft.sim.invariants import AGREEMENT, APP_STATE, CONFLICTING_QC, PERSIST_BEFORE_SEND, VALIDITY
+from bft.sim.invariants import (
+    AGREEMENT,
+    APP_STATE,
+    CERTIFIED_COMMIT,
+    CONFLICTING_QC,
+    PERSIST_BEFORE_SEND,
+    VALIDITY,
+)
 
 
 def _first_violation(spec: SimSpec, seeds: range, kinds: set[str]) -> tuple[int, str]:
@@ -49,7 +57,8 @@ def test_commit_over_non_consecutive_views_is_caught(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(replica_module, "committed_by", any_three_chain)
     spec = SimSpec(nodes=4, byzantine={0: "equivocate"}, min_duration_s=30.0)
-    _first_violation(spec, range(800), {CONFLICTING_QC, AGREEMENT})
+    # The commit's own proof shows views that skip (certified-commit), before any fork gets far.
+    _first_violation(spec, range(800), {CONFLICTING_QC, AGREEMENT, CERTIFIED_COMMIT})
 
 
 def test_counting_duplicate_signers_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -78,20 +87,20 @@ def test_voting_before_persisting_is_caught(monkeypatch: pytest.MonkeyPatch) -> 
     _first_violation(SimSpec(nodes=4), range(20), {PERSIST_BEFORE_SEND})
 
 
-def test_forgetting_what_this_input_committed_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The driver's store learns of a commit after the input that caused it; a replica that only
-    # asks the store re-proposes and accepts that block's transactions (a mempool re-offers them).
-    def forget(self: replica_module.Replica, blocks: tuple[Block, ...]) -> None:
-        return None
+def test_not_checking_the_committed_chain_for_transactions_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A replica that checks a proposal's transactions only against its uncommitted ancestors
+    # votes for a block that repeats a committed transaction (invalid-block proposes such blocks).
+    def never_committed(self: replica_module.Replica, tx: bytes) -> bool:
+        return False
 
-    monkeypatch.setattr(replica_module.Replica, "_note_just_committed", forget)
-    _first_violation(SimSpec(nodes=4), range(20), {VALIDITY})
+    monkeypatch.setattr(replica_module.Replica, "_is_committed", never_committed)
+    _first_violation(SimSpec(nodes=4, byzantine={0: "invalid-block"}), range(100), {VALIDITY})
 
 
 def test_voting_without_checking_the_app_state_claim_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
-    def unchecked(self: replica_module.Replica, block: Block, parent: Block) -> str | None:
+    def unchecked(block: Block, claim: object) -> str | None:
         return None
 
-    monkeypatch.setattr(replica_module.Replica, "_check_app_state", unchecked)
+    monkeypatch.setattr(proposal_rules, "check_app_claim", unchecked)
     # invalid-block sometimes proposes a false app hash or height and votes for it.
     _first_violation(SimSpec(nodes=4, byzantine={0: "invalid-block"}), range(100), {APP_STATE})

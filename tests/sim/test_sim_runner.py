@@ -13,6 +13,9 @@ from collections.abc import Callable
 import pytest
 
 from bft.core.actions import Action, Broadcast, Commit, Send, SendRaw
+from bft.core.app_state import claim_height
+from bft.core.blocktree import genesis
+from bft.core.certs import Certifier
 from bft.core.messages import (
     Block,
     BlockResponse,
@@ -32,6 +35,7 @@ from bft.sim.invariants import (
     PERSIST_BEFORE_SEND,
     PROGRAM_ERROR,
 )
+from bft.sim.runner import sim_key
 from bft.sim.world import TraceEntry
 from crypto.hashing import sha256
 
@@ -41,6 +45,11 @@ KEEP = 60
 
 
 class FakeChain:
+    """A stand-in program for testing the harness: node 0 proposes a block each tick, everyone
+    commits each block that extends its tip at once. It holds every validator's key, so its
+    commits carry the evidence the checkers ask for (real QCs, a consecutive three-chain, the app
+    hash the claim rule fixes), without any of the protocol."""
+
     def __init__(
         self, ctx: NodeContext, *, save_first: bool = True, salt: bytes = b"", revote: bool = False
     ) -> None:
@@ -48,10 +57,13 @@ class FakeChain:
         self.me = ctx.index
         self.save_first = save_first
         self.salt = salt
-        self.blocks: list[Block] = []
-        if ctx.root is not None:
-            self.blocks.append(ctx.root[0])
-        loaded = ctx.store.load()
+        root = ctx.ports.committed.tip() or genesis(ctx.config.chain_id)
+        below = ctx.ports.committed.block_by_id(root[0].parent_id) if root[0].height > 0 else None
+        self.blocks: list[Block] = [root[0]] if below is None else [below, root[0]]
+        journaled = [b for b in ctx.ports.journal.blocks() if b.parent_id == root[0].id]
+        self.proposed: Block | None = journaled[0] if journaled else None
+        self.announced = False
+        loaded = ctx.ports.safety_store.load()
         self.voted = 0 if loaded is None else int(loaded.last_voted_view)
         self.deadline = ctx.now + TICK_S
         self.pending: SafetyState | None = None
@@ -60,30 +72,41 @@ class FakeChain:
 
     @property
     def height(self) -> int:
-        return self.blocks[-1].height if self.blocks else 0
+        return self.blocks[-1].height
 
     @property
     def tip(self) -> BlockId:
-        return self.blocks[-1].id if self.blocks else GENESIS
+        return self.blocks[-1].id
 
-    def _commit(self, block: Block) -> list[Action]:
+    def _qc(self, block: Block) -> QuorumCert:
+        certifier = Certifier(self.ctx.config.chain_id, self.ctx.config.validators, GENESIS_QC_OF(self.ctx))
+        votes = [certifier.sign_vote(sim_key(i), ValidatorIndex(i), block.view, block.id) for i in range(3)]
+        return QuorumCert(block.view, block.id, tuple((v.author, v.signature) for v in votes))
+
+    def _extend(self, block: Block) -> list[Action]:
+        """`block` extends the tip: commit it at once, with a three-chain made up for the proof
+        (it holds every key, so the certificates are real; nobody else ever sees those blocks)."""
         self.blocks = [*self.blocks[-KEEP:], block]
-        qc = QuorumCert(block.view, block.id, ())
-        acts: list[Action] = [Commit((block,), (qc,), qc)]
-        if self.me != 0:
-            view = View(block.height)
+        acts: list[Action] = []
+        if self.me != 0:  # votes for it (saved first, unless that is the bug under test)
+            view = block.view
             state = SafetyState(view, QuorumCert(View(0), GENESIS, ()), View(0), None, None)
             vote = Vote(view, BlockId(sha256(block.id + self.salt)), self.me, b"\x05" * 64)
             if self.save_first:
-                self.ctx.store.save(state)
+                self.ctx.ports.safety_store.save(state)
             else:  # the bug: the vote leaves now, the state is saved on the next event
                 self.pending = state
             acts.append(Send(ValidatorIndex(0), vote))
-        return acts
+        qc = self._qc(block)
+        middle = Block(View(block.view + 1), block.height + 1, block.id, self.me, qc, ())
+        top = Block(View(block.view + 2), block.height + 2, middle.id, self.me, self._qc(middle), ())
+        commit = Commit((block,), (qc,), self._qc(top), (middle, top))
+        self.ctx.ports.executed.on_commit(commit)
+        return [commit, *acts]
 
     def _flush(self) -> None:
         if self.pending is not None:
-            self.ctx.store.save(self.pending)
+            self.ctx.ports.safety_store.save(self.pending)
             self.pending = None
 
     def on_message(self, sender: ValidatorIndex, msg: Message, now: float) -> list[Action]:
@@ -94,33 +117,50 @@ class FakeChain:
             blocks = msg.blocks
         for b in sorted(blocks, key=lambda b: b.height):
             if b.height == self.height + 1 and b.parent_id == self.tip:
-                acts += self._commit(b)
+                acts += self._extend(b)
         return acts
 
     def on_timer(self, now: float) -> list[Action]:
         self._flush()
         self.deadline = now + TICK_S
         acts: list[Action] = []
-        if self.revote and self.me != 0 and self.blocks:
+        if self.revote and self.me != 0 and self.height > 0:
             self.revote = False
-            v = View(self.height)
+            v = self.blocks[-1].view
             vote = Vote(v, BlockId(sha256(self.tip + self.salt)), self.me, b"\x05" * 64)
             acts.append(Send(ValidatorIndex(0), vote))
         if self.me == 0:
-            h = self.height + 1
-            txs = self.ctx.payload.payload_for(View(h), ())
-            # Views 2, 4, 6...: never three consecutive views, so no block's app-state claim moves
-            # off genesis (the app-state invariant holds without this fake executing anything).
-            qc = QuorumCert(View(2 * (h - 1)), self.tip, ())
-            block = Block(View(2 * h), h, self.tip, self.me, qc, txs)
+            # Its own last proposal commits now, once the network (and the checkers) saw it; one
+            # found in the journal after a restart goes out again first.
+            if self.proposed is not None and self.proposed.parent_id == self.tip:
+                if not self.announced:
+                    self.announced = True
+                    return [*acts, Broadcast(Proposal(self.proposed, None, b"\x00" * 64))]
+                acts += self._extend(self.proposed)
+            parent = self.blocks[-1]
+            middle = self.blocks[-2] if len(self.blocks) > 1 else None
+            app_height = claim_height(parent, middle)
+            app_hash = self.ctx.ports.executed.app_hash_at(app_height)
+            assert app_hash is not None
+            txs = self.ctx.ports.payload.payload_for(View(parent.view + 1), ())
+            qc = self._qc(parent) if parent.height > 0 else GENESIS_QC_OF(self.ctx)
+            block = Block(
+                View(parent.view + 1), parent.height + 1, parent.id, self.me, qc, txs, app_height, app_hash
+            )
+            # Journaled before it leaves, so a restart commits the same block, not another one.
+            self.ctx.ports.journal.add((block,))
             acts.append(Broadcast(Proposal(block, None, b"\x00" * 64)))
-            acts += self._commit(block)
+            self.proposed, self.announced = block, True
         if self.blocks:
             acts.append(Broadcast(BlockResponse(tuple(self.blocks[-30:]))))
         return acts
 
     def next_deadline(self) -> float | None:
         return self.deadline
+
+
+def GENESIS_QC_OF(ctx: NodeContext) -> QuorumCert:
+    return genesis(ctx.config.chain_id)[1]
 
 
 def fake(**kw: object) -> Callable[[NodeContext], Program]:

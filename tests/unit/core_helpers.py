@@ -15,8 +15,11 @@ from typing import Any, TypeVar
 from bft.core import wire
 from bft.core.actions import Action, Broadcast, Commit, Refusal, Send, SendRaw, ViewChange
 from bft.core.blocktree import BlockTree, genesis
+from bft.core.builder import build_replica
 from bft.core.certs import Certifier
+from bft.core.chain import MemoryChain
 from bft.core.config import ReplicaConfig
+from bft.core.journal import MemoryJournal
 from bft.core.leader import leader_of
 from bft.core.messages import (
     Block,
@@ -28,10 +31,13 @@ from bft.core.messages import (
     TimeoutCert,
     Vote,
 )
+from bft.core.ports import Ports
+from bft.core.proposer import PayloadSource
 from bft.core.replica import Replica
 from bft.core.safety import SafetyRules
 from bft.core.types import BlockId, ValidatorIndex, ValidatorSet, View
 from crypto.keys import PrivateKey
+from crypto.signing import SignatureCache
 
 _A = TypeVar("_A")
 
@@ -165,8 +171,26 @@ def config(me: int, **overrides: Any) -> ReplicaConfig:
     return ReplicaConfig(chain_id=CHAIN, validators=VALIDATORS, me=vi(me), **overrides)
 
 
-def make_replica(me: int, store: MemoryStore | None = None, now: float = 0.0, **overrides: Any) -> Replica:
-    return Replica(config(me, **overrides), KEYS[me], store or MemoryStore(), Payload(me), now=now)
+def make_replica(
+    me: int,
+    store: MemoryStore | None = None,
+    now: float = 0.0,
+    *,
+    chain: MemoryChain | None = None,
+    journal: MemoryJournal | None = None,
+    payload: PayloadSource | None = None,
+    **overrides: Any,
+) -> Replica:
+    """A replica built as every driver builds one, over in-memory ports (fresh ones by default)."""
+    chain = chain if chain is not None else MemoryChain(GENESIS_BLOCK, GENESIS_QC)
+    ports = Ports(
+        store or MemoryStore(),
+        journal if journal is not None else MemoryJournal(),
+        chain,
+        chain,
+        payload if payload is not None else Payload(me),
+    )
+    return build_replica(config(me, **overrides), KEYS[me], ports, now, SignatureCache())
 
 
 def of_type(actions: Iterable[Action], kind: type[_A]) -> list[_A]:
@@ -197,6 +221,8 @@ class Cluster:
     lifo: bool = False
     replicas: list[Replica] = field(init=False)
     stores: list[MemoryStore] = field(init=False)
+    # Each replica's durable committed chain (its block store), which a restart keeps.
+    chains: list[MemoryChain] = field(init=False)
     queue: deque[tuple[int, int, Message]] = field(init=False, default_factory=deque)
     commits: list[list[Block]] = field(init=False)
     commit_actions: list[list[Commit]] = field(init=False)
@@ -208,7 +234,10 @@ class Cluster:
 
     def __post_init__(self) -> None:
         self.stores = [MemoryStore() for _ in range(N)]
-        self.replicas = [make_replica(i, self.stores[i], **self.overrides) for i in range(N)]
+        self.chains = [MemoryChain(GENESIS_BLOCK, GENESIS_QC) for _ in range(N)]
+        self.replicas = [
+            make_replica(i, self.stores[i], chain=self.chains[i], **self.overrides) for i in range(N)
+        ]
         self.commits = [[] for _ in range(N)]
         self.commit_actions = [[] for _ in range(N)]
         self.refused = [[] for _ in range(N)]

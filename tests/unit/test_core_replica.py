@@ -38,7 +38,8 @@ from bft.core.messages import (
     Timeout,
     Vote,
 )
-from bft.core.replica import MAX_BLOCKS_PER_VIEW, Replica
+from bft.core.proposal_rules import MAX_BLOCKS_PER_VIEW
+from bft.core.replica import Replica
 from bft.core.types import BlockId, View
 from crypto.hashing import sha256
 
@@ -61,7 +62,7 @@ def refused_with(actions: list[Action], text: str) -> None:
 
 
 def pending_proposals(replica: Replica) -> int:
-    return sum(len(waiting) for waiting in replica._waiting_proposals.values())
+    return replica.statistics()["waiting_proposals"]
 
 
 # --- a cluster of four -------------------------------------------------------------------------
@@ -451,7 +452,8 @@ def test_proposals_waiting_for_missing_ancestors_stay_bounded() -> None:
         actions = replica.on_message(vi(proposer), make_proposal(block), 0.0)
         refused_count += len(refusals(actions))
         assert pending_proposals(replica) <= limit
-        assert len(replica._fetching) <= limit
+        assert replica.statistics()["fetching"] <= limit
+        replica.check_invariants()
     assert pending_proposals(replica) == limit
     assert refused_count >= 4 * limit
 
@@ -669,6 +671,6 @@ def test_outstanding_fetches_and_orphan_chains_are_bounded() -> None:
         qc = qc_for(block)
         sync = SyncInfo(qc, None)
         refused += [str(r) for r in refusals(replica.on_message(leader(2), sync, 0.0))]
-    assert len(replica._fetching) <= limit
-    assert len(replica._waiting_qcs) <= limit
+    assert replica.statistics()["fetching"] <= limit
+    assert replica.statistics()["waiting_qcs"] <= limit
     assert any("too many outstanding fetches" in r for r in refused)

@@ -1,0 +1,383 @@
+"""Fetching missing blocks, and every buffer of what waits for them, each bounded.
+
+Owns: `BlockFetcher`: outstanding fetches by hash (the uncommitted tail), the block-sync request
+in flight (committed blocks by height range), proposals and QCs waiting for a block, orphan
+chains of fetched blocks waiting for their parent, and the bounds of each in count and bytes.
+Also the answers to peers' requests (`answer_block_request`, `answer_sync_request`), each built
+under a byte budget that fits one message and always carrying at least one block.
+May not: insert blocks into the tree, commit, or touch the network: it returns what landed and
+appends requests and refusals to the `out` list the replica passes in.
+
+Why block sync: walking back by hash moves `max_fetch_blocks` per round trip, newest first, and
+each answer stays an orphan until the walk reaches the committed root, so a node thousands of
+blocks behind fills its orphan bound and stalls for good. A node that sees a verified block more
+than `max_fetch_blocks` above what it has asks instead for committed blocks by height, oldest
+first, from its root: each run is hash-linked to a block it has, and one verified QC on its last
+block certifies the whole run (honest voters checked every block's QC for its parent). The
+replica inserts the run and hands the QC to the commit rule, which commits the run's
+three-chains exactly as it commits anything else.
+
+Why the byte budget at the producer: a response that does not fit a frame cannot be sent, and a
+lagging node asking again for the same range would make every node it asks fail the same way.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Final
+
+from bft.core import wire
+from bft.core.actions import Action, Refusal, Send
+from bft.core.blocktree import BlockTree
+from bft.core.certs import Certifier
+from bft.core.chain import CommittedChain
+from bft.core.config import ReplicaConfig
+from bft.core.errors import InvariantViolation
+from bft.core.messages import (
+    Block,
+    BlockRequest,
+    BlockResponse,
+    Proposal,
+    QuorumCert,
+    SyncRequest,
+    SyncResponse,
+)
+from bft.core.types import BlockId, ValidatorIndex
+
+# Blocks asked for in one SyncRequest (a response may carry fewer to stay within its budget).
+SYNC_BATCH_BLOCKS: Final = wire.MAX_BLOCKS_PER_RESPONSE
+# Synced blocks above the committed root kept uncommitted in the tree (waiting for a three-chain
+# further up) before the next range is asked for.
+MAX_SYNC_AHEAD_BLOCKS: Final = 2 * SYNC_BATCH_BLOCKS
+
+
+@dataclass(frozen=True, slots=True)
+class Landed:
+    """What waited for a block that is now in the tree."""
+
+    qc: QuorumCert | None
+    proposals: list[tuple[ValidatorIndex, Proposal]]
+    orphans: tuple[Block, ...] | None
+
+
+@dataclass(slots=True)
+class _SyncAsk:
+    peer: ValidatorIndex
+    start_height: int
+    asked_at: float
+
+
+@dataclass(slots=True)
+class _Buffer:
+    """A count and byte tally against its bounds."""
+
+    max_items: int
+    max_bytes: int
+    items: int = 0
+    size_bytes: int = 0
+
+    def fits(self, items: int, size_bytes: int) -> bool:
+        return self.items + items <= self.max_items and self.size_bytes + size_bytes <= self.max_bytes
+
+    def add(self, items: int, size_bytes: int) -> None:
+        self.items += items
+        self.size_bytes += size_bytes
+
+    def check(self, what: str, items: int, size_bytes: int) -> None:
+        if (items, size_bytes) != (self.items, self.size_bytes):
+            raise InvariantViolation(f"{what}: tally {self.items}/{self.size_bytes} != {items}/{size_bytes}")
+        if items > self.max_items or size_bytes > self.max_bytes:
+            raise InvariantViolation(f"{what}: {items} items, {size_bytes} bytes exceed the bound")
+
+
+def _proposal_size(proposal: Proposal) -> int:
+    tc = 0 if proposal.tc is None else wire.qc_size_bound(len(proposal.tc.signatures)) * 2
+    return wire.block_size_bound(proposal.block) + tc
+
+
+def _chain_size(chain: tuple[Block, ...]) -> int:
+    return sum(wire.block_size_bound(b) for b in chain)
+
+
+@dataclass(slots=True)
+class BlockFetcher:
+    config: ReplicaConfig
+    certifier: Certifier
+    _fetching: dict[BlockId, tuple[ValidatorIndex, float]] = field(default_factory=dict)
+    _waiting_proposals: dict[BlockId, list[tuple[ValidatorIndex, Proposal]]] = field(default_factory=dict)
+    _waiting_qcs: dict[BlockId, QuorumCert] = field(default_factory=dict)
+    # Chains of fetched blocks, oldest first, keyed by the missing parent of the oldest.
+    _orphans: dict[BlockId, tuple[Block, ...]] = field(default_factory=dict)
+    _proposal_tally: _Buffer = field(init=False)
+    _orphan_tally: _Buffer = field(init=False)
+    _sync: _SyncAsk | None = None
+    # The highest height a verified block showed us exists below it, and the last synced block.
+    _sync_target: int = 0
+    _sync_tip: Block | None = None
+
+    def __post_init__(self) -> None:
+        c = self.config
+        self._proposal_tally = _Buffer(c.max_pending_blocks, c.max_buffered_bytes)
+        self._orphan_tally = _Buffer(c.max_pending_blocks, c.max_buffered_bytes)
+
+    # -- what waits ------------------------------------------------------------------------------
+
+    def wait_proposal(self, sender: ValidatorIndex, proposal: Proposal) -> str | None:
+        """Keep `proposal` until its parent lands; the reason if the buffer is full."""
+        size = _proposal_size(proposal)
+        if not self._proposal_tally.fits(1, size):
+            t = self._proposal_tally
+            return f"{t.items} proposals ({t.size_bytes} bytes) already wait for ancestors"
+        self._proposal_tally.add(1, size)
+        self._waiting_proposals.setdefault(proposal.block.parent_id, []).append((sender, proposal))
+        return None
+
+    def wait_qc(self, qc: QuorumCert) -> None:
+        if len(self._waiting_qcs) < self.config.max_pending_blocks:
+            self._waiting_qcs.setdefault(qc.block_id, qc)
+
+    def is_certified_late(self, block_id: BlockId) -> bool:
+        """Whether a QC for `block_id` waits for the block (a late proposal may still be stored)."""
+        return block_id in self._waiting_qcs
+
+    def land(self, block_id: BlockId) -> Landed:
+        """`block_id` is in the tree now: hand back what waited for it."""
+        self._fetching.pop(block_id, None)
+        proposals = self._waiting_proposals.pop(block_id, [])
+        self._proposal_tally.add(-len(proposals), -sum(_proposal_size(p) for _, p in proposals))
+        orphans = self._orphans.pop(block_id, None)
+        if orphans is not None:
+            self._orphan_tally.add(-len(orphans), -_chain_size(orphans))
+        return Landed(self._waiting_qcs.pop(block_id, None), proposals, orphans)
+
+    def on_view(self, view: int) -> None:
+        """Proposals for views below `view` can no longer be voted for: drop them."""
+        kept: dict[BlockId, list[tuple[ValidatorIndex, Proposal]]] = {}
+        for parent_id, waiting in self._waiting_proposals.items():
+            stay = [(s, p) for s, p in waiting if p.view >= view]
+            if stay:
+                kept[parent_id] = stay
+        self._waiting_proposals = kept
+        stays = [p for ps in kept.values() for _, p in ps]
+        self._proposal_tally = _Buffer(self._proposal_tally.max_items, self._proposal_tally.max_bytes)
+        self._proposal_tally.add(len(stays), sum(_proposal_size(p) for p in stays))
+
+    def on_commit(self, root: Block) -> None:
+        """The committed root moved to `root`: what is at or below it is no longer missing."""
+        for parent_id, chain in list(self._orphans.items()):
+            if chain[-1].height <= root.height:
+                del self._orphans[parent_id]
+                self._orphan_tally.add(-len(chain), -_chain_size(chain))
+        self._waiting_qcs = {k: qc for k, qc in self._waiting_qcs.items() if qc.view > root.view}
+        if self._sync_tip is not None and self._sync_tip.height <= root.height:
+            self._sync_tip = None
+
+    # -- fetching by hash ------------------------------------------------------------------------
+
+    def fetch(self, block_id: BlockId, peer: ValidatorIndex, now: float, out: list[Action]) -> None:
+        """Ask `peer` for `block_id` and its ancestors unless already asked recently, or a sync
+        is in flight (it brings them, or the next verified block asks again once it is done)."""
+        if self._sync is not None:
+            return
+        asked = self._fetching.get(block_id)
+        if asked is not None and now - asked[1] < self.config.base_timeout_s:
+            return
+        if asked is None and len(self._fetching) >= self.config.max_pending_blocks:
+            out.append(Refusal(peer, None, "fetch", "too many outstanding fetches"))
+            return
+        self._fetching[block_id] = (peer, now)
+        out.append(Send(peer, BlockRequest(block_id, self.config.max_fetch_blocks)))
+
+    def on_block_response(
+        self, sender: ValidatorIndex, response: BlockResponse, tree: BlockTree, now: float, out: list[Action]
+    ) -> tuple[Block, ...] | None:
+        """The fetched blocks to insert now, oldest first (their oldest's parent is in the tree);
+        None if there are none yet (an orphan chain is kept and walked back, or synced)."""
+        blocks = response.blocks
+        if not blocks or blocks[0].id not in self._fetching:
+            out.append(Refusal(sender, None, "block response", "not requested"))
+            return None
+        for child, parent in itertools.pairwise(blocks):
+            if child.parent_id != parent.id or child.height != parent.height + 1:
+                out.append(Refusal(sender, None, "block response", "blocks do not form a chain"))
+                return None
+        del self._fetching[blocks[0].id]
+        root = tree.root
+        chain = tuple(b for b in reversed(blocks) if b.height > root.height and b.id not in tree)
+        if not chain:
+            return None
+        if chain[0].height == root.height + 1 and chain[0].parent_id != root.id:
+            out.append(Refusal(sender, None, "block response", "chain forks below the committed root"))
+            return None
+        if chain[0].parent_id in tree:
+            return chain
+        previous = self._orphans.pop(chain[0].parent_id, None)
+        if previous is not None:
+            self._orphan_tally.add(-len(previous), -_chain_size(previous))
+        size = _chain_size(chain)
+        if not self._orphan_tally.fits(len(chain), size):
+            t = self._orphan_tally
+            reason = f"{t.items} orphan blocks ({t.size_bytes} bytes) already wait for ancestors"
+            out.append(Refusal(sender, None, "block response", reason))
+            return None
+        self._orphans[chain[0].parent_id] = chain
+        self._orphan_tally.add(len(chain), size)
+        if not self.need_height(chain[0].height, sender, tree, now, out):
+            self.fetch(chain[0].parent_id, sender, now, out)
+        return None
+
+    # -- block sync ------------------------------------------------------------------------------
+
+    def need_height(
+        self, height: int, peer: ValidatorIndex, tree: BlockTree, now: float, out: list[Action]
+    ) -> bool:
+        """A verified block at `height` exists and we lack its ancestors. True if they are too
+        far above what we have to walk back by hash: then block sync fetches them (a request is
+        sent to `peer` unless one is in flight)."""
+        self._sync_target = max(self._sync_target, height - 1)
+        if self._sync_target - self._synced(tree).height <= self.config.max_fetch_blocks:
+            return False
+        self._ask_sync(peer, tree, now, out)
+        return True
+
+    def _synced(self, tree: BlockTree) -> Block:
+        """The highest block of the committed chain we have: the last synced one, or the root."""
+        tip = self._sync_tip
+        return tip if tip is not None and tip.id in tree else tree.root
+
+    def _ask_sync(self, peer: ValidatorIndex, tree: BlockTree, now: float, out: list[Action]) -> None:
+        if self._sync is not None:
+            return
+        synced = self._synced(tree)
+        if synced.height - tree.root.height >= MAX_SYNC_AHEAD_BLOCKS:
+            return  # the tree holds enough uncommitted synced blocks; asked again after a commit
+        self._sync = _SyncAsk(peer, synced.height + 1, now)
+        out.append(Send(peer, SyncRequest(synced.height + 1, SYNC_BATCH_BLOCKS)))
+
+    def on_sync_response(
+        self, sender: ValidatorIndex, response: SyncResponse, tree: BlockTree, out: list[Action]
+    ) -> tuple[tuple[Block, ...], QuorumCert] | None:
+        """A verified run of committed blocks to insert (those not in the tree yet, oldest first)
+        and the QC certifying its last block; None (with a refusal if it is bad) otherwise."""
+        asked = self._sync
+        if asked is None or asked.peer != sender:
+            out.append(Refusal(sender, None, "sync response", "not requested"))
+            return None
+        self._sync = None
+        if not response.blocks:
+            return None  # the peer has nothing from there: the next verified block asks another
+        reason = self._check_run(response, asked.start_height, tree)
+        if reason is not None:
+            out.append(Refusal(sender, None, "sync response", reason))
+            return None
+        assert response.qc is not None  # checked by _check_run
+        self._sync_tip = response.blocks[-1]
+        return tuple(b for b in response.blocks if b.id not in tree), response.qc
+
+    def _check_run(self, response: SyncResponse, start_height: int, tree: BlockTree) -> str | None:
+        blocks, qc = response.blocks, response.qc
+        if blocks[0].height != start_height:
+            return f"starts at height {blocks[0].height}, not the requested {start_height}"
+        parent = tree.get(blocks[0].parent_id)
+        if parent is None:
+            return "does not extend our chain"
+        for block in blocks:
+            if block.height != parent.height + 1 or block.view <= parent.view:
+                return f"block {block.height} does not follow its parent"
+            if block.parent_id != parent.id or block.qc.block_id != parent.id or block.qc.view != parent.view:
+                return f"block {block.height} is not linked to its parent by its QC"
+            parent = block
+        if qc is None or qc.block_id != parent.id or qc.view != parent.view:
+            return "its QC does not certify its last block"
+        return self.certifier.check_qc(qc)
+
+    def continue_sync(self, peer: ValidatorIndex, tree: BlockTree, now: float, out: list[Action]) -> None:
+        """After a synced run was inserted (and what it certifies committed): ask for the next
+        range, or, close enough now, fetch by hash the uncommitted tail that proposals and QCs
+        still wait for (their fetches waited for the sync)."""
+        if self._sync_target - self._synced(tree).height > self.config.max_fetch_blocks:
+            self._ask_sync(peer, tree, now, out)
+            return
+        for block_id in [*self._waiting_proposals, *self._waiting_qcs]:
+            if block_id not in tree:
+                self.fetch(block_id, peer, now, out)
+
+    @property
+    def syncing(self) -> bool:
+        return self._sync is not None
+
+    # -- retries ---------------------------------------------------------------------------------
+
+    def retry(self, now: float, tree: BlockTree, out: list[Action]) -> None:
+        """Ask another peer for every fetch, and the sync range, unanswered for a base timeout."""
+        for block_id, (peer, asked_at) in list(self._fetching.items()):
+            if now - asked_at >= self.config.base_timeout_s:
+                del self._fetching[block_id]
+                self.fetch(block_id, self._next_peer(peer), now, out)
+        sync = self._sync
+        if sync is not None and now - sync.asked_at >= self.config.base_timeout_s:
+            self._sync = None
+            self._ask_sync(self._next_peer(sync.peer), tree, now, out)
+
+    def _next_peer(self, peer: ValidatorIndex) -> ValidatorIndex:
+        n = self.config.validators.n
+        other = ValidatorIndex((peer + 1) % n)
+        return ValidatorIndex((other + 1) % n) if other == self.config.me else other
+
+    # -- bounds ----------------------------------------------------------------------------------
+
+    def statistics(self) -> dict[str, int]:
+        return {
+            "fetching": len(self._fetching),
+            "waiting_proposals": self._proposal_tally.items,
+            "waiting_proposal_bytes": self._proposal_tally.size_bytes,
+            "waiting_qcs": len(self._waiting_qcs),
+            "orphan_blocks": self._orphan_tally.items,
+            "orphan_bytes": self._orphan_tally.size_bytes,
+            "sync_in_flight": int(self._sync is not None),
+            "sync_target": self._sync_target,
+        }
+
+    def check_bounds(self) -> None:
+        """Raise InvariantViolation if a buffer is past its bound or its tally is wrong."""
+        limit = self.config.max_pending_blocks
+        if len(self._fetching) > limit or len(self._waiting_qcs) > limit:
+            raise InvariantViolation("outstanding fetches or waiting QCs exceed max_pending_blocks")
+        proposals = [p for ps in self._waiting_proposals.values() for _, p in ps]
+        self._proposal_tally.check("waiting proposals", len(proposals), sum(map(_proposal_size, proposals)))
+        chains = list(self._orphans.values())
+        self._orphan_tally.check("orphans", sum(map(len, chains)), sum(map(_chain_size, chains)))
+
+
+# -- answering peers -----------------------------------------------------------------------------
+
+
+def answer_block_request(
+    request: BlockRequest, tree: BlockTree, chain: CommittedChain, config: ReplicaConfig
+) -> BlockResponse | None:
+    """The requested block and its ancestors, newest first, within the response budget (at least
+    the block itself); None if we do not know the block."""
+    limit = min(request.max_blocks, config.max_fetch_blocks, wire.MAX_BLOCKS_PER_RESPONSE)
+    budget = wire.response_budget_bytes(config.validators.n)
+    blocks: list[Block] = []
+    size = 0
+    block = tree.get(request.block_id) or chain.block_by_id(request.block_id)
+    while block is not None and len(blocks) < limit:
+        size += wire.block_size_bound(block)
+        if blocks and size > budget:
+            break
+        blocks.append(block)
+        if block.height == 0:
+            break
+        block = tree.get(block.parent_id) or chain.block_by_id(block.parent_id)
+    return BlockResponse(tuple(blocks)) if blocks else None
+
+
+def answer_sync_request(request: SyncRequest, chain: CommittedChain, config: ReplicaConfig) -> SyncResponse:
+    """Committed blocks from the requested height on, within the response budget (at least one
+    if we have any); an empty response if we have none from there."""
+    limit = min(request.max_blocks, wire.MAX_BLOCKS_PER_RESPONSE)
+    budget = wire.response_budget_bytes(config.validators.n)
+    blocks, qc = chain.committed_range(request.start_height, limit, budget)
+    return SyncResponse(blocks, qc)

@@ -1,0 +1,31 @@
+"""The replica's synchronous ports: everything it reads or makes durable outside its own memory.
+
+Owns: `Ports`, one required field per port. Drivers (the node, the simulator, tests) fill it
+with their implementations; `bft.core.builder.build_replica` is the one way to build a replica
+from it, so every driver builds the same core.
+May not: provide defaults: a replica running on a stand-in for a port is not the one that ships.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bft.core.app_state import ExecutedState
+from bft.core.chain import CommittedChain
+from bft.core.journal import BlockJournal
+from bft.core.proposer import PayloadSource
+from bft.core.safety_store import SafetyStore
+
+
+@dataclass(frozen=True, slots=True)
+class Ports:
+    # The durable safety record (last voted view, lock, last vote and timeout bytes).
+    safety_store: SafetyStore
+    # Uncommitted blocks and the highest TC, durable across crashes.
+    journal: BlockJournal
+    # Where commits go: made durable and executed before `on_commit` returns; app hashes.
+    executed: ExecutedState
+    # Committed transactions and blocks, by id and by height range.
+    committed: CommittedChain
+    # The transactions a proposal carries.
+    payload: PayloadSource

@@ -1,0 +1,120 @@
+"""The checks a proposal passes before it is stored or voted for: pure functions of their inputs.
+
+Owns: the stateless and signature checks of a proposal (`check_proposal`), the view window of
+votes and timeouts (`check_window`), the checks that need the parent (`check_extension`), and
+which app hash a child of a block must claim (`app_claim`, `check_app_claim`).
+May not: change any state; each returns None when the input passes, else the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bft.core.app_state import ExecutedState, claim_height
+from bft.core.certs import Certifier
+from bft.core.config import ReplicaConfig
+from bft.core.leader import leader_of
+from bft.core.messages import Block, Proposal
+from bft.core.types import ValidatorIndex, View
+
+# An honest leader proposes one block per view; a few more cover a Byzantine leader's
+# equivocations without letting it grow the tree without bound.
+MAX_BLOCKS_PER_VIEW = 4
+
+AppClaim = tuple[int, bytes | None]
+
+
+def check_proposal(
+    config: ReplicaConfig,
+    certifier: Certifier,
+    view: View,
+    sender: ValidatorIndex,
+    proposal: Proposal,
+    certified_late: bool,
+) -> str | None:
+    """Checks that need no tree: author, leader, links to its QC, limits, certificates.
+    `certified_late`: a QC for this block is waiting for it, so an older view may be stored."""
+    block, tc = proposal.block, proposal.tc
+    if block.proposer != sender:
+        return f"author {block.proposer} is not the sender {sender}"
+    if block.view < view and not certified_late:
+        return f"stale: view {block.view} is below the current view {view}"
+    leader = leader_of(config, block.view)
+    if block.proposer != leader:
+        return f"wrong leader for view {block.view}: {block.proposer}, expected {leader}"
+    if block.parent_id != block.qc.block_id:
+        return "parent is not the block its QC certifies"
+    if block.qc.view >= block.view:
+        return f"QC view {block.qc.view} is not below the block's view {block.view}"
+    if len(block.txs) > config.max_block_txs:
+        return f"{len(block.txs)} transactions exceed the limit of {config.max_block_txs}"
+    if sum(len(tx) for tx in block.txs) > config.max_block_bytes:
+        return f"transactions exceed the limit of {config.max_block_bytes} bytes"
+    if tc is not None and tc.view + 1 != block.view:
+        return f"carries a TC for view {tc.view}, not the previous view"
+    # A QC justifies the view after it, a TC the view after its own. Which QC a block extends
+    # after a TC is the lock's business: the vote rule, not this check, keeps forks out.
+    if block.view != block.qc.view + 1 and tc is None:
+        return "skips views without a TC for the previous view"
+    reason = certifier.check_proposal_signature(block, proposal.signature)
+    if reason is None:
+        reason = certifier.check_qc(block.qc)
+    if reason is None and tc is not None:
+        reason = certifier.check_tc(tc)
+    return reason
+
+
+def check_window(config: ReplicaConfig, current: View, view: View) -> str | None:
+    """Votes and timeouts are taken for the previous view up to `max_views_ahead` views ahead."""
+    if view + 1 < current:
+        return f"stale: view {view} is below the current view {current}"
+    if view > current + config.max_views_ahead:
+        return f"view {view} is more than {config.max_views_ahead} views ahead"
+    return None
+
+
+def check_extension(
+    block: Block,
+    parent: Block,
+    blocks_in_view: int,
+    claim: AppClaim,
+    pending: set[bytes],
+    is_committed: Callable[[bytes], bool],
+) -> str | None:
+    """Checks that need the parent: height, the per-view cap, the app claim, and no transaction
+    twice in the chain (`pending`: the uncommitted ancestors' transactions)."""
+    if block.height != parent.height + 1:
+        return "height does not follow its parent"
+    if blocks_in_view >= MAX_BLOCKS_PER_VIEW:
+        return f"more than {MAX_BLOCKS_PER_VIEW} blocks for view {block.view}"
+    reason = check_app_claim(block, claim)
+    if reason is not None:
+        return reason
+    if len(set(block.txs)) != len(block.txs):
+        return "a transaction appears twice in the block"
+    for tx in block.txs:
+        if tx in pending or is_committed(tx):
+            return "a transaction is already in the chain"
+    return None
+
+
+def app_claim(parent: Block, grandparent: Block | None, executed: ExecutedState) -> AppClaim:
+    """The (height, app hash) a child of `parent` must claim (`bft.core.app_state`); the hash is
+    None if that height is not executed here (never the case after handling the QC for `parent`)."""
+    height = claim_height(parent, grandparent)
+    if height == parent.app_height:
+        return height, parent.app_hash
+    return height, executed.app_hash_at(height)
+
+
+def check_app_claim(block: Block, claim: AppClaim) -> str | None:
+    """The block claims the app hash of the height its chain fixes, as we executed it."""
+    height, app_hash = claim
+    if block.app_height != height:
+        return f"app height {block.app_height}, the chain fixes {height}"
+    if app_hash is None:
+        return f"app state at height {height} not executed here"
+    if block.app_hash != app_hash:
+        claimed, ours = block.app_hash.hex()[:16], app_hash.hex()[:16]
+        return f"app hash at height {height} is {claimed}, ours is {ours}"
+    return None

@@ -1,0 +1,87 @@
+"""The leader's side: when to propose, with which transactions, and the block it builds.
+
+Owns: the batching rule (propose at once when the batch is ready, else wait up to
+`max_batch_delay_s` for a fuller one), the block limits applied to the payload, the one proposal
+per view, and the block itself; the safety rules sign it.
+May not: decide whether we lead a view, check other proposals, or send: the replica does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Protocol
+
+from bft.core.config import ReplicaConfig
+from bft.core.messages import Block, Proposal, QuorumCert, TimeoutCert
+from bft.core.proposal_rules import AppClaim
+from bft.core.safety import SafetyRules
+from bft.core.types import View
+
+
+class PayloadSource(Protocol):
+    def payload_for(self, view: View, exclude: Collection[bytes]) -> tuple[bytes, ...]:
+        """Transactions for this replica's proposal in `view`, none of them in `exclude`."""
+        ...
+
+
+class Proposer:
+    def __init__(self, config: ReplicaConfig, payload: PayloadSource, safety: SafetyRules) -> None:
+        self._config = config
+        self._payload = payload
+        self._safety = safety
+        self._proposed_view = View(0)
+        # A proposal waiting for a fuller batch: (view, when it goes out regardless).
+        self._deferred: tuple[View, float] | None = None
+
+    def deadline(self, view: View) -> float | None:
+        """When the deferred proposal for `view` goes out regardless, if one waits."""
+        return self._deferred[1] if self._deferred is not None and self._deferred[0] == view else None
+
+    def has_proposed(self, view: View) -> bool:
+        return self._proposed_view >= view
+
+    def propose(
+        self,
+        view: View,
+        now: float,
+        parent: Block,
+        high_qc: QuorumCert,
+        tc: TimeoutCert | None,
+        pending: set[bytes],
+        claim: AppClaim,
+        wait: bool,
+    ) -> Proposal | str | None:
+        """Our proposal for `view` extending `parent` (certified by `high_qc`), with none of the
+        uncommitted ancestors' transactions (`pending`; the payload source leaves out committed
+        ones); None if it is deferred for a fuller batch (only with `wait`); the reason if refused."""
+        txs = self._fit_limits(self._payload.payload_for(view, pending))
+        if wait and self._config.max_batch_delay_s > 0 and not self._batch_ready(txs, pending):
+            if self._deferred is None or self._deferred[0] != view:
+                self._deferred = (view, now + self._config.max_batch_delay_s)
+            return None
+        self._deferred = None
+        app_height, app_hash = claim
+        if app_hash is None:
+            return f"app state at height {app_height} not executed here"
+        block = Block(view, parent.height + 1, parent.id, self._config.me, high_qc, txs, app_height, app_hash)
+        proposal = self._safety.sign_proposal(block, tc)
+        if isinstance(proposal, Proposal):
+            self._proposed_view = view
+        return proposal
+
+    def _batch_ready(self, txs: tuple[bytes, ...], pending: set[bytes]) -> bool:
+        """Propose at once: the batch is full, or uncommitted ancestors hold transactions that
+        need descendants to commit."""
+        if pending or len(txs) >= self._config.max_block_txs:
+            return True
+        return 2 * sum(len(tx) for tx in txs) >= self._config.max_block_bytes
+
+    def _fit_limits(self, txs: tuple[bytes, ...]) -> tuple[bytes, ...]:
+        fitted: list[bytes] = []
+        size = 0
+        for tx in txs[: self._config.max_block_txs]:
+            if size + len(tx) > self._config.max_block_bytes:
+                break
+            fitted.append(tx)
+            size += len(tx)
+        return tuple(fitted)
