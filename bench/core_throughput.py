@@ -13,12 +13,17 @@ import time
 
 from bft.core import wire
 from bft.core.actions import Broadcast, Commit, Send
+from bft.core.blocktree import genesis
+from bft.core.builder import build_replica
+from bft.core.chain import MemoryChain
 from bft.core.config import ReplicaConfig
+from bft.core.journal import MemoryJournal
 from bft.core.messages import SafetyState
-from bft.core.replica import Replica
+from bft.core.ports import Ports
 from bft.core.types import ValidatorIndex, ValidatorSet, View
 from crypto.hashing import sha256
 from crypto.keys import PrivateKey
+from crypto.signing import SignatureCache
 
 
 class MemoryStore:
@@ -48,10 +53,12 @@ def main() -> None:
     n = args.nodes
     keys = [PrivateKey.from_seed(sha256(b"bench-%d" % i)) for i in range(n)]
     validators = ValidatorSet(tuple(k.public_key for k in keys))
-    replicas = [
-        Replica(ReplicaConfig("bench", validators, ValidatorIndex(i)), keys[i], MemoryStore(), OneTx(i))
-        for i in range(n)
-    ]
+    replicas = []
+    for i in range(n):
+        chain = MemoryChain(*genesis("bench"))
+        ports = Ports(MemoryStore(), MemoryJournal(), chain, chain, OneTx(i))
+        config = ReplicaConfig("bench", validators, ValidatorIndex(i), max_batch_delay_s=0.0)
+        replicas.append(build_replica(config, keys[i], ports, 0.0, SignatureCache()))
     queue: collections.deque[tuple[int, int, bytes]] = collections.deque()
     committed = [0] * n
     messages = 0
