@@ -163,7 +163,25 @@ def _add_sim(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     sim.add_argument("--trace", action="store_true", help="with --seed: print every event")
     sim.add_argument("--no-crashes", action="store_true", help="no crash/restart faults")
     sim.add_argument("--quiet", action="store_true", help="no live progress display")
+    sim.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="run the seeds in N worker processes; results are the same for every N (default 1: "
+        "in this process)",
+    )
     sim.set_defaults(run=_run_sim)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _behaviour_list(nodes: int, text: str, allowed: list[str]) -> list[str] | str:
@@ -192,8 +210,8 @@ def _run_sim(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from bft.campaign import FACTORIES
-    from bft.sim.runner import run_campaign, run_schedule
+    from bft.campaign import FACTORIES, run_campaign_jobs
+    from bft.sim.runner import run_schedule
     from bft.sim.spec import ScheduleResult, SimSpec
 
     console = Console(stderr=True)
@@ -237,16 +255,25 @@ def _run_sim(args: argparse.Namespace) -> int:
     ) as progress:
         task = progress.add_task("sim", total=len(seeds), status="")
         commits = 0
+        done = 0
 
         def on_result(r: ScheduleResult) -> None:
-            nonlocal commits, violations
+            nonlocal commits, violations, done
+            done += 1
             commits += r.commits
             if not r.ok:
                 violations += len(r.violations)
                 progress.console.print(r.failure_report())
             progress.update(task, advance=1, status=f"commits {commits}  violations {violations}")
 
-        campaign = run_campaign(spec, seeds, FACTORIES, on_result)
+        try:
+            campaign = run_campaign_jobs(spec, seeds, args.jobs, on_result)
+        except KeyboardInterrupt:
+            campaign = None
+    if campaign is None:
+        # The workers, if any, are terminated and reaped by now.
+        console.print(f"bft sim: interrupted after {done} schedules, {violations} violations")
+        return 130
     print(
         f"nodes {spec.nodes}, behaviours {','.join(spec.behaviour_names()) or 'none'}: "
         f"{campaign.schedules} schedules, {campaign.total_commits} blocks committed "
