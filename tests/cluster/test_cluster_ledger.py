@@ -126,9 +126,9 @@ def _check_ledger(cluster: Cluster, txs: list[bytes], values: dict[str, str], to
             client.close()
     # A client that trusts no single node proves blocks committed: QC, commit proof, commit QC.
     genesis = load_genesis(cluster.root / "genesis.json")
-    with Client(f"http://127.0.0.1:{cluster.procs[VICTIM].api_port}", genesis=genesis) as client:
+    with Client(f"http://127.0.0.1:{cluster.procs[VICTIM].api_port}", genesis=genesis) as prover:
         for h in sorted({*range(1, top + 1, max(1, top // 20)), top}):
-            verified = client.block(h)
+            verified = prover.block(h)
             assert verified is not None and verified.id == ids[h] and verified.proven_committed
     for i in honest:
         text = _fetch_metrics(cluster.procs[i].api_port)

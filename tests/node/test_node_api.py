@@ -14,6 +14,7 @@ import httpx
 import pytest
 import trio
 import trio.testing
+from core_helpers import CHAIN, GENESIS_BLOCK, make_block, make_qc, qc_for
 from starlette.applications import Starlette
 from starlette.types import Message, Scope
 
@@ -29,7 +30,6 @@ from bft.node.api import (
 from bft.node.api_json import b64, qc_json
 from bft.node.commits import FEED_BUFFER_BLOCKS, CommitFeed
 from crypto.hashing import sha256
-from tests.unit.core_helpers import CHAIN, GENESIS_BLOCK, make_block, make_qc, qc_for
 
 METRICS = (
     b"# HELP bft_committed_height Committed height.\n"

@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from core_helpers import GENESIS_BLOCK, make_block, make_qc, qc_for
 
 from bft.app.interface import CODE_OK, GENESIS_APP_HASH, BlockResult, StateCorrupt
 from bft.app.kv import CODE_CAS_MISMATCH, KeyValueLedger, cas_tx, del_tx, put_tx
@@ -22,7 +23,6 @@ from bft.node.errors import StorageError
 from bft.node.executor import Executor
 from bft.node.storage import BlockStore, StoredResult
 from crypto.hashing import sha256
-from tests.unit.core_helpers import GENESIS_BLOCK, make_block, make_qc, qc_for
 
 TXS: list[tuple[bytes, ...]] = [
     (cas_tx("k", None, "v1"), put_tx("counter", "1")),

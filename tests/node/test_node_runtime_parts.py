@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bft.app.kv import KeyValueLedger
+from bft.core.types import ValidatorIndex
 from bft.node.config import NodeConfig
 from bft.node.errors import ConfigError
 from bft.node.metrics import MAX_REASON_LABELS, NodeMetrics, reason_label
@@ -75,7 +76,7 @@ def test_metrics_read_their_gauges_at_scrape_time() -> None:
 def _config(tmp_path: Path, factory: str) -> NodeConfig:
     return NodeConfig(
         home=tmp_path,
-        index=0,  # type: ignore[arg-type]
+        index=ValidatorIndex(0),
         key_file=tmp_path / "key",
         genesis_file=tmp_path / "genesis.json",
         data_dir=tmp_path,

@@ -80,7 +80,7 @@ def test_voting_before_persisting_is_caught(monkeypatch: pytest.MonkeyPatch) -> 
         pending: SafetyState | None = getattr(self, "_pending", None)
         if pending is not None:
             self._store.save(pending)
-        self._pending = new  # type: ignore[attr-defined]
+        vars(self)["_pending"] = new  # an attribute the real SafetyRules does not have
         self._state = new
 
     monkeypatch.setattr(SafetyRules, "_persist", persist_later)
