@@ -173,7 +173,8 @@ def _wait_caught_up(cluster: Cluster, victim: int, target: int, progress: Progre
         if time.monotonic() - last_note[0] >= 5.0:
             last_note[0] = time.monotonic()
             progress.note(f"catching up: node {victim} at {mine}, others at {sorted(theirs)}")
-        if mine is not None and mine >= target and theirs and mine >= min(theirs) - CAUGHT_UP_SLACK:
+        everyone = len(theirs) == len(others)  # a node too busy to answer does not count as level
+        if mine is not None and mine >= target and everyone and mine >= min(theirs) - CAUGHT_UP_SLACK:
             return mine
         return None
 
@@ -183,7 +184,13 @@ def _wait_caught_up(cluster: Cluster, victim: int, target: int, progress: Progre
         )
     except AssertionError as exc:
         raise progress.fail(str(exc)) from None
-    return height, time.monotonic() - started
+    took = time.monotonic() - started
+    # Back at full strength, the whole cluster commits on (catch-up must not stall the others).
+    try:
+        cluster.wait_heights(cluster.all, height + 10, 30.0, f"all four nodes to commit past {height + 10}")
+    except AssertionError as exc:
+        raise progress.fail(str(exc)) from None
+    return height, took
 
 
 # Large values.
