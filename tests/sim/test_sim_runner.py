@@ -155,6 +155,9 @@ class FakeChain:
             acts.append(Broadcast(BlockResponse(tuple(self.blocks[-30:]))))
         return acts
 
+    def on_payload(self, now: float) -> list[Action]:
+        return []  # proposes on its timer; the simulator never calls this
+
     def next_deadline(self) -> float | None:
         return self.deadline
 
@@ -163,8 +166,8 @@ def GENESIS_QC_OF(ctx: NodeContext) -> QuorumCert:
     return genesis(ctx.config.chain_id)[1]
 
 
-def fake(**kw: object) -> Callable[[NodeContext], Program]:
-    return lambda ctx: FakeChain(ctx, **kw)  # type: ignore[arg-type]
+def fake(*, save_first: bool = True) -> Callable[[NodeContext], Program]:
+    return lambda ctx: FakeChain(ctx, save_first=save_first)
 
 
 FACTORIES = {HONEST: fake()}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import replace
 
+import pytest
 from core_helpers import (
     GENESIS_BLOCK,
     Cluster,
@@ -16,27 +18,28 @@ from core_helpers import (
     sent_messages,
 )
 
+from bft.core.actions import Action
 from bft.core.app_state import claim_height
 from bft.core.messages import Block, Proposal, Vote
 from bft.core.replica import Replica
-from bft.core.types import GENESIS_APP_HASH
+from bft.core.types import GENESIS_APP_HASH, View
 from crypto.hashing import sha256
 
 
 def voter() -> Replica:
-    me = next(i for i in range(4) if i not in (leader(v) for v in range(1, 6)))
+    me = next(i for i in range(4) if i not in {leader(v) for v in range(1, 6)})
     return make_replica(me)
 
 
-def votes(actions: list[object]) -> list[Vote]:
-    return [m for m in sent_messages(actions) if isinstance(m, Vote)]  # type: ignore[arg-type]
+def votes(actions: list[Action]) -> list[Vote]:
+    return [m for m in sent_messages(actions) if isinstance(m, Vote)]
 
 
-def refusal_text(actions: list[object]) -> str:
-    return " | ".join(str(r) for r in refusals(actions))  # type: ignore[arg-type]
+def refusal_text(actions: list[Action]) -> str:
+    return " | ".join(str(r) for r in refusals(actions))
 
 
-def propose(replica: Replica, block: Block) -> list[object]:
+def propose(replica: Replica, block: Block) -> list[Action]:
     return list(replica.on_message(leader(block.view), make_proposal(block), 0.0))
 
 
@@ -127,8 +130,8 @@ class Trickle:
     def __init__(self) -> None:
         self.txs: list[bytes] = []
 
-    def payload_for(self, view: object, exclude: object) -> tuple[bytes, ...]:
-        return tuple(tx for tx in self.txs if tx not in exclude)  # type: ignore[operator]
+    def payload_for(self, view: View, exclude: Collection[bytes]) -> tuple[bytes, ...]:
+        return tuple(tx for tx in self.txs if tx not in exclude)
 
 
 def batching_leader(max_block_txs: int = 3) -> tuple[Replica, Trickle]:
@@ -137,8 +140,8 @@ def batching_leader(max_block_txs: int = 3) -> tuple[Replica, Trickle]:
     return make_replica(me, payload=payload, max_batch_delay_s=0.2, max_block_txs=max_block_txs), payload
 
 
-def proposals_in(actions: list[object]) -> list[Proposal]:
-    return [m for m in sent_messages(actions) if isinstance(m, Proposal)]  # type: ignore[arg-type]
+def proposals_in(actions: list[Action]) -> list[Proposal]:
+    return [m for m in sent_messages(actions) if isinstance(m, Proposal)]
 
 
 def test_a_leader_with_a_partial_batch_waits_at_most_the_batch_delay() -> None:
@@ -163,8 +166,6 @@ def test_a_full_batch_goes_out_as_soon_as_the_payload_fills() -> None:
 
 
 def test_batch_delay_must_stay_below_the_view_timeout() -> None:
-    import pytest
-
     with pytest.raises(ValueError, match="max_batch_delay_s"):
         config(0, max_batch_delay_s=1.0, base_timeout_s=1.0)
 
@@ -192,9 +193,9 @@ class ReOffering:
         self.me = me
         self.offered: list[bytes] = []
 
-    def payload_for(self, view: object, exclude: object) -> tuple[bytes, ...]:
+    def payload_for(self, view: View, exclude: Collection[bytes]) -> tuple[bytes, ...]:
         self.offered.append(f"tx-{self.me}-{len(self.offered)}".encode())
-        return tuple(tx for tx in self.offered if tx not in exclude)  # type: ignore[operator]
+        return tuple(tx for tx in self.offered if tx not in exclude)
 
 
 def test_a_committed_transaction_offered_again_is_never_committed_twice() -> None:

@@ -33,7 +33,7 @@ from bft.core.fetcher import SYNC_BATCH_BLOCKS, answer_block_request, answer_syn
 from bft.core.journal import MemoryJournal
 from bft.core.messages import Block, BlockRequest, BlockResponse, Message, SyncRequest, SyncResponse
 from bft.core.replica import Replica
-from bft.core.types import View
+from bft.core.types import ValidatorIndex, View
 
 
 def committed_chain(blocks: list[Block]) -> MemoryChain:
@@ -148,7 +148,7 @@ def test_a_block_limit_that_cannot_fit_a_message_is_refused_at_config() -> None:
     config(0, max_block_bytes=4_000_000)  # fits, with its certificates
 
 
-def _asked_lagging(long_chain: list[Block]) -> tuple[Replica, int, SyncRequest]:
+def _asked_lagging(long_chain: list[Block]) -> tuple[Replica, ValidatorIndex, SyncRequest]:
     top = long_chain[-1]
     view = top.view + 1
     proposer = leader(view)
