@@ -172,7 +172,10 @@ class _WorkerPool:
         for process in processes:
             if process.is_alive():
                 process.terminate()
-        for process in processes:
+        # The executor's manager thread may still be starting a worker: wait for it to finish
+        # with every worker, then reap whatever it left.
+        self.executor.shutdown(wait=True)
+        for process in {*processes, *(self.executor._processes or {}).values()}:
             process.join(_JOIN_TIMEOUT_S)
             if process.is_alive():
                 process.kill()

@@ -48,7 +48,8 @@ class GarbageSender(Behaviour):
 
 
 class FarFuture(Behaviour):
-    """Signs and sends votes, timeouts and proposals for views far ahead of the current one."""
+    """Signs and sends votes, timeouts and proposals for views far ahead of the current one (a
+    few timeouts for distinct far views with every vote or timeout it sends)."""
 
     name = "far-future"
 
@@ -66,9 +67,12 @@ class FarFuture(Behaviour):
                     self.vote_for(view, msg.block_id),
                 )
             )
-        elif isinstance(msg, Timeout):
-            far = self.certifier.sign_timeout(self.key, self.me, view, msg.high_qc)
-            extra.append(Broadcast(far))
+        if isinstance(msg, Vote | Timeout):
+            # A few distinct far views at every vote or timeout: a replica that kept whatever it
+            # is sent would grow without bound.
+            for k in range(self.rng.randint(1, 2)):
+                far = self.certifier.sign_timeout(self.key, self.me, View(view + k), self.inner.high_qc)
+                extra.append(Broadcast(far))
         elif isinstance(msg, Proposal):
             extra.append(Broadcast(self.propose(replace(msg.block, view=view), msg.tc)))
         return [action, *extra]

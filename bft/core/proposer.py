@@ -37,6 +37,15 @@ class Proposer:
         """When the deferred proposal for `view` goes out regardless, if one waits."""
         return self._deferred[1] if self._deferred is not None and self._deferred[0] == view else None
 
+    def expire(self, view: View, now: float) -> bool:
+        """Whether a deferred proposal for `view` is due; a due one is no longer deferred, so its
+        deadline never stays in the past (it goes out now with `wait=False`, or, if it cannot yet,
+        when what it waits for arrives)."""
+        if self._deferred is None or self._deferred[0] != view or now < self._deferred[1]:
+            return False
+        self._deferred = None
+        return True
+
     def has_proposed(self, view: View) -> bool:
         return self._proposed_view >= view
 

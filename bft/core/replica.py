@@ -114,6 +114,10 @@ class Replica:
         """Raise InvariantViolation if the replica's own state is inconsistent (after any input)."""
         if self._safety.state.locked_view > self._high_qc.view:
             raise InvariantViolation("the lock is above the high QC")
+        # Votes and timeouts are kept for the window of views check_window admits.
+        window = self._config.max_views_ahead + 2
+        if self._votes.views_held() > window or self._timeouts.views_held() > window:
+            raise InvariantViolation(f"votes or timeouts held for more than {window} views")
         self._fetcher.check_bounds()
 
     def next_deadline(self) -> float | None:
@@ -157,8 +161,7 @@ class Replica:
                 self._on_qc(self._restart_qc, now, None)
             if self.view == self._high_qc.view + 1:
                 self._propose(now)
-        deferred = self._proposer.deadline(self.view)
-        if deferred is not None and now >= deferred:
+        if self._proposer.expire(self.view, now):
             self._propose(now, wait=False)
         if now >= self._pacemaker.deadline:
             self._pacemaker.on_local_timeout(now)

@@ -7,6 +7,10 @@ crash/restart events of honest validators before GST. At no time are more valida
 validator crashes around one moment and restarts, all before GST, recovering from disk alone.
 May not: run anything; the harness carries the plan out.
 
+After GST, a plan may crash one honest validator for a long time (up to 40 s: dozens to
+hundreds of blocks) while the others go on, so that it must catch up by block sync; liveness is
+then demanded over a window after its restart (`FaultPlan.last_fault_s`).
+
 Crash kinds (each occupies the interval [at_s, restart_s) of the fault budget):
 - PLAIN: the node dies at `at_s` and restarts at `restart_s`.
 - AFTER_STEP: from `at_s`, the next event the node processes runs to completion (so what it
@@ -55,6 +59,11 @@ class FaultPlan:
     delta_s: float
     partitions: tuple[TimePartition, ...]
     crashes: tuple[CrashEvent, ...]
+
+    @property
+    def last_fault_s(self) -> float:
+        """When the last fault ends: GST, or a later restart."""
+        return max([self.gst_s, *(c.restart_s for c in self.crashes)])
 
     def network_params(self) -> NetworkParams:
         return NetworkParams(
@@ -113,6 +122,7 @@ def generate_fault_plan(
     min_gst_s: float = 0.0,
     crashes: bool = True,
     total_crashes: bool = True,
+    late_crashes: bool = True,
 ) -> FaultPlan:
     """A varied plan from `seed`: from calm to harsh, with crashes only of validators not in
     `faulty` and at most f - len(faulty) of them down (or armed) at any instant."""
@@ -155,6 +165,14 @@ def generate_fault_plan(
             if _max_overlap([*spans, (at_s, restart_s)]) > budget:
                 continue
             events.append(_crash(rng, index, at_s, restart_s))
+    # Its own stream, so that plans drawn before this existed stay as they were.
+    late = random.Random(f"faults-after-gst/{seed}")
+    if late_crashes and crashes and not total_crash and budget > 0 and honest and late.random() < 0.35:
+        at_s = gst_s + late.uniform(0.0, 3.0)
+        restart_s = at_s + late.uniform(8.0, 40.0)
+        spans = [(c.at_s, c.restart_s) for c in events]
+        if _max_overlap([*spans, (at_s, restart_s)]) <= budget:
+            events.append(CrashEvent(late.choice(honest), CrashKind.PLAIN, at_s, restart_s))
     events.sort(key=lambda c: (c.at_s, c.index))
     return FaultPlan(
         seed=seed,

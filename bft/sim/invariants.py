@@ -28,7 +28,10 @@ any instance proposes; the checker records each broken invariant as a `Violation
   transport could not carry; a response built without a byte budget does).
 - bounded-state: after every step, an honest replica's own invariants hold (the lock is not
   above the high QC, every buffer within its bounds: `Replica.check_invariants`).
-- liveness: after GST, every honest instance commits `min_new_commits` new blocks in the window.
+- timer-progress: after an honest replica's `on_timer(now)`, its next deadline is later than
+  `now` (a deadline left in the past makes a driver spin on it and starve the network).
+- liveness: within the window after the last fault (GST or a later restart), every honest
+  instance commits `min_new_commits` blocks above the highest honest height at that moment.
 - program-error: a program raised (with its traceback summary); event-budget: runaway schedule.
 Honest instances are those the harness declares checked (not Byzantine, not Twins' indices).
 May not: drive the simulation or look at anything it is not handed.
@@ -68,6 +71,7 @@ SAFETY_REGRESSION = "safety-regression"
 CERTIFIED_COMMIT = "certified-commit"
 FRAME_LIMIT = "frame-limit"
 BOUNDED_STATE = "bounded-state"
+TIMER_PROGRESS = "timer-progress"
 LIVENESS = "liveness"
 PROGRAM_ERROR = "program-error"
 EVENT_BUDGET = "event-budget"
@@ -248,6 +252,15 @@ class InvariantChecker:
                 FRAME_LIMIT, time_s, inst, f"a {what} of {size_bytes} bytes, over the limit of {limit}"
             )
 
+    def on_timer_stall(self, time_s: float, inst: Instance, deadline: float) -> None:
+        """Any instance running the honest replica (Twins' included) must make timer progress."""
+        self._violate(
+            TIMER_PROGRESS,
+            time_s,
+            inst,
+            f"next deadline {deadline:.6f} is not after on_timer({time_s:.6f})",
+        )
+
     def on_state_error(self, time_s: float, inst: Instance, summary: str) -> None:
         """An honest replica's own invariant check failed after a step."""
         if inst in self.honest:
@@ -359,8 +372,12 @@ class InvariantChecker:
         return 0 if tip is None else tip[0]
 
     def start_liveness(self, heights: Mapping[Instance, int] | None = None) -> None:
-        """Take the baseline (at GST, after the last restart) for the liveness window."""
+        """Take the baseline (after the last fault) for the liveness window."""
         self._baseline = {i: (heights[i] if heights is not None else self.height(i)) for i in self.honest}
+
+    @property
+    def has_baseline(self) -> bool:
+        return self._baseline is not None
 
     def lagging(self, exclude: Iterable[Instance] = ()) -> list[Instance]:
         """Honest instances that have not yet made `min_new_commits` since the baseline."""
@@ -382,7 +399,8 @@ class InvariantChecker:
                 time_s,
                 inst,
                 f"committed {self.height(inst) - base} new blocks (height {self.height(inst)}) "
-                f"in the {window_s:.1f}s after GST; needed {self.min_new_commits}",
+                f"above the baseline {base} in the {window_s:.1f}s after the last fault; needed "
+                f"{self.min_new_commits}",
             )
 
 

@@ -32,6 +32,7 @@ from bft.core.types import ValidatorIndex, View
 from bft.core.wire import decode_safety_state
 from bft.sim.disk import SimDisk
 from bft.sim.network import Instance
+from bft.sim.settings import MAX_LARGE_TXS, SimSettings
 from crypto.keys import PrivateKey
 from crypto.signing import SignatureCache
 
@@ -67,10 +68,10 @@ def honest_factory(ctx: NodeContext) -> Program:
 class SimPayload:
     """A mempool's behaviour: each proposal offers the transactions offered before and not yet
     committed (as the node's mempool does until it hears of the commit), then 1 to 3 new unique
-    ones, b"tx/<seed>/<instance>/<view>/<k>".
+    ones, b"tx/<seed>/<instance>/<view>/<k>", some of them large (padded up to the settings'
+    size, at most `MAX_LARGE_TXS` per instance and schedule).
 
     Survives restarts (it models the node's mempool client), so transactions stay unique.
-    Every payload handed out is added to `issued`.
     """
 
     # Offered-but-uncommitted transactions kept for re-offering (oldest dropped beyond this).
@@ -81,15 +82,16 @@ class SimPayload:
         seed: int,
         inst: Instance,
         rng: random.Random,
-        issued: set[bytes],
         committed: Callable[[bytes], bool],
+        settings: SimSettings,
     ) -> None:
         self._prefix = f"tx/{seed}/{inst.index}.{inst.copy}/".encode()
         self._rng = rng
         self._next = 0
         self._committed = committed
         self._pending: list[bytes] = []
-        self.issued = issued
+        self._settings = settings
+        self._large_left = MAX_LARGE_TXS if settings.large_tx_rate > 0 else 0
 
     def payload_for(self, view: View, exclude: Collection[bytes]) -> tuple[bytes, ...]:
         self._pending = [tx for tx in self._pending if not self._committed(tx)][-self.MAX_PENDING :]
@@ -101,10 +103,16 @@ class SimPayload:
                 self._next += 1
                 if tx not in exclude:
                     break
-            txs.append(tx)
-        self.issued.update(txs)
+            txs.append(self._maybe_large(tx))
         self._pending.extend(txs)
         return tuple(again + txs)
+
+    def _maybe_large(self, tx: bytes) -> bytes:
+        if self._large_left <= 0 or self._rng.random() >= self._settings.large_tx_rate:
+            return tx
+        self._large_left -= 1
+        size = self._rng.randint(self._settings.max_large_tx_bytes // 8, self._settings.max_large_tx_bytes)
+        return tx + b"/" + b"\x00" * max(0, size - len(tx) - 1)
 
 
 class ObservedStore:
@@ -143,7 +151,7 @@ class SimNode:
         factory: ProgramFactory,
         sig_cache: SignatureCache,
         checked: bool,
-        issued: set[bytes],
+        settings: SimSettings,
     ) -> None:
         self.inst = inst
         self.key = key
@@ -153,7 +161,7 @@ class SimNode:
         self.checked = checked
         self.rng = random.Random(f"node/{seed}/{inst.index}/{inst.copy}")
         self.chain = MemoryChain(*genesis(config.chain_id))
-        self.payload = SimPayload(seed, inst, self.rng, issued, self.chain.has_tx)
+        self.payload = SimPayload(seed, inst, self.rng, self.chain.has_tx, settings)
         self.disk = SimDisk()
         # Uncommitted blocks, durable like the commit log (a synced store), survive crashes.
         self.journal = MemoryJournal()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from bft.core.types import max_faulty
 from bft.sim.faults import FaultPlan
 from bft.sim.invariants import Violation
+from bft.sim.settings import SimSettings
 from bft.sim.twins import DEFAULT_ROUNDS, TwinsScenario
 
 HONEST = "honest"
@@ -44,8 +45,13 @@ class SimSpec:
     crashes: bool = True
     # Some plans crash every honest node at once (recovery from disk alone).
     total_crashes: bool = True
+    # Some plans crash one honest node for long after GST (it must catch up by block sync).
+    late_crashes: bool = True
     max_events: int = 500_000
     stop_on_violation: bool = True
+    # Each seed draws the consensus settings and payload shape (`bft.sim.settings`); off, every
+    # schedule proposes at once with small payloads (for the harness's own tests).
+    production: bool = True
 
     def __post_init__(self) -> None:
         if self.nodes < 1:
@@ -94,6 +100,7 @@ class ScheduleResult:
     twins: TwinsScenario | None
     refusals: int
     messages: int
+    settings: SimSettings
 
     @property
     def ok(self) -> bool:
@@ -110,6 +117,7 @@ class ScheduleResult:
         if self.byzantine:
             who = ", ".join(f"{i}={b}" for i, b in sorted(self.byzantine.items()))
             lines.append(f"  Byzantine: {who}")
+        lines.append(f"  {self.settings.describe()}")
         lines += [f"  {line}" for line in self.plan.describe().splitlines()]
         if self.twins is not None:
             lines += [f"  {line}" for line in self.twins.describe().splitlines()]

@@ -32,6 +32,7 @@ from bft.sim.invariants import InvariantChecker
 from bft.sim.network import Instance, Network
 from bft.sim.node import ProgramFactory, SimNode, honest_factory
 from bft.sim.scheduler import Scheduler
+from bft.sim.settings import draw_settings, fixed_settings
 from bft.sim.spec import HONEST, ScheduleResult, SimSpec
 from bft.sim.twins import TwinsScenario, generate_twins_scenario
 from crypto.keys import PrivateKey
@@ -74,11 +75,16 @@ class Gst:
 
 
 @dataclass(frozen=True, slots=True)
+class LastFault:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
 class WindowEnd:
     pass
 
 
-Event = Start | Deliver | TimerFired | FaultStart | FaultEnd | Gst | WindowEnd
+Event = Start | Deliver | TimerFired | FaultStart | FaultEnd | Gst | LastFault | WindowEnd
 
 
 def view_of(msg: Message) -> int | None:
@@ -144,6 +150,7 @@ class World:
             min_gst_s=min_gst,
             crashes=spec.crashes,
             total_crashes=spec.total_crashes,
+            late_crashes=spec.late_crashes,
         )
         validators = ValidatorSet(tuple(keys(i).public_key for i in range(spec.nodes)))
         leaders = self.twins.leaders if self.twins is not None else ()
@@ -156,7 +163,11 @@ class World:
         genesis_qc = genesis(spec.chain_id)[1]
         certifier = Certifier(spec.chain_id, validators, genesis_qc, sig_cache)
         self.checker = InvariantChecker(honest, spec.min_new_commits, certifier)
-        self.issued: set[bytes] = set()
+        self.settings = (
+            draw_settings(seed, spec.base_timeout_s, spec.max_timeout_s)
+            if spec.production
+            else fixed_settings(spec.max_timeout_s)
+        )
         self.nodes: dict[Instance, SimNode] = {}
         for inst in instances:
             behaviour = self.byzantine.get(inst.index, HONEST)
@@ -172,7 +183,11 @@ class World:
                 validators=validators,
                 me=ValidatorIndex(inst.index),
                 base_timeout_s=spec.base_timeout_s,
-                max_timeout_s=spec.max_timeout_s,
+                max_timeout_s=self.settings.max_timeout_s,
+                max_block_txs=self.settings.max_block_txs,
+                max_block_bytes=self.settings.max_block_bytes,
+                max_batch_delay_s=self.settings.max_batch_delay_s,
+                max_fetch_blocks=self.settings.max_fetch_blocks,
                 leaders=leaders,
             )
             self.nodes[inst] = SimNode(
@@ -183,7 +198,7 @@ class World:
                 factory=factory,
                 sig_cache=sig_cache,
                 checked=inst in self.checker.honest,
-                issued=self.issued,
+                settings=self.settings,
             )
         self.network = Network(
             instances,
@@ -203,7 +218,9 @@ class World:
             self.sched.schedule(crash.at_s, FaultStart(crash))
             self.sched.schedule(crash.restart_s, FaultEnd(crash))
         self.sched.schedule(self.plan.gst_s, Gst())
-        self.sched.schedule(self.plan.gst_s + spec.window_s, WindowEnd())
+        # Liveness is demanded over a window after the last fault, not just after GST.
+        self.sched.schedule(self.plan.last_fault_s, LastFault())
+        self.sched.schedule(self.plan.last_fault_s + spec.window_s, WindowEnd())
 
     # -- tracing -----------------------------------------------------------------------------
 
@@ -225,7 +242,8 @@ class World:
                 break
             if (
                 self.after_gst
-                and self.sched.now >= self.spec.min_duration_s
+                and self.sched.now >= max(self.spec.min_duration_s, self.plan.last_fault_s)
+                and self.checker.has_baseline
                 and not self.checker.lagging(self._halted())
             ):
                 break
@@ -247,6 +265,7 @@ class World:
             twins=self.twins,
             refusals=self.refusals,
             messages=self.network.stats.sent,
+            settings=self.settings,
         )
 
     def _halted(self) -> list[Instance]:
@@ -263,6 +282,7 @@ class World:
                     node.timer_at = None
                     self._trace(inst, "timer")
                     self._step(node, lambda p: p.on_timer(now))
+                    self._check_timer_progress(node, now)
             case Start(inst=inst):
                 self._start(self.nodes[inst])
             case FaultStart(crash=crash):
@@ -272,7 +292,13 @@ class World:
             case Gst():
                 self.after_gst = True
                 self._trace(None, "GST")
-                self.checker.start_liveness({i: self.nodes[i].committed_height for i in self.checker.honest})
+            case LastFault():
+                # From here every honest instance must catch up with the highest of them and
+                # commit `min_new_commits` more within the window: a lagging node that never
+                # catches up is a liveness violation, not a pass.
+                top = max((self.nodes[i].committed_height for i in self.checker.honest), default=0)
+                self._trace(None, f"last fault over; liveness baseline height {top}")
+                self.checker.start_liveness({i: top for i in self.checker.honest})
             case WindowEnd():
                 self.checker.finish_liveness(now, self.spec.window_s, self._halted())
                 self.done = True
@@ -376,6 +402,15 @@ class World:
             except InvariantViolation as exc:
                 self.checker.on_state_error(self.sched.now, node.inst, str(exc))
         self._arm_timer(node)
+
+    def _check_timer_progress(self, node: SimNode, now: float) -> None:
+        """After on_timer(now) the next deadline is strictly later: one that stays in the past
+        would have the node handle it again and again and never read the network."""
+        program = node.program
+        if isinstance(program, Replica):
+            deadline = program.next_deadline()
+            if deadline is not None and deadline <= now:
+                self.checker.on_timer_stall(now, node.inst, deadline)
 
     def _arm_timer(self, node: SimNode) -> None:
         program = node.program

@@ -30,9 +30,14 @@ def test_never_more_than_f_faulty_at_once_except_in_a_total_crash() -> None:
         totals = 0
         for seed in range(300):
             plan = _plan(seed, n, faulty)
+            late = [c for c in plan.crashes if c.at_s >= plan.gst_s]
+            assert len(late) <= 1 and all(c.kind is CrashKind.PLAIN for c in late)
             for c in plan.crashes:
                 assert c.index not in faulty
-                assert 0 <= c.at_s < c.restart_s <= plan.gst_s
+                assert 0 <= c.at_s < c.restart_s
+                if c not in late:
+                    assert c.restart_s <= plan.gst_s  # before GST, every crash also restarts
+            assert plan.last_fault_s == max([plan.gst_s, *(c.restart_s for c in plan.crashes)])
             if _is_total_crash(plan, n, faulty):
                 totals += 1  # every honest node at once, each restarting before GST
                 continue
@@ -67,3 +72,14 @@ def test_twins_scenario() -> None:
         assert sum(len(g) for g in groups) == len(instances)
     assert set(s.view_partitions()) == set(range(1, 9))
     assert "view 1" in s.describe()
+
+
+def test_some_plans_crash_a_node_for_long_after_gst() -> None:
+    """So that block sync runs in campaigns: one honest node down 8-40 s after GST."""
+    late = [c for seed in range(300) for p in [_plan(seed, 7, ())] for c in p.crashes if c.at_s >= p.gst_s]
+    assert 50 <= len(late) <= 150
+    assert all(8.0 <= c.restart_s - c.at_s <= 40.0 for c in late)
+    no_late = generate_fault_plan(
+        3, 7, (), base_timeout_s=1.0, delta_s=0.1, max_gst_s=20.0, late_crashes=False
+    )
+    assert all(c.at_s < no_late.gst_s for c in no_late.crashes)

@@ -6,6 +6,7 @@ Each test runs seeds in order and stops at the first violation, bounded by a see
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import pytest
@@ -15,16 +16,24 @@ import bft.core.replica as replica_module
 import bft.core.safety as safety_module
 import crypto.certs as certs_module
 from bft.campaign import FACTORIES
+from bft.core import wire
 from bft.core.blocktree import BlockTree
-from bft.core.messages import Block, SafetyState
+from bft.core.messages import Block, SafetyState, Vote
+from bft.core.proposer import Proposer
 from bft.core.safety import SafetyRules
+from bft.core.types import View
 from bft.sim import SimSpec, run_schedule
 from bft.sim.invariants import (
     AGREEMENT,
     APP_STATE,
+    BOUNDED_STATE,
     CERTIFIED_COMMIT,
     CONFLICTING_QC,
+    DOUBLE_SIGN,
+    FRAME_LIMIT,
     PERSIST_BEFORE_SEND,
+    SAFETY_REGRESSION,
+    TIMER_PROGRESS,
     VALIDITY,
 )
 
@@ -104,3 +113,58 @@ def test_voting_without_checking_the_app_state_claim_is_caught(monkeypatch: pyte
     monkeypatch.setattr(proposal_rules, "check_app_claim", unchecked)
     # invalid-block sometimes proposes a false app hash or height and votes for it.
     _first_violation(SimSpec(nodes=4, byzantine={0: "invalid-block"}), range(100), {APP_STATE})
+
+
+def test_a_response_built_without_a_byte_budget_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The bug that took every node down: a block response over the frame limit. Seeds draw large
+    # transactions and long post-GST crashes, so a lagging node asks for many large blocks.
+    monkeypatch.setattr(wire, "response_budget_bytes", lambda validators, max_size_bytes=0: 10**12)
+    _first_violation(SimSpec(nodes=7), range(100), {FRAME_LIMIT})
+
+
+def test_voting_twice_in_a_view_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Forgets that it voted in the block's view (but not other views): a second proposal for
+    # that view, from an equivocating leader, gets a second vote.
+    original = SafetyRules.vote
+
+    def vote_again(self: SafetyRules, block: Block, tree: BlockTree) -> Vote | str:
+        state = self.state
+        if state.last_voted_view == block.view:
+            earlier = View(block.view - 1)
+            vars(self)["_state"] = dataclasses.replace(state, last_voted_view=earlier, last_vote=None)
+        return original(self, block, tree)
+
+    monkeypatch.setattr(SafetyRules, "vote", vote_again)
+    spec = SimSpec(nodes=4, byzantine={0: "equivocate"})
+    _first_violation(spec, range(100), {DOUBLE_SIGN, SAFETY_REGRESSION})
+
+
+def test_a_two_chain_commit_rule_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    def two_chain(tree: BlockTree, certified: Block) -> Block | None:
+        middle = tree.parent(certified)
+        return middle if middle is not None and middle.view + 1 == certified.view else None
+
+    monkeypatch.setattr(replica_module, "committed_by", two_chain)
+    _first_violation(SimSpec(nodes=4), range(20), {CERTIFIED_COMMIT, AGREEMENT, CONFLICTING_QC})
+
+
+def test_no_future_view_window_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Votes and timeouts for any view are kept: a far-future sender grows them without bound.
+    def stale_only(config: object, current: View, view: View) -> str | None:
+        return f"stale: view {view}" if view + 1 < current else None
+
+    monkeypatch.setattr(replica_module, "check_window", stale_only)
+    spec = SimSpec(nodes=4, byzantine={0: "far-future"})
+    _first_violation(spec, range(50), {BOUNDED_STATE})
+
+
+def test_a_deadline_left_in_the_past_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The deferred proposal stays armed when it is due but cannot go out yet (its parent or TC
+    # is missing): next_deadline() stays in the past and a driver spins on it (a node stuck at
+    # height 0 with short timeouts, issue 14).
+    def keep_armed(self: Proposer, view: View, now: float) -> bool:
+        deadline = self.deadline(view)
+        return deadline is not None and now >= deadline
+
+    monkeypatch.setattr(Proposer, "expire", keep_armed)
+    _first_violation(SimSpec(nodes=4, twins=True), range(100), {TIMER_PROGRESS})

@@ -171,8 +171,11 @@ def fake(*, save_first: bool = True) -> Callable[[NodeContext], Program]:
 
 
 FACTORIES = {HONEST: fake()}
-# The fake chain is no consensus protocol: it cannot survive every node crashing at once.
-SPEC = SimSpec(nodes=4, max_gst_s=10.0, window_s=30.0, total_crashes=False)
+# The fake chain is no consensus protocol: it cannot survive every node crashing at once, nor
+# catch up after a long absence.
+SPEC = SimSpec(
+    nodes=4, max_gst_s=10.0, window_s=30.0, total_crashes=False, late_crashes=False, production=False
+)
 
 
 def test_same_seed_same_result_and_trace() -> None:
@@ -226,7 +229,9 @@ def test_double_vote_across_restart_is_caught() -> None:
     def salty(ctx: NodeContext) -> Program:
         return FakeChain(ctx, salt=b"%d" % next(counter), revote=True)
 
-    spec = SimSpec(nodes=4, max_gst_s=10.0, window_s=30.0, total_crashes=False)
+    spec = SimSpec(
+        nodes=4, max_gst_s=10.0, window_s=30.0, total_crashes=False, late_crashes=False, production=False
+    )
     result = run_campaign(spec, range(40), {HONEST: salty})
     assert DOUBLE_SIGN in {v.kind for _, v in result.failures}
 
@@ -249,11 +254,11 @@ def test_liveness_violation_when_nothing_commits() -> None:
             self.deadline = now + TICK_S
             return []
 
-    spec = SimSpec(nodes=4, max_gst_s=2.0, window_s=5.0, stop_on_violation=False)
+    spec = SimSpec(nodes=4, max_gst_s=2.0, window_s=5.0, stop_on_violation=False, production=False)
     r = run_schedule(spec, 1, {HONEST: lambda ctx: Mute(ctx)})
     assert {v.kind for v in r.violations} == {LIVENESS}
     assert len(r.violations) == 4
-    assert r.sim_time_s == pytest.approx(r.plan.gst_s + 5.0)
+    assert r.sim_time_s == pytest.approx(r.plan.last_fault_s + 5.0)
 
 
 def test_byzantine_behaviour_is_injected_and_garbage_is_refused() -> None:
@@ -268,7 +273,9 @@ def test_byzantine_behaviour_is_injected_and_garbage_is_refused() -> None:
         built.append(ctx.index)
         return Garbage(ctx)
 
-    spec = SimSpec(nodes=4, byzantine={3: "garbage"}, max_gst_s=5.0, window_s=30.0, crashes=False)
+    spec = SimSpec(
+        nodes=4, byzantine={3: "garbage"}, max_gst_s=5.0, window_s=30.0, crashes=False, production=False
+    )
     r = run_schedule(spec, 5, {HONEST: fake(), "garbage": garbage})
     assert r.ok, r.failure_report()
     assert r.refusals > 0
@@ -290,7 +297,7 @@ def test_unknown_behaviour_is_an_error() -> None:
 
 
 def test_twins_runs_two_instances_of_an_index() -> None:
-    spec = SimSpec(nodes=4, twins=True, max_gst_s=10.0, window_s=30.0)
+    spec = SimSpec(nodes=4, twins=True, max_gst_s=10.0, window_s=30.0, production=False)
     trace: list[TraceEntry] = []
     r = run_schedule(spec, 2, FACTORIES, trace=trace)
     assert r.twins is not None and len(r.twins.twin_indices) == 1
