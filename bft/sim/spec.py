@@ -94,6 +94,8 @@ class ScheduleResult:
     twins: TwinsScenario | None
     refusals: int
     messages: int
+    # Evidence of equivocation honest instances reported, by the validator it names.
+    evidence: Mapping[int, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
