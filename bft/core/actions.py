@@ -1,14 +1,16 @@
 """What the replica asks its driver to do: the outputs of `on_message` and `on_timer`.
 
-Owns: the Action types and the Refusal value.
+Owns: the Action types, the Refusal value and the Evidence of equivocation.
 May not: perform any of these actions itself.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
-from bft.core.messages import Block, Message, QuorumCert
+from bft.core.messages import Block, Message, Proposal, QuorumCert, Vote
+from bft.core.refusals import RefusalReason, Refused, Subject
 from bft.core.types import ValidatorIndex, View
 
 
@@ -44,15 +46,46 @@ class Commit:
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """An expected refusal of input, to be logged: e.g. 'ignoring proposal: wrong leader for view 12'."""
+    """An expected refusal of input, to be logged and counted: `reason` is the bounded category
+    (the metric label), `detail` the sentence with the numbers. `str()` is the log line, e.g.
+    "ignoring proposal: wrong leader for view 12: 3, expected 1"."""
 
-    sender: ValidatorIndex | None
-    view: View | None
-    what: str
-    reason: str
+    what: Subject
+    reason: RefusalReason
+    detail: str
+    view: View | None = None
+    sender: ValidatorIndex | None = None
+
+    @classmethod
+    def of(
+        cls, what: Subject, refused: Refused, view: View | None = None, sender: ValidatorIndex | None = None
+    ) -> Refusal:
+        """The refusal of `what` for a check's verdict `refused`."""
+        return cls(what, refused.reason, refused.detail, view, sender)
 
     def __str__(self) -> str:
-        return f"ignoring {self.what}: {self.reason}"
+        return f"ignoring {self.what}: {self.detail}"
+
+
+class EvidenceKind(enum.StrEnum):
+    """What a validator signed twice for one view."""
+
+    VOTE = "vote"
+    PROPOSAL = "proposal"
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Two different messages, each validly signed by `validator`, for one `view`: proof of
+    equivocation that anyone holding the validator set can check. `first` is the one seen
+    first. Emitted at most once per (kind, validator, view) by one replica incarnation; the
+    driver keeps it (the node in its block store), nothing in the protocol acts on it."""
+
+    kind: EvidenceKind
+    validator: ValidatorIndex
+    view: View
+    first: Vote | Proposal
+    second: Vote | Proposal
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,4 +105,4 @@ class SendRaw:
     data: bytes
 
 
-Action = Send | Broadcast | Commit | Refusal | ViewChange | SendRaw
+Action = Send | Broadcast | Commit | Refusal | Evidence | ViewChange | SendRaw

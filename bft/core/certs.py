@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from bft.core import wire
 from bft.core.messages import Block, QuorumCert, Timeout, TimeoutCert, Vote
+from bft.core.refusals import RefusalReason, Refused
 from bft.core.types import BlockId, ValidatorIndex, ValidatorSet, View
 from crypto.certs import SignedShare, VerifiedCertCache, verify_quorum
 from crypto.keys import PrivateKey
@@ -44,23 +45,26 @@ class Certifier:
     def sign_proposal(self, key: PrivateKey, block: Block) -> bytes:
         return sign(key, Tag.PROPOSAL, self.chain_id, wire.proposal_signing_payload(block.id))
 
-    # Verification: each returns None when valid, else the reason.
+    # Verification: each returns None when valid, else the Refused verdict: a bad vote, timeout
+    # or proposal signature is UNKNOWN_SIGNER or BAD_SIGNATURE, a bad QC BAD_QC, a bad TC BAD_TC.
 
-    def check_vote(self, vote: Vote) -> str | None:
+    def check_vote(self, vote: Vote) -> Refused | None:
         payload = wire.vote_signing_payload(vote.view, vote.block_id)
         return self._check_one(vote.author, Tag.VOTE, payload, vote.signature)
 
-    def check_timeout(self, timeout: Timeout) -> str | None:
+    def check_timeout(self, timeout: Timeout) -> Refused | None:
         payload = wire.timeout_signing_payload(timeout.view, timeout.high_qc.view)
         return self._check_one(timeout.author, Tag.TIMEOUT, payload, timeout.signature)
 
-    def check_proposal_signature(self, block: Block, signature: bytes) -> str | None:
+    def check_proposal_signature(self, block: Block, signature: bytes) -> Refused | None:
         payload = wire.proposal_signing_payload(block.id)
         return self._check_one(block.proposer, Tag.PROPOSAL, payload, signature)
 
-    def check_qc(self, qc: QuorumCert) -> str | None:
+    def check_qc(self, qc: QuorumCert) -> Refused | None:
         if qc.view == 0:
-            return None if qc == self._genesis_qc else "a view-0 QC that is not the genesis QC"
+            if qc == self._genesis_qc:
+                return None
+            return Refused(RefusalReason.BAD_QC, "a view-0 QC that is not the genesis QC")
         digest = wire.certificate_digest(qc)
         if digest in self._verified:
             return None
@@ -69,20 +73,21 @@ class Certifier:
         reason = self._check_quorum(Tag.VOTE, shares)
         if reason is None:
             self._verified.add(digest)
-        return reason
+            return None
+        return Refused(RefusalReason.BAD_QC, reason)
 
-    def check_tc(self, tc: TimeoutCert) -> str | None:
+    def check_tc(self, tc: TimeoutCert) -> Refused | None:
         digest = wire.certificate_digest(tc)
         if digest in self._verified:
             return None
         high_qc_views = [hv for _, hv, _ in tc.signatures]
         if not high_qc_views or max(high_qc_views) != tc.high_qc.view:
-            return "TC's high QC is not the highest its signers reported"
+            return Refused(RefusalReason.BAD_TC, "TC's high QC is not the highest its signers reported")
         if any(hv >= tc.view for hv in high_qc_views):
-            return "TC reports a high QC not below its view"
-        reason = self.check_qc(tc.high_qc)
-        if reason is not None:
-            return f"TC's high QC: {reason}"
+            return Refused(RefusalReason.BAD_TC, "TC reports a high QC not below its view")
+        refused = self.check_qc(tc.high_qc)
+        if refused is not None:
+            return Refused(RefusalReason.BAD_TC, f"TC's high QC: {refused.detail}")
         shares = [
             SignedShare(signer, wire.timeout_signing_payload(tc.view, hv), sig)
             for signer, hv, sig in tc.signatures
@@ -90,16 +95,17 @@ class Certifier:
         reason = self._check_quorum(Tag.TIMEOUT, shares)
         if reason is None:
             self._verified.add(digest)
-        return reason
+            return None
+        return Refused(RefusalReason.BAD_TC, reason)
 
     def _check_quorum(self, tag: Tag, shares: list[SignedShare]) -> str | None:
         keys = self.validators.public_keys
         return verify_quorum(keys, self.validators.quorum, tag, self.chain_id, shares, self._sig_cache)
 
-    def _check_one(self, signer: int, tag: Tag, payload: bytes, signature: bytes) -> str | None:
+    def _check_one(self, signer: int, tag: Tag, payload: bytes, signature: bytes) -> Refused | None:
         if not self.validators.contains(signer):
-            return f"unknown signer {signer}"
+            return Refused(RefusalReason.UNKNOWN_SIGNER, f"unknown signer {signer}")
         key = self.validators.public_keys[signer]
         if verify(key, tag, self.chain_id, payload, signature, self._sig_cache):
             return None
-        return f"bad signature from validator {signer}"
+        return Refused(RefusalReason.BAD_SIGNATURE, f"bad signature from validator {signer}")

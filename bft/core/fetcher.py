@@ -43,6 +43,7 @@ from bft.core.messages import (
     SyncRequest,
     SyncResponse,
 )
+from bft.core.refusals import RefusalReason, Refused, Subject
 from bft.core.types import BlockId, ValidatorIndex
 
 # Blocks asked for in one SyncRequest (a response may carry fewer to stay within its budget).
@@ -100,6 +101,14 @@ def _chain_size(chain: tuple[Block, ...]) -> int:
     return sum(wire.block_size_bound(b) for b in chain)
 
 
+def _refuse_response(sender: ValidatorIndex, reason: RefusalReason, detail: str) -> Refusal:
+    return Refusal(Subject.BLOCK_RESPONSE, reason, detail, None, sender)
+
+
+def _bad_chain(detail: str) -> Refused:
+    return Refused(RefusalReason.BAD_CHAIN, detail)
+
+
 @dataclass(slots=True)
 class BlockFetcher:
     config: ReplicaConfig
@@ -123,12 +132,13 @@ class BlockFetcher:
 
     # -- what waits ------------------------------------------------------------------------------
 
-    def wait_proposal(self, sender: ValidatorIndex, proposal: Proposal) -> str | None:
-        """Keep `proposal` until its parent lands; the reason if the buffer is full."""
+    def wait_proposal(self, sender: ValidatorIndex, proposal: Proposal) -> Refused | None:
+        """Keep `proposal` until its parent lands; BUFFER_FULL if the buffer is full."""
         size = _proposal_size(proposal)
         if not self._proposal_tally.fits(1, size):
             t = self._proposal_tally
-            return f"{t.items} proposals ({t.size_bytes} bytes) already wait for ancestors"
+            detail = f"{t.items} proposals ({t.size_bytes} bytes) already wait for ancestors"
+            return Refused(RefusalReason.BUFFER_FULL, detail)
         self._proposal_tally.add(1, size)
         self._waiting_proposals.setdefault(proposal.block.parent_id, []).append((sender, proposal))
         return None
@@ -184,7 +194,9 @@ class BlockFetcher:
         if asked is not None and now - asked[1] < self.config.base_timeout_s:
             return
         if asked is None and len(self._fetching) >= self.config.max_pending_blocks:
-            out.append(Refusal(peer, None, "fetch", "too many outstanding fetches"))
+            out.append(
+                Refusal(Subject.FETCH, RefusalReason.BUFFER_FULL, "too many outstanding fetches", None, peer)
+            )
             return
         self._fetching[block_id] = (peer, now)
         out.append(Send(peer, BlockRequest(block_id, self.config.max_fetch_blocks)))
@@ -196,11 +208,11 @@ class BlockFetcher:
         None if there are none yet (an orphan chain is kept and walked back, or synced)."""
         blocks = response.blocks
         if not blocks or blocks[0].id not in self._fetching:
-            out.append(Refusal(sender, None, "block response", "not requested"))
+            out.append(_refuse_response(sender, RefusalReason.NOT_REQUESTED, "not requested"))
             return None
         for child, parent in itertools.pairwise(blocks):
             if child.parent_id != parent.id or child.height != parent.height + 1:
-                out.append(Refusal(sender, None, "block response", "blocks do not form a chain"))
+                out.append(_refuse_response(sender, RefusalReason.BAD_CHAIN, "blocks do not form a chain"))
                 return None
         del self._fetching[blocks[0].id]
         root = tree.root
@@ -208,7 +220,8 @@ class BlockFetcher:
         if not chain:
             return None
         if chain[0].height == root.height + 1 and chain[0].parent_id != root.id:
-            out.append(Refusal(sender, None, "block response", "chain forks below the committed root"))
+            detail = "chain forks below the committed root"
+            out.append(_refuse_response(sender, RefusalReason.FORKS_COMMITTED, detail))
             return None
         if chain[0].parent_id in tree:
             return chain
@@ -218,8 +231,8 @@ class BlockFetcher:
         size = _chain_size(chain)
         if not self._orphan_tally.fits(len(chain), size):
             t = self._orphan_tally
-            reason = f"{t.items} orphan blocks ({t.size_bytes} bytes) already wait for ancestors"
-            out.append(Refusal(sender, None, "block response", reason))
+            detail = f"{t.items} orphan blocks ({t.size_bytes} bytes) already wait for ancestors"
+            out.append(_refuse_response(sender, RefusalReason.BUFFER_FULL, detail))
             return None
         self._orphans[chain[0].parent_id] = chain
         self._orphan_tally.add(len(chain), size)
@@ -262,34 +275,38 @@ class BlockFetcher:
         and the QC certifying its last block; None (with a refusal if it is bad) otherwise."""
         asked = self._sync
         if asked is None or asked.peer != sender:
-            out.append(Refusal(sender, None, "sync response", "not requested"))
+            out.append(
+                Refusal(Subject.SYNC_RESPONSE, RefusalReason.NOT_REQUESTED, "not requested", None, sender)
+            )
             return None
         self._sync = None
         if not response.blocks:
             return None  # the peer has nothing from there: the next verified block asks another
-        reason = self._check_run(response, asked.start_height, tree)
-        if reason is not None:
-            out.append(Refusal(sender, None, "sync response", reason))
+        refused = self._check_run(response, asked.start_height, tree)
+        if refused is not None:
+            out.append(Refusal.of(Subject.SYNC_RESPONSE, refused, None, sender))
             return None
         assert response.qc is not None  # checked by _check_run
         self._sync_tip = response.blocks[-1]
         return tuple(b for b in response.blocks if b.id not in tree), response.qc
 
-    def _check_run(self, response: SyncResponse, start_height: int, tree: BlockTree) -> str | None:
+    def _check_run(self, response: SyncResponse, start_height: int, tree: BlockTree) -> Refused | None:
+        """BAD_CHAIN unless the run starts where asked, extends our chain and is linked block to
+        block by their QCs up to the response's QC; BAD_QC if that QC does not verify."""
         blocks, qc = response.blocks, response.qc
         if blocks[0].height != start_height:
-            return f"starts at height {blocks[0].height}, not the requested {start_height}"
+            return _bad_chain(f"starts at height {blocks[0].height}, not the requested {start_height}")
         parent = tree.get(blocks[0].parent_id)
         if parent is None:
-            return "does not extend our chain"
+            return _bad_chain("does not extend our chain")
         for block in blocks:
             if block.height != parent.height + 1 or block.view <= parent.view:
-                return f"block {block.height} does not follow its parent"
+                return _bad_chain(f"block {block.height} does not follow its parent")
             if block.parent_id != parent.id or block.qc.block_id != parent.id or block.qc.view != parent.view:
-                return f"block {block.height} is not linked to its parent by its QC"
+                return _bad_chain(f"block {block.height} is not linked to its parent by its QC")
             parent = block
         if qc is None or qc.block_id != parent.id or qc.view != parent.view:
-            return "its QC does not certify its last block"
+            return _bad_chain("its QC does not certify its last block")
         return self.certifier.check_qc(qc)
 
     def continue_sync(self, peer: ValidatorIndex, tree: BlockTree, now: float, out: list[Action]) -> None:

@@ -3,7 +3,7 @@
 Owns: the stateless and signature checks of a proposal (`check_proposal`), the view window of
 votes and timeouts (`check_window`), the checks that need the parent (`check_extension`), and
 which app hash a child of a block must claim (`app_claim`, `check_app_claim`).
-May not: change any state; each returns None when the input passes, else the reason.
+May not: change any state; each returns None when the input passes, else a `Refused` verdict.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from bft.core.certs import Certifier
 from bft.core.config import ReplicaConfig
 from bft.core.leader import leader_of
 from bft.core.messages import Block, Proposal
+from bft.core.refusals import RefusalReason, Refused
 from bft.core.types import ValidatorIndex, View
 
 # An honest leader proposes one block per view; a few more cover a Byzantine leader's
@@ -31,31 +32,36 @@ def check_proposal(
     sender: ValidatorIndex,
     proposal: Proposal,
     certified_late: bool,
-) -> str | None:
+) -> Refused | None:
     """Checks that need no tree: author, leader, links to its QC, limits, certificates.
     `certified_late`: a QC for this block is waiting for it, so an older view may be stored."""
     block, tc = proposal.block, proposal.tc
     if block.proposer != sender:
-        return f"author {block.proposer} is not the sender {sender}"
+        return Refused(RefusalReason.NOT_THE_SENDER, f"author {block.proposer} is not the sender {sender}")
     if block.view < view and not certified_late:
-        return f"stale: view {block.view} is below the current view {view}"
+        return _stale(block.view, view)
     leader = leader_of(config, block.view)
     if block.proposer != leader:
-        return f"wrong leader for view {block.view}: {block.proposer}, expected {leader}"
+        detail = f"wrong leader for view {block.view}: {block.proposer}, expected {leader}"
+        return Refused(RefusalReason.WRONG_LEADER, detail)
     if block.parent_id != block.qc.block_id:
-        return "parent is not the block its QC certifies"
+        return Refused(RefusalReason.PARENT_MISMATCH, "parent is not the block its QC certifies")
     if block.qc.view >= block.view:
-        return f"QC view {block.qc.view} is not below the block's view {block.view}"
+        detail = f"QC view {block.qc.view} is not below the block's view {block.view}"
+        return Refused(RefusalReason.BAD_QC_VIEW, detail)
     if len(block.txs) > config.max_block_txs:
-        return f"{len(block.txs)} transactions exceed the limit of {config.max_block_txs}"
+        detail = f"{len(block.txs)} transactions exceed the limit of {config.max_block_txs}"
+        return Refused(RefusalReason.OVER_BLOCK_LIMIT, detail)
     if sum(len(tx) for tx in block.txs) > config.max_block_bytes:
-        return f"transactions exceed the limit of {config.max_block_bytes} bytes"
+        detail = f"transactions exceed the limit of {config.max_block_bytes} bytes"
+        return Refused(RefusalReason.OVER_BLOCK_LIMIT, detail)
     if tc is not None and tc.view + 1 != block.view:
-        return f"carries a TC for view {tc.view}, not the previous view"
+        detail = f"carries a TC for view {tc.view}, not the previous view"
+        return Refused(RefusalReason.TC_VIEW_MISMATCH, detail)
     # A QC justifies the view after it, a TC the view after its own. Which QC a block extends
     # after a TC is the lock's business: the vote rule, not this check, keeps forks out.
     if block.view != block.qc.view + 1 and tc is None:
-        return "skips views without a TC for the previous view"
+        return Refused(RefusalReason.SKIPS_VIEWS, "skips views without a TC for the previous view")
     reason = certifier.check_proposal_signature(block, proposal.signature)
     if reason is None:
         reason = certifier.check_qc(block.qc)
@@ -64,12 +70,17 @@ def check_proposal(
     return reason
 
 
-def check_window(config: ReplicaConfig, current: View, view: View) -> str | None:
+def _stale(view: View, current: View) -> Refused:
+    return Refused(RefusalReason.STALE_VIEW, f"stale: view {view} is below the current view {current}")
+
+
+def check_window(config: ReplicaConfig, current: View, view: View) -> Refused | None:
     """Votes and timeouts are taken for the previous view up to `max_views_ahead` views ahead."""
     if view + 1 < current:
-        return f"stale: view {view} is below the current view {current}"
+        return _stale(view, current)
     if view > current + config.max_views_ahead:
-        return f"view {view} is more than {config.max_views_ahead} views ahead"
+        detail = f"view {view} is more than {config.max_views_ahead} views ahead"
+        return Refused(RefusalReason.FUTURE_VIEW, detail)
     return None
 
 
@@ -80,21 +91,22 @@ def check_extension(
     claim: AppClaim,
     pending: set[bytes],
     is_committed: Callable[[bytes], bool],
-) -> str | None:
+) -> Refused | None:
     """Checks that need the parent: height, the per-view cap, the app claim, and no transaction
     twice in the chain (`pending`: the uncommitted ancestors' transactions)."""
     if block.height != parent.height + 1:
-        return "height does not follow its parent"
+        return Refused(RefusalReason.PARENT_MISMATCH, "height does not follow its parent")
     if blocks_in_view >= MAX_BLOCKS_PER_VIEW:
-        return f"more than {MAX_BLOCKS_PER_VIEW} blocks for view {block.view}"
+        detail = f"more than {MAX_BLOCKS_PER_VIEW} blocks for view {block.view}"
+        return Refused(RefusalReason.TOO_MANY_BLOCKS, detail)
     reason = check_app_claim(block, claim)
     if reason is not None:
         return reason
     if len(set(block.txs)) != len(block.txs):
-        return "a transaction appears twice in the block"
+        return Refused(RefusalReason.DUPLICATE_TX, "a transaction appears twice in the block")
     for tx in block.txs:
         if tx in pending or is_committed(tx):
-            return "a transaction is already in the chain"
+            return Refused(RefusalReason.DUPLICATE_TX, "a transaction is already in the chain")
     return None
 
 
@@ -107,14 +119,14 @@ def app_claim(parent: Block, grandparent: Block | None, executed: ExecutedState)
     return height, executed.app_hash_at(height)
 
 
-def check_app_claim(block: Block, claim: AppClaim) -> str | None:
+def check_app_claim(block: Block, claim: AppClaim) -> Refused | None:
     """The block claims the app hash of the height its chain fixes, as we executed it."""
     height, app_hash = claim
     if block.app_height != height:
-        return f"app height {block.app_height}, the chain fixes {height}"
+        return Refused(RefusalReason.APP_CLAIM, f"app height {block.app_height}, the chain fixes {height}")
     if app_hash is None:
-        return f"app state at height {height} not executed here"
+        return Refused(RefusalReason.APP_NOT_EXECUTED, f"app state at height {height} not executed here")
     if block.app_hash != app_hash:
         claimed, ours = block.app_hash.hex()[:16], app_hash.hex()[:16]
-        return f"app hash at height {height} is {claimed}, ours is {ours}"
+        return Refused(RefusalReason.APP_CLAIM, f"app hash at height {height} is {claimed}, ours is {ours}")
     return None

@@ -14,6 +14,7 @@ from typing import Protocol
 from bft.core.config import ReplicaConfig
 from bft.core.messages import Block, Proposal, QuorumCert, TimeoutCert
 from bft.core.proposal_rules import AppClaim
+from bft.core.refusals import RefusalReason, Refused
 from bft.core.safety import SafetyRules
 from bft.core.types import View
 
@@ -59,7 +60,7 @@ class Proposer:
         pending: set[bytes],
         claim: AppClaim,
         wait: bool,
-    ) -> Proposal | str | None:
+    ) -> Proposal | Refused | None:
         """Our proposal for `view` extending `parent` (certified by `high_qc`), with none of the
         uncommitted ancestors' transactions (`pending`; the payload source leaves out committed
         ones); None if it is deferred for a fuller batch (only with `wait`); the reason if refused."""
@@ -71,7 +72,9 @@ class Proposer:
         self._deferred = None
         app_height, app_hash = claim
         if app_hash is None:
-            return f"app state at height {app_height} not executed here"
+            return Refused(
+                RefusalReason.APP_NOT_EXECUTED, f"app state at height {app_height} not executed here"
+            )
         block = Block(view, parent.height + 1, parent.id, self._config.me, high_qc, txs, app_height, app_hash)
         proposal = self._safety.sign_proposal(block, tc)
         if isinstance(proposal, Proposal):

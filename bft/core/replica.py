@@ -3,18 +3,21 @@
 Owns: dispatching each input to the protocol's parts and the state that ties them together
 (high QC, last TC, blocks per view): the block tree, the safety rules (the only signer), vote and
 timeout collection, the pacemaker, the commit rule, the proposer, the proposal rules and the
-block fetcher. Every effect leaves as an Action; commits leave through the executed-state port.
+block fetcher. Every effect leaves as an Action; commits leave through the executed-state port;
+every refusal is a typed `Refusal` (a `RefusalReason` and a detail), and equivocation seen in
+votes or proposals leaves as `Evidence`.
 May not: perform I/O, read clocks or randomness (time comes in as `now`), or be built except by
 `bft.core.builder.build_replica`.
 """
 
 from __future__ import annotations
 
-from bft.core.actions import Action, Broadcast, Commit, Refusal, Send, ViewChange
+from bft.core.actions import Action, Broadcast, Commit, Evidence, Refusal, Send, ViewChange
 from bft.core.blocktree import BlockTree, genesis
 from bft.core.certs import Certifier
 from bft.core.commit_rule import committed_by
 from bft.core.config import ReplicaConfig
+from bft.core.equivocation import ProposalLog
 from bft.core.errors import InvariantViolation
 from bft.core.fetcher import BlockFetcher, answer_block_request, answer_sync_request
 from bft.core.leader import leader_of
@@ -37,9 +40,10 @@ from bft.core.pacemaker import Pacemaker
 from bft.core.ports import Ports
 from bft.core.proposal_rules import AppClaim, app_claim, check_extension, check_proposal, check_window
 from bft.core.proposer import Proposer
+from bft.core.refusals import RefusalReason, Refused, Subject
 from bft.core.safety import SafetyRules
 from bft.core.types import BlockId, ValidatorIndex, View
-from bft.core.votes import TimeoutCollector, VoteCollector
+from bft.core.votes import TimeoutCollector, VoteCollector, double_vote_detail
 
 
 class Replica:
@@ -66,6 +70,7 @@ class Replica:
         self._proposer = Proposer(config, ports.payload, safety)
         self._fetcher = BlockFetcher(config, certifier)
         self._blocks_in_view: dict[View, int] = {}
+        self._proposals = ProposalLog()
         self._synced_peer: dict[ValidatorIndex, tuple[View, float]] = {}
         self._out: list[Action] = []
         # The first on_timer call (due at once) lets the leader of the start view propose.
@@ -130,7 +135,8 @@ class Replica:
 
     def on_message(self, sender: ValidatorIndex, msg: Message, now: float) -> list[Action]:
         if not self._config.validators.contains(sender) or sender == self._me:
-            return [Refusal(sender, None, type(msg).__name__, f"unknown or own sender {sender}")]
+            detail = f"unknown or own sender {sender} ({type(msg).__name__})"
+            return [Refusal(Subject.MESSAGE, RefusalReason.UNKNOWN_SENDER, detail, None, sender)]
         match msg:
             case Proposal():
                 self._on_proposal(sender, msg, now)
@@ -178,17 +184,19 @@ class Replica:
         out, self._out = self._out, []
         return out
 
-    def _refuse(self, sender: ValidatorIndex | None, view: View | None, what: str, reason: str) -> None:
-        self._out.append(Refusal(sender, view, what, reason))
+    def _refuse(
+        self, sender: ValidatorIndex | None, view: View | None, what: Subject, refused: Refused
+    ) -> None:
+        self._out.append(Refusal.of(what, refused, view, sender))
 
     # Proposals.
 
     def _on_proposal(self, sender: ValidatorIndex, proposal: Proposal, now: float) -> None:
         block = proposal.block
         late = self._fetcher.is_certified_late(block.id)
-        reason = check_proposal(self._config, self._certifier, self.view, sender, proposal, late)
-        if reason is not None:
-            self._refuse(sender, block.view, "proposal", reason)
+        refused = check_proposal(self._config, self._certifier, self.view, sender, proposal, late)
+        if refused is not None:
+            self._refuse(sender, block.view, Subject.PROPOSAL, refused)
             return
         if block.parent_id not in self._tree:
             # Far behind: block sync brings the ancestors (and the hash fetches below wait for it).
@@ -203,29 +211,34 @@ class Replica:
                 self._insert_chain(sender, (block,), now)
             return
         if block.view != self.view:
-            self._refuse(sender, block.view, "proposal", f"for view {block.view} while in view {self.view}")
+            detail = f"for view {block.view} while in view {self.view}"
+            self._refuse(
+                sender, block.view, Subject.PROPOSAL, Refused(RefusalReason.NOT_CURRENT_VIEW, detail)
+            )
             return
+        # Checked and signed, for the view we are in: a second block for it is evidence.
+        self._add_evidence(self._proposals.observe(proposal))
         if parent is None:
             self._fetcher.fetch(block.parent_id, sender, now, self._out)
-            reason = self._fetcher.wait_proposal(sender, proposal)
-            if reason is not None:
-                self._refuse(sender, block.view, "proposal", reason)
+            refused = self._fetcher.wait_proposal(sender, proposal)
+            if refused is not None:
+                self._refuse(sender, block.view, Subject.PROPOSAL, refused)
             return
         self._on_valid_block(sender, block, parent, now)
 
     def _on_valid_block(self, sender: ValidatorIndex, block: Block, parent: Block, now: float) -> None:
         """A checked proposal for the current view whose parent is in the tree: store and vote."""
         if block.id not in self._tree:
-            reason = self._check_extension(block, parent)
-            if reason is not None:
-                self._refuse(sender, block.view, "proposal", reason)
+            refused = self._check_extension(block, parent)
+            if refused is not None:
+                self._refuse(sender, block.view, Subject.PROPOSAL, refused)
                 return
             self._tree.add(block)
             self._blocks_in_view[block.view] = self._blocks_in_view.get(block.view, 0) + 1
             self._ports.journal.add((block,))
         vote = self._safety.vote(block, self._tree)
-        if isinstance(vote, str):
-            self._refuse(sender, block.view, "proposal", f"not voting: {vote}")
+        if isinstance(vote, Refused):
+            self._refuse(sender, block.view, Subject.PROPOSAL, Refused(vote.reason, f"not voting: {vote}"))
             return
         next_leader = leader_of(self._config, View(block.view + 1))
         if next_leader == self._me:
@@ -233,7 +246,7 @@ class Replica:
         else:
             self._out.append(Send(next_leader, vote))
 
-    def _check_extension(self, block: Block, parent: Block) -> str | None:
+    def _check_extension(self, block: Block, parent: Block) -> Refused | None:
         count = self._blocks_in_view.get(block.view, 0)
         pending = self._pending_txs(parent)
         return check_extension(block, parent, count, self._claim(parent), pending, self._is_committed)
@@ -266,8 +279,8 @@ class Replica:
         proposal = self._proposer.propose(
             view, now, parent, self._high_qc, tc, pending, self._claim(parent), wait
         )
-        if isinstance(proposal, str):
-            self._refuse(self._me, view, "own proposal", proposal)
+        if isinstance(proposal, Refused):
+            self._refuse(self._me, view, Subject.OWN_PROPOSAL, proposal)
         elif proposal is not None:
             self._out.append(Broadcast(proposal))
             self._on_valid_block(self._me, proposal.block, parent, now)
@@ -275,20 +288,27 @@ class Replica:
     # Votes, QCs and commits.
 
     def _on_vote(self, sender: ValidatorIndex, vote: Vote, now: float) -> None:
-        reason = None if vote.author == sender else f"author {vote.author} is not the sender {sender}"
-        reason = reason or check_window(self._config, self.view, vote.view)
-        if reason is None and leader_of(self._config, View(vote.view + 1)) != self._me:
-            reason = f"not the leader of view {vote.view + 1}"
-        reason = reason or self._certifier.check_vote(vote)
-        if reason is not None:
-            self._refuse(sender, vote.view, "vote", reason)
+        refused = _check_author(vote.author, sender) or check_window(self._config, self.view, vote.view)
+        if refused is None and leader_of(self._config, View(vote.view + 1)) != self._me:
+            refused = Refused(RefusalReason.NOT_NEXT_LEADER, f"not the leader of view {vote.view + 1}")
+        refused = refused or self._certifier.check_vote(vote)
+        if refused is not None:
+            self._refuse(sender, vote.view, Subject.VOTE, refused)
             self._send_sync_info_if_behind(sender, View(vote.view + 1), now)
             return
         result = self._votes.add(vote)
-        if isinstance(result, str):
-            self._refuse(sender, vote.view, "vote", result)
+        if isinstance(result, Evidence):
+            detail = double_vote_detail(vote)
+            self._refuse(sender, vote.view, Subject.VOTE, Refused(RefusalReason.VOTE_CONFLICT, detail))
+            self._add_evidence(result)
+        elif isinstance(result, Refused):
+            self._refuse(sender, vote.view, Subject.VOTE, result)
         elif result is not None:
             self._on_qc(result, now, None)
+
+    def _add_evidence(self, evidence: Evidence | None) -> None:
+        if evidence is not None:
+            self._out.append(evidence)
 
     def _on_qc(self, qc: QuorumCert, now: float, source: ValidatorIndex | None) -> None:
         """A verified QC: update high QC, lock and commits, then enter the next view."""
@@ -340,17 +360,19 @@ class Replica:
         self._votes.prune_below(View(view - 1))
         self._timeouts.prune_below(View(view - 1))
         self._blocks_in_view = {v: c for v, c in self._blocks_in_view.items() if v >= view - 1}
+        self._proposals.prune_below(View(view - 1))
         self._fetcher.on_view(view)
         self._propose(now)
 
     # Timeouts and TCs.
 
     def _on_timeout(self, sender: ValidatorIndex, timeout: Timeout, now: float) -> None:
-        reason = None if timeout.author == sender else f"author {timeout.author} is not the sender {sender}"
-        reason = reason or check_window(self._config, self.view, timeout.view)
-        reason = reason or self._certifier.check_timeout(timeout) or self._certifier.check_qc(timeout.high_qc)
-        if reason is not None:
-            self._refuse(sender, timeout.view, "timeout", reason)
+        refused = _check_author(timeout.author, sender) or check_window(self._config, self.view, timeout.view)
+        refused = (
+            refused or self._certifier.check_timeout(timeout) or self._certifier.check_qc(timeout.high_qc)
+        )
+        if refused is not None:
+            self._refuse(sender, timeout.view, Subject.TIMEOUT, refused)
             self._send_sync_info_if_behind(sender, timeout.view, now)
             return
         self._on_qc(timeout.high_qc, now, sender)
@@ -367,8 +389,8 @@ class Replica:
 
     def _local_timeout(self, view: View, now: float) -> None:
         timeout = self._safety.timeout(view, self._high_qc)
-        if isinstance(timeout, str):
-            self._refuse(self._me, view, "own timeout", timeout)
+        if isinstance(timeout, Refused):
+            self._refuse(self._me, view, Subject.OWN_TIMEOUT, timeout)
             return
         self._out.append(Broadcast(timeout))
         _, tc = self._timeouts.add(timeout)
@@ -397,11 +419,11 @@ class Replica:
         self._out.append(Send(peer, SyncInfo(self._high_qc, self._last_tc)))
 
     def _on_sync_info(self, sender: ValidatorIndex, info: SyncInfo, now: float) -> None:
-        reason = self._certifier.check_qc(info.high_qc)
-        if reason is None and info.high_tc is not None:
-            reason = self._certifier.check_tc(info.high_tc)
-        if reason is not None:
-            self._refuse(sender, None, "sync info", reason)
+        refused = self._certifier.check_qc(info.high_qc)
+        if refused is None and info.high_tc is not None:
+            refused = self._certifier.check_tc(info.high_tc)
+        if refused is not None:
+            self._refuse(sender, None, Subject.SYNC_INFO, refused)
             return
         self._on_qc(info.high_qc, now, sender)
         if info.high_tc is not None:
@@ -410,7 +432,9 @@ class Replica:
     def _on_block_request(self, sender: ValidatorIndex, request: BlockRequest) -> None:
         response = answer_block_request(request, self._tree, self._ports.committed, self._config)
         if response is None:
-            self._refuse(sender, None, "block request", "unknown block")
+            self._refuse(
+                sender, None, Subject.BLOCK_REQUEST, Refused(RefusalReason.UNKNOWN_BLOCK, "unknown block")
+            )
         else:
             self._out.append(Send(sender, response))
 
@@ -429,7 +453,8 @@ class Replica:
         for block in chain:
             parent = self._tree.get(block.parent_id)
             if parent is None or block.height != parent.height + 1 or block.view <= parent.view:
-                self._refuse(sender, block.view, "fetched block", "does not follow its parent")
+                refused = Refused(RefusalReason.BAD_CHAIN, "does not follow its parent")
+                self._refuse(sender, block.view, Subject.FETCHED_BLOCK, refused)
                 break
             self._tree.add(block)
             inserted.append(block)
@@ -444,3 +469,9 @@ class Replica:
             for waiting_sender, proposal in landed.proposals:
                 self._on_proposal(waiting_sender, proposal, now)
         self._propose(now)
+
+
+def _check_author(author: ValidatorIndex, sender: ValidatorIndex) -> Refused | None:
+    if author == sender:
+        return None
+    return Refused(RefusalReason.NOT_THE_SENDER, f"author {author} is not the sender {sender}")

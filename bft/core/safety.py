@@ -17,6 +17,7 @@ from bft.core.blocktree import BlockTree
 from bft.core.certs import Certifier
 from bft.core.errors import InvariantViolation
 from bft.core.messages import Block, Proposal, QuorumCert, SafetyState, Timeout, TimeoutCert, Vote
+from bft.core.refusals import RefusalReason, Refused
 from bft.core.safety_store import SafetyStore
 from bft.core.types import ValidatorIndex, View
 from crypto.keys import PrivateKey
@@ -40,6 +41,15 @@ def respects_lock(block: Block, tree: BlockTree, locked_qc: QuorumCert) -> bool:
     if locked_qc.block_id in tree:
         return tree.extends(block, locked_qc.block_id)
     return locked_qc.view <= tree.root.view
+
+
+def _acted_in(view: View, state: SafetyState) -> Refused | None:
+    """Why nothing more may be signed for `view`: we voted or timed out in it or above."""
+    if view <= state.last_voted_view:
+        return Refused(RefusalReason.ALREADY_VOTED, f"already voted in view {state.last_voted_view}")
+    if view <= state.highest_timeout_view:
+        return Refused(RefusalReason.ALREADY_TIMED_OUT, f"timed out in view {state.highest_timeout_view}")
+    return None
 
 
 class SafetyRules:
@@ -73,37 +83,38 @@ class SafetyRules:
         if certified.qc.view > self._state.locked_qc.view:
             self._state = replace(self._state, locked_qc=certified.qc)
 
-    def vote(self, block: Block, tree: BlockTree) -> Vote | str:
+    def vote(self, block: Block, tree: BlockTree) -> Vote | Refused:
         """A vote for `block` (already checked valid and in the tree), or the reason for none."""
         state = self._state
         if block.view == state.last_voted_view and state.last_vote is not None:
             previous = wire.decode(state.last_vote)
             if isinstance(previous, Vote) and previous.view == block.view:
                 return previous  # the identical bytes, whatever block is asked for now
-        if block.view <= state.last_voted_view:
-            return f"already voted in view {state.last_voted_view}"
-        if block.view <= state.highest_timeout_view:
-            return f"timed out in view {state.highest_timeout_view}"
+        refused = _acted_in(block.view, state)
+        if refused is not None:
+            return refused
         if not respects_lock(block, tree, state.locked_qc):
-            return f"block conflicts with the lock at view {state.locked_qc.view}"
+            detail = f"block conflicts with the lock at view {state.locked_qc.view}"
+            return Refused(RefusalReason.LOCK_CONFLICT, detail)
         vote = self._certifier.sign_vote(self._key, self._me, block.view, block.id)
         self._persist(replace(state, last_voted_view=block.view, last_vote=wire.encode(vote)))
         return vote
 
-    def sign_proposal(self, block: Block, tc: TimeoutCert | None) -> Proposal | str:
+    def sign_proposal(self, block: Block, tc: TimeoutCert | None) -> Proposal | Refused:
         """Our signed proposal of `block`, or the reason for none: only for a view above every
         view we voted or timed out in (a restarted leader that already acted in a view must not
         propose a second block for it; its vote for its own proposal is what records the view)."""
         state = self._state
         if block.proposer != self._me:
-            return f"block's proposer {block.proposer} is not us ({self._me})"
-        if block.view <= state.last_voted_view:
-            return f"already voted in view {state.last_voted_view}"
-        if block.view <= state.highest_timeout_view:
-            return f"timed out in view {state.highest_timeout_view}"
+            return Refused(
+                RefusalReason.NOT_OURS, f"block's proposer {block.proposer} is not us ({self._me})"
+            )
+        refused = _acted_in(block.view, state)
+        if refused is not None:
+            return refused
         return Proposal(block, tc, self._certifier.sign_proposal(self._key, block))
 
-    def timeout(self, view: View, high_qc: QuorumCert) -> Timeout | str:
+    def timeout(self, view: View, high_qc: QuorumCert) -> Timeout | Refused:
         """A timeout for `view` carrying `high_qc`, or the reason for none."""
         state = self._state
         if view == state.highest_timeout_view and state.last_timeout is not None:
@@ -111,9 +122,11 @@ class SafetyRules:
             if isinstance(previous, Timeout) and previous.view == view:
                 return previous
         if view <= state.highest_timeout_view:
-            return f"already timed out in view {state.highest_timeout_view}"
+            detail = f"already timed out in view {state.highest_timeout_view}"
+            return Refused(RefusalReason.ALREADY_TIMED_OUT, detail)
         if view < state.last_voted_view:
-            return f"view {view} is below the last voted view {state.last_voted_view}"
+            detail = f"view {view} is below the last voted view {state.last_voted_view}"
+            return Refused(RefusalReason.BELOW_LAST_VOTE, detail)
         timeout = self._certifier.sign_timeout(self._key, self._me, view, high_qc)
         self._persist(replace(state, highest_timeout_view=view, last_timeout=wire.encode(timeout)))
         return timeout

@@ -1,8 +1,9 @@
 """Collecting votes into QCs and timeouts into TCs.
 
 Owns: per-view aggregation, first-vote-wins per validator and view (a second, different vote is
-evidence of double voting and is refused), the f+1 join signal and the 2f+1 certificates, and
-the bounds: only views inside the window the replica accepts are kept; older ones are pruned.
+refused, and the first time per validator and view handed back as Evidence of double voting
+with both votes), the f+1 join signal and the 2f+1 certificates, and the bounds: only views
+inside the window the replica accepts are kept; older ones are pruned.
 May not: verify signatures (callers pass only verified votes and timeouts).
 """
 
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bft.core.actions import Evidence, EvidenceKind
 from bft.core.messages import QuorumCert, Timeout, TimeoutCert, Vote
+from bft.core.refusals import RefusalReason, Refused
 from bft.core.types import BlockId, ValidatorIndex, ValidatorSet, View
 
 
@@ -18,6 +21,12 @@ from bft.core.types import BlockId, ValidatorIndex, ValidatorSet, View
 class _ViewVotes:
     by_author: dict[ValidatorIndex, Vote] = field(default_factory=dict)
     certified: set[BlockId] = field(default_factory=set)
+    # Validators already reported as double voters in this view: evidence once is enough.
+    reported: set[ValidatorIndex] = field(default_factory=set)
+
+
+def double_vote_detail(vote: Vote) -> str:
+    return f"validator {vote.author} voted twice in view {vote.view}"
 
 
 class VoteCollector:
@@ -25,15 +34,20 @@ class VoteCollector:
         self._validators = validators
         self._views: dict[View, _ViewVotes] = {}
 
-    def add(self, vote: Vote) -> QuorumCert | str | None:
-        """Record a verified vote. Returns a QC the first time its block reaches a quorum, a
-        refusal reason for a duplicate or conflicting vote, otherwise None."""
+    def add(self, vote: Vote) -> QuorumCert | Evidence | Refused | None:
+        """Record a verified vote. Returns a QC the first time its block reaches a quorum; for a
+        vote conflicting with the author's first in the view, Evidence (the first time per author
+        and view) or a VOTE_CONFLICT refusal (after); DUPLICATE_VOTE for the same vote again;
+        otherwise None. The conflicting vote never counts towards a QC."""
         votes = self._views.setdefault(vote.view, _ViewVotes())
         previous = votes.by_author.get(vote.author)
         if previous is not None:
-            if previous.block_id != vote.block_id:
-                return f"validator {vote.author} voted twice in view {vote.view}"
-            return "duplicate vote"
+            if previous.block_id == vote.block_id:
+                return Refused(RefusalReason.DUPLICATE_VOTE, "duplicate vote")
+            if vote.author in votes.reported:
+                return Refused(RefusalReason.VOTE_CONFLICT, double_vote_detail(vote))
+            votes.reported.add(vote.author)
+            return Evidence(EvidenceKind.VOTE, vote.author, vote.view, previous, vote)
         votes.by_author[vote.author] = vote
         if vote.block_id in votes.certified:
             return None

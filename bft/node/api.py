@@ -37,6 +37,9 @@ RETRY_AFTER_S: Final = 1
 # An idle event stream gets a comment line this often, so proxies and clients see it is alive.
 EVENTS_KEEPALIVE_S: Final = 15.0
 _HASH_HEX_CHARS: Final = 64
+# `GET /evidence` returns this many items unless `limit` asks for fewer (or more, up to the max).
+EVIDENCE_PAGE: Final = 50
+MAX_EVIDENCE_PAGE: Final = 100
 
 
 class NodeView(Protocol):
@@ -45,6 +48,7 @@ class NodeView(Protocol):
     async def submit(self, txs: list[bytes], wait_commit: bool) -> tuple[list[dict[str, Any]], bool]: ...
     def tx(self, h: bytes) -> dict[str, Any] | None: ...
     def kv(self, key: str) -> dict[str, Any] | None: ...
+    def evidence(self, limit: int, before: int | None) -> list[dict[str, Any]]: ...
     def render_metrics(self) -> bytes: ...
     def subscribe(self) -> trio.MemoryReceiveChannel[dict[str, Any]]: ...
 
@@ -65,6 +69,21 @@ def _is_decimal(text: str) -> bool:
     # isascii: str.isdigit() alone also accepts digits int() refuses (superscripts) or reads
     # (other scripts' digits), so a path or header could reach int() and fail, or alias a number.
     return text.isascii() and text.isdigit()
+
+
+def _query_int(request: Request, name: str, low: int, high: int | None) -> int | None:
+    """The integer query parameter `name` (None if absent), within [low, high]; else a 400."""
+    values = request.query_params.getlist(name)
+    if not values:
+        return None
+    raw = values[0]
+    bound = f"{low}..{high}" if high is not None else f">= {low}"
+    if len(values) > 1 or not _is_decimal(raw) or len(raw) > 18:
+        raise HTTPException(400, f"{name} must be one integer {bound}")
+    value = int(raw)
+    if value < low or (high is not None and value > high):
+        raise HTTPException(400, f"{name} must be an integer {bound}, not {value}")
+    return value
 
 
 async def _read_body(request: Request) -> bytes:
@@ -153,6 +172,16 @@ def make_app(view: NodeView) -> Starlette:
             raise HTTPException(404, f"no committed value for key {key!r}")
         return JSONResponse(found)
 
+    async def evidence(request: Request) -> JSONResponse:
+        """`GET /evidence[?limit=N][&before=SEQ]`: kept equivocations, newest first; the next page
+        is `before=` the last item's `seq`."""
+        unknown = set(request.query_params) - {"limit", "before"}
+        if unknown:
+            raise HTTPException(400, f"unknown query parameters: {sorted(unknown)}")
+        limit = _query_int(request, "limit", 1, MAX_EVIDENCE_PAGE)
+        before = _query_int(request, "before", 1, None)
+        return JSONResponse(view.evidence(EVIDENCE_PAGE if limit is None else limit, before))
+
     async def metrics(request: Request) -> Response:
         return Response(view.render_metrics(), media_type=CONTENT_TYPE)
 
@@ -186,6 +215,7 @@ def make_app(view: NodeView) -> Starlette:
             Route("/txs", submit, methods=["POST"]),
             Route("/tx/{hash}", tx, methods=["GET"]),
             Route("/kv/{key:path}", key_value, methods=["GET"]),
+            Route("/evidence", evidence, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/events", events, methods=["GET"]),
         ],

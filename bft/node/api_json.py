@@ -1,7 +1,8 @@
 """The HTTP API's JSON shapes of the core's values, shared by the node (which writes them) and the
 client (which writes them back, e.g. `bft block`).
 
-Owns: `b64`, `qc_json` and `block_json` (DESIGN.md: ids and hashes lowercase hex, binary base64).
+Owns: `b64`, `qc_json`, `block_json` and `evidence_json` (DESIGN.md: ids and hashes lowercase
+hex, binary base64).
 May not: import a web framework, do I/O, or read JSON (the client's verification does that).
 """
 
@@ -9,9 +10,26 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from bft.core.messages import Block, QuorumCert
+
+
+class EvidenceRecord(Protocol):
+    """What `evidence_json` reads (`bft.node.storage.StoredEvidence` has it)."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def validator(self) -> int: ...
+    @property
+    def view(self) -> int: ...
+    @property
+    def first(self) -> bytes: ...
+    @property
+    def second(self) -> bytes: ...
 
 
 def b64(data: bytes) -> str:
@@ -53,3 +71,16 @@ def block_json(
     if commit_proof is not None:
         doc["commit_proof"] = [block_json(b) for b in commit_proof]
     return doc
+
+
+def evidence_json(evidence: EvidenceRecord) -> dict[str, Any]:
+    """One kept equivocation: `first` and `second` are the two signed messages, each the base64
+    of its wire encoding (a Vote or a Proposal, by `kind`); `seq` is the cursor for `before`."""
+    return {
+        "seq": evidence.seq,
+        "kind": evidence.kind,
+        "validator": evidence.validator,
+        "view": evidence.view,
+        "first": b64(evidence.first),
+        "second": b64(evidence.second),
+    }

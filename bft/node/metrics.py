@@ -1,20 +1,23 @@
 """The node's Prometheus metrics, served at `GET /metrics`.
 
 Owns: one registry per node (so several nodes can live in one process, as in tests), the metric
-names and their labels, and the mapping of free-text refusal reasons to a bounded set of labels.
+names and their labels, and the node's own refusal categories (`NodeSubject`, `NodeReason`).
+Every label value comes from a closed set by construction: refusal reasons are
+`RefusalReason` values (or a `DecodeError` class of `bft.core.errors`, or a `NodeReason`), never
+text a peer chose; validators are indices of the validator set.
 May not: read the replica or the stores itself; the runtime passes callables for the gauges it
 reads at scrape time and counts events as they happen.
 
 Names (all prefixed `bft_`): committed_height, view, txs_committed_total, mempool_txs,
 mempool_bytes, refusals_total{what,reason}, view_changes_total{via}, peers_connected,
 app_hash_mismatches_total, mempool_full_total, messages_unsendable_total{message},
-process_peak_rss_bytes; plus the standard
+equivocations_total{validator}, process_peak_rss_bytes; plus the standard
 `process_*` metrics (CPU seconds, resident memory) of prometheus-client's process collector.
 """
 
 from __future__ import annotations
 
-import re
+import enum
 import resource
 import sys
 from collections.abc import Callable
@@ -30,17 +33,34 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from bft.core import errors as core_errors
+from bft.core.actions import Refusal
+from bft.core.errors import DecodeError
+from bft.core.types import ValidatorIndex
+
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
-# A peer picks the reason text of its refusals; labels must stay few whatever it sends.
-MAX_REASON_LABELS: Final = 64
-MAX_REASON_LABEL_CHARS: Final = 48
-_NUMBERS: Final = re.compile(r"\b(?:[0-9a-f]{8,}|[0-9]+(?:\.[0-9]+)?)\b")
 
 
-def reason_label(reason: str) -> str:
-    """A refusal reason without its numbers and ids: "stale: view 12 is below..." -> "stale"."""
-    head = reason.split(":", 1)[0]
-    return _NUMBERS.sub("N", head).strip()[:MAX_REASON_LABEL_CHARS] or "unspecified"
+class NodeSubject(enum.StrEnum):
+    """What the node itself refused, before anything reached the replica."""
+
+    MESSAGE = "message"  # bytes from a peer that do not decode
+    GOSSIPED_TXS = "gossiped transactions"
+
+
+class NodeReason(enum.StrEnum):
+    """Why the node itself refused (decode errors are labelled by their DecodeError class)."""
+
+    CHECK_TX = "check-tx"  # the application refused gossiped transactions
+
+
+def decode_error_label(error: DecodeError) -> str:
+    """The name of the `bft.core.errors` class `error` is an instance of (the nearest, for a
+    subclass defined elsewhere): a closed set, whatever bytes a peer sent."""
+    for cls in type(error).__mro__:
+        if cls.__module__ == core_errors.__name__:
+            return cls.__name__
+    return DecodeError.__name__  # unreachable: DecodeError itself is in the MRO
 
 
 def peak_rss_bytes() -> int:
@@ -102,15 +122,24 @@ class NodeMetrics:
             ["message"],
             registry=self.registry,
         )
-        self._reason_labels: set[tuple[str, str]] = set()
+        self.equivocations = Counter(
+            "bft_equivocations",
+            "Equivocations kept as evidence (one per validator, view and kind), by validator",
+            ["validator"],
+            registry=self.registry,
+        )
 
-    def count_refusal(self, what: str, reason: str) -> None:
-        label = (what[:MAX_REASON_LABEL_CHARS], reason_label(reason))
-        if label not in self._reason_labels:
-            if len(self._reason_labels) >= MAX_REASON_LABELS:
-                label = ("other", "other")
-            self._reason_labels.add(label)
-        self.refusals.labels(*label).inc()
+    def count_refusal(self, refusal: Refusal) -> None:
+        self.refusals.labels(refusal.what.value, refusal.reason.value).inc()
+
+    def count_undecodable(self, error: DecodeError) -> None:
+        self.refusals.labels(NodeSubject.MESSAGE.value, decode_error_label(error)).inc()
+
+    def count_node_refusal(self, what: NodeSubject, reason: NodeReason) -> None:
+        self.refusals.labels(what.value, reason.value).inc()
+
+    def count_equivocation(self, validator: ValidatorIndex) -> None:
+        self.equivocations.labels(str(int(validator))).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

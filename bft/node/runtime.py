@@ -2,8 +2,8 @@
 
 Owns: start-up (config, genesis, key, storage, the application and its replay, the replica or a
 Byzantine wrapper of it), the drive loop (`on_message` / `on_timer` / `next_deadline`), carrying
-out actions (a commit is stored, executed, then announced), mempool gossip, and what the API
-reads and submits (`NodeView`).
+out actions (a commit is stored, executed, then announced; a refusal logged and counted;
+evidence stored and counted), mempool gossip, and what the API reads and submits (`NodeView`).
 May not: decide anything the protocol decides; the replica does. Only the drive task calls the
 replica and the executor; API handlers touch the mempool, waiters and read-only queries.
 """
@@ -26,7 +26,7 @@ from hypercorn.trio import serve
 from bft.app.interface import QUERY_NOT_FOUND, QUERY_OK, Application
 from bft.app.kv import KeyValueLedger
 from bft.core import wire
-from bft.core.actions import Action, Broadcast, Refusal, Send, SendRaw, ViewChange
+from bft.core.actions import Action, Broadcast, Evidence, Refusal, Send, SendRaw, ViewChange
 from bft.core.builder import build_replica
 from bft.core.errors import DecodeError
 from bft.core.leader import leader_of
@@ -37,7 +37,7 @@ from bft.core.replica import Replica
 from bft.core.safety_store import DurableFileStore
 from bft.core.types import ValidatorIndex, View
 from bft.node.api import make_app
-from bft.node.api_json import b64, block_json
+from bft.node.api_json import b64, block_json, evidence_json
 from bft.node.commits import CommitFeed, CommitWaiters
 from bft.node.config import (
     Genesis,
@@ -51,7 +51,7 @@ from bft.node.errors import ConfigError
 from bft.node.executor import ExecutedBlock, Executor
 from bft.node.logs import kv
 from bft.node.mempool import AddStatus, Mempool, tx_hash
-from bft.node.metrics import NodeMetrics
+from bft.node.metrics import NodeMetrics, NodeReason, NodeSubject, decode_error_label
 from bft.node.osfs import OsFilesystem
 from bft.node.storage import BlockStore
 from crypto.keys import PrivateKey, load_private_key
@@ -213,7 +213,10 @@ class Node:
             try:
                 msg = wire.decode_wire(data)
             except DecodeError as e:
-                self._count_refusal(peer, None, "message", str(e), logging.WARNING)
+                self.refusals += 1
+                self.metrics.count_undecodable(e)
+                what, reason = NodeSubject.MESSAGE.value, decode_error_label(e)
+                log.warning(kv(event="refusal", node=self.me, peer=peer, what=what, reason=reason, detail=e))
                 continue
             if isinstance(msg, Transactions):
                 self._on_gossip(peer, msg)
@@ -232,15 +235,43 @@ class Node:
             elif isinstance(action, SendRaw):
                 self._send_raw(action)
             elif isinstance(action, Refusal):
-                self._count_refusal(action.sender, action.view, action.what, action.reason, logging.INFO)
+                self._count_refusal(action)
+            elif isinstance(action, Evidence):
+                self._keep_evidence(action)
             elif isinstance(action, ViewChange):
                 self.metrics.view_changes.labels(action.via).inc()
                 log.debug(kv(event="view", node=self.me, view=action.view, via=action.via))
 
-    def _count_refusal(self, peer: int | None, view: int | None, what: str, reason: str, level: int) -> None:
+    def _count_refusal(self, refusal: Refusal) -> None:
         self.refusals += 1
-        self.metrics.count_refusal(what, reason)
-        log.log(level, kv(event="refusal", node=self.me, peer=peer, view=view, what=what, reason=reason))
+        self.metrics.count_refusal(refusal)
+        log.info(
+            kv(
+                event="refusal",
+                node=self.me,
+                peer=refusal.sender,
+                view=refusal.view,
+                what=refusal.what.value,
+                reason=refusal.reason.value,
+                detail=refusal.detail,
+            )
+        )
+
+    def _keep_evidence(self, evidence: Evidence) -> None:
+        """Store it (once per validator, view and kind) and count it; what honest nodes do about
+        an equivocating validator is up to its operators, so nothing else happens."""
+        if not self.blocks.add_evidence(evidence):
+            return
+        self.metrics.count_equivocation(evidence.validator)
+        log.warning(
+            kv(
+                event="equivocation",
+                node=self.me,
+                validator=evidence.validator,
+                view=evidence.view,
+                kind=evidence.kind.value,
+            )
+        )
 
     def _send(self, action: Send | Broadcast) -> None:
         """Encode and queue a message. One the transport cannot carry (over its frame limit: only
@@ -309,9 +340,11 @@ class Node:
                 self.metrics.mempool_full.inc()
         if refused:
             # An honest peer gossips only what its application admitted; ours refused these.
-            self._count_refusal(
-                peer, None, "gossiped transactions", f"{refused} refused by check_tx", logging.INFO
-            )
+            self.refusals += 1
+            self.metrics.count_node_refusal(NodeSubject.GOSSIPED_TXS, NodeReason.CHECK_TX)
+            what, reason = NodeSubject.GOSSIPED_TXS.value, NodeReason.CHECK_TX.value
+            detail = f"{refused} refused by check_tx"
+            log.info(kv(event="refusal", node=self.me, peer=peer, what=what, reason=reason, detail=detail))
 
     async def _gossip(self) -> None:
         """Send newly admitted client transactions to every peer (they do not relay them: the
@@ -385,6 +418,10 @@ class Node:
         if answer.code != QUERY_OK or answer.value is None:
             raise ValueError(f"the application cannot answer /kv queries (code {answer.code})")
         return {"key": key, "value": answer.value.decode("utf-8"), "height": answer.height}
+
+    def evidence(self, limit: int, before: int | None) -> list[dict[str, Any]]:
+        """Kept evidence of equivocation, newest first (`BlockStore.evidence`)."""
+        return [evidence_json(e) for e in self.blocks.evidence(limit, before)]
 
     def render_metrics(self) -> bytes:
         return self.metrics.render()

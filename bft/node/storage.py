@@ -1,7 +1,7 @@
 """The committed chain on disk: blocks by height, their certificates, and a transaction index.
 
 Owns: `BlockStore` (one SQLite file in WAL mode with `synchronous=FULL`, so a commit that
-returned survives power loss) and `StoredBlock`.
+returned survives power loss), `StoredBlock` and `StoredEvidence`.
 May not: decide what is committed (the core's commit rule does; this module only refuses
 writes that would not continue the stored chain), or be shared between threads or tasks: one
 trio task owns a store and calls it synchronously.
@@ -14,7 +14,11 @@ Also the execution record (`bft.node.executor`): per executed height, the app ha
 and each transaction's result, written before the application commits that height, so replay
 after a crash rewrites the same record.
 
-Schema (version 4, in `PRAGMA user_version`):
+Also the evidence of equivocation (`bft.core.actions.Evidence`): both signed messages, one row
+per (validator, view, kind), at most MAX_EVIDENCE_PER_VALIDATOR rows per validator (the oldest
+go first), so a validator that equivocates in every view cannot grow the file without bound.
+
+Schema (version 5, in `PRAGMA user_version`):
 
     blocks(height INTEGER PRIMARY KEY, id BLOB UNIQUE, view, parent_id BLOB,
            block BLOB  -- wire.encode_block
@@ -29,6 +33,9 @@ Schema (version 4, in `PRAGMA user_version`):
     high_tc(one = 1, tc BLOB)                          -- the highest TC seen
     executed(height INTEGER PRIMARY KEY, app_hash BLOB)  -- from height 0 (the app's initial hash)
     results(height, position, code, log TEXT, data BLOB)  -- each committed tx's result
+    evidence(seq INTEGER PRIMARY KEY  -- order of arrival, the API's cursor
+             validator, view, kind TEXT,    -- UNIQUE (validator, view, kind)
+             first BLOB, second BLOB)       -- wire.encode of the two signed messages
 
 Heights start at 1 (genesis, height 0, is never stored) and have no gaps.
 """
@@ -44,13 +51,17 @@ from types import TracebackType
 from typing import Final
 
 from bft.core import wire
+from bft.core.actions import Evidence
 from bft.core.errors import DecodeError
 from bft.core.messages import Block, BlockResponse, QuorumCert, TimeoutCert
 from bft.core.types import BlockId
 from bft.node.errors import StorageError
 from crypto.hashing import sha256
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
+# Evidence rows kept per validator; and the most one read returns.
+MAX_EVIDENCE_PER_VALIDATOR: Final = 64
+MAX_EVIDENCE_PAGE: Final = 100
 # A block's commit proof (the blocks up to a three-chain above it) is served up to this length.
 MAX_COMMIT_PROOF_BLOCKS: Final = 64
 
@@ -95,6 +106,15 @@ CREATE TABLE IF NOT EXISTS results (
     data BLOB NOT NULL,
     PRIMARY KEY (height, position)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS evidence (
+    seq INTEGER PRIMARY KEY,
+    validator INTEGER NOT NULL,
+    view INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    first BLOB NOT NULL,
+    second BLOB NOT NULL,
+    UNIQUE (validator, view, kind)
+);
 """
 
 
@@ -120,6 +140,19 @@ class StoredResult:
     code: int
     log: str
     data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvidence:
+    """A stored equivocation: `first` and `second` are the `wire.encode` bytes of the two signed
+    messages (votes or proposals, by `kind`); `seq` orders rows by arrival."""
+
+    seq: int
+    kind: str
+    validator: int
+    view: int
+    first: bytes
+    second: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,6 +465,45 @@ class BlockStore:
             "SELECT code, log, data FROM results WHERE height = ? AND position = ?", (height, position)
         ).fetchone()
         return None if row is None else StoredResult(int(row[0]), str(row[1]), bytes(row[2]))
+
+    # Evidence of equivocation.
+
+    def add_evidence(self, evidence: Evidence) -> bool:
+        """Keep `evidence` unless its (validator, view, kind) is already kept; True if it is new.
+        Then drop the validator's oldest rows past MAX_EVIDENCE_PER_VALIDATOR, in the same
+        transaction."""
+        row = (
+            int(evidence.validator),
+            int(evidence.view),
+            evidence.kind.value,
+            wire.encode(evidence.first),
+            wire.encode(evidence.second),
+        )
+        with self._transaction("store evidence"):
+            added = self._db.execute(
+                "INSERT OR IGNORE INTO evidence (validator, view, kind, first, second)"
+                " VALUES (?, ?, ?, ?, ?)",
+                row,
+            ).rowcount
+            self._db.execute(
+                "DELETE FROM evidence WHERE validator = ? AND seq NOT IN"
+                " (SELECT seq FROM evidence WHERE validator = ? ORDER BY seq DESC LIMIT ?)",
+                (row[0], row[0], MAX_EVIDENCE_PER_VALIDATOR),
+            )
+        return added == 1
+
+    def evidence(self, limit: int = MAX_EVIDENCE_PAGE, before: int | None = None) -> list[StoredEvidence]:
+        """Kept evidence, newest first: at most `limit` (capped at MAX_EVIDENCE_PAGE) rows, only
+        those with `seq` below `before` if given (the last `seq` of a page asks for the next)."""
+        limit = max(0, min(limit, MAX_EVIDENCE_PAGE))
+        rows = self._db.execute(
+            "SELECT seq, kind, validator, view, first, second FROM evidence WHERE seq < ?"
+            " ORDER BY seq DESC LIMIT ?",
+            (before if before is not None else 2**63 - 1, limit),
+        ).fetchall()
+        return [
+            StoredEvidence(int(r[0]), str(r[1]), int(r[2]), int(r[3]), bytes(r[4]), bytes(r[5])) for r in rows
+        ]
 
     # The block journal (bft.core.journal.BlockJournal).
 

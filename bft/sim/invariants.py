@@ -239,7 +239,8 @@ class InvariantChecker:
             elif qc.block_id != top.id or qc.view != top.view:
                 reason = "the commit QC does not certify b''"
             elif self._certifier is not None:
-                reason = self._certifier.check_qc(qc)
+                refused = self._certifier.check_qc(qc)
+                reason = None if refused is None else refused.detail
         if reason is not None:
             height = commit.blocks[-1].height if commit.blocks else None
             self._violate(CERTIFIED_COMMIT, time_s, inst, f"commit up to height {height}: {reason}")

@@ -101,6 +101,8 @@ class ScheduleResult:
     refusals: int
     messages: int
     settings: SimSettings
+    # Evidence of equivocation honest instances reported, by the validator it names.
+    evidence: Mapping[int, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

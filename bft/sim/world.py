@@ -2,7 +2,8 @@
 
 Owns: `World`, the event types and the per-event step: deliver (decode, hand to the program),
 fire timers, carry out the fault plan, perform the returned actions (encode and route sends,
-record commits) and feed every observation to the invariant checker.
+record commits, trace refusals and evidence, counting the evidence honest instances report per
+validator it names) and feed every observation to the invariant checker.
 Every message is encoded with `wire.encode` when sent and decoded with `wire.decode` when
 delivered; a DecodeError at delivery is a refusal, never a crash. Any exception a program raises
 is a `program-error` violation (the node then stays down); SimCrash is an injected crash.
@@ -16,7 +17,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from bft.core.actions import Action, Broadcast, Commit, Refusal, Send, SendRaw, ViewChange
+from bft.core.actions import Action, Broadcast, Commit, Evidence, Refusal, Send, SendRaw, ViewChange
 from bft.core.blocktree import genesis
 from bft.core.certs import Certifier
 from bft.core.config import ReplicaConfig
@@ -210,6 +211,8 @@ class World:
         self.sched: Scheduler[Event] = Scheduler()
         self.events = 0
         self.refusals = 0
+        # Evidence reported by honest instances, by the validator it names.
+        self.evidence: dict[int, int] = {}
         self.after_gst = False
         self.done = False
         for inst in instances:
@@ -266,6 +269,7 @@ class World:
             refusals=self.refusals,
             messages=self.network.stats.sent,
             settings=self.settings,
+            evidence=dict(self.evidence),
         )
 
     def _halted(self) -> list[Instance]:
@@ -446,6 +450,10 @@ class World:
                     self.refusals += 1
                     node.refusals += 1
                     self._trace(node.inst, str(action))
+                case Evidence(kind=kind, validator=validator, view=view):
+                    self._trace(node.inst, f"evidence: {kind} equivocation by {validator} in view {view}")
+                    if node.checked:
+                        self.evidence[validator] = self.evidence.get(validator, 0) + 1
                 case ViewChange(view=view, via=via):
                     self._trace(node.inst, f"enter view {view} via {via}")
                 case SendRaw(to=to, data=data):

@@ -21,14 +21,17 @@ from starlette.types import Message, Scope
 from bft.core.messages import Block, QuorumCert
 from bft.node.api import (
     EVENTS_KEEPALIVE_S,
+    EVIDENCE_PAGE,
     MAX_BODY_BYTES,
+    MAX_EVIDENCE_PAGE,
     MAX_TXS_PER_REQUEST,
     RETRY_AFTER_S,
     NodeView,
     make_app,
 )
-from bft.node.api_json import b64, qc_json
+from bft.node.api_json import b64, evidence_json, qc_json
 from bft.node.commits import FEED_BUFFER_BLOCKS, CommitFeed
+from bft.node.storage import StoredEvidence
 from crypto.hashing import sha256
 
 METRICS = (
@@ -63,6 +66,12 @@ class FakeNode:
         self.submissions: list[tuple[list[bytes], bool]] = []
         self.broken: set[str] = set()
         self.calls: list[str] = []
+        # Oldest first, seq 1..; the API shows them newest first.
+        self.kept_evidence = [
+            StoredEvidence(seq, "vote", seq % 4, 10 + seq, b"first-%d" % seq, b"second-%d" % seq)
+            for seq in range(1, 121)
+        ]
+        self.evidence_asks: list[tuple[int, int | None]] = []
 
     def _enter(self, method: str) -> None:
         self.calls.append(method)
@@ -129,6 +138,12 @@ class FakeNode:
         if key not in self.values:
             return None
         return {"key": key, "value": self.values[key], "height": 1}
+
+    def evidence(self, limit: int, before: int | None) -> list[dict[str, Any]]:
+        self._enter("evidence")
+        self.evidence_asks.append((limit, before))
+        newest = [e for e in reversed(self.kept_evidence) if before is None or e.seq < before]
+        return [evidence_json(e) for e in newest[:limit]]
 
     def render_metrics(self) -> bytes:
         self._enter("render_metrics")
@@ -531,6 +546,7 @@ async def test_wrong_method_is_405_json(
         ("GET", "/kv/colour", "kv"),
         ("GET", "/metrics", "render_metrics"),
         ("GET", "/events", "subscribe"),
+        ("GET", "/evidence", "evidence"),
     ],
 )
 async def test_an_exception_in_the_node_is_500_and_the_app_keeps_serving(
@@ -546,6 +562,59 @@ async def test_an_exception_in_the_node_is_500_and_the_app_keeps_serving(
     assert (await client.get("/status")).status_code == 200
     if broken != "subscribe":
         assert (await client.request(method, path, content=content)).status_code in (200, 404)
+
+
+# --- evidence ------------------------------------------------------------------------------------
+
+
+async def test_evidence_is_newest_first_with_both_messages_in_base64(
+    client: httpx.AsyncClient, node: FakeNode
+) -> None:
+    response = await client.get("/evidence")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    items = response.json()
+    assert isinstance(items, list) and len(items) == EVIDENCE_PAGE
+    assert node.evidence_asks == [(EVIDENCE_PAGE, None)]
+    assert items[0] == {
+        "seq": 120,
+        "kind": "vote",
+        "validator": 0,
+        "view": 130,
+        "first": b64(b"first-120"),
+        "second": b64(b"second-120"),
+    }
+    assert [i["seq"] for i in items] == sorted((i["seq"] for i in items), reverse=True)
+
+
+async def test_evidence_pages_with_limit_and_before(client: httpx.AsyncClient, node: FakeNode) -> None:
+    first = (await client.get("/evidence", params={"limit": 3})).json()
+    assert [i["seq"] for i in first] == [120, 119, 118]
+    after = (await client.get("/evidence", params={"limit": 3, "before": first[-1]["seq"]})).json()
+    assert [i["seq"] for i in after] == [117, 116, 115]
+    assert (await client.get("/evidence", params={"before": 1})).json() == []
+    largest = (await client.get("/evidence", params={"limit": MAX_EVIDENCE_PAGE})).json()
+    assert len(largest) == MAX_EVIDENCE_PAGE
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        f"limit={MAX_EVIDENCE_PAGE + 1}",
+        "limit=0",
+        "limit=-1",
+        "limit=ten",
+        "limit=\u00b2",
+        "limit=1&limit=2",
+        "before=0",
+        "before=" + "9" * 19,
+        "before=",
+        "cursor=3",
+    ],
+)
+async def test_bad_evidence_query_is_400(client: httpx.AsyncClient, node: FakeNode, query: str) -> None:
+    assert_error(await client.get(f"/evidence?{query}"), 400)
+    assert node.evidence_asks == []
 
 
 # --- server-sent events --------------------------------------------------------------------------

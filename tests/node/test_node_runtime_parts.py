@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 
 from bft.app.kv import KeyValueLedger
-from bft.core.types import ValidatorIndex
+from bft.core.actions import Refusal
+from bft.core.errors import DecodeError, TooLarge, Truncated, WrongType
+from bft.core.refusals import RefusalReason, Subject
+from bft.core.types import ValidatorIndex, View
 from bft.node.config import NodeConfig
 from bft.node.errors import ConfigError
-from bft.node.metrics import MAX_REASON_LABELS, NodeMetrics, reason_label
+from bft.node.metrics import NodeMetrics, NodeReason, NodeSubject, decode_error_label
 from bft.node.runtime import _chunks, load_application
 
 
@@ -25,22 +28,6 @@ def test_gossip_chunks_keep_order_and_respect_the_byte_limit() -> None:
     assert _chunks([], 80) == []
 
 
-@pytest.mark.parametrize(
-    ("reason", "label"),
-    [
-        ("stale: view 12 is below the current view 15", "stale"),
-        ("wrong leader for view 40: 3, expected 1", "wrong leader for view N"),
-        (
-            "app hash at height 7 is 0a1b2c3d4e5f6071, ours is ffeeddccbbaa9988",
-            "app hash at height N is N, ours is N",
-        ),
-        ("", "unspecified"),
-    ],
-)
-def test_refusal_reasons_lose_their_numbers(reason: str, label: str) -> None:
-    assert reason_label(reason) == label
-
-
 def _metrics() -> NodeMetrics:
     return NodeMetrics(
         committed_height=lambda: 5,
@@ -51,14 +38,54 @@ def _metrics() -> NodeMetrics:
     )
 
 
-def test_refusal_labels_stay_bounded_whatever_peers_send() -> None:
-    metrics = _metrics()
-    for i in range(MAX_REASON_LABELS * 3):
-        metrics.count_refusal("vote", f"reason-{chr(65 + i % 26)}{chr(65 + i // 26)}: detail")
+def _refusal_lines(metrics: NodeMetrics) -> list[str]:
     text = metrics.render().decode()
-    lines = [line for line in text.splitlines() if line.startswith("bft_refusals_total{")]
-    assert len(lines) == MAX_REASON_LABELS + 1  # the first ones, then "other"
-    assert any('reason="other"' in line for line in lines)
+    return [line for line in text.splitlines() if line.startswith("bft_refusals_total{")]
+
+
+def test_refusal_labels_are_the_reason_values_not_the_detail() -> None:
+    metrics = _metrics()
+    for view in range(50):
+        detail = f"wrong leader for view {view}: 3, expected {view % 4}"
+        metrics.count_refusal(Refusal(Subject.PROPOSAL, RefusalReason.WRONG_LEADER, detail, View(view)))
+    metrics.count_refusal(Refusal(Subject.VOTE, RefusalReason.STALE_VIEW, "stale: view 1 is below 9"))
+    lines = _refusal_lines(metrics)
+    assert 'bft_refusals_total{reason="wrong-leader",what="proposal"} 50.0' in lines
+    assert 'bft_refusals_total{reason="stale-view",what="vote"} 1.0' in lines
+    assert len(lines) == 2, "one series per (what, reason), whatever the details say"
+
+
+def test_every_label_value_comes_from_a_closed_set() -> None:
+    metrics = _metrics()
+    for what in Subject:
+        for reason in RefusalReason:
+            metrics.count_refusal(Refusal(what, reason, f"{what} {reason} detail 12345"))
+    for error in (TooLarge("9999999 bytes"), WrongType("unknown message type 77"), DecodeError("x")):
+        metrics.count_undecodable(error)
+    metrics.count_node_refusal(NodeSubject.GOSSIPED_TXS, NodeReason.CHECK_TX)
+    lines = _refusal_lines(metrics)
+    assert len(lines) == len(Subject) * len(RefusalReason) + 3 + 1
+    assert 'bft_refusals_total{reason="TooLarge",what="message"} 1.0' in lines
+    assert 'bft_refusals_total{reason="DecodeError",what="message"} 1.0' in lines
+    assert 'bft_refusals_total{reason="check-tx",what="gossiped transactions"} 1.0' in lines
+    assert not any(char.isdigit() for line in lines for char in line.split("}")[0])
+
+
+def test_a_decode_error_from_elsewhere_is_labelled_by_its_core_class() -> None:
+    class Odd(Truncated):
+        pass
+
+    assert decode_error_label(Odd("cut")) == "Truncated"
+
+
+def test_equivocations_are_counted_per_validator() -> None:
+    metrics = _metrics()
+    metrics.count_equivocation(ValidatorIndex(2))
+    metrics.count_equivocation(ValidatorIndex(2))
+    metrics.count_equivocation(ValidatorIndex(0))
+    text = metrics.render().decode()
+    assert 'bft_equivocations_total{validator="2"} 2.0' in text
+    assert 'bft_equivocations_total{validator="0"} 1.0' in text
 
 
 def test_metrics_read_their_gauges_at_scrape_time() -> None:

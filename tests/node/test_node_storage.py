@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from bft.core.actions import Evidence, EvidenceKind
 from bft.core.blocktree import genesis
 from bft.core.journal import BlockJournal
-from bft.core.messages import Block, QuorumCert, TimeoutCert
+from bft.core.messages import Block, Proposal, QuorumCert, TimeoutCert, Vote
 from bft.core.types import BlockId, ValidatorIndex, View
 from bft.node.errors import StorageError
 from bft.node.storage import (
     MAX_COMMIT_PROOF_BLOCKS,
+    MAX_EVIDENCE_PAGE,
+    MAX_EVIDENCE_PER_VALIDATOR,
+    SCHEMA_VERSION,
     BlockStore,
+    StoredEvidence,
     StoredResult,
     schema_version_of,
 )
@@ -364,3 +370,72 @@ def test_committed_ranges_for_block_sync_stay_within_the_byte_budget(tmp_path: P
         assert [b.height for b in alone] == [5]
         assert store.committed_range(41, 256, budget) == ((), None)
         assert store.committed_range(0, 256, budget) == ((), None)
+
+
+def test_a_store_of_the_previous_schema_is_refused_too(tmp_path: Path) -> None:
+    """Version 4 stores (before the evidence table) are refused like any other version."""
+    path = tmp_path / "blocks.sqlite"
+    with BlockStore(path):
+        pass
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version=4")
+    db.close()
+    with pytest.raises(StorageError, match="schema version 4"):
+        BlockStore(path)
+    assert schema_version_of(path) == 4
+    assert SCHEMA_VERSION > 4
+
+
+def _vote_evidence(validator: int, view: int) -> Evidence:
+    first = Vote(View(view), BlockId(b"\x01" * 32), ValidatorIndex(validator), b"\x0a" * 64)
+    second = Vote(View(view), BlockId(b"\x02" * 32), ValidatorIndex(validator), b"\x0b" * 64)
+    return Evidence(EvidenceKind.VOTE, ValidatorIndex(validator), View(view), first, second)
+
+
+def test_evidence_is_kept_once_per_validator_view_and_kind_newest_first(tmp_path: Path) -> None:
+    from bft.core import wire
+
+    with BlockStore(tmp_path / "blocks.sqlite") as store:
+        evidence = _vote_evidence(2, 7)
+        assert store.add_evidence(evidence)
+        assert not store.add_evidence(evidence), "the same (validator, view, kind) again"
+        assert not store.add_evidence(_vote_evidence(2, 7)), "other messages, same key"
+        proposal = Proposal(_chain(1)[0], None, b"\x0c" * 64)
+        other = Proposal(replace(proposal.block, txs=(b"other",)), None, b"\x0d" * 64)
+        assert store.add_evidence(
+            Evidence(EvidenceKind.PROPOSAL, ValidatorIndex(2), View(7), proposal, other)
+        )
+        assert store.add_evidence(_vote_evidence(1, 3))
+        kept = store.evidence()
+        assert [(e.kind, e.validator, e.view) for e in kept] == [
+            ("vote", 1, 3),
+            ("proposal", 2, 7),
+            ("vote", 2, 7),
+        ]
+        assert wire.decode(kept[2].first) == evidence.first and wire.decode(kept[2].second) == evidence.second
+        assert wire.decode(kept[1].second) == other
+        # Pages: newest first, `before` the last seq seen.
+        assert store.evidence(limit=1) == kept[:1]
+        assert store.evidence(limit=2, before=kept[1].seq) == kept[2:]
+    with BlockStore(tmp_path / "blocks.sqlite") as reopened:
+        assert reopened.evidence() == kept, "evidence survives a restart"
+
+
+def test_evidence_is_bounded_per_validator(tmp_path: Path) -> None:
+    with BlockStore(tmp_path / "blocks.sqlite") as store:
+        assert store.add_evidence(_vote_evidence(0, 1))
+        for view in range(1, MAX_EVIDENCE_PER_VALIDATOR + 21):
+            assert store.add_evidence(_vote_evidence(3, view))
+        everything: list[StoredEvidence] = []
+        before: int | None = None
+        while page := store.evidence(limit=MAX_EVIDENCE_PAGE, before=before):
+            everything += page
+            before = page[-1].seq
+        by_three = [e.view for e in everything if e.validator == 3]
+        # The newest MAX_EVIDENCE_PER_VALIDATOR of validator 3; validator 0's row is untouched.
+        assert by_three == list(range(MAX_EVIDENCE_PER_VALIDATOR + 20, 20, -1))
+        assert [e.view for e in everything if e.validator == 0] == [1]
+        assert len(everything) == MAX_EVIDENCE_PER_VALIDATOR + 1
+        # One read returns at most a page, whatever it asks for.
+        page_size = min(len(everything), MAX_EVIDENCE_PAGE)
+        assert len(store.evidence(limit=10 * MAX_EVIDENCE_PAGE)) == page_size

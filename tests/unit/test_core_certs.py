@@ -23,6 +23,7 @@ from core_helpers import (
 from bft.core import certs as core_certs
 from bft.core.blocktree import genesis
 from bft.core.messages import QuorumCert, TimeoutCert
+from bft.core.refusals import RefusalReason, Refused
 from bft.core.types import BlockId, View
 from crypto import signing
 from crypto.certs import verify_quorum
@@ -31,10 +32,11 @@ B1 = make_block(GENESIS_BLOCK, 1)
 B2 = make_block(B1, 2)
 
 
-def refused(reason: str | None, *words: str) -> None:
-    assert reason is not None, "expected a refusal"
+def refused(verdict: Refused | None, *words: str) -> RefusalReason:
+    assert verdict is not None, "expected a refusal"
     for word in words:
-        assert word in reason, f"{word!r} not in {reason!r}"
+        assert word in verdict.detail, f"{word!r} not in {verdict.detail!r}"
+    return verdict.reason
 
 
 @pytest.fixture
@@ -242,3 +244,23 @@ def test_vote_timeout_and_proposal_signatures_checked_per_signer() -> None:
 def test_block_id_is_bound_to_content() -> None:
     assert B1.id != make_block(GENESIS_BLOCK, 1, txs=(b"other",)).id
     assert BlockId(B1.id) == make_block(GENESIS_BLOCK, 1).id
+
+
+def test_each_check_refuses_with_its_category() -> None:
+    c = certifier()
+    good = make_qc(B1.id, 1)
+    assert refused(c.check_qc(QuorumCert(good.view, B2.id, good.signatures))) is RefusalReason.BAD_QC
+    assert refused(c.check_qc(QuorumCert(View(0), B1.id, ()))) is RefusalReason.BAD_QC
+    tc = make_tc(2, {0: GENESIS_QC, 1: GENESIS_QC, 2: GENESIS_QC})
+    assert refused(c.check_tc(TimeoutCert(View(3), tc.high_qc, tc.signatures))) is RefusalReason.BAD_TC
+    # A TC whose high QC is bad is a bad TC, whatever is wrong with the QC.
+    bad_qc = make_qc(B1.id, 1, (0, 1))
+    sigs = tuple((vi(s), View(1), sign_timeout(s, 3, bad_qc).signature) for s in (0, 1, 2))
+    assert refused(c.check_tc(TimeoutCert(View(3), bad_qc, sigs)), "TC's high QC") is RefusalReason.BAD_TC
+    vote = sign_vote(1, 4, B1.id)
+    forged = type(vote)(vote.view, vote.block_id, vi(2), vote.signature)
+    assert refused(c.check_vote(forged)) is RefusalReason.BAD_SIGNATURE
+    stranger = type(vote)(vote.view, vote.block_id, vi(9), vote.signature)
+    assert refused(c.check_vote(stranger)) is RefusalReason.UNKNOWN_SIGNER
+    verdict = c.check_vote(forged)
+    assert verdict is not None and str(verdict) == verdict.detail == "bad signature from validator 2"

@@ -12,6 +12,7 @@ from core_helpers import Cluster, N, make_replica
 
 from bft.core.journal import MemoryJournal
 from bft.core.messages import Block
+from bft.core.refusals import RefusalReason
 from bft.core.replica import Replica
 
 
@@ -57,4 +58,4 @@ def test_without_a_journal_the_locks_stall_the_cluster_for_good() -> None:
         cluster.step()
     assert max(cluster.heights()) == max(before)
     # Every replica looks for the certified blocks its lock and high QC name, and nobody has them.
-    assert any("unknown block" in r.reason for refused in cluster.refused for r in refused)
+    assert any(r.reason is RefusalReason.UNKNOWN_BLOCK for refused in cluster.refused for r in refused)

@@ -39,6 +39,7 @@ from bft.core.messages import (
     Vote,
 )
 from bft.core.proposal_rules import MAX_BLOCKS_PER_VIEW
+from bft.core.refusals import RefusalReason, Subject
 from bft.core.replica import Replica
 from bft.core.types import BlockId, View
 from crypto.hashing import sha256
@@ -56,9 +57,11 @@ def timeouts_in(actions: list[Action]) -> list[Timeout]:
     return [m for m in sent_messages(actions) if isinstance(m, Timeout)]
 
 
-def refused_with(actions: list[Action], text: str) -> None:
-    reasons = [str(r) for r in refusals(actions)]
-    assert any(text in r for r in reasons), f"no refusal containing {text!r} in {reasons}"
+def refused_with(actions: list[Action], text: str, reason: RefusalReason | None = None) -> None:
+    """Some refusal's log line contains `text`, and (if given) that refusal is of `reason`."""
+    found = [r for r in refusals(actions) if text in str(r)]
+    assert found, f"no refusal containing {text!r} in {[str(r) for r in refusals(actions)]}"
+    assert reason is None or any(r.reason is reason for r in found), f"{found} are not {reason}"
 
 
 def pending_proposals(replica: Replica) -> int:
@@ -161,7 +164,7 @@ def test_proposal_from_the_wrong_leader_is_refused() -> None:
     wrong = not_in(leader(1), me)
     replica = make_replica(me)
     actions = replica.on_message(vi(wrong), make_proposal(first_block(proposer=wrong)), 0.0)
-    refused_with(actions, "wrong leader")
+    refused_with(actions, "wrong leader", RefusalReason.WRONG_LEADER)
     assert votes_in(actions) == []
     assert replica.safety_state.last_voted_view == 0
 
@@ -171,7 +174,7 @@ def test_proposal_whose_author_is_not_the_sender_is_refused() -> None:
     relay = not_in(leader(1), me)
     replica = make_replica(me)
     actions = replica.on_message(vi(relay), make_proposal(first_block()), 0.0)
-    refused_with(actions, "not the sender")
+    refused_with(actions, "not the sender", RefusalReason.NOT_THE_SENDER)
     assert votes_in(actions) == []
 
 
@@ -180,9 +183,11 @@ def test_proposal_with_a_bad_signature_or_forged_qc_is_refused() -> None:
     replica = make_replica(me)
     block = first_block()
     forged = Proposal(block, None, make_proposal(block, signer=me).signature)
-    refused_with(replica.on_message(leader(1), forged, 0.0), "bad signature")
+    refused_with(replica.on_message(leader(1), forged, 0.0), "bad signature", RefusalReason.BAD_SIGNATURE)
     b2 = make_block(block, 2, qc=make_qc(block.id, 1, (0, 1)))
-    refused_with(replica.on_message(leader(2), make_proposal(b2), 0.0), "distinct signers")
+    refused_with(
+        replica.on_message(leader(2), make_proposal(b2), 0.0), "distinct signers", RefusalReason.BAD_QC
+    )
     assert replica.view == 1
     assert replica.safety_state.last_voted_view == 0
 
@@ -194,7 +199,7 @@ def test_proposal_skipping_a_view_without_a_tc_is_refused() -> None:
     replica.on_message(leader(1), make_proposal(b1), 0.0)
     skipping = make_block(b1, 3)
     actions = replica.on_message(leader(3), make_proposal(skipping), 0.0)
-    refused_with(actions, "without a TC")
+    refused_with(actions, "without a TC", RefusalReason.SKIPS_VIEWS)
     assert votes_in(actions) == []
 
 
@@ -202,19 +207,23 @@ def test_proposal_over_the_transaction_limit_is_refused() -> None:
     me = not_in(leader(1))
     replica = make_replica(me, max_block_txs=2)
     block = first_block(txs=(b"a", b"b", b"c"))
-    refused_with(replica.on_message(leader(1), make_proposal(block), 0.0), "exceed")
+    refused_with(
+        replica.on_message(leader(1), make_proposal(block), 0.0), "exceed", RefusalReason.OVER_BLOCK_LIMIT
+    )
 
 
 def test_proposal_repeating_a_transaction_is_refused() -> None:
     me = not_in(leader(1), leader(2), leader(3))
     replica = make_replica(me)
     twice = first_block(txs=(b"a", b"a"))
-    refused_with(replica.on_message(leader(1), make_proposal(twice), 0.0), "twice")
+    refused_with(
+        replica.on_message(leader(1), make_proposal(twice), 0.0), "twice", RefusalReason.DUPLICATE_TX
+    )
     b1 = first_block(txs=(b"a",))
     assert len(votes_in(replica.on_message(leader(1), make_proposal(b1), 0.0))) == 1
     again = make_block(b1, 2, txs=(b"b", b"a"))
     actions = replica.on_message(leader(2), make_proposal(again), 0.0)
-    refused_with(actions, "already in the chain")
+    refused_with(actions, "already in the chain", RefusalReason.DUPLICATE_TX)
     assert votes_in(actions) == []
 
 
@@ -249,8 +258,14 @@ def test_a_restarted_leader_never_proposes_twice_in_a_view() -> None:
 def test_messages_from_unknown_or_own_sender_are_refused() -> None:
     replica = make_replica(0)
     vote = sign_vote(1, 1, GENESIS_BLOCK.id)
-    assert len(refusals(replica.on_message(vi(7), vote, 0.0))) == 1
-    assert len(refusals(replica.on_message(vi(0), sign_vote(0, 1, GENESIS_BLOCK.id), 0.0))) == 1
+    for sender, msg in ((vi(7), vote), (vi(0), sign_vote(0, 1, GENESIS_BLOCK.id))):
+        (refusal,) = refusals(replica.on_message(sender, msg, 0.0))
+        assert (refusal.what, refusal.reason, refusal.sender) == (
+            Subject.MESSAGE,
+            RefusalReason.UNKNOWN_SENDER,
+            sender,
+        )
+        assert str(refusal) == f"ignoring message: unknown or own sender {sender} (Vote)"
 
 
 def test_a_restarted_replica_never_votes_for_a_different_block_in_the_same_view() -> None:
@@ -321,7 +336,7 @@ def test_vote_sent_to_a_replica_that_is_not_the_next_leader_is_refused() -> None
     voter = not_in(me)
     replica = make_replica(me)
     actions = replica.on_message(vi(voter), sign_vote(voter, 1, first_block().id), 0.0)
-    refused_with(actions, "not the leader")
+    refused_with(actions, "not the leader", RefusalReason.NOT_NEXT_LEADER)
 
 
 def test_vote_whose_author_is_not_the_sender_is_refused() -> None:
@@ -368,13 +383,13 @@ def test_far_future_votes_and_timeouts_are_refused_and_buffers_stay_bounded() ->
                 vote = sign_vote(voter, view, sha256(f"{voter}/{view}".encode()))
                 actions = replica.on_message(vi(voter), vote, 0.0)
                 if view > replica.view + ahead:
-                    refused_with(actions, "ahead")
+                    refused_with(actions, "ahead", RefusalReason.FUTURE_VIEW)
                     refused_ahead += 1
                 assert replica._votes.views_held() <= bound
             timeout = sign_timeout(1, view, GENESIS_QC)
             actions = replica.on_message(vi(1), timeout, 0.0)
             if view > replica.view + ahead:
-                refused_with(actions, "ahead")
+                refused_with(actions, "ahead", RefusalReason.FUTURE_VIEW)
             assert replica._timeouts.views_held() <= bound
     assert refused_ahead > 2000
     # Nothing above moved the replica: one validator's timeouts are not f+1.

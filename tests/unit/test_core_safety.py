@@ -27,19 +27,22 @@ from core_helpers import (
 from bft.core import wire
 from bft.core.errors import InvariantViolation
 from bft.core.messages import Block, Timeout, Vote
+from bft.core.refusals import RefusalReason, Refused
 from bft.core.safety import SafetyRules
 from bft.core.safety_store import DurableFileStore
 from bft.core.types import View
 
 
-def voted(result: Vote | str) -> Vote:
+def voted(result: Vote | Refused) -> Vote:
     assert isinstance(result, Vote), f"expected a vote, got refusal {result!r}"
     return result
 
 
-def refused(result: object) -> str:
-    assert isinstance(result, str), f"expected a refusal, got {result!r}"
-    return result
+def refused(result: object, reason: RefusalReason | None = None) -> str:
+    """The detail of a refusal (of `reason`, if given)."""
+    assert isinstance(result, Refused), f"expected a refusal, got {result!r}"
+    assert reason is None or result.reason is reason, f"{result.reason} is not {reason}"
+    return result.detail
 
 
 # --- the vote rule ---------------------------------------------------------------------------
@@ -61,7 +64,7 @@ def test_vote_requires_a_view_above_the_last_voted_view() -> None:
     s = safety_rules()
     voted(s.vote(b2, tree))
     # A lower view is refused, never signed.
-    assert "already voted" in refused(s.vote(b1, tree))
+    assert "already voted" in refused(s.vote(b1, tree), RefusalReason.ALREADY_VOTED)
     assert "already voted" in refused(s.vote(fork1, tree))
     tree.add(low)
     assert "already voted" in refused(s.vote(low, tree))
@@ -73,7 +76,7 @@ def test_vote_refused_in_a_view_already_timed_out() -> None:
     tree = tree_with(blocks)
     s = safety_rules()
     assert isinstance(s.timeout(View(5), GENESIS_QC), Timeout)
-    assert "timed out" in refused(s.vote(blocks[0], tree))
+    assert "timed out" in refused(s.vote(blocks[0], tree), RefusalReason.ALREADY_TIMED_OUT)
     # The next view is still open.
     assert voted(s.vote(blocks[1], tree)).view == 6
 
@@ -82,7 +85,7 @@ def test_timeout_in_a_lower_view_refused_after_voting() -> None:
     (b3,) = chain(GENESIS_BLOCK, [3])
     s = safety_rules()
     voted(s.vote(b3, tree_with([b3])))
-    refused(s.timeout(View(2), GENESIS_QC))
+    refused(s.timeout(View(2), GENESIS_QC), RefusalReason.BELOW_LAST_VOTE)
     # Timing out the view just voted in is allowed (the view may still fail).
     assert isinstance(s.timeout(View(3), GENESIS_QC), Timeout)
 
@@ -119,7 +122,7 @@ def test_lock_refuses_a_conflicting_block_with_an_older_qc() -> None:
     conflicting = make_block(GENESIS_BLOCK, 4, txs=(b"conflict",))
     assert conflicting.qc.view == 0
     tree = tree_with([b1, b2, b3, conflicting])
-    assert "lock" in refused(s.vote(conflicting, tree))
+    assert "lock" in refused(s.vote(conflicting, tree), RefusalReason.LOCK_CONFLICT)
     assert s.state.last_voted_view == 0
     assert s.state.last_vote is None
 

@@ -26,12 +26,13 @@ from core_helpers import (
 )
 
 from bft.core import wire
-from bft.core.actions import Action, Commit, Send
+from bft.core.actions import Action, Commit, Refusal, Send
 from bft.core.app_state import block_chain_hash
 from bft.core.chain import MemoryChain
 from bft.core.fetcher import SYNC_BATCH_BLOCKS, answer_block_request, answer_sync_request
 from bft.core.journal import MemoryJournal
 from bft.core.messages import Block, BlockRequest, BlockResponse, Message, SyncRequest, SyncResponse
+from bft.core.refusals import RefusalReason
 from bft.core.replica import Replica
 from bft.core.types import ValidatorIndex, View
 
@@ -205,18 +206,19 @@ def test_orphan_chains_are_bounded_in_blocks_and_bytes() -> None:
     budget = 1_000_000  # five of these blocks
     me, peer = 0, vi(1)
     replica = make_replica(me, max_buffered_bytes=budget, max_fetch_blocks=64)
-    refused: list[str] = []
+    refused: list[Refusal] = []
     # QCs for blocks near the top make the replica ask for them; answers hold four blocks each.
     for k in (27, 22, 17, 12):
         target = blocks[k]
         out = replica.on_message(peer, _qc_info(target), 0.0)
         assert any(isinstance(m, BlockRequest) and m.block_id == target.id for _, m in sends(out))
         answer = BlockResponse(tuple(reversed(blocks[k - 3 : k + 1])))
-        refused += [r.reason for r in refusals(replica.on_message(peer, answer, 0.0))]
+        refused += refusals(replica.on_message(peer, answer, 0.0))
         stats = replica.statistics()
         assert stats["orphan_bytes"] <= budget
         replica.check_invariants()
-    assert any("orphan blocks" in r for r in refused), refused
+    full = [r for r in refused if r.reason is RefusalReason.BUFFER_FULL]
+    assert any("orphan blocks" in r.detail for r in full), refused
     assert replica.statistics()["orphan_blocks"] <= 5
 
 
@@ -237,7 +239,9 @@ def test_waiting_proposals_are_bounded_in_bytes() -> None:
         qc = make_qc(unknown.id, 1)
         block = Block(View(view), 2, unknown.id, vi(leader(view)), qc, big)
         out = replica.on_message(leader(view), make_proposal(block), 0.0)
-        refused += sum("proposals" in r.reason for r in refusals(out))
+        refused += sum(
+            r.reason is RefusalReason.BUFFER_FULL and "proposals" in r.detail for r in refusals(out)
+        )
         assert replica.statistics()["waiting_proposal_bytes"] <= 2_000_000
         replica.check_invariants()
     assert refused >= 3 and replica.statistics()["waiting_proposals"] == 2

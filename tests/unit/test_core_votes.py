@@ -11,14 +11,18 @@ from core_helpers import (
     make_qc,
     sign_timeout,
     sign_vote,
+    vi,
 )
 
+from bft.core.actions import Evidence, EvidenceKind
 from bft.core.messages import QuorumCert
+from bft.core.refusals import RefusalReason, Refused
 from bft.core.types import View
 from bft.core.votes import TimeoutCollector, VoteCollector
 
 B1 = make_block(GENESIS_BLOCK, 1)
 OTHER = make_block(GENESIS_BLOCK, 1, txs=(b"other",))
+B2 = make_block(GENESIS_BLOCK, 1, txs=(b"third",))
 
 
 def test_quorum_of_votes_forms_exactly_one_valid_qc() -> None:
@@ -44,17 +48,23 @@ def test_votes_split_over_two_blocks_form_no_qc() -> None:
 def test_double_vote_is_refused_with_a_reason_and_not_counted() -> None:
     votes = VoteCollector(VALIDATORS)
     assert votes.add(sign_vote(0, 1, B1.id)) is None
-    reason = votes.add(sign_vote(0, 1, OTHER.id))
-    assert isinstance(reason, str) and "voted twice" in reason
-    # An identical re-send is refused too (as a duplicate), and counts once.
+    second = sign_vote(0, 1, OTHER.id)
+    evidence = votes.add(second)
+    # The first conflict is evidence with both signed votes, the first one seen first.
+    assert evidence == Evidence(EvidenceKind.VOTE, vi(0), View(1), sign_vote(0, 1, B1.id), second)
+    # Later conflicts are refused without more evidence; so is an identical re-send (counted once).
+    third = votes.add(sign_vote(0, 1, B2.id))
+    assert isinstance(third, Refused) and third.reason is RefusalReason.VOTE_CONFLICT
+    assert "voted twice" in third.detail
     duplicate = votes.add(sign_vote(0, 1, B1.id))
-    assert isinstance(duplicate, str)
+    assert isinstance(duplicate, Refused) and duplicate.reason is RefusalReason.DUPLICATE_VOTE
     assert votes.add(sign_vote(1, 1, OTHER.id)) is None
     # 0's second vote did not count for OTHER: two votes are not a quorum.
     assert votes.add(sign_vote(2, 1, B1.id)) is None
     qc = votes.add(sign_vote(3, 1, OTHER.id))
     assert qc is None  # OTHER has only 1 and 3
-    assert votes.add(sign_vote(1, 1, B1.id)) == "validator 1 voted twice in view 1"
+    late = votes.add(sign_vote(1, 1, B1.id))
+    assert isinstance(late, Evidence) and late.validator == 1 and late.first == sign_vote(1, 1, OTHER.id)
 
 
 def test_votes_in_different_views_are_kept_apart() -> None:
@@ -72,7 +82,7 @@ def test_vote_pruning_drops_old_views_only() -> None:
     votes.prune_below(View(7))
     assert votes.views_held() == 4
     # View 7 was kept: validator 0's vote there is still remembered.
-    assert isinstance(votes.add(sign_vote(0, 7, OTHER.id)), str)
+    assert isinstance(votes.add(sign_vote(0, 7, OTHER.id)), Evidence)
 
 
 def test_timeouts_count_distinct_validators_and_form_one_tc_with_the_highest_qc() -> None:
