@@ -20,6 +20,7 @@ from bft.core import wire
 from bft.core.blocktree import BlockTree
 from bft.core.messages import Block, SafetyState, Vote
 from bft.core.proposer import Proposer
+from bft.core.refusals import RefusalReason, Refused
 from bft.core.safety import SafetyRules
 from bft.core.types import View
 from bft.sim import SimSpec, run_schedule
@@ -127,7 +128,7 @@ def test_voting_twice_in_a_view_is_caught(monkeypatch: pytest.MonkeyPatch) -> No
     # that view, from an equivocating leader, gets a second vote.
     original = SafetyRules.vote
 
-    def vote_again(self: SafetyRules, block: Block, tree: BlockTree) -> Vote | str:
+    def vote_again(self: SafetyRules, block: Block, tree: BlockTree) -> Vote | Refused:
         state = self.state
         if state.last_voted_view == block.view:
             earlier = View(block.view - 1)
@@ -150,8 +151,8 @@ def test_a_two_chain_commit_rule_is_caught(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_no_future_view_window_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     # Votes and timeouts for any view are kept: a far-future sender grows them without bound.
-    def stale_only(config: object, current: View, view: View) -> str | None:
-        return f"stale: view {view}" if view + 1 < current else None
+    def stale_only(config: object, current: View, view: View) -> Refused | None:
+        return Refused(RefusalReason.STALE_VIEW, f"view {view}") if view + 1 < current else None
 
     monkeypatch.setattr(replica_module, "check_window", stale_only)
     spec = SimSpec(nodes=4, byzantine={0: "far-future"})
