@@ -173,6 +173,7 @@ class World:
                 me=ValidatorIndex(inst.index),
                 base_timeout_s=spec.base_timeout_s,
                 max_timeout_s=spec.max_timeout_s,
+                max_batch_delay_s=spec.max_batch_delay_s,
                 leaders=leaders,
             )
             self.nodes[inst] = SimNode(
