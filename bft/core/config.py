@@ -1,15 +1,26 @@
 """The replica's static configuration: identity, validator set, timing and limits.
 
-Owns: ReplicaConfig and its defaults.
+Owns: ReplicaConfig and its defaults, the DEFAULT_* constants: the one place the consensus
+defaults are written. The node's [consensus] settings (`bft.node.config.ConsensusSettings`), the
+simulator's `SimSpec` and generated testnets take theirs from here.
 May not: read files or the environment (drivers build it from theirs).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from bft.core.types import ValidatorIndex, ValidatorSet
 from bft.core.wire import check_block_limits
+
+# The production defaults: what a node runs with when its config says nothing.
+DEFAULT_BASE_TIMEOUT_S: Final = 1.0
+DEFAULT_MAX_TIMEOUT_S: Final = 10.0
+DEFAULT_MAX_VIEWS_AHEAD: Final = 64
+DEFAULT_MAX_BLOCK_TXS: Final = 1000
+DEFAULT_MAX_BLOCK_BYTES: Final = 1_000_000
+DEFAULT_MAX_BATCH_DELAY_S: Final = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,13 +28,13 @@ class ReplicaConfig:
     chain_id: str
     validators: ValidatorSet
     me: ValidatorIndex
-    base_timeout_s: float = 1.0
-    max_timeout_s: float = 30.0
+    base_timeout_s: float = DEFAULT_BASE_TIMEOUT_S
+    max_timeout_s: float = DEFAULT_MAX_TIMEOUT_S
     timeout_backoff: float = 2.0
     # Votes and timeouts further ahead than this are refused, not buffered.
-    max_views_ahead: int = 64
-    max_block_txs: int = 1000
-    max_block_bytes: int = 1_000_000
+    max_views_ahead: int = DEFAULT_MAX_VIEWS_AHEAD
+    max_block_txs: int = DEFAULT_MAX_BLOCK_TXS
+    max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES
     # Blocks asked for in one BlockRequest (a node further behind than this syncs by height),
     # and blocks (proposals, orphans, QCs, fetches) that wait for missing ancestors, in count and
     # in bytes.
@@ -34,7 +45,7 @@ class ReplicaConfig:
     # chain above the committed root holds transactions (they commit only once descendants are
     # certified, so those blocks go out at once). Also paces empty blocks in an idle cluster.
     # 0: propose at once, always. Must stay below base_timeout_s or idle views would time out.
-    max_batch_delay_s: float = 0.0
+    max_batch_delay_s: float = DEFAULT_MAX_BATCH_DELAY_S
     # Leaders of views 1, 2, ... len(leaders); round-robin (view mod n) after. Twins sets it.
     leaders: tuple[ValidatorIndex, ...] = ()
 

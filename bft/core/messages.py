@@ -1,13 +1,15 @@
 """The protocol's messages and certificates as frozen, slotted dataclasses.
 
 Owns: the shape of every value that crosses the network or the safety store.
-May not: encode or decode (that is `bft.core.wire`), verify signatures (that is `bft.core.certs`).
+May not: encode or decode (that is `bft.core.wire`; a block's id comes from `bft.core.ids`), verify
+signatures (that is `bft.core.certs`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bft.core.ids import block_id_of
 from bft.core.types import GENESIS_APP_HASH, BlockId, ValidatorIndex, View
 
 
@@ -56,8 +58,6 @@ class Block:
     id: BlockId = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
-        from bft.core.wire import block_id_of  # wire depends on this module
-
         object.__setattr__(self, "id", block_id_of(self))
 
 
@@ -142,20 +142,6 @@ class SyncResponse:
 
 
 Message = Proposal | Vote | Timeout | SyncInfo | BlockRequest | BlockResponse | SyncRequest | SyncResponse
-
-
-@dataclass(frozen=True, slots=True)
-class Transactions:
-    """Transactions one mempool passes to its peers' mempools, so that whoever leads next has them.
-
-    Not a protocol message: the node handles it and the replica never sees it.
-    """
-
-    txs: tuple[bytes, ...]
-
-
-# Everything a peer may send: the replica's messages and mempool gossip.
-WireMessage = Message | Transactions
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from bft.core.messages import SafetyState
+from bft.core.wire import decode_safety_state, encode_safety_state
 
 
 class SafetyStore(Protocol):
@@ -43,14 +44,10 @@ class DurableFileStore:
         self._fs = fs
 
     def load(self) -> SafetyState | None:
-        from bft.core.wire import decode_safety_state
-
         data = self._fs.read(self.RECORD)
         return None if data is None else decode_safety_state(data)
 
     def save(self, state: SafetyState) -> None:
-        from bft.core.wire import encode_safety_state
-
         self._fs.write(self.TEMP, encode_safety_state(state))
         self._fs.fsync(self.TEMP)
         self._fs.rename(self.TEMP, self.RECORD)

@@ -30,7 +30,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final
 
-from bft.core.config import ReplicaConfig
+from bft.core.config import (
+    DEFAULT_BASE_TIMEOUT_S,
+    DEFAULT_MAX_BATCH_DELAY_S,
+    DEFAULT_MAX_BLOCK_BYTES,
+    DEFAULT_MAX_BLOCK_TXS,
+    DEFAULT_MAX_TIMEOUT_S,
+    DEFAULT_MAX_VIEWS_AHEAD,
+    ReplicaConfig,
+)
 from bft.core.types import ValidatorIndex, ValidatorSet
 from bft.node.errors import ConfigError
 from crypto.errors import CryptoError
@@ -221,14 +229,15 @@ def write_genesis(path: Path, genesis: Genesis) -> None:
 
 @dataclass(frozen=True, slots=True)
 class ConsensusSettings:
-    """Timing and limits shared by all nodes of a cluster; the [consensus] table."""
+    """Timing and limits shared by all nodes of a cluster; the [consensus] table. The defaults
+    are the core's (`bft.core.config`)."""
 
-    base_timeout_s: float = 1.0
-    max_timeout_s: float = 10.0
-    max_block_txs: int = 1000
-    max_block_bytes: int = 1_000_000
-    max_views_ahead: int = 64
-    max_batch_delay_s: float = 0.05
+    base_timeout_s: float = DEFAULT_BASE_TIMEOUT_S
+    max_timeout_s: float = DEFAULT_MAX_TIMEOUT_S
+    max_block_txs: int = DEFAULT_MAX_BLOCK_TXS
+    max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES
+    max_views_ahead: int = DEFAULT_MAX_VIEWS_AHEAD
+    max_batch_delay_s: float = DEFAULT_MAX_BATCH_DELAY_S
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -30,7 +30,6 @@ from bft.core.actions import Action, Broadcast, Evidence, Refusal, Send, SendRaw
 from bft.core.builder import build_replica
 from bft.core.errors import DecodeError
 from bft.core.leader import leader_of
-from bft.core.messages import Transactions
 from bft.core.ports import Ports
 from bft.core.program import Program
 from bft.core.replica import Replica
@@ -49,6 +48,7 @@ from bft.node.config import (
 )
 from bft.node.errors import ConfigError
 from bft.node.executor import ExecutedBlock, Executor
+from bft.node.gossip import Transactions, decode_frame, encode_transactions
 from bft.node.logs import kv
 from bft.node.mempool import AddStatus, Mempool, tx_hash
 from bft.node.metrics import NodeMetrics, NodeReason, NodeSubject, decode_error_label
@@ -211,7 +211,7 @@ class Node:
                 continue
             peer, data = received
             try:
-                msg = wire.decode_wire(data)
+                msg = decode_frame(data)
             except DecodeError as e:
                 self.refusals += 1
                 self.metrics.count_undecodable(e)
@@ -353,7 +353,7 @@ class Node:
         while True:
             await trio.sleep(GOSSIP_INTERVAL_S)
             for chunk in _chunks(self.mempool.take_new(GOSSIP_MAX_TXS), limit_bytes):
-                self.transport.broadcast(wire.encode(Transactions(tuple(chunk))))
+                self.transport.broadcast(encode_transactions(Transactions(tuple(chunk))))
 
     # What the API reads and submits (bft.node.api.NodeView).
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from bft.core.config import DEFAULT_MAX_BLOCK_BYTES, DEFAULT_MAX_BLOCK_TXS
+
 # Block limits an operator might choose: the node's default, a small-block setting, a tiny one.
-_BLOCK_LIMITS = ((1000, 1_000_000), (64, 256 * 1024), (4, 64 * 1024))
+_BLOCK_LIMITS = ((DEFAULT_MAX_BLOCK_TXS, DEFAULT_MAX_BLOCK_BYTES), (64, 256 * 1024), (4, 64 * 1024))
 # Large transactions per instance in one schedule: enough to overflow a frame's worth of blocks
 # in a fetch, few enough to keep a schedule's memory small.
 MAX_LARGE_TXS = 24
@@ -41,7 +43,9 @@ class SimSettings:
 
 
 def fixed_settings(max_timeout_s: float) -> SimSettings:
-    """What a schedule runs with when the spec does not draw: proposals at once, small payloads."""
+    """What a schedule runs with when the spec does not draw: proposals at once (every proposal
+    gets fresh transactions from the simulated mempool, so a batch delay would only stretch
+    views), the default block limits, small payloads."""
     txs, size = _BLOCK_LIMITS[0]
     return SimSettings(0.0, max_timeout_s, txs, size, 32, 0.0, 0)
 

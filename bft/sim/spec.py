@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from bft.core.config import DEFAULT_BASE_TIMEOUT_S
 from bft.core.types import max_faulty
 from bft.sim.faults import FaultPlan
 from bft.sim.invariants import Violation
@@ -30,7 +31,9 @@ class SimSpec:
     byzantine: Mapping[int, str] = field(default_factory=dict)
     twins: bool = False
     chain_id: str = "sim"
-    base_timeout_s: float = 1.0
+    base_timeout_s: float = DEFAULT_BASE_TIMEOUT_S
+    # Below the core's cap (DEFAULT_MAX_TIMEOUT_S): backed-off views after GST stay short, so a
+    # schedule's liveness window holds several of them and campaigns run fast.
     max_timeout_s: float = 4.0
     # Delay bound after GST; must be well below the base timeout.
     delta_s: float = 0.1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tomllib
 from pathlib import Path
@@ -9,6 +10,15 @@ from typing import Any
 
 import pytest
 
+from bft.core.config import (
+    DEFAULT_BASE_TIMEOUT_S,
+    DEFAULT_MAX_BATCH_DELAY_S,
+    DEFAULT_MAX_BLOCK_BYTES,
+    DEFAULT_MAX_BLOCK_TXS,
+    DEFAULT_MAX_TIMEOUT_S,
+    DEFAULT_MAX_VIEWS_AHEAD,
+    ReplicaConfig,
+)
 from bft.core.types import ValidatorIndex
 from bft.node.config import (
     BUILTIN_CLUSTER_DEFAULTS,
@@ -323,6 +333,22 @@ def test_builtin_cluster_defaults_equal_the_committed_file() -> None:
     assert doc == {
         "cluster": {"nodes": 4, "host": "127.0.0.1", "base_port": 26600, "chain_id": "bft-local"},
         "consensus": BUILTIN_CLUSTER_DEFAULTS.consensus.to_toml_table(),
+    }
+
+
+def test_consensus_defaults_are_the_cores() -> None:
+    # One source of defaults: bft.core.config. The [consensus] table, the committed cluster file
+    # (checked above against these settings) and a default node's replica all agree with it.
+    core = {f.name: f.default for f in dataclasses.fields(ReplicaConfig)}
+    table = ConsensusSettings().to_toml_table()
+    assert table == {name: core[name] for name in table}
+    assert table == {
+        "base_timeout_s": DEFAULT_BASE_TIMEOUT_S,
+        "max_timeout_s": DEFAULT_MAX_TIMEOUT_S,
+        "max_block_txs": DEFAULT_MAX_BLOCK_TXS,
+        "max_block_bytes": DEFAULT_MAX_BLOCK_BYTES,
+        "max_views_ahead": DEFAULT_MAX_VIEWS_AHEAD,
+        "max_batch_delay_s": DEFAULT_MAX_BATCH_DELAY_S,
     }
 
 

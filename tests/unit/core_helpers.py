@@ -168,7 +168,10 @@ class Payload:
 
 
 def config(me: int, **overrides: Any) -> ReplicaConfig:
-    return ReplicaConfig(chain_id=CHAIN, validators=VALIDATORS, me=vi(me), **overrides)
+    # Core tests expect a leader to propose at once unless a test batches on purpose.
+    return ReplicaConfig(
+        chain_id=CHAIN, validators=VALIDATORS, me=vi(me), **{"max_batch_delay_s": 0.0, **overrides}
+    )
 
 
 def make_replica(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import replace
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bft.core import wire
+from bft.core import cbor
 from bft.core.errors import (
     DecodeError,
     DuplicateKey,
@@ -31,9 +32,10 @@ from bft.core.messages import (
     QuorumCert,
     SafetyState,
     SyncInfo,
+    SyncRequest,
+    SyncResponse,
     Timeout,
     TimeoutCert,
-    Transactions,
     Vote,
 )
 from bft.core.types import MAX_APP_HASH_SIZE_BYTES, BlockId, ValidatorIndex, View
@@ -44,12 +46,13 @@ from bft.core.wire import (
     MAX_SIGNATURES,
     MAX_TX_SIZE_BYTES,
     MAX_TXS_PER_BLOCK,
+    MESSAGE_CODECS,
+    TAG_RESERVED_FOR_NODE,
     block_id_of,
     certificate_digest,
     decode,
     decode_block,
     decode_safety_state,
-    decode_wire,
     encode,
     encode_block,
     encode_safety_state,
@@ -366,7 +369,7 @@ def test_non_minimal_length() -> None:
 
 def test_canonical_recheck_backs_up_the_scan(monkeypatch: pytest.MonkeyPatch) -> None:
     # With the header scan disabled, the re-encode comparison alone must catch non-minimal forms.
-    monkeypatch.setattr(wire, "_scan", lambda data: None)
+    monkeypatch.setattr(cbor, "_scan", lambda data: None)  # the scanner lives in bft.core.cbor
     good = encode(vote())
     with pytest.raises(NonCanonical):
         decode(b"\x85\x18\x02" + good[2:])
@@ -679,12 +682,44 @@ def test_block_app_state_fields_round_trip_and_are_bounded() -> None:
         decode(dumps([6, [obj]]))
 
 
-def test_transactions_gossip_is_a_wire_message_but_not_a_protocol_message() -> None:
-    gossip = Transactions((b"a", b"bc"))
-    data = encode(gossip)
-    assert decode_wire(data) == gossip
-    assert decode_wire(encode(vote())) == vote()
-    with pytest.raises(DecodeError):
-        decode(data)
-    with pytest.raises(DecodeError):
-        decode_wire(dumps([7, [bytes(MAX_TX_SIZE_BYTES + 1)]]))
+# ---------------------------------------------------------------------------------------------
+# The message table
+
+
+def test_the_message_table_covers_every_message_type_once() -> None:
+    classes = set(typing.get_args(Message))
+    assert {c.cls for c in MESSAGE_CODECS} == classes
+    assert len(MESSAGE_CODECS) == len(classes)
+    tags = [c.tag for c in MESSAGE_CODECS]
+    assert len(set(tags)) == len(tags)
+    assert TAG_RESERVED_FOR_NODE not in tags  # mempool gossip, bft.node.gossip
+
+
+def test_every_message_type_encodes_through_its_table_entry() -> None:
+    sync_samples: list[Message] = [
+        SyncRequest(start_height=3, max_blocks=7),
+        SyncResponse(blocks=(block(8), block(9, txs=())), qc=qc(9)),
+        SyncResponse(blocks=(), qc=None),
+    ]
+    samples = {type(m): m for m in [*SAMPLE_MESSAGES, *sync_samples]}
+    for codec in MESSAGE_CODECS:
+        msg = samples[codec.cls]
+        data = encode(msg)
+        obj = cbor2.loads(data)
+        assert obj[0] == codec.tag
+        assert len(obj) == 1 + codec.arity
+        assert decode(data) == msg
+        assert encode(decode(data)) == data
+
+
+def test_sync_layouts_are_the_documented_arrays() -> None:
+    assert encode(SyncRequest(start_height=3, max_blocks=7)) == dumps([8, 3, 7])
+    b = block(8)
+    fields = [b.view, b.height, b.parent_id, b.proposer, qc_obj(b.qc), list(b.txs), b.app_height, b.app_hash]
+    assert encode(SyncResponse(blocks=(b,), qc=qc(8))) == dumps([9, [fields], qc_obj(qc(8))])
+    assert encode(SyncResponse(blocks=(), qc=None)) == dumps([9, [], None])
+
+
+def test_encode_refuses_what_is_not_a_message() -> None:
+    with pytest.raises(TypeError):
+        encode(GENESIS_QC)  # type: ignore[arg-type]
