@@ -34,6 +34,7 @@ from bft.core.certs import Certifier
 from bft.core.chain import CommittedChain
 from bft.core.config import ReplicaConfig
 from bft.core.errors import InvariantViolation
+from bft.core.leader import leader_of
 from bft.core.messages import (
     Block,
     BlockRequest,
@@ -370,11 +371,22 @@ class BlockFetcher:
 # -- answering peers -----------------------------------------------------------------------------
 
 
+def holder_of(config: ReplicaConfig, qc: QuorumCert, source: ValidatorIndex | None) -> ValidatorIndex:
+    """A peer that has the block `qc` certifies: who sent the QC, else its proposer or a voter."""
+    me = config.me
+    if source is not None and source != me:
+        return source
+    leader = leader_of(config, qc.view)
+    if leader != me:
+        return leader
+    return next((s for s, _ in qc.signatures if s != me), leader)
+
+
 def answer_block_request(
     request: BlockRequest, tree: BlockTree, chain: CommittedChain, config: ReplicaConfig
-) -> BlockResponse | None:
+) -> BlockResponse | Refused:
     """The requested block and its ancestors, newest first, within the response budget (at least
-    the block itself); None if we do not know the block."""
+    the block itself); refused if we do not know the block."""
     limit = min(request.max_blocks, config.max_fetch_blocks, wire.MAX_BLOCKS_PER_RESPONSE)
     budget = wire.response_budget_bytes(config.validators.n)
     blocks: list[Block] = []
@@ -388,7 +400,9 @@ def answer_block_request(
         if block.height == 0:
             break
         block = tree.get(block.parent_id) or chain.block_by_id(block.parent_id)
-    return BlockResponse(tuple(blocks)) if blocks else None
+    if not blocks:
+        return Refused(RefusalReason.UNKNOWN_BLOCK, f"unknown block {request.block_id.hex()[:16]}")
+    return BlockResponse(tuple(blocks))
 
 
 def answer_sync_request(request: SyncRequest, chain: CommittedChain, config: ReplicaConfig) -> SyncResponse:

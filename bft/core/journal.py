@@ -8,7 +8,8 @@ nothing would ever commit again. So a replica journals a block before voting for
 it fetched); 2f+1 voted for any certified block, so after any crash some honest replica has it.
 Likewise the highest TC: a replica that entered a view through a TC and then crashed would
 otherwise be in a view its peers cannot reach, with the only proof that they may lost.
-May not: decide anything; the replica adds blocks and prunes on commit.
+May not: decide anything; the replica adds blocks and prunes on commit (`reload_journal` puts
+them back in the tree on a restart).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from bft.core.messages import Block, TimeoutCert
+from bft.core.blocktree import BlockTree
+from bft.core.messages import Block, QuorumCert, TimeoutCert
 from bft.core.types import BlockId
 
 
@@ -62,3 +64,16 @@ class MemoryJournal:
 
     def high_tc(self) -> TimeoutCert | None:
         return self._tc
+
+
+def reload_journal(tree: BlockTree, journal: BlockJournal) -> list[QuorumCert]:
+    """Put the journaled blocks that extend the tree's root back in the tree (a restart); return
+    their QCs, so that the high QC survives the restart too."""
+    qcs: list[QuorumCert] = []
+    for block in sorted(journal.blocks(), key=lambda b: b.height):
+        parent = tree.get(block.parent_id)
+        follows = parent is not None and block.height == parent.height + 1 and block.view > parent.view
+        if follows and block.id not in tree:
+            tree.add(block)
+            qcs.append(block.qc)
+    return qcs

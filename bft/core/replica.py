@@ -19,7 +19,8 @@ from bft.core.commit_rule import committed_by
 from bft.core.config import ReplicaConfig
 from bft.core.equivocation import ProposalLog
 from bft.core.errors import InvariantViolation
-from bft.core.fetcher import BlockFetcher, answer_block_request, answer_sync_request
+from bft.core.fetcher import BlockFetcher, answer_block_request, answer_sync_request, holder_of
+from bft.core.journal import reload_journal
 from bft.core.leader import leader_of
 from bft.core.messages import (
     Block,
@@ -59,7 +60,8 @@ class Replica:
         self._safety = safety
         root = ports.committed.tip() or genesis(config.chain_id)
         self._tree = BlockTree(*root)
-        self._high_qc = max((root[1], *self._reload_journal()), key=lambda qc: qc.view)
+        reloaded = reload_journal(self._tree, ports.journal)
+        self._high_qc = max((root[1], safety.state.locked_qc, *reloaded), key=lambda qc: qc.view)
         self._last_tc = ports.journal.high_tc()
         state = safety.state
         tc_view = self._last_tc.view + 1 if self._last_tc is not None else 0
@@ -76,18 +78,6 @@ class Replica:
         # The first on_timer call (due at once) lets the leader of the start view propose.
         self._started_at: float | None = now
         self._restart_qc = self._high_qc if self._high_qc.view > root[1].view else None
-
-    def _reload_journal(self) -> list[QuorumCert]:
-        """Put journaled blocks that extend the root back in the tree; return the QCs known from
-        them (each block's own QC) and the lock, so the high QC survives a restart."""
-        qcs = [self._safety.state.locked_qc]
-        for block in sorted(self._ports.journal.blocks(), key=lambda b: b.height):
-            parent = self._tree.get(block.parent_id)
-            follows = parent is not None and block.height == parent.height + 1 and block.view > parent.view
-            if follows and block.id not in self._tree:
-                self._tree.add(block)
-                qcs.append(block.qc)
-        return qcs
 
     # Read-only views for drivers, tests and the simulator.
 
@@ -147,7 +137,11 @@ class Replica:
             case SyncInfo():
                 self._on_sync_info(sender, msg, now)
             case BlockRequest():
-                self._on_block_request(sender, msg)
+                answer = answer_block_request(msg, self._tree, self._ports.committed, self._config)
+                if isinstance(answer, Refused):
+                    self._refuse(sender, None, Subject.BLOCK_REQUEST, answer)
+                else:
+                    self._out.append(Send(sender, answer))
             case BlockResponse():
                 chain = self._fetcher.on_block_response(sender, msg, self._tree, now, self._out)
                 if chain is not None:
@@ -318,7 +312,7 @@ class Replica:
         if certified is None:
             if qc.view > self._tree.root.view and self._ports.committed.block_by_id(qc.block_id) is None:
                 self._fetcher.wait_qc(qc)
-                self._fetcher.fetch(qc.block_id, self._holder_of(qc, source), now, self._out)
+                self._fetcher.fetch(qc.block_id, holder_of(self._config, qc, source), now, self._out)
         else:
             self._tree.record_qc(qc)
             self._safety.observe_certified(certified)
@@ -326,15 +320,6 @@ class Replica:
             if block is not None and block.height > self._tree.root.height:
                 self._commit(block, qc, certified)
         self._enter(View(qc.view + 1), now, via="qc")
-
-    def _holder_of(self, qc: QuorumCert, source: ValidatorIndex | None) -> ValidatorIndex:
-        """A peer that has the block `qc` certifies: who sent the QC, else its proposer or a voter."""
-        if source is not None and source != self._me:
-            return source
-        leader = leader_of(self._config, qc.view)
-        if leader != self._me:
-            return leader
-        return next((s for s, _ in qc.signatures if s != self._me), leader)
 
     def _commit(self, block: Block, commit_qc: QuorumCert, certified: Block) -> None:
         """Commit `block` and its uncommitted ancestors; `certified` (b'', certified by
@@ -428,15 +413,6 @@ class Replica:
         self._on_qc(info.high_qc, now, sender)
         if info.high_tc is not None:
             self._on_tc(info.high_tc, now)
-
-    def _on_block_request(self, sender: ValidatorIndex, request: BlockRequest) -> None:
-        response = answer_block_request(request, self._tree, self._ports.committed, self._config)
-        if response is None:
-            self._refuse(
-                sender, None, Subject.BLOCK_REQUEST, Refused(RefusalReason.UNKNOWN_BLOCK, "unknown block")
-            )
-        else:
-            self._out.append(Send(sender, response))
 
     def _on_sync_response(self, sender: ValidatorIndex, response: SyncResponse, now: float) -> None:
         run = self._fetcher.on_sync_response(sender, response, self._tree, self._out)

@@ -139,7 +139,7 @@ def test_block_responses_fit_one_message_whatever_the_block_sizes() -> None:
     store = committed_chain(blocks)
     tree = make_replica(0, chain=store)._tree
     response = answer_block_request(BlockRequest(blocks[-3].id, 32), tree, store, config(0))
-    assert response is not None and 1 <= len(response.blocks) < 32
+    assert isinstance(response, BlockResponse) and 1 <= len(response.blocks) < 32
     assert len(wire.encode(response)) <= wire.MAX_MESSAGE_SIZE_BYTES
 
 
