@@ -10,7 +10,7 @@ from __future__ import annotations
 from bft.adversary.base import Behaviour
 from bft.adversary.forks import ForkParent, SameTargetEquivocator
 from bft.adversary.leaders import EquivocatingLeader, ForgedQC, InvalidBlock
-from bft.adversary.noise import FarFuture, GarbageSender, Replayer
+from bft.adversary.noise import CrossChain, FarFuture, GarbageSender, NearFuture, Replayer
 from bft.adversary.silence import SelectiveOmission, Silent
 from bft.adversary.voters import DoubleVoter
 
@@ -28,6 +28,8 @@ BEHAVIOURS: dict[str, type[Behaviour]] = {
         GarbageSender,
         SameTargetEquivocator,
         ForkParent,
+        NearFuture,
+        CrossChain,
     )
 }
 

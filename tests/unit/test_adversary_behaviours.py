@@ -13,9 +13,10 @@ from core_helpers import GENESIS_BLOCK, GENESIS_QC, KEYS, N, certifier, config, 
 
 from bft.adversary import BEHAVIOURS
 from bft.adversary.base import Behaviour
-from bft.core.actions import Action, Broadcast, Refusal, Send
+from bft.adversary.noise import SIBLING_CHAIN_SUFFIX
+from bft.core.actions import Action, Broadcast, Refusal, Send, ViewChange
 from bft.core.chain import MemoryChain
-from bft.core.messages import Block, Message, Proposal, QuorumCert, Vote
+from bft.core.messages import Block, Message, Proposal, QuorumCert, Timeout, Vote
 from bft.core.program import Program
 from bft.core.proposal_rules import app_claim, check_app_claim, check_proposal
 from bft.core.replica import Replica
@@ -128,7 +129,7 @@ class Pump:
 
 
 def test_every_new_behaviour_is_registered() -> None:
-    for name in ("equivocate-same", "fork-parent"):
+    for name in ("equivocate-same", "fork-parent", "near-future", "cross-chain"):
         assert BEHAVIOURS[name].name == name
 
 
@@ -233,3 +234,82 @@ def _ancestors(blocks: dict[BlockId, Block], block_id: BlockId) -> list[Block]:
         out.append(block)
         block = blocks.get(block.parent_id)
     return out
+
+
+# near-future
+
+
+def test_near_future_sends_valid_timeouts_one_to_three_views_ahead_again_and_again() -> None:
+    pump = Pump("near-future")
+    pump.run(1_200)
+    ahead: list[tuple[int, Timeout]] = []
+    for st in pump.steps:
+        for t in _timeouts(st):
+            if t.view > st.view_after:
+                # Ahead of the view it was signed in: before the input, or after a timer fired.
+                offsets = [t.view - st.view_before, t.view - st.view_after]
+                assert any(1 <= o <= 3 for o in offsets), (t.view, st.view_before, st.view_after)
+                ahead.append((min(o for o in offsets if o >= 1), t))
+    assert len(ahead) >= 10, f"only {len(ahead)} timeouts ahead of the current view"
+    assert {o for o, _ in ahead} == {1, 2, 3}
+    assert all(
+        certifier().check_timeout(t) is None and certifier().check_qc(t.high_qc) is None for _, t in ahead
+    )
+    assert len({t.view for _, t in ahead}) < len(ahead), "each view only once: not repeated"
+    # Honest replicas took them (no refusals of our timeouts) and kept committing.
+    assert not [r for r in pump.honest_refusals() if r.what == "timeout" and "stale" not in r.reason]
+    assert min(r.committed_height for r in pump.honest.values()) > 5
+    # No honest replica joined a view on the f+1 rule without an honest timeout for it.
+    honest_timeout_views = {
+        a.msg.view for _, a in pump.honest_out if isinstance(a, Broadcast) and isinstance(a.msg, Timeout)
+    }
+    for _, a in pump.honest_out:
+        if isinstance(a, ViewChange) and a.via == "timeouts":
+            assert a.view in honest_timeout_views
+
+
+def _timeouts(step: Step) -> list[Timeout]:
+    return [a.msg for a in step.actions if isinstance(a, Send | Broadcast) and isinstance(a.msg, Timeout)]
+
+
+# cross-chain
+
+
+def test_cross_chain_signs_votes_timeouts_and_proposals_for_the_sibling_chain_only() -> None:
+    pump = Pump("cross-chain")
+    ours, sibling = certifier(), certifier(config(0).chain_id + SIBLING_CHAIN_SUFFIX)
+    crossed: dict[type, int] = defaultdict(int)
+    real: dict[type, int] = defaultdict(int)
+
+    def check(msg: Message) -> tuple[str | None, str | None]:
+        if isinstance(msg, Vote):
+            return ours.check_vote(msg), sibling.check_vote(msg)
+        if isinstance(msg, Timeout):
+            return ours.check_timeout(msg), sibling.check_timeout(msg)
+        assert isinstance(msg, Proposal)
+        block = msg.block
+        return ours.check_proposal_signature(block, msg.signature), sibling.check_proposal_signature(
+            block, msg.signature
+        )
+
+    def tally() -> bool:
+        crossed.clear()
+        real.clear()
+        for _, msg in pump.byz_sends():
+            if isinstance(msg, Vote | Timeout | Proposal):
+                here, there = check(msg)
+                # Each verifies under exactly one of the two chain ids.
+                assert (here is None) != (there is None), (msg, here, there)
+                (real if here is None else crossed)[type(msg)] += 1
+        return all(crossed[t] >= 2 for t in (Vote, Timeout, Proposal))
+
+    pump.run_until(tally)
+    assert all(real[t] >= 1 for t in (Vote, Proposal)), dict(real)
+    # The honest replicas refused every one of them as badly signed.
+    pump.run(200)
+    tally()
+    bad = [r for r in pump.honest_refusals() if "bad signature" in r.reason]
+    assert len(bad) >= sum(crossed.values()) // 2
+    assert {r.what for r in bad} >= {"vote", "timeout", "proposal"}
+    for r in pump.honest.values():
+        assert ours.check_qc(r.high_qc) is None
