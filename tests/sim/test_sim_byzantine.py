@@ -40,6 +40,8 @@ def test_n4_one_byzantine(behaviour: str) -> None:
         ("replay", "far-future"),
         ("silent", "silent"),
         ("equivocate", "equivocate"),
+        ("equivocate-same", "fork-parent"),
+        ("near-future", "cross-chain"),
     ],
     ids=lambda b: "+".join(b),
 )
