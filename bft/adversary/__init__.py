@@ -8,8 +8,9 @@ sends. Twins, two honest replicas sharing one key, is a property of the network 
 from __future__ import annotations
 
 from bft.adversary.base import Behaviour
+from bft.adversary.forks import ForkParent, SameTargetEquivocator
 from bft.adversary.leaders import EquivocatingLeader, ForgedQC, InvalidBlock
-from bft.adversary.noise import FarFuture, GarbageSender, Replayer
+from bft.adversary.noise import CrossChain, FarFuture, GarbageSender, NearFuture, Replayer
 from bft.adversary.silence import SelectiveOmission, Silent
 from bft.adversary.voters import DoubleVoter
 
@@ -25,6 +26,10 @@ BEHAVIOURS: dict[str, type[Behaviour]] = {
         Silent,
         SelectiveOmission,
         GarbageSender,
+        SameTargetEquivocator,
+        ForkParent,
+        NearFuture,
+        CrossChain,
     )
 }
 

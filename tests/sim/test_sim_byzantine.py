@@ -15,6 +15,10 @@ from bft.sim import SimSpec, run_campaign
 
 N4_SEEDS = 150
 N7_SEEDS = 40
+# Behaviours beside which the honest replicas make progress at full speed, so each schedule costs
+# as much as an honest one (three times an equivocating leader's): half the seeds, to keep the
+# CI time these two add under half a minute.
+N4_SEEDS_HALVED = frozenset({"near-future", "cross-chain"})
 
 
 def _campaign(spec: SimSpec, seeds: range) -> None:
@@ -28,7 +32,8 @@ def _campaign(spec: SimSpec, seeds: range) -> None:
 
 @pytest.mark.parametrize("behaviour", sorted(BEHAVIOURS))
 def test_n4_one_byzantine(behaviour: str) -> None:
-    _campaign(SimSpec(nodes=4, byzantine={0: behaviour}), range(N4_SEEDS))
+    seeds = N4_SEEDS // 2 if behaviour in N4_SEEDS_HALVED else N4_SEEDS
+    _campaign(SimSpec(nodes=4, byzantine={0: behaviour}), range(seeds))
 
 
 @pytest.mark.parametrize(
@@ -40,6 +45,8 @@ def test_n4_one_byzantine(behaviour: str) -> None:
         ("replay", "far-future"),
         ("silent", "silent"),
         ("equivocate", "equivocate"),
+        ("equivocate-same", "fork-parent"),
+        ("near-future", "cross-chain"),
     ],
     ids=lambda b: "+".join(b),
 )
