@@ -28,7 +28,15 @@ BEHAVIOURS = sorted(EXPECTED_BEHAVIOURS | set(ADVERSARY_BEHAVIOURS))
 # Behaviours every one of whose messages is refusable on sight; the honest nodes must log refusals
 # naming the Byzantine node. (An equivocating leader may be seen by each node on one side only;
 # silent and omit send nothing wrong.)
-REFUSED_BEHAVIOURS = {"double-vote", "far-future", "forged-qc", "garbage", "invalid-block", "replay"}
+REFUSED_BEHAVIOURS = {
+    "cross-chain",
+    "double-vote",
+    "far-future",
+    "forged-qc",
+    "garbage",
+    "invalid-block",
+    "replay",
+}
 NEW_HEIGHTS = 5
 # The honest nodes are watched for at least this long, so that each behaviour gets many views
 # (and its own turns as leader) to do damage; every node must stay up the whole time.

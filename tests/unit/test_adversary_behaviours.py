@@ -19,6 +19,7 @@ from bft.core.chain import MemoryChain
 from bft.core.messages import Block, Message, Proposal, QuorumCert, Timeout, Vote
 from bft.core.program import Program
 from bft.core.proposal_rules import app_claim, check_app_claim, check_proposal
+from bft.core.refusals import Refused
 from bft.core.replica import Replica
 from bft.core.types import BlockId, ValidatorIndex, View
 
@@ -281,7 +282,7 @@ def test_cross_chain_signs_votes_timeouts_and_proposals_for_the_sibling_chain_on
     crossed: dict[type, int] = defaultdict(int)
     real: dict[type, int] = defaultdict(int)
 
-    def check(msg: Message) -> tuple[str | None, str | None]:
+    def check(msg: Message) -> tuple[Refused | None, Refused | None]:
         if isinstance(msg, Vote):
             return ours.check_vote(msg), sibling.check_vote(msg)
         if isinstance(msg, Timeout):
