@@ -43,6 +43,7 @@ from bft.core.messages import Block, QuorumCert
 from bft.core.types import BLOCK_ID_SIZE_BYTES, MAX_APP_HASH_SIZE_BYTES, BlockId, ValidatorIndex, View
 from bft.node.api_json import b64, block_json
 from bft.node.config import Genesis
+from crypto.signing import SignatureCache
 
 DEFAULT_TIMEOUT_S: Final = 30.0
 
@@ -192,7 +193,9 @@ def tx_hash(tx: bytes) -> str:
 
 def certifier_for(genesis: Genesis) -> Certifier:
     """A verifier of `genesis`'s chain and validator set (it caches QCs that verified)."""
-    return Certifier(genesis.chain_id, genesis.validator_set(), genesis_of(genesis.chain_id)[1])
+    return Certifier(
+        genesis.chain_id, genesis.validator_set(), genesis_of(genesis.chain_id)[1], SignatureCache()
+    )
 
 
 def verify_block(doc: object, certifier: Certifier | None, where: str = "block") -> VerifiedBlock:

@@ -19,6 +19,7 @@ from bft.core.messages import Block, Message, Proposal, QuorumCert, TimeoutCert,
 from bft.core.replica import Replica
 from bft.core.types import BlockId, ValidatorIndex, View
 from crypto.keys import PrivateKey
+from crypto.signing import SignatureCache
 
 # Blocks remembered for forging forks: enough to reach a few commits back, never unbounded.
 MAX_REMEMBERED_BLOCKS = 256
@@ -39,7 +40,7 @@ class Behaviour:
         self.rng = rng
         self.me = config.me
         _, genesis_qc = genesis(config.chain_id)
-        self.certifier = Certifier(config.chain_id, config.validators, genesis_qc)
+        self.certifier = Certifier(config.chain_id, config.validators, genesis_qc, SignatureCache())
         self.blocks: OrderedDict[BlockId, Block] = OrderedDict()
         self.last_tc: TimeoutCert | None = None
 

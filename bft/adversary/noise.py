@@ -18,6 +18,7 @@ from bft.core.blocktree import genesis
 from bft.core.certs import Certifier
 from bft.core.messages import Message, Proposal, QuorumCert, Timeout, Vote
 from bft.core.types import ValidatorIndex, View
+from crypto.signing import SignatureCache
 
 MAX_REPLAY_MEMORY = 128
 # Near-future timeouts: how far ahead of the current view, and how often an input triggers some.
@@ -167,7 +168,7 @@ class CrossChain(Behaviour):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         sibling = self.config.chain_id + SIBLING_CHAIN_SUFFIX
-        self.sibling = Certifier(sibling, self.config.validators, genesis(sibling)[1])
+        self.sibling = Certifier(sibling, self.config.validators, genesis(sibling)[1], SignatureCache())
         self._crossed: deque[Message] = deque(maxlen=MAX_CROSS_MEMORY)
 
     def on_input(self, sender: ValidatorIndex, msg: Message, now: float) -> list[Action]:

@@ -24,12 +24,12 @@ class Certifier:
         chain_id: str,
         validators: ValidatorSet,
         genesis_qc: QuorumCert,
-        sig_cache: SignatureCache | None = None,
+        sig_cache: SignatureCache,
     ) -> None:
         self.chain_id = chain_id
         self.validators = validators
         self._genesis_qc = genesis_qc
-        self._sig_cache = sig_cache if sig_cache is not None else SignatureCache()
+        self._sig_cache = sig_cache
         self._verified = VerifiedCertCache()
 
     # Signing: only the safety rules sign votes and timeouts; the replica signs proposals.

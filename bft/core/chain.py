@@ -45,17 +45,15 @@ class CommittedChain(Protocol):
 class MemoryChain:
     """The committed chain in memory, from a root (genesis or a restart's last commit).
 
-    `on_commit` hears of every commit once it is kept (the simulator's checkers listen there).
+    A listener (`set_listener`) hears of every commit once it is kept (the simulator's checkers).
     """
 
-    def __init__(
-        self, root: Block, root_qc: QuorumCert, on_commit: Callable[[Commit], None] = lambda c: None
-    ) -> None:
+    def __init__(self, root: Block, root_qc: QuorumCert) -> None:
         self._blocks: list[tuple[Block, QuorumCert]] = [(root, root_qc)]
         self._by_id: dict[BlockId, Block] = {root.id: root}
         self._txs: set[bytes] = set(root.txs) if root.height > 0 else set()
         self._app = BlockHashChain(root)
-        self._on_commit = on_commit
+        self._listeners: list[Callable[[Commit], None]] = []
 
     def tip(self) -> tuple[Block, QuorumCert] | None:
         return None if self._blocks[-1][0].height == 0 else self._blocks[-1]
@@ -65,7 +63,8 @@ class MemoryChain:
         return self._blocks[-1][0].height
 
     def set_listener(self, on_commit: Callable[[Commit], None]) -> None:
-        self._on_commit = on_commit
+        """Hear of every commit from now on (one listener; setting another replaces it)."""
+        self._listeners = [on_commit]
 
     # ExecutedState
 
@@ -78,7 +77,8 @@ class MemoryChain:
             self._by_id[block.id] = block
             self._txs.update(block.txs)
         self._app.on_commit(commit)
-        self._on_commit(commit)
+        for listener in self._listeners:
+            listener(commit)
 
     def app_hash_at(self, height: int) -> bytes | None:
         return self._app.app_hash_at(height)

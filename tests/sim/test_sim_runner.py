@@ -38,6 +38,7 @@ from bft.sim.invariants import (
 from bft.sim.runner import sim_key
 from bft.sim.world import TraceEntry
 from crypto.hashing import sha256
+from crypto.signing import SignatureCache
 
 GENESIS = BlockId(b"\x00" * 32)
 TICK_S = 0.5
@@ -79,7 +80,9 @@ class FakeChain:
         return self.blocks[-1].id
 
     def _qc(self, block: Block) -> QuorumCert:
-        certifier = Certifier(self.ctx.config.chain_id, self.ctx.config.validators, GENESIS_QC_OF(self.ctx))
+        certifier = Certifier(
+            self.ctx.config.chain_id, self.ctx.config.validators, GENESIS_QC_OF(self.ctx), SignatureCache()
+        )
         votes = [certifier.sign_vote(sim_key(i), ValidatorIndex(i), block.view, block.id) for i in range(3)]
         return QuorumCert(block.view, block.id, tuple((v.author, v.signature) for v in votes))
 

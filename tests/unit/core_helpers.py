@@ -58,10 +58,10 @@ def leader(view: int, **overrides: Any) -> ValidatorIndex:
 
 
 def certifier(chain_id: str = CHAIN) -> Certifier:
-    return Certifier(chain_id, VALIDATORS, genesis(chain_id)[1])
+    return Certifier(chain_id, VALIDATORS, genesis(chain_id)[1], SignatureCache())
 
 
-_SIGNER = Certifier(CHAIN, VALIDATORS, GENESIS_QC)
+_SIGNER = Certifier(CHAIN, VALIDATORS, GENESIS_QC, SignatureCache())
 
 
 def sign_vote(signer: int, view: int, block_id: bytes, chain_id: str = CHAIN) -> Vote:

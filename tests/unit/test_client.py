@@ -39,6 +39,7 @@ from bft.core.messages import Block, QuorumCert
 from bft.core.types import BlockId, ValidatorIndex, View
 from bft.node.config import Genesis, GenesisValidator
 from crypto.keys import PrivateKey
+from crypto.signing import SignatureCache
 
 URL = "http://node.test:26601"
 
@@ -54,7 +55,7 @@ def genesis_for(keys: Iterable[PrivateKey], chain_id: str = CHAIN) -> Genesis:
 
 
 GENESIS = genesis_for(KEYS)
-CERTIFIER = Certifier(CHAIN, GENESIS.validator_set(), GENESIS_QC)
+CERTIFIER = Certifier(CHAIN, GENESIS.validator_set(), GENESIS_QC, SignatureCache())
 STRANGERS = [PrivateKey.from_seed(bytes([0x40 + i]) * 32) for i in range(4)]
 
 # A committed chain as the node would serve it: each block extends the one before in the next view,
@@ -451,7 +452,9 @@ def test_the_genesis_of_another_chain_is_refused() -> None:
 
 
 def test_to_json_reads_back_to_the_same_block() -> None:
-    verified = verify_block(block_doc(B2), Certifier(CHAIN, GENESIS.validator_set(), GENESIS_QC))
+    verified = verify_block(
+        block_doc(B2), Certifier(CHAIN, GENESIS.validator_set(), GENESIS_QC, SignatureCache())
+    )
     assert verify_block(verified.to_json(), CERTIFIER) == verified
     assert json.loads(json.dumps(verified.to_json())) == block_doc(B2)
     unproven = verify_block(verified.to_json(), None)
@@ -493,7 +496,7 @@ def test_reading_unverified_does_not_read_the_commit_proof(proof: tuple[Block, .
 
 def _forged(block: Block) -> QuorumCert:
     """Signatures of the right indices over the right vote, by keys the genesis does not list."""
-    stranger = Certifier(CHAIN, genesis_for(STRANGERS).validator_set(), GENESIS_QC)
+    stranger = Certifier(CHAIN, genesis_for(STRANGERS).validator_set(), GENESIS_QC, SignatureCache())
     votes = [stranger.sign_vote(STRANGERS[i], vi(i), block.view, block.id) for i in (0, 1, 2)]
     return QuorumCert(block.view, block.id, tuple((v.author, v.signature) for v in votes))
 

@@ -27,6 +27,7 @@ from bft.core.refusals import RefusalReason, Refused
 from bft.core.types import BlockId, View
 from crypto import signing
 from crypto.certs import verify_quorum
+from crypto.signing import SignatureCache
 
 B1 = make_block(GENESIS_BLOCK, 1)
 B2 = make_block(B1, 2)
@@ -107,7 +108,10 @@ def test_qc_signed_for_another_chain_is_refused() -> None:
     # The same QC is valid on its own chain (same validator keys): only the chain id differs.
     other_genesis = genesis("another-chain")[1]
     assert (
-        core_certs.Certifier("another-chain", certifier().validators, other_genesis).check_qc(foreign) is None
+        core_certs.Certifier(
+            "another-chain", certifier().validators, other_genesis, SignatureCache()
+        ).check_qc(foreign)
+        is None
     )
 
 
@@ -214,7 +218,9 @@ def test_tc_with_duplicate_unknown_or_too_few_signers_is_refused() -> None:
 def test_tc_signatures_over_another_view_or_chain_are_refused() -> None:
     tc = make_tc(2, {0: GENESIS_QC, 1: GENESIS_QC, 2: GENESIS_QC})
     refused(certifier().check_tc(TimeoutCert(View(3), tc.high_qc, tc.signatures)), "bad signature")
-    other = core_certs.Certifier("another-chain", certifier().validators, genesis("another-chain")[1])
+    other = core_certs.Certifier(
+        "another-chain", certifier().validators, genesis("another-chain")[1], SignatureCache()
+    )
     refused(other.check_tc(tc))
 
 
@@ -236,7 +242,9 @@ def test_vote_timeout_and_proposal_signatures_checked_per_signer() -> None:
     assert c.check_proposal_signature(B1, proposal_sig) is None
     refused(c.check_proposal_signature(B2, proposal_sig), "bad signature")
     assert (
-        core_certs.Certifier(CHAIN, c.validators, GENESIS_QC).check_timeout(sign_timeout(3, 2, GENESIS_QC))
+        core_certs.Certifier(CHAIN, c.validators, GENESIS_QC, SignatureCache()).check_timeout(
+            sign_timeout(3, 2, GENESIS_QC)
+        )
         is None
     )
 
