@@ -325,6 +325,36 @@ class BlockFetcher:
     def syncing(self) -> bool:
         return self._sync is not None
 
+    # -- dispatch --------------------------------------------------------------------------------
+
+    def on_message(
+        self,
+        sender: ValidatorIndex,
+        msg: BlockRequest | BlockResponse | SyncRequest | SyncResponse,
+        tree: BlockTree,
+        chain: CommittedChain,
+        now: float,
+        out: list[Action],
+    ) -> tuple[tuple[Block, ...], QuorumCert | None] | None:
+        """A catch-up message. Requests are answered (or refused) into `out`. For a response, the
+        fetched blocks to insert now, oldest first, with, for a synced run, the QC certifying its
+        last block (the replica commits what it certifies, then calls `continue_sync`)."""
+        match msg:
+            case BlockRequest():
+                answer = answer_block_request(msg, tree, chain, self.config)
+                if isinstance(answer, Refused):
+                    out.append(Refusal.of(Subject.BLOCK_REQUEST, answer, None, sender))
+                else:
+                    out.append(Send(sender, answer))
+            case SyncRequest():
+                out.append(Send(sender, answer_sync_request(msg, chain, self.config)))
+            case BlockResponse():
+                blocks = self.on_block_response(sender, msg, tree, now, out)
+                return None if blocks is None else (blocks, None)
+            case SyncResponse():
+                return self.on_sync_response(sender, msg, tree, out)
+        return None
+
     # -- retries ---------------------------------------------------------------------------------
 
     def retry(self, now: float, tree: BlockTree, out: list[Action]) -> None:

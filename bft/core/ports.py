@@ -8,13 +8,21 @@ May not: provide defaults: a replica running on a stand-in for a port is not the
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Protocol
 
 from bft.core.app_state import ExecutedState
 from bft.core.chain import CommittedChain
 from bft.core.journal import BlockJournal
-from bft.core.proposer import PayloadSource
 from bft.core.safety_store import SafetyStore
+from bft.core.types import View
+
+
+class PayloadSource(Protocol):
+    def payload_for(self, view: View, exclude: Collection[bytes]) -> tuple[bytes, ...]:
+        """Transactions for this replica's proposal in `view`, none of them in `exclude`."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

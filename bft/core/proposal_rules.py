@@ -1,8 +1,10 @@
-"""The checks a proposal passes before it is stored or voted for: pure functions of their inputs.
+"""The checks a proposal passes before it is stored or voted for, and a vote or timeout before it
+counts: pure functions of their inputs.
 
-Owns: the stateless and signature checks of a proposal (`check_proposal`), the view window of
-votes and timeouts (`check_window`), the checks that need the parent (`check_extension`), and
-which app hash a child of a block must claim (`app_claim`, `check_app_claim`).
+Owns: the stateless and signature checks of a proposal (`check_proposal`), of a vote
+(`check_vote`) and of a timeout (`check_timeout`), the view window of votes and timeouts
+(`check_window`), the checks that need the parent (`check_extension`), and which app hash a
+child of a block must claim (`app_claim`, `check_app_claim`).
 May not: change any state; each returns None when the input passes, else a `Refused` verdict.
 """
 
@@ -14,7 +16,7 @@ from bft.core.app_state import ExecutedState, claim_height
 from bft.core.certs import Certifier
 from bft.core.config import ReplicaConfig
 from bft.core.leader import leader_of
-from bft.core.messages import Block, Proposal
+from bft.core.messages import Block, Proposal, Timeout, Vote
 from bft.core.refusals import RefusalReason, Refused
 from bft.core.types import ValidatorIndex, View
 
@@ -36,8 +38,9 @@ def check_proposal(
     """Checks that need no tree: author, leader, links to its QC, limits, certificates.
     `certified_late`: a QC for this block is waiting for it, so an older view may be stored."""
     block, tc = proposal.block, proposal.tc
-    if block.proposer != sender:
-        return Refused(RefusalReason.NOT_THE_SENDER, f"author {block.proposer} is not the sender {sender}")
+    refused = _check_author(block.proposer, sender)
+    if refused is not None:
+        return refused
     if block.view < view and not certified_late:
         return _stale(block.view, view)
     leader = leader_of(config, block.view)
@@ -82,6 +85,30 @@ def check_window(config: ReplicaConfig, current: View, view: View) -> Refused | 
         detail = f"view {view} is more than {config.max_views_ahead} views ahead"
         return Refused(RefusalReason.FUTURE_VIEW, detail)
     return None
+
+
+def check_vote(
+    config: ReplicaConfig, certifier: Certifier, view: View, sender: ValidatorIndex, vote: Vote
+) -> Refused | None:
+    """A vote counts if its sender signed it, for a view in the window, and we lead the next view."""
+    refused = _check_author(vote.author, sender) or check_window(config, view, vote.view)
+    if refused is None and leader_of(config, View(vote.view + 1)) != config.me:
+        refused = Refused(RefusalReason.NOT_NEXT_LEADER, f"not the leader of view {vote.view + 1}")
+    return refused or certifier.check_vote(vote)
+
+
+def check_timeout(
+    config: ReplicaConfig, certifier: Certifier, view: View, sender: ValidatorIndex, timeout: Timeout
+) -> Refused | None:
+    """A timeout counts if its sender signed it, for a view in the window, with a valid high QC."""
+    refused = _check_author(timeout.author, sender) or check_window(config, view, timeout.view)
+    return refused or certifier.check_timeout(timeout) or certifier.check_qc(timeout.high_qc)
+
+
+def _check_author(author: ValidatorIndex, sender: ValidatorIndex) -> Refused | None:
+    if author == sender:
+        return None
+    return Refused(RefusalReason.NOT_THE_SENDER, f"author {author} is not the sender {sender}")
 
 
 def check_extension(

@@ -1,28 +1,22 @@
 """The leader's side: when to propose, with which transactions, and the block it builds.
 
-Owns: the batching rule (propose at once when the batch is ready, else wait up to
-`max_batch_delay_s` for a fuller one), the block limits applied to the payload, the one proposal
-per view, and the block itself; the safety rules sign it.
-May not: decide whether we lead a view, check other proposals, or send: the replica does.
+Owns: when the leader of a view may propose (its justification, the high QC's block and, after
+a view without a QC, the TC for it, are here), the batching rule (propose at once when the batch
+is ready, else wait up to `max_batch_delay_s` for a fuller one), the block limits applied to the
+payload, the one proposal per view, and the block itself; the safety rules sign it.
+May not: check other proposals or send: the replica does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from typing import Protocol
-
+from bft.core.chain_state import ChainState
 from bft.core.config import ReplicaConfig
-from bft.core.messages import Block, Proposal, QuorumCert, TimeoutCert
-from bft.core.proposal_rules import AppClaim
+from bft.core.leader import leader_of
+from bft.core.messages import Block, Proposal, TimeoutCert
+from bft.core.ports import PayloadSource
 from bft.core.refusals import RefusalReason, Refused
 from bft.core.safety import SafetyRules
 from bft.core.types import View
-
-
-class PayloadSource(Protocol):
-    def payload_for(self, view: View, exclude: Collection[bytes]) -> tuple[bytes, ...]:
-        """Transactions for this replica's proposal in `view`, none of them in `exclude`."""
-        ...
 
 
 class Proposer:
@@ -51,26 +45,27 @@ class Proposer:
         return self._proposed_view >= view
 
     def propose(
-        self,
-        view: View,
-        now: float,
-        parent: Block,
-        high_qc: QuorumCert,
-        tc: TimeoutCert | None,
-        pending: set[bytes],
-        claim: AppClaim,
-        wait: bool,
+        self, view: View, now: float, chain: ChainState, last_tc: TimeoutCert | None, wait: bool
     ) -> Proposal | Refused | None:
-        """Our proposal for `view` extending `parent` (certified by `high_qc`), with none of the
-        uncommitted ancestors' transactions (`pending`; the payload source leaves out committed
-        ones); None if it is deferred for a fuller batch (only with `wait`); the reason if refused."""
+        """Our proposal for `view` if we lead it and have not proposed in it yet, extending the
+        high QC's block, with none of the uncommitted ancestors' transactions (the payload source
+        leaves out committed ones). None until the justification is here, or while it is deferred
+        for a fuller batch (only with `wait`); the reason if refused."""
+        high_qc = chain.high_qc
+        if leader_of(self._config, view) != self._config.me or self.has_proposed(view):
+            return None
+        parent = chain.tree.get(high_qc.block_id)
+        tc = last_tc if view != high_qc.view + 1 else None
+        if parent is None or (view != high_qc.view + 1 and (tc is None or tc.view + 1 != view)):
+            return None  # proposes once the high QC's block lands, or a TC for the previous view
+        pending = chain.pending_txs(parent)
         txs = self._fit_limits(self._payload.payload_for(view, pending))
         if wait and self._config.max_batch_delay_s > 0 and not self._batch_ready(txs, pending):
             if self._deferred is None or self._deferred[0] != view:
                 self._deferred = (view, now + self._config.max_batch_delay_s)
             return None
         self._deferred = None
-        app_height, app_hash = claim
+        app_height, app_hash = chain.claim(parent)
         if app_hash is None:
             return Refused(
                 RefusalReason.APP_NOT_EXECUTED, f"app state at height {app_height} not executed here"

@@ -59,7 +59,7 @@ class MempoolStats:
 
 
 class Mempool:
-    """Pending transactions keyed by hash, in insertion order; satisfies `bft.core.replica.PayloadSource`."""
+    """Pending transactions keyed by hash, in insertion order; satisfies `bft.core.ports.PayloadSource`."""
 
     def __init__(
         self,

@@ -28,7 +28,7 @@ from bft.app.kv import KeyValueLedger
 from bft.core import wire
 from bft.core.actions import Action, Broadcast, Evidence, Refusal, Send, SendRaw, ViewChange
 from bft.core.builder import build_replica
-from bft.core.errors import DecodeError
+from bft.core.errors import DecodeError, InvariantViolation
 from bft.core.leader import leader_of
 from bft.core.ports import Ports
 from bft.core.program import Program
@@ -69,6 +69,9 @@ GOSSIP_MAX_TXS: Final = 1000
 # A `wait=commit` request answers after this long even if not everything committed yet.
 WAIT_COMMIT_TIMEOUT_S: Final = 30.0
 MAX_EVENT_SUBSCRIBERS: Final = 64
+# The replica's own invariants (lock below the high QC, every buffer within its bound) are checked
+# this often; the simulator checks them after every step.
+SELF_CHECK_INTERVAL_S: Final = 1.0
 MEMPOOL_FULL: Final = "mempool full"
 
 
@@ -134,6 +137,7 @@ class Node:
         self.api_url: str | None = None
         self._commit_times: deque[float] = deque()
         self.refusals = 0
+        self._next_self_check = 0.0
         self.metrics = NodeMetrics(
             committed_height=lambda: self.blocks.height,
             view=lambda: self.replica.view if self.replica is not None else 0,
@@ -226,6 +230,7 @@ class Node:
 
     def _perform(self, actions: list[Action]) -> None:
         self._announce_commits()
+        self._check_replica()
         for action in actions:
             if isinstance(action, Send | SendRaw) and action.to == self.me:
                 # The replica never addresses itself; a Byzantine wrapper may. Nowhere to send it.
@@ -241,6 +246,19 @@ class Node:
             elif isinstance(action, ViewChange):
                 self.metrics.view_changes.labels(action.via).inc()
                 log.debug(kv(event="view", node=self.me, view=action.view, via=action.via))
+
+    def _check_replica(self) -> None:
+        """A broken internal invariant is a bug: log it and stop (InvariantViolation leaves the
+        drive loop), rather than go on voting from a state nobody can reason about."""
+        now = trio.current_time()
+        if self.replica is None or now < self._next_self_check:
+            return
+        self._next_self_check = now + SELF_CHECK_INTERVAL_S
+        try:
+            self.replica.check_invariants()
+        except InvariantViolation as e:
+            log.critical(kv(event="invariant_violation", node=self.me, detail=e))
+            raise
 
     def _count_refusal(self, refusal: Refusal) -> None:
         self.refusals += 1

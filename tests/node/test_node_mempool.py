@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bft.core.proposer import PayloadSource
+from bft.core.ports import PayloadSource
 from bft.core.types import View
 from bft.node.mempool import AddResult, AddStatus, Mempool, tx_hash
 

@@ -168,3 +168,34 @@ async def test_a_message_over_the_frame_limit_is_logged_counted_and_dropped(
     assert 'bft_messages_unsendable_total{message="BlockResponse"} 2.0' in node.render_metrics().decode()
     assert node.transport.stats()["queued_outgoing"] == {1: 0, 2: 0, 3: 0}
     node.blocks.close()
+
+
+async def test_a_broken_replica_invariant_is_logged_and_stops_the_drive_loop(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node checks the replica's own invariants about once a second (the simulator after
+    every step): a bug found there stops the node instead of letting it vote on."""
+    from bft.core.errors import InvariantViolation
+    from bft.core.replica import Replica
+    from bft.node.runtime import Node
+    from bft.node.testnet import write_testnet
+
+    homes = write_testnet(4, tmp_path, 29720)
+    node = Node(homes[0])
+    node._start_program()
+    node._perform([])  # a healthy replica passes
+    calls: list[int] = []
+
+    def broken(self: Replica) -> None:
+        calls.append(1)
+        raise InvariantViolation("the lock is above the high QC")
+
+    monkeypatch.setattr(Replica, "check_invariants", broken)
+    node._perform([])  # within the interval of the last check: not checked again
+    assert calls == []
+    node._next_self_check = 0.0
+    with caplog.at_level("CRITICAL", logger="bft.node"), pytest.raises(InvariantViolation):
+        node._perform([])
+    assert calls == [1]
+    assert any("event=invariant_violation" in r.getMessage() for r in caplog.records)
+    node.blocks.close()

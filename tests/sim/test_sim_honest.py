@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-import bft.core.replica as replica_module
+import bft.core.chain_state as chain_state_module
 from bft.core.blocktree import BlockTree
 from bft.core.builder import build_replica
 from bft.core.messages import Block
@@ -56,7 +56,7 @@ def test_weakened_commit_rule_is_caught_by_twins(monkeypatch: pytest.MonkeyPatch
     def one_chain(tree: BlockTree, certified: Block) -> Block | None:
         return certified
 
-    monkeypatch.setattr(replica_module, "committed_by", one_chain)
+    monkeypatch.setattr(chain_state_module, "committed_by", one_chain)
     spec = SimSpec(nodes=4, twins=True)
     for seed in range(300):
         r = run_schedule(spec, seed, {})

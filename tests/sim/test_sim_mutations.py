@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import pytest
 
+import bft.core.chain_state as chain_state_module
 import bft.core.proposal_rules as proposal_rules
-import bft.core.replica as replica_module
 import bft.core.safety as safety_module
 import crypto.certs as certs_module
 from bft.campaign import FACTORIES
@@ -65,7 +65,7 @@ def test_commit_over_non_consecutive_views_is_caught(monkeypatch: pytest.MonkeyP
         middle = tree.parent(certified)
         return None if middle is None else tree.parent(middle)
 
-    monkeypatch.setattr(replica_module, "committed_by", any_three_chain)
+    monkeypatch.setattr(chain_state_module, "committed_by", any_three_chain)
     spec = SimSpec(nodes=4, byzantine={0: "equivocate"}, min_duration_s=30.0)
     # The commit's own proof shows views that skip (certified-commit), before any fork gets far.
     _first_violation(spec, range(800), {CONFLICTING_QC, AGREEMENT, CERTIFIED_COMMIT})
@@ -100,10 +100,10 @@ def test_voting_before_persisting_is_caught(monkeypatch: pytest.MonkeyPatch) -> 
 def test_not_checking_the_committed_chain_for_transactions_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     # A replica that checks a proposal's transactions only against its uncommitted ancestors
     # votes for a block that repeats a committed transaction (invalid-block proposes such blocks).
-    def never_committed(self: replica_module.Replica, tx: bytes) -> bool:
+    def never_committed(self: chain_state_module.ChainState, tx: bytes) -> bool:
         return False
 
-    monkeypatch.setattr(replica_module.Replica, "_is_committed", never_committed)
+    monkeypatch.setattr(chain_state_module.ChainState, "_is_committed", never_committed)
     _first_violation(SimSpec(nodes=4, byzantine={0: "invalid-block"}), range(100), {VALIDITY})
 
 
@@ -145,7 +145,7 @@ def test_a_two_chain_commit_rule_is_caught(monkeypatch: pytest.MonkeyPatch) -> N
         middle = tree.parent(certified)
         return middle if middle is not None and middle.view + 1 == certified.view else None
 
-    monkeypatch.setattr(replica_module, "committed_by", two_chain)
+    monkeypatch.setattr(chain_state_module, "committed_by", two_chain)
     _first_violation(SimSpec(nodes=4), range(20), {CERTIFIED_COMMIT, AGREEMENT, CONFLICTING_QC})
 
 
@@ -154,7 +154,7 @@ def test_no_future_view_window_is_caught(monkeypatch: pytest.MonkeyPatch) -> Non
     def stale_only(config: object, current: View, view: View) -> Refused | None:
         return Refused(RefusalReason.STALE_VIEW, f"view {view}") if view + 1 < current else None
 
-    monkeypatch.setattr(replica_module, "check_window", stale_only)
+    monkeypatch.setattr(proposal_rules, "check_window", stale_only)
     spec = SimSpec(nodes=4, byzantine={0: "far-future"})
     _first_violation(spec, range(50), {BOUNDED_STATE})
 

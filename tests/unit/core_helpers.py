@@ -31,8 +31,7 @@ from bft.core.messages import (
     TimeoutCert,
     Vote,
 )
-from bft.core.ports import Ports
-from bft.core.proposer import PayloadSource
+from bft.core.ports import PayloadSource, Ports
 from bft.core.replica import Replica
 from bft.core.safety import SafetyRules
 from bft.core.types import BlockId, ValidatorIndex, ValidatorSet, View

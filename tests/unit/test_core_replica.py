@@ -251,7 +251,7 @@ def test_a_restarted_leader_never_proposes_twice_in_a_view() -> None:
         actions += restarted.on_message(vi(voter), sign_vote(voter, 1, b1.id), 0.0)
     for request in [s for s in of_type(actions, Send) if isinstance(s.msg, BlockRequest)]:
         actions += restarted.on_message(request.to, BlockResponse((b1,)), 0.0)
-    assert b1.id in restarted._tree
+    assert restarted.has_block(b1.id)
     assert [m for m in sent_messages(actions) if isinstance(m, Proposal)] == []
 
 
@@ -385,16 +385,16 @@ def test_far_future_votes_and_timeouts_are_refused_and_buffers_stay_bounded() ->
                 if view > replica.view + ahead:
                     refused_with(actions, "ahead", RefusalReason.FUTURE_VIEW)
                     refused_ahead += 1
-                assert replica._votes.views_held() <= bound
+                assert replica.statistics()["vote_views"] <= bound
             timeout = sign_timeout(1, view, GENESIS_QC)
             actions = replica.on_message(vi(1), timeout, 0.0)
             if view > replica.view + ahead:
                 refused_with(actions, "ahead", RefusalReason.FUTURE_VIEW)
-            assert replica._timeouts.views_held() <= bound
+            assert replica.statistics()["timeout_views"] <= bound
     assert refused_ahead > 2000
     # Nothing above moved the replica: one validator's timeouts are not f+1.
     assert replica.view == 1
-    assert replica._votes.views_held() > 0 and replica._timeouts.views_held() > 0
+    assert replica.statistics()["vote_views"] > 0 and replica.statistics()["timeout_views"] > 0
 
 
 def test_far_future_timeouts_from_f_plus_1_validators_stay_bounded() -> None:
@@ -403,8 +403,8 @@ def test_far_future_timeouts_from_f_plus_1_validators_stay_bounded() -> None:
     for view in range(3000, 0, -1):
         for sender in (1, 2):
             replica.on_message(vi(sender), sign_timeout(sender, view, GENESIS_QC), 0.0)
-            assert replica._timeouts.views_held() <= ahead + 2
-            assert replica._votes.views_held() <= ahead + 2
+            assert replica.statistics()["timeout_views"] <= ahead + 2
+            assert replica.statistics()["vote_views"] <= ahead + 2
     # f+1 timeouts within the window did move it (joining is allowed), but never beyond it.
     assert 1 < replica.view <= 2 + ahead
 
@@ -424,8 +424,8 @@ def test_buffers_are_pruned_as_the_view_advances() -> None:
         for sender in (1, 2):
             replica.on_message(vi(sender), sign_timeout(sender, view, GENESIS_QC), 0.0)
         assert replica.view == view + 1
-        assert replica._votes.views_held() <= ahead + 2
-        assert replica._timeouts.views_held() <= ahead + 2
+        assert replica.statistics()["vote_views"] <= ahead + 2
+        assert replica.statistics()["timeout_views"] <= ahead + 2
 
 
 def test_stale_votes_and_timeouts_are_refused_and_the_sender_gets_our_certificates() -> None:
@@ -445,11 +445,11 @@ def test_stale_votes_and_timeouts_are_refused_and_the_sender_gets_our_certificat
     refused_with(older, "stale")
     syncs = [s for s in of_type(older, Send) if isinstance(s.msg, SyncInfo)]
     assert [s.to for s in syncs] == [1]
-    assert syncs[0].msg == SyncInfo(GENESIS_QC, replica._last_tc)
+    assert syncs[0].msg == SyncInfo(GENESIS_QC, replica.last_tc)
     old = next(v for v in range(1, 8) if leader(v + 1) == me)
     refused_with(replica.on_message(vi(2), sign_vote(2, old, sha256(b"old")), 0.0), "stale")
-    assert replica._votes.views_held() == 0
-    assert replica._timeouts.views_held() <= 2
+    assert replica.statistics()["vote_views"] == 0
+    assert replica.statistics()["timeout_views"] <= 2
     assert len(store.saves) == saves
 
 
@@ -610,7 +610,7 @@ def test_unrequested_block_response_is_refused() -> None:
     b1 = first_block()
     actions = replica.on_message(vi(1), BlockResponse((b1,)), 0.0)
     refused_with(actions, "not requested")
-    assert b1.id not in replica._tree
+    assert not replica.has_block(b1.id)
 
 
 def test_missing_parent_is_fetched_and_the_waiting_proposal_then_voted() -> None:
@@ -627,7 +627,7 @@ def test_missing_parent_is_fetched_and_the_waiting_proposal_then_voted() -> None
     refused_with(replica.on_message(leader(3), BlockResponse((b1,)), 0.0), "not requested")
     actions = replica.on_message(leader(3), BlockResponse((b2, b1)), 0.0)
     assert [v.block_id for v in votes_in(actions)] == [b3.id]
-    assert b1.id in replica._tree and b2.id in replica._tree
+    assert replica.has_block(b1.id) and replica.has_block(b2.id)
 
 
 def test_unanswered_fetch_is_retried_from_another_peer_after_a_base_timeout() -> None:
@@ -645,7 +645,7 @@ def test_unanswered_fetch_is_retried_from_another_peer_after_a_base_timeout() ->
     assert retry[0].to not in (me, leader(3))
     # The retried peer's answer is accepted.
     actions = replica.on_message(retry[0].to, BlockResponse((b2, b1)), base)
-    assert b2.id in replica._tree
+    assert replica.has_block(b2.id)
 
 
 def test_block_request_is_answered_newest_first_within_the_limit() -> None:
@@ -669,7 +669,7 @@ def test_an_equivocating_leader_cannot_grow_the_tree_beyond_the_per_view_cap() -
     for k in range(3 * MAX_BLOCKS_PER_VIEW):
         block = first_block(txs=(b"equivocation-%d" % k,))
         refused += [str(r) for r in refusals(replica.on_message(leader(1), make_proposal(block), 0.0))]
-    assert len(replica._tree) == 1 + MAX_BLOCKS_PER_VIEW  # the root and the capped blocks
+    assert replica.statistics()["tree_blocks"] == 1 + MAX_BLOCKS_PER_VIEW  # the root and the capped blocks
     assert sum(f"more than {MAX_BLOCKS_PER_VIEW} blocks for view 1" in r for r in refused) == (
         2 * MAX_BLOCKS_PER_VIEW
     )

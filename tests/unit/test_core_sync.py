@@ -28,6 +28,7 @@ from core_helpers import (
 from bft.core import wire
 from bft.core.actions import Action, Commit, Refusal, Send
 from bft.core.app_state import block_chain_hash
+from bft.core.blocktree import BlockTree
 from bft.core.chain import MemoryChain
 from bft.core.fetcher import SYNC_BATCH_BLOCKS, answer_block_request, answer_sync_request
 from bft.core.journal import MemoryJournal
@@ -137,7 +138,9 @@ def test_block_responses_fit_one_message_whatever_the_block_sizes() -> None:
     for v in range(2, 40):
         blocks.append(make_block(blocks[-1], v, txs=big))
     store = committed_chain(blocks)
-    tree = make_replica(0, chain=store)._tree
+    tip = store.tip()
+    assert tip is not None
+    tree = BlockTree(*tip)
     response = answer_block_request(BlockRequest(blocks[-3].id, 32), tree, store, config(0))
     assert isinstance(response, BlockResponse) and 1 <= len(response.blocks) < 32
     assert len(wire.encode(response)) <= wire.MAX_MESSAGE_SIZE_BYTES

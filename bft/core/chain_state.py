@@ -1,0 +1,128 @@
+"""What a replica knows of the chain above its committed root, and what follows from a QC.
+
+Owns: the block tree, the high QC, the count of blocks accepted per view, the checks a block
+must pass to extend its parent (against the app-state claim, pending and committed
+transactions), inserting fetched runs of blocks, and applying a QC: the lock (through the
+safety rules), the commit rule, and the commit itself through the executed-state port.
+May not: send, sign or choose views (the replica does); the commit rule lives in `commit_rule`.
+
+Why commits happen here, synchronously: a vote later in the same input checks a claim about
+the height just committed, so the executed state must answer for it before this returns. And
+the journal lets go of the committed blocks only after the executed state has them, so that a
+crash in between finds them in one place or the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bft.core.actions import Commit
+from bft.core.blocktree import BlockTree, genesis
+from bft.core.commit_rule import committed_by
+from bft.core.config import ReplicaConfig
+from bft.core.errors import InvariantViolation
+from bft.core.journal import reload_journal
+from bft.core.messages import Block, QuorumCert
+from bft.core.ports import Ports
+from bft.core.proposal_rules import AppClaim, app_claim, check_extension
+from bft.core.refusals import RefusalReason, Refused
+from bft.core.safety import SafetyRules
+from bft.core.types import BlockId, View
+
+
+class ChainState:
+    def __init__(self, config: ReplicaConfig, ports: Ports, safety: SafetyRules) -> None:
+        """Start from durable state: the committed chain's tip is the root, the journal's blocks
+        go back in the tree and their QCs (and the lock) count towards the high QC."""
+        self._ports = ports
+        self._safety = safety
+        root = ports.committed.tip() or genesis(config.chain_id)
+        self.tree = BlockTree(*root)
+        reloaded = reload_journal(self.tree, ports.journal)
+        self.high_qc = max((root[1], safety.state.locked_qc, *reloaded), key=lambda qc: qc.view)
+        # A restart resumes from the journal's high QC, applied once actions can be returned.
+        self.restart_qc = self.high_qc if self.high_qc.view > root[1].view else None
+        self._blocks_in_view: dict[View, int] = {}
+
+    def add_block(self, block: Block) -> Refused | None:
+        """Check that `block` may extend its parent (in the tree), then keep it, journaled before
+        this returns."""
+        parent = self.tree.get(block.parent_id)
+        if parent is None:
+            raise InvariantViolation("block added before its parent")
+        refused = self.check_extension(block, parent)
+        if refused is None:
+            self.tree.add(block)
+            self._blocks_in_view[block.view] = self._blocks_in_view.get(block.view, 0) + 1
+            self._ports.journal.add((block,))
+        return refused
+
+    def check_extension(self, block: Block, parent: Block) -> Refused | None:
+        count = self._blocks_in_view.get(block.view, 0)
+        return check_extension(
+            block, parent, count, self.claim(parent), self.pending_txs(parent), self._is_committed
+        )
+
+    def claim(self, parent: Block) -> AppClaim:
+        grandparent = self._known_block(parent.parent_id) if parent.height > 0 else None
+        return app_claim(parent, grandparent, self._ports.executed)
+
+    def pending_txs(self, tip: Block) -> set[bytes]:
+        return {tx for b in self.tree.ancestors(tip) for tx in b.txs}
+
+    def _is_committed(self, tx: bytes) -> bool:
+        # The executed-state port made every commit durable before returning, so the committed
+        # chain already answers for blocks committed earlier in this same input.
+        return self._ports.committed.has_tx(tx)
+
+    def _known_block(self, block_id: BlockId) -> Block | None:
+        return self.tree.get(block_id) or self._ports.committed.block_by_id(block_id)
+
+    def is_missing(self, qc: QuorumCert) -> bool:
+        """Whether `qc` certifies a block above the root that is neither here nor committed."""
+        if qc.block_id in self.tree or qc.view <= self.tree.root.view:
+            return False
+        return self._ports.committed.block_by_id(qc.block_id) is None
+
+    def apply_qc(self, qc: QuorumCert) -> Commit | None:
+        """A verified QC: raise the high QC and, if its block is here, the lock and the commits."""
+        if qc.view > self.high_qc.view:
+            self.high_qc = qc
+        certified = self.tree.get(qc.block_id)
+        if certified is None:
+            return None
+        self.tree.record_qc(qc)
+        self._safety.observe_certified(certified)
+        block = committed_by(self.tree, certified)
+        if block is None or block.height <= self.tree.root.height:
+            return None
+        # `certified` (b'', certified by `qc`) and its parent b' close the three-chain and go with
+        # the commit as its proof. (No proof if they do not chain to `block`: only a broken commit
+        # rule does that, and whoever checks proofs, the simulator's checkers or a client, then
+        # refuses the commit.)
+        middle = self.tree.parent(certified)
+        proof = (middle, certified) if middle is not None and middle.parent_id == block.id else ()
+        blocks, qcs = self.tree.commit(block)
+        commit = Commit(blocks, qcs, qc, proof)
+        self._ports.executed.on_commit(commit)
+        self._ports.journal.prune_to(block.height)
+        return commit
+
+    def insert_chain(self, chain: Sequence[Block]) -> tuple[list[Block], Refused | None]:
+        """Insert fetched blocks, oldest first (hash-linked to a verified QC), journaled. Stops
+        at the first block that does not follow its parent."""
+        inserted: list[Block] = []
+        refused = None
+        for block in chain:
+            parent = self.tree.get(block.parent_id)
+            if parent is None or block.height != parent.height + 1 or block.view <= parent.view:
+                refused = Refused(RefusalReason.BAD_CHAIN, "does not follow its parent")
+                break
+            self.tree.add(block)
+            inserted.append(block)
+        if inserted:
+            self._ports.journal.add(inserted)
+        return inserted, refused
+
+    def on_view(self, view: View) -> None:
+        self._blocks_in_view = {v: c for v, c in self._blocks_in_view.items() if v >= view - 1}
