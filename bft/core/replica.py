@@ -194,7 +194,7 @@ class Replica:
             return
         if block.parent_id not in self._tree:
             # Far behind: block sync brings the ancestors (and the hash fetches below wait for it).
-            self._fetcher.need_height(block.height, sender, self._tree, now, self._out)
+            self._fetcher.need_height(block.height, block.qc.view, sender, self._tree, now, self._out)
         if proposal.tc is not None:
             self._on_tc(proposal.tc, now)
         self._on_qc(block.qc, now, sender)
@@ -367,7 +367,7 @@ class Replica:
         count, tc = self._timeouts.add(timeout)
         if tc is not None:
             self._on_tc(tc, now)
-        elif count > self._config.validators.f and timeout.view > self._safety.state.highest_timeout_view:
+        elif self._timeouts.joins(count) and timeout.view > self._safety.state.highest_timeout_view:
             # f+1 timeouts: at least one honest replica gave up on this view, so join it.
             self._enter(timeout.view, now, via="timeouts")
             self._local_timeout(timeout.view, now)
