@@ -60,6 +60,15 @@ def test_skipping_the_lock_check_is_caught(monkeypatch: pytest.MonkeyPatch) -> N
     _first_violation(spec, range(300), {CONFLICTING_QC, AGREEMENT})
 
 
+def test_a_parent_other_than_the_qcs_block_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A block that carries a QC newer than the lock but hangs off an older parent slips past the
+    # lock: detached-parent withholds the QC that commits b, then, after a TC, has honest
+    # replicas (locked on b) vote for a sibling of b; releasing the QC commits b.
+    monkeypatch.setattr(proposal_rules, "check_parent_link", lambda block: None)
+    spec = SimSpec(nodes=4, byzantine={0: "detached-parent"})
+    _first_violation(spec, range(50), {CONFLICTING_QC, AGREEMENT})
+
+
 def test_commit_over_non_consecutive_views_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     def any_three_chain(tree: BlockTree, certified: Block) -> Block | None:
         middle = tree.parent(certified)

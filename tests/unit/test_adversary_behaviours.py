@@ -320,3 +320,38 @@ def test_cross_chain_signs_votes_timeouts_and_proposals_for_the_sibling_chain_on
     assert {r.what for r in bad} >= {"vote", "timeout", "proposal"}
     for r in pump.honest.values():
         assert ours.check_qc(r.high_qc) is None
+
+
+# detached-parent
+
+
+def _detached(pump: Pump) -> list[Proposal]:
+    return [
+        m for _, m in pump.byz_sends() if isinstance(m, Proposal) and m.block.parent_id != m.block.qc.block_id
+    ]
+
+
+def test_detached_parent_hangs_a_block_off_the_parent_of_the_locked_block_after_a_tc() -> None:
+    pump = Pump("detached-parent")
+    pump.run_until(lambda: len(_detached(pump)) >= 2)
+    honest_chain = pump.chains[1]
+    for proposal in _detached(pump):
+        block, tc = proposal.block, proposal.tc
+        # A TC for the previous view whose high QC is the block's own QC (for b'), newer than the
+        # lock on b; the parent is b's parent, with b's height and the claim an honest replica makes.
+        assert tc is not None and tc.view + 1 == block.view and tc.high_qc == block.qc
+        assert certifier().check_tc(tc) is None
+        middle = pump.byz.blocks[block.qc.block_id]
+        locked = pump.byz.blocks[middle.parent_id]
+        assert block.parent_id == locked.parent_id and block.height == locked.height
+        parent = pump.byz.blocks.get(block.parent_id, GENESIS_BLOCK)
+        grandparent = pump.byz.blocks.get(parent.parent_id, GENESIS_BLOCK) if parent.height > 0 else None
+        assert check_app_claim(block, app_claim(parent, grandparent, honest_chain)) is None
+        # Only the parent link refuses it.
+        refused = check_proposal(config(1), certifier(), block.view, vi(BYZ), proposal, False)
+        assert refused is not None and refused.reason is RefusalReason.PARENT_MISMATCH
+    pump.run(500)
+    detached_views = {p.block.view for p in _detached(pump)}
+    reasons = {r.reason for r in pump.honest_refusals() if r.what == "proposal" and r.view in detached_views}
+    assert RefusalReason.PARENT_MISMATCH in reasons
+    assert min(r.committed_height for r in pump.honest.values()) > 0
