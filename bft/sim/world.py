@@ -456,6 +456,7 @@ class World:
                         self.evidence[validator] = self.evidence.get(validator, 0) + 1
                 case ViewChange(view=view, via=via):
                     self._trace(node.inst, f"enter view {view} via {via}")
+                    self.checker.on_view_change(self.sched.now, node.inst, view, via)
                 case SendRaw(to=to, data=data):
                     self._send_raw(node, to, data)
 

@@ -23,6 +23,7 @@ from bft.core.proposer import Proposer
 from bft.core.refusals import RefusalReason, Refused
 from bft.core.safety import SafetyRules
 from bft.core.types import View
+from bft.core.votes import TimeoutCollector
 from bft.sim import SimSpec, run_schedule
 from bft.sim.invariants import (
     AGREEMENT,
@@ -35,6 +36,7 @@ from bft.sim.invariants import (
     PERSIST_BEFORE_SEND,
     SAFETY_REGRESSION,
     TIMER_PROGRESS,
+    UNJUSTIFIED_JOIN,
     VALIDITY,
 )
 
@@ -166,6 +168,15 @@ def test_no_future_view_window_is_caught(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(replica_module, "check_window", stale_only)
     spec = SimSpec(nodes=4, byzantine={0: "far-future"})
     _first_violation(spec, range(50), {BOUNDED_STATE})
+
+
+def test_joining_a_view_on_one_timeout_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # f+1 timeouts make a replica join their view because one of them is honest. Joining on one
+    # lets near-future alone drag honest replicas into views no honest replica gave up on (they
+    # still commit: liveness alone does not see it).
+    monkeypatch.setattr(TimeoutCollector, "joins", lambda self, count: count >= 1)
+    spec = SimSpec(nodes=4, byzantine={0: "near-future"})
+    _first_violation(spec, range(20), {UNJUSTIFIED_JOIN})
 
 
 def test_a_deadline_left_in_the_past_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
