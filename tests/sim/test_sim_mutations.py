@@ -15,6 +15,7 @@ import bft.core.proposal_rules as proposal_rules
 import bft.core.replica as replica_module
 import bft.core.safety as safety_module
 import crypto.certs as certs_module
+import crypto.signing as signing_module
 from bft.campaign import FACTORIES
 from bft.core import wire
 from bft.core.blocktree import BlockTree
@@ -33,6 +34,7 @@ from bft.sim.invariants import (
     CONFLICTING_QC,
     DOUBLE_SIGN,
     FRAME_LIMIT,
+    LIVENESS,
     PERSIST_BEFORE_SEND,
     SAFETY_REGRESSION,
     TIMER_PROGRESS,
@@ -177,6 +179,20 @@ def test_joining_a_view_on_one_timeout_is_caught(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(TimeoutCollector, "joins", lambda self, count: count >= 1)
     spec = SimSpec(nodes=4, byzantine={0: "near-future"})
     _first_violation(spec, range(20), {UNJUSTIFIED_JOIN})
+
+
+def test_signatures_without_the_chain_id_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Validators run the same keys on a sibling chain: with the chain id left out of the signed
+    # bytes, cross-chain carries the sibling chain's QCs over and honest replicas take them. They
+    # follow a chain that is not ours: QCs that conflict with our commits, or no commits at all.
+    original = signing_module.signing_bytes
+
+    def without_chain_id(tag: signing_module.Tag, chain_id: str, payload: bytes) -> bytes:
+        return original(tag, "", payload)
+
+    monkeypatch.setattr(signing_module, "signing_bytes", without_chain_id)
+    spec = SimSpec(nodes=4, byzantine={0: "cross-chain"})
+    _first_violation(spec, range(20), {CONFLICTING_QC, AGREEMENT, LIVENESS})
 
 
 def test_a_deadline_left_in_the_past_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,14 +9,24 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from core_helpers import GENESIS_BLOCK, GENESIS_QC, KEYS, N, certifier, config, make_replica, vi
+from core_helpers import GENESIS_BLOCK, GENESIS_QC, KEYS, N, certifier, config, make_replica, refusals, vi
 
 from bft.adversary import BEHAVIOURS
 from bft.adversary.base import Behaviour
-from bft.adversary.noise import SIBLING_CHAIN_SUFFIX
+from bft.adversary.noise import MAX_SIBLING_GROWTH, SIBLING_CHAIN_SUFFIX, CrossChain, SiblingChain
 from bft.core.actions import Action, Broadcast, Refusal, Send, ViewChange
 from bft.core.chain import MemoryChain
-from bft.core.messages import Block, Message, Proposal, QuorumCert, Timeout, Vote
+from bft.core.messages import (
+    Block,
+    BlockRequest,
+    BlockResponse,
+    Message,
+    Proposal,
+    QuorumCert,
+    SyncInfo,
+    Timeout,
+    Vote,
+)
 from bft.core.program import Program
 from bft.core.proposal_rules import app_claim, check_app_claim, check_proposal
 from bft.core.refusals import RefusalReason, Refused
@@ -320,6 +330,38 @@ def test_cross_chain_signs_votes_timeouts_and_proposals_for_the_sibling_chain_on
     assert {r.what for r in bad} >= {"vote", "timeout", "proposal"}
     for r in pump.honest.values():
         assert ours.check_qc(r.high_qc) is None
+
+
+def test_the_sibling_record_carries_honest_sibling_qcs_that_our_chain_refuses() -> None:
+    chain_id = config(0).chain_id + SIBLING_CHAIN_SUFFIX
+    ours, sibling = certifier(), certifier(chain_id)
+    record = SiblingChain(chain_id, config(0).validators, KEYS)
+    block, qc = record.certified(View(10))
+    assert (block.view, block.height, qc.view, qc.block_id) == (10, 10, 10, block.id)
+    assert sibling.check_qc(qc) is None and ours.check_qc(qc) is not None
+    # Bounded growth per call; a fetch is answered from the blocks it remembers, newest first.
+    far, _ = record.certified(View(10**9))
+    assert far.view == 10 + MAX_SIBLING_GROWTH
+    answer = record.answer(BlockRequest(far.id, 5))
+    assert answer is not None and [b.view for b in answer.blocks] == [far.view - k for k in range(5)]
+    # Carried over by cross-chain, an honest replica refuses each as a bad QC.
+    byz = CrossChain(make_replica(BYZ), KEYS[BYZ], config(BYZ), random.Random(0), record=record)
+    honest = make_replica(1)
+    carried = [
+        a.msg for _ in range(40) for a in byz.on_message(vi(2), _sync_info(), 0.0) if isinstance(a, Send)
+    ]
+    infos = [m for m in carried if isinstance(m, SyncInfo)]
+    assert infos and all(sibling.check_qc(m.high_qc) is None for m in infos)
+    for info in infos:
+        refused = refusals(honest.on_message(vi(BYZ), info, 0.0))
+        assert [r.reason for r in refused] == [RefusalReason.BAD_QC]
+    assert honest.high_qc == GENESIS_QC
+    fetched = byz.on_message(vi(1), BlockRequest(infos[-1].high_qc.block_id, 4), 0.0)
+    assert any(isinstance(a, Send) and isinstance(a.msg, BlockResponse) for a in fetched)
+
+
+def _sync_info() -> SyncInfo:
+    return SyncInfo(GENESIS_QC, None)
 
 
 # detached-parent
