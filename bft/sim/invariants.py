@@ -33,6 +33,9 @@ any instance proposes; the checker records each broken invariant as a `Violation
 - unjustified-join: an honest replica joins a view by the f+1 rule only after an honest replica
   sent a timeout for it (f+1 timeouts include an honest one): a Byzantine replica alone cannot
   drag honest replicas into views that no honest replica gave up on.
+- sync-target: an honest replica syncs towards no height above the highest block that a valid
+  QC seen on the network certifies (a proposal's height is its proposer's word; a target taken
+  from it unchecked has a node sync towards blocks that do not exist).
 - liveness: within the window after the last fault (GST or a later restart), every honest
   instance commits `min_new_commits` blocks above the highest honest height at that moment.
 - program-error: a program raised (with its traceback summary); event-budget: runaway schedule.
@@ -76,6 +79,7 @@ FRAME_LIMIT = "frame-limit"
 BOUNDED_STATE = "bounded-state"
 TIMER_PROGRESS = "timer-progress"
 UNJUSTIFIED_JOIN = "unjustified-join"
+SYNC_TARGET = "sync-target"
 LIVENESS = "liveness"
 PROGRAM_ERROR = "program-error"
 EVENT_BUDGET = "event-budget"
@@ -127,6 +131,7 @@ class InvariantChecker:
         self._signed: dict[tuple[int, str, int], bytes] = {}
         self._last_save: dict[Instance, SafetyState] = {}
         self._baseline: dict[Instance, int] | None = None
+        self._certified_height = 0  # for sync-target: recomputed when a target goes above it
 
     def _violate(self, kind: str, time_s: float, inst: Instance | None, msg: str) -> None:
         self.violations.append(Violation(kind, msg, time_s, None if inst is None else str(inst)))
@@ -280,6 +285,17 @@ class InvariantChecker:
             self._violate(
                 UNJUSTIFIED_JOIN, time_s, inst, f"joined view {view} by timeouts, none of them honest"
             )
+
+    def on_sync_target(self, time_s: float, inst: Instance, target: int) -> None:
+        """After a step of an honest replica: the height its block sync aims for."""
+        if inst not in self.honest or target <= self._certified_height:
+            return
+        blocks = (self._blocks.get(block_id) for _, block_id in self._qc_views)
+        self._certified_height = max((b.height for b in blocks if b is not None), default=0)
+        if target > self._certified_height:
+            highest = self._certified_height
+            detail = f"syncs towards height {target}; the highest certified block is at {highest}"
+            self._violate(SYNC_TARGET, time_s, inst, detail)
 
     def _check_app_claim(self, time_s: float, inst: Instance, block: Block) -> None:
         parent = self._by_height.get(block.height - 1)

@@ -405,6 +405,7 @@ class World:
                 program.check_invariants()
             except InvariantViolation as exc:
                 self.checker.on_state_error(self.sched.now, node.inst, str(exc))
+            self.checker.on_sync_target(self.sched.now, node.inst, program.statistics()["sync_target"])
         self._arm_timer(node)
 
     def _check_timer_progress(self, node: SimNode, now: float) -> None:

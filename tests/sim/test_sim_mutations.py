@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import pytest
 
+import bft.core.fetcher as fetcher_module
 import bft.core.proposal_rules as proposal_rules
 import bft.core.replica as replica_module
 import bft.core.safety as safety_module
@@ -37,6 +38,7 @@ from bft.sim.invariants import (
     LIVENESS,
     PERSIST_BEFORE_SEND,
     SAFETY_REGRESSION,
+    SYNC_TARGET,
     TIMER_PROGRESS,
     UNJUSTIFIED_JOIN,
     VALIDITY,
@@ -193,6 +195,14 @@ def test_signatures_without_the_chain_id_are_caught(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(signing_module, "signing_bytes", without_chain_id)
     spec = SimSpec(nodes=4, byzantine={0: "cross-chain"})
     _first_violation(spec, range(20), {CONFLICTING_QC, AGREEMENT, LIVENESS})
+
+
+def test_a_sync_target_taken_on_the_proposers_word_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # invalid-block now and then claims a height no chain can have reached by its QC's view; a
+    # replica that lacks the parent and trusts the claim syncs towards blocks that do not exist.
+    monkeypatch.setattr(fetcher_module, "sync_cap", lambda root, certified_view: 10**18)
+    spec = SimSpec(nodes=4, byzantine={0: "invalid-block"})
+    _first_violation(spec, range(60), {SYNC_TARGET})
 
 
 def test_a_deadline_left_in_the_past_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
