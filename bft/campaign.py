@@ -20,8 +20,9 @@ from itertools import islice
 from types import TracebackType
 
 from bft.adversary import BEHAVIOURS, Behaviour
+from bft.adversary.noise import SIBLING_CHAIN_SUFFIX, CrossChain, SiblingChain
 from bft.sim.node import NodeContext, ProgramFactory, honest_factory
-from bft.sim.runner import collect_campaign, run_campaign, run_schedule
+from bft.sim.runner import collect_campaign, run_campaign, run_schedule, sim_key
 from bft.sim.spec import CampaignResult, ScheduleResult, SimSpec
 from crypto.signing import SignatureCache
 
@@ -33,9 +34,20 @@ def _factory(cls: type[Behaviour]) -> ProgramFactory:
     return build
 
 
+def _cross_chain(ctx: NodeContext) -> Behaviour:
+    """cross-chain with a record of the sibling chain's honest votes: the simulator plays the
+    whole network, the sibling chain's too, so it has the validators' keys to stand in for that
+    traffic (`bft.adversary.noise.SiblingChain` says why this forges nothing)."""
+    validators = ctx.config.validators
+    chain_id = ctx.config.chain_id + SIBLING_CHAIN_SUFFIX
+    record = SiblingChain(chain_id, validators, [sim_key(i) for i in range(validators.n)])
+    return CrossChain(ctx.honest(), ctx.key, ctx.config, ctx.rng, record=record)
+
+
 FACTORIES: Mapping[str, ProgramFactory] = {
     "honest": honest_factory,
     **{name: _factory(cls) for name, cls in BEHAVIOURS.items()},
+    CrossChain.name: _cross_chain,
 }
 
 

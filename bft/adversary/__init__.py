@@ -8,7 +8,7 @@ sends. Twins, two honest replicas sharing one key, is a property of the network 
 from __future__ import annotations
 
 from bft.adversary.base import Behaviour
-from bft.adversary.forks import ForkParent, SameTargetEquivocator
+from bft.adversary.forks import DetachedParent, ForkParent, SameTargetEquivocator
 from bft.adversary.leaders import EquivocatingLeader, ForgedQC, InvalidBlock
 from bft.adversary.noise import CrossChain, FarFuture, GarbageSender, NearFuture, Replayer
 from bft.adversary.silence import SelectiveOmission, Silent
@@ -28,6 +28,7 @@ BEHAVIOURS: dict[str, type[Behaviour]] = {
         GarbageSender,
         SameTargetEquivocator,
         ForkParent,
+        DetachedParent,
         NearFuture,
         CrossChain,
     )

@@ -1,10 +1,11 @@
 """Byzantine leaders that fork with blocks no simple validity check refuses: both blocks of an
-equivocation to the same replicas, and forks off an older certified block than the high QC.
+equivocation to the same replicas, forks off an older certified block than the high QC, and a
+block hung off another parent than the block its QC certifies.
 
-Owns: SameTargetEquivocator, ForkParent, and `certified_sibling` (a valid block for a new view on
-an older certified parent, with the app claim an honest replica computes for that parent).
+Owns: SameTargetEquivocator, ForkParent, DetachedParent, and `certified_sibling` (a valid block for
+a new view on an older certified parent, with the app claim an honest replica computes for it).
 May not: break the Behaviour frame (only rewrite what the inner replica sends); state is bounded
-(a few held-back sends and one block id).
+(a few held-back sends, one block id, one withheld QC and at most n timeouts).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from bft.adversary.base import Behaviour
 from bft.core.actions import Action, Broadcast, Send
-from bft.core.messages import Block, Message, Proposal, QuorumCert, TimeoutCert, Vote
+from bft.core.messages import Block, Message, Proposal, QuorumCert, SyncInfo, Timeout, TimeoutCert, Vote
 from bft.core.types import BlockId, ValidatorIndex
 
 # How far below the high QC's block a fork goes: 1 forks off its parent (the lock of whoever saw
@@ -140,3 +141,106 @@ class ForkParent(Behaviour):
         if leader != self.me:
             out.append(Send(leader, self.vote_for(fork.view, fork.id)))
         return out
+
+
+class DetachedParent(Behaviour):
+    """As leader after a three-chain b <- b' <- b'' of consecutive views, withholds the QC for b''
+    that its inner replica formed (the QC that commits b): drops the proposal that carries it and
+    every message of its own that would. Honest replicas time out in the view of b''; from their
+    timeouts (and one of its own) it builds the TC for that view, whose high QC is the one for b',
+    and proposes in its view a block that carries that QC but hangs off the parent of b, as a
+    sibling of b: its height and the app claim an honest replica computes for that parent.
+    Honest replicas are locked on b (the QC for b' is inside b''), and the QC it carries is newer
+    than that lock, so the vote rule lets them vote: only the rule that a block's parent is the
+    block its QC certifies stops it. Once a later view has a proposal, it releases the withheld
+    QC: replicas commit b, which the detached block's QC, if one formed, conflicts with. It takes
+    half of its chances; otherwise it proposes as an honest leader."""
+
+    name = "detached-parent"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._withheld: QuorumCert | None = None
+        self._template: Block | None = None  # the inner replica's proposal that carried it
+        self._timeouts: dict[ValidatorIndex, Timeout] = {}
+        self._forked = False
+
+    def rewrite(self, action: Action, now: float) -> list[Action]:
+        if not isinstance(action, Broadcast | Send):
+            return [action]
+        msg = action.msg
+        withheld = self._withheld
+        if withheld is None:
+            if (
+                isinstance(action, Broadcast)
+                and isinstance(msg, Proposal)
+                and self._closes_three_chain(msg)
+                and self.rng.random() < 0.5
+            ):
+                self._withheld, self._template, self._forked = msg.block.qc, msg.block, False
+                self._timeouts = {}
+                return []
+            return [action]
+        if _carries(msg, withheld):
+            return []
+        template = self._template
+        if isinstance(msg, Vote) and template is not None and msg.block_id == template.id:
+            return []
+        return [action]
+
+    def on_input(self, sender: ValidatorIndex, msg: Message, now: float) -> list[Action]:
+        withheld, template = self._withheld, self._template
+        if withheld is None or template is None:
+            return []
+        if isinstance(msg, Proposal) and msg.block.view > template.view:
+            return self._release(withheld)
+        if self._forked or not isinstance(msg, Timeout) or msg.view != withheld.view:
+            return []
+        if msg.author != sender or self.certifier.check_timeout(msg) is not None:
+            return []
+        self._timeouts[msg.author] = msg
+        return self._fork(withheld, template)
+
+    def _closes_three_chain(self, proposal: Proposal) -> bool:
+        """Whether the proposal's QC (for b'') commits b: b <- b' <- b'' in consecutive views."""
+        top = self.blocks.get(proposal.block.qc.block_id)
+        middle = None if top is None else self.blocks.get(top.parent_id)
+        first = None if middle is None else self.blocks.get(middle.parent_id)
+        if top is None or middle is None or first is None or first.height < 1 or proposal.tc is not None:
+            return False
+        return first.view + 1 == middle.view and middle.view + 1 == top.view
+
+    def _fork(self, withheld: QuorumCert, template: Block) -> list[Action]:
+        if len(self._timeouts) + 1 < self.config.validators.quorum:
+            return []
+        high = max((t.high_qc for t in self._timeouts.values()), key=lambda qc: qc.view)
+        own = self.certifier.sign_timeout(self.key, self.me, withheld.view, high)
+        chosen = [*self._timeouts.values(), own]
+        signatures = tuple(sorted((t.author, t.high_qc.view, t.signature) for t in chosen))
+        tc = TimeoutCert(withheld.view, high, signatures)
+        # The sibling of the block below the one `high` certifies: same parent, height, app claim.
+        sibling = certified_sibling(self.blocks, high, 2, template)
+        if sibling is None:
+            return []
+        self._forked = True
+        marker = b"detached-parent/%d" % template.view
+        fork = replace(sibling, qc=high, txs=(*template.txs, marker))
+        self._remember_block(fork)
+        out: list[Action] = [Broadcast(self.propose(fork, tc))]
+        leader = self.next_leader(template.view)
+        if leader != self.me:
+            out.append(Send(leader, self.vote_for(fork.view, fork.id)))
+        return out
+
+    def _release(self, withheld: QuorumCert) -> list[Action]:
+        self._withheld, self._template, self._timeouts = None, None, {}
+        return [Broadcast(SyncInfo(withheld, None))]
+
+
+def _carries(msg: Message, qc: QuorumCert) -> bool:
+    """Whether `msg` would show `qc` to its receiver."""
+    if isinstance(msg, Proposal):
+        return msg.block.qc == qc or (msg.tc is not None and msg.tc.high_qc == qc)
+    if isinstance(msg, Timeout | SyncInfo):
+        return msg.high_qc == qc
+    return False

@@ -226,7 +226,9 @@ class InvalidBlock(Behaviour):
         if flaw == "committed-tx" and committed.height > 0 and committed.txs:
             bad = replace(block, txs=(*block.txs, committed.txs[0]))  # replays a committed transaction
         elif flaw == "height":
-            bad = replace(block, height=block.height + 5)
+            # A few heights too many, or a height no chain can have reached by this view: to a
+            # replica that lacks the parent, a sync target (block sync must cap it).
+            bad = replace(block, height=block.height + self.rng.choice((5, 10**6)))
         elif flaw == "duplicate-tx":
             bad = replace(block, txs=(b"dup", b"dup"))
         elif flaw == "oversize":

@@ -1,13 +1,15 @@
 """Byzantine noise: garbage and oversized frames, far- and near-future views, replayed messages,
 messages signed for a sibling chain.
 
-Owns: GarbageSender, FarFuture, NearFuture, Replayer, CrossChain.
-May not: break the Behaviour frame; remembered messages are bounded.
+Owns: GarbageSender, FarFuture, NearFuture, Replayer, CrossChain, and SiblingChain (a record of
+what honest validators signed on a sibling chain, for CrossChain to carry over).
+May not: break the Behaviour frame; remembered messages and sibling blocks are bounded.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -16,8 +18,19 @@ from bft.core import wire
 from bft.core.actions import Action, Broadcast, Send, SendRaw
 from bft.core.blocktree import genesis
 from bft.core.certs import Certifier
-from bft.core.messages import Message, Proposal, QuorumCert, Timeout, Vote
-from bft.core.types import ValidatorIndex, View
+from bft.core.messages import (
+    Block,
+    BlockRequest,
+    BlockResponse,
+    Message,
+    Proposal,
+    QuorumCert,
+    SyncInfo,
+    Timeout,
+    Vote,
+)
+from bft.core.types import BlockId, ValidatorIndex, ValidatorSet, View
+from crypto.keys import PrivateKey
 from crypto.signing import SignatureCache
 
 MAX_REPLAY_MEMORY = 128
@@ -27,6 +40,13 @@ NEAR_FUTURE_RATE = 0.3
 # The sibling chain whose messages CrossChain signs: same validators and keys, another chain id.
 SIBLING_CHAIN_SUFFIX = "-fork"
 MAX_CROSS_MEMORY = 32
+# The sibling chain is ahead of ours by this many views when its QCs are carried over, and a
+# third of inputs carry one; it grows by at most MAX_SIBLING_GROWTH blocks per call, remembering
+# the last MAX_SIBLING_BLOCKS (enough to answer a fetch).
+SIBLING_AHEAD_VIEWS = (1, 2, 3)
+SIBLING_RATE = 0.3
+MAX_SIBLING_GROWTH = 64
+MAX_SIBLING_BLOCKS = 64
 
 
 class GarbageSender(Behaviour):
@@ -155,23 +175,91 @@ class NearFuture(Behaviour):
         return self.rng.choice(older) if older else high
 
 
+class SiblingChain:
+    """What honest validators signed on a sibling chain: the same validators with the same keys
+    under another chain id (as a testnet may run beside its mainnet), growing one block a view
+    from its own genesis, each block certified by a quorum of its validators' votes.
+
+    Why it models something honest: validators that run one key on two chains sign, on the
+    sibling chain, exactly these votes (one per view, for that chain's block), and an attacker
+    that watches the sibling chain's traffic holds them all. It forges nothing: every signature
+    here is a sibling-chain vote, which the chain id in the signed bytes makes worthless on
+    ours. The simulator, which plays the whole network, stands in for that traffic and builds
+    the record from the validators' keys; a real node has no such record (CrossChain then
+    carries over only what it signs itself)."""
+
+    def __init__(self, chain_id: str, validators: ValidatorSet, keys: Sequence[PrivateKey]) -> None:
+        self.chain_id = chain_id
+        self._certifier = Certifier(chain_id, validators, genesis(chain_id)[1], SignatureCache())
+        self._signers = [(ValidatorIndex(i), key) for i, key in enumerate(keys)][: validators.quorum]
+        self._n = validators.n
+        self._tip = genesis(chain_id)
+        self._blocks: OrderedDict[BlockId, Block] = OrderedDict({self._tip[0].id: self._tip[0]})
+
+    def certified(self, view: View) -> tuple[Block, QuorumCert]:
+        """Its highest block (and the QC for it) once grown towards `view`, by at most
+        MAX_SIBLING_GROWTH blocks; a view at or below its tip changes nothing."""
+        block, qc = self._tip
+        for _ in range(min(MAX_SIBLING_GROWTH, max(0, view - block.view))):
+            next_view = View(block.view + 1)
+            txs = (b"%s/%d" % (self.chain_id.encode(), next_view),)
+            block = Block(next_view, block.height + 1, block.id, ValidatorIndex(next_view % self._n), qc, txs)
+            votes = [self._certifier.sign_vote(key, i, next_view, block.id) for i, key in self._signers]
+            qc = QuorumCert(next_view, block.id, tuple((v.author, v.signature) for v in votes))
+            self._blocks[block.id] = block
+            while len(self._blocks) > MAX_SIBLING_BLOCKS:
+                self._blocks.popitem(last=False)
+        self._tip = (block, qc)
+        return block, qc
+
+    def answer(self, request: BlockRequest) -> BlockResponse | None:
+        """The sibling chain's answer to a fetch of one of its blocks (newest first), as any of
+        its nodes would give it; None for a block it does not remember."""
+        blocks: list[Block] = []
+        block = self._blocks.get(request.block_id)
+        while block is not None and len(blocks) < min(request.max_blocks, wire.MAX_BLOCKS_PER_RESPONSE):
+            blocks.append(block)
+            block = self._blocks.get(block.parent_id)
+        return BlockResponse(tuple(blocks)) if blocks else None
+
+
 class CrossChain(Behaviour):
     """A replayer across chains: every vote, timeout and proposal it would send is also signed
     with its own key for a sibling chain (the chain id + "-fork": same validators, same keys) and
     sent too, before or after the real one, or instead of it; now and then it replays one of the
-    last sibling-chain messages to a random peer. The chain id is in every signed byte string, so
+    last sibling-chain messages to a random peer. Given a `SiblingChain` record (the simulator
+    gives one), it also carries over what honest validators signed there: on about a third of its
+    inputs, a QC of the sibling chain, a few views ahead of ours, to a random peer, and it answers
+    fetches of sibling blocks from the record. The chain id is in every signed byte string, so
     honest replicas must refuse each of these as badly signed (and a first-vote-wins collector
-    must not let one shadow the real vote that follows)."""
+    must not let one shadow the real vote that follows); without it, a sibling QC is as good as
+    ours, and a replica that takes it as its high QC follows a chain that is not ours."""
 
     name = "cross-chain"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, record: SiblingChain | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         sibling = self.config.chain_id + SIBLING_CHAIN_SUFFIX
         self.sibling = Certifier(sibling, self.config.validators, genesis(sibling)[1], SignatureCache())
+        self.record = record
         self._crossed: deque[Message] = deque(maxlen=MAX_CROSS_MEMORY)
 
     def on_input(self, sender: ValidatorIndex, msg: Message, now: float) -> list[Action]:
+        return self._carry_over(sender, msg) + self._replay_crossed()
+
+    def _carry_over(self, sender: ValidatorIndex, msg: Message) -> list[Action]:
+        record = self.record
+        if record is None:
+            return []
+        if isinstance(msg, BlockRequest):
+            answer = record.answer(msg)
+            return [] if answer is None else [Send(sender, answer)]
+        if self.rng.random() >= SIBLING_RATE:
+            return []
+        _, qc = record.certified(View(self.inner.view + self.rng.choice(SIBLING_AHEAD_VIEWS)))
+        return [Send(self.rng.choice(self.peers), SyncInfo(qc, None))]
+
+    def _replay_crossed(self) -> list[Action]:
         if not self._crossed or self.rng.random() < 0.8:
             return []
         old = self._crossed[self.rng.randrange(len(self._crossed))]

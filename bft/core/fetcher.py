@@ -237,18 +237,32 @@ class BlockFetcher:
             return None
         self._orphans[chain[0].parent_id] = chain
         self._orphan_tally.add(len(chain), size)
-        if not self.need_height(chain[0].height, sender, tree, now, out):
+        # The newest block is the one asked for, certified (by the QC that named it, or the QC
+        # its child carries): its view is a certified view, and the chain is hash-linked to it.
+        if not self.need_height(chain[0].height, blocks[0].view, sender, tree, now, out):
             self.fetch(chain[0].parent_id, sender, now, out)
         return None
 
     # -- block sync ------------------------------------------------------------------------------
 
     def need_height(
-        self, height: int, peer: ValidatorIndex, tree: BlockTree, now: float, out: list[Action]
+        self,
+        height: int,
+        certified_view: int,
+        peer: ValidatorIndex,
+        tree: BlockTree,
+        now: float,
+        out: list[Action],
     ) -> bool:
-        """A verified block at `height` exists and we lack its ancestors. True if they are too
-        far above what we have to walk back by hash: then block sync fetches them (a request is
-        sent to `peer` unless one is in flight)."""
+        """A block at `height` whose parent a verified QC of `certified_view` certifies exists,
+        and we lack its ancestors. True if they are too far above what we have to walk back by
+        hash: then block sync fetches them (a request is sent to `peer` unless one is in flight).
+        A height above `sync_cap` is refused (SYNC_TARGET_TOO_HIGH) and changes nothing."""
+        cap = sync_cap(tree.root, certified_view)
+        if height - 1 > cap:
+            detail = f"height {height} over a QC of view {certified_view}: at most {cap + 1} can exist"
+            out.append(Refusal(Subject.FETCH, RefusalReason.SYNC_TARGET_TOO_HIGH, detail, None, peer))
+            return False
         self._sync_target = max(self._sync_target, height - 1)
         if self._sync_target - self._synced(tree).height <= self.config.max_fetch_blocks:
             return False
@@ -396,6 +410,17 @@ class BlockFetcher:
         self._proposal_tally.check("waiting proposals", len(proposals), sum(map(_proposal_size, proposals)))
         chains = list(self._orphans.values())
         self._orphan_tally.check("orphans", sum(map(len, chains)), sum(map(_chain_size, chains)))
+
+
+def sync_cap(root: Block, certified_view: int) -> int:
+    """The highest height a block certified at `certified_view` can have above `root`, the
+    committed root: each block's view is above its parent's and its height one more (honest
+    voters checked both before they voted), so a chain climbs at most one height per view.
+
+    Why: a proposal's height is its proposer's word (only its QC is certified). Trusted as a
+    sync target, a Byzantine leader's inflated height would keep a node syncing towards blocks
+    that do not exist, with its fetches by hash held back while it does."""
+    return root.height + max(0, certified_view - root.view)
 
 
 # -- answering peers -----------------------------------------------------------------------------

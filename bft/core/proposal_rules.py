@@ -1,10 +1,11 @@
 """The checks a proposal passes before it is stored or voted for, and a vote or timeout before it
 counts: pure functions of their inputs.
 
-Owns: the stateless and signature checks of a proposal (`check_proposal`), of a vote
-(`check_vote`) and of a timeout (`check_timeout`), the view window of votes and timeouts
-(`check_window`), the checks that need the parent (`check_extension`), and which app hash a
-child of a block must claim (`app_claim`, `check_app_claim`).
+Owns: the stateless and signature checks of a proposal (`check_proposal`, with its parent link
+`check_parent_link`), of a vote (`check_vote`) and of a timeout (`check_timeout`), the view
+window of votes and timeouts (`check_window`), the checks that need the parent
+(`check_extension`), and which app hash a child of a block must claim (`app_claim`,
+`check_app_claim`).
 May not: change any state; each returns None when the input passes, else a `Refused` verdict.
 """
 
@@ -47,8 +48,9 @@ def check_proposal(
     if block.proposer != leader:
         detail = f"wrong leader for view {block.view}: {block.proposer}, expected {leader}"
         return Refused(RefusalReason.WRONG_LEADER, detail)
-    if block.parent_id != block.qc.block_id:
-        return Refused(RefusalReason.PARENT_MISMATCH, "parent is not the block its QC certifies")
+    refused = check_parent_link(block)
+    if refused is not None:
+        return refused
     if block.qc.view >= block.view:
         detail = f"QC view {block.qc.view} is not below the block's view {block.view}"
         return Refused(RefusalReason.BAD_QC_VIEW, detail)
@@ -71,6 +73,15 @@ def check_proposal(
     if reason is None and tc is not None:
         reason = certifier.check_tc(tc)
     return reason
+
+
+def check_parent_link(block: Block) -> Refused | None:
+    """A block's parent is the block its QC certifies. The vote rule's liveness half trusts a QC
+    newer than the lock because the block extends that QC's block; a block that carries one QC
+    but hangs off another parent would slip past the lock onto any branch."""
+    if block.parent_id != block.qc.block_id:
+        return Refused(RefusalReason.PARENT_MISMATCH, "parent is not the block its QC certifies")
+    return None
 
 
 def _stale(view: View, current: View) -> Refused:

@@ -57,6 +57,7 @@ class RefusalReason(enum.StrEnum):
     BAD_CHAIN = "bad-chain"  # blocks that do not chain, or a run that does not extend ours
     FORKS_COMMITTED = "forks-committed"  # a chain that forks below the committed root
     BUFFER_FULL = "buffer-full"  # a bounded buffer (waiting proposals, orphans, fetches) is full
+    SYNC_TARGET_TOO_HIGH = "sync-target-too-high"  # a height no chain can have reached by its QC's view
 
 
 class Subject(enum.StrEnum):

@@ -186,7 +186,7 @@ class Replica:
             return
         if block.parent_id not in self._chain.tree:
             # Far behind: block sync brings the ancestors (and the hash fetches below wait for it).
-            self._fetcher.need_height(block.height, sender, self._chain.tree, now, self._out)
+            self._fetcher.need_height(block.height, block.qc.view, sender, self._chain.tree, now, self._out)
         if proposal.tc is not None:
             self._on_tc(proposal.tc, now)
         self._on_qc(block.qc, now, sender)

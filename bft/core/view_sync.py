@@ -48,7 +48,7 @@ class ViewSync:
         count, tc = self._timeouts.add(timeout)
         if tc is not None:
             return tc
-        if count > self._config.validators.f and timeout.view > self._safety.state.highest_timeout_view:
+        if self._timeouts.joins(count) and timeout.view > self._safety.state.highest_timeout_view:
             return timeout.view
         return None
 

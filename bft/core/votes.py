@@ -86,6 +86,12 @@ class TimeoutCollector:
         signatures = tuple(sorted((t.author, t.high_qc.view, t.signature) for t in by_author.values()))
         return count, TimeoutCert(timeout.view, high_qc, signatures)
 
+    def joins(self, count: int) -> bool:
+        """Whether `count` distinct validators' timeouts for a view make a replica join it: f+1,
+        so that at least one of them is honest (a Byzantine replica alone cannot drag honest
+        replicas into views no honest replica gave up on)."""
+        return count > self._validators.f
+
     def prune_below(self, view: View) -> None:
         for old in [v for v in self._views if v < view]:
             del self._views[old]

@@ -30,6 +30,12 @@ any instance proposes; the checker records each broken invariant as a `Violation
   above the high QC, every buffer within its bounds: `Replica.check_invariants`).
 - timer-progress: after an honest replica's `on_timer(now)`, its next deadline is later than
   `now` (a deadline left in the past makes a driver spin on it and starve the network).
+- unjustified-join: an honest replica joins a view by the f+1 rule only after an honest replica
+  sent a timeout for it (f+1 timeouts include an honest one): a Byzantine replica alone cannot
+  drag honest replicas into views that no honest replica gave up on.
+- sync-target: an honest replica syncs towards no height above the highest block that a valid
+  QC seen on the network certifies (a proposal's height is its proposer's word; a target taken
+  from it unchecked has a node sync towards blocks that do not exist).
 - liveness: within the window after the last fault (GST or a later restart), every honest
   instance commits `min_new_commits` blocks above the highest honest height at that moment.
 - program-error: a program raised (with its traceback summary); event-budget: runaway schedule.
@@ -72,6 +78,8 @@ CERTIFIED_COMMIT = "certified-commit"
 FRAME_LIMIT = "frame-limit"
 BOUNDED_STATE = "bounded-state"
 TIMER_PROGRESS = "timer-progress"
+UNJUSTIFIED_JOIN = "unjustified-join"
+SYNC_TARGET = "sync-target"
 LIVENESS = "liveness"
 PROGRAM_ERROR = "program-error"
 EVENT_BUDGET = "event-budget"
@@ -123,6 +131,7 @@ class InvariantChecker:
         self._signed: dict[tuple[int, str, int], bytes] = {}
         self._last_save: dict[Instance, SafetyState] = {}
         self._baseline: dict[Instance, int] | None = None
+        self._certified_height = 0  # for sync-target: recomputed when a target goes above it
 
     def _violate(self, kind: str, time_s: float, inst: Instance | None, msg: str) -> None:
         self.violations.append(Violation(kind, msg, time_s, None if inst is None else str(inst)))
@@ -266,6 +275,27 @@ class InvariantChecker:
         """An honest replica's own invariant check failed after a step."""
         if inst in self.honest:
             self._violate(BOUNDED_STATE, time_s, inst, summary)
+
+    def on_view_change(self, time_s: float, inst: Instance, view: int, via: str) -> None:
+        """An honest instance entered `view` by a QC, a TC or f+1 timeouts (`via`)."""
+        if inst not in self.honest or via != "timeouts":
+            return
+        # Every honest vote and timeout sent so far is in `_signed`, keyed by its validator.
+        if not any((i.index, "timeout", view) in self._signed for i in self.honest):
+            self._violate(
+                UNJUSTIFIED_JOIN, time_s, inst, f"joined view {view} by timeouts, none of them honest"
+            )
+
+    def on_sync_target(self, time_s: float, inst: Instance, target: int) -> None:
+        """After a step of an honest replica: the height its block sync aims for."""
+        if inst not in self.honest or target <= self._certified_height:
+            return
+        blocks = (self._blocks.get(block_id) for _, block_id in self._qc_views)
+        self._certified_height = max((b.height for b in blocks if b is not None), default=0)
+        if target > self._certified_height:
+            highest = self._certified_height
+            detail = f"syncs towards height {target}; the highest certified block is at {highest}"
+            self._violate(SYNC_TARGET, time_s, inst, detail)
 
     def _check_app_claim(self, time_s: float, inst: Instance, block: Block) -> None:
         parent = self._by_height.get(block.height - 1)

@@ -405,6 +405,7 @@ class World:
                 program.check_invariants()
             except InvariantViolation as exc:
                 self.checker.on_state_error(self.sched.now, node.inst, str(exc))
+            self.checker.on_sync_target(self.sched.now, node.inst, program.statistics()["sync_target"])
         self._arm_timer(node)
 
     def _check_timer_progress(self, node: SimNode, now: float) -> None:
@@ -456,6 +457,7 @@ class World:
                         self.evidence[validator] = self.evidence.get(validator, 0) + 1
                 case ViewChange(view=view, via=via):
                     self._trace(node.inst, f"enter view {view} via {via}")
+                    self.checker.on_view_change(self.sched.now, node.inst, view, via)
                 case SendRaw(to=to, data=data):
                     self._send_raw(node, to, data)
 

@@ -12,6 +12,8 @@ from bft.sim.invariants import (
     LIVENESS,
     PERSIST_BEFORE_SEND,
     SAFETY_REGRESSION,
+    SYNC_TARGET,
+    UNJUSTIFIED_JOIN,
     VALIDITY,
     InvariantChecker,
 )
@@ -165,6 +167,27 @@ def test_double_vote_and_double_timeout() -> None:
     c.on_send(3.0, BYZ, _vote(3, b"\x01" * 32, author=3), None)
     c.on_send(3.0, BYZ, _vote(3, b"\x02" * 32, author=3), None)
     assert len(c.violations) == 2
+
+
+def test_a_join_by_timeouts_needs_an_honest_timeout_for_the_view() -> None:
+    c = _checker()
+    c.on_send(1.0, BYZ, _timeout(5, 1, author=3), None)
+    c.on_view_change(1.1, A, 5, "timeouts")  # the Byzantine timeout alone
+    c.on_send(2.0, B, _timeout(6, 1, author=1), _state(0, timeout=6))
+    c.on_view_change(2.1, A, 6, "timeouts")  # one honest timeout among them: fine
+    c.on_view_change(2.2, A, 8, "tc")  # a TC or a QC is not a join
+    c.on_view_change(2.3, BYZ, 9, "timeouts")  # nor is a Byzantine instance's view
+    assert _kinds(c) == [UNJUSTIFIED_JOIN]
+    assert "view 5" in c.violations[0].message
+
+
+def test_a_sync_target_above_every_certified_block_is_flagged() -> None:
+    c = _checker()  # no certifier: no QC counts as seen, so no block is certified
+    c.on_sync_target(1.0, A, 0)
+    c.on_sync_target(1.0, BYZ, 50)  # a Byzantine instance's target is its own business
+    c.on_sync_target(2.0, A, 7)
+    assert _kinds(c) == [SYNC_TARGET]
+    assert "height 7" in c.violations[0].message
 
 
 def test_vote_or_timeout_sent_before_it_is_durable() -> None:

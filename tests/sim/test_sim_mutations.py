@@ -12,9 +12,11 @@ from collections.abc import Sequence
 import pytest
 
 import bft.core.chain_state as chain_state_module
+import bft.core.fetcher as fetcher_module
 import bft.core.proposal_rules as proposal_rules
 import bft.core.safety as safety_module
 import crypto.certs as certs_module
+import crypto.signing as signing_module
 from bft.campaign import FACTORIES
 from bft.core import wire
 from bft.core.blocktree import BlockTree
@@ -23,6 +25,7 @@ from bft.core.proposer import Proposer
 from bft.core.refusals import RefusalReason, Refused
 from bft.core.safety import SafetyRules
 from bft.core.types import View
+from bft.core.votes import TimeoutCollector
 from bft.sim import SimSpec, run_schedule
 from bft.sim.invariants import (
     AGREEMENT,
@@ -32,9 +35,12 @@ from bft.sim.invariants import (
     CONFLICTING_QC,
     DOUBLE_SIGN,
     FRAME_LIMIT,
+    LIVENESS,
     PERSIST_BEFORE_SEND,
     SAFETY_REGRESSION,
+    SYNC_TARGET,
     TIMER_PROGRESS,
+    UNJUSTIFIED_JOIN,
     VALIDITY,
 )
 
@@ -58,6 +64,15 @@ def test_skipping_the_lock_check_is_caught(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(safety_module, "respects_lock", no_lock)
     spec = SimSpec(nodes=4, byzantine={0: "equivocate"}, min_duration_s=30.0)
     _first_violation(spec, range(300), {CONFLICTING_QC, AGREEMENT})
+
+
+def test_a_parent_other_than_the_qcs_block_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A block that carries a QC newer than the lock but hangs off an older parent slips past the
+    # lock: detached-parent withholds the QC that commits b, then, after a TC, has honest
+    # replicas (locked on b) vote for a sibling of b; releasing the QC commits b.
+    monkeypatch.setattr(proposal_rules, "check_parent_link", lambda block: None)
+    spec = SimSpec(nodes=4, byzantine={0: "detached-parent"})
+    _first_violation(spec, range(50), {CONFLICTING_QC, AGREEMENT})
 
 
 def test_commit_over_non_consecutive_views_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -157,6 +172,37 @@ def test_no_future_view_window_is_caught(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(proposal_rules, "check_window", stale_only)
     spec = SimSpec(nodes=4, byzantine={0: "far-future"})
     _first_violation(spec, range(50), {BOUNDED_STATE})
+
+
+def test_joining_a_view_on_one_timeout_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # f+1 timeouts make a replica join their view because one of them is honest. Joining on one
+    # lets near-future alone drag honest replicas into views no honest replica gave up on (they
+    # still commit: liveness alone does not see it).
+    monkeypatch.setattr(TimeoutCollector, "joins", lambda self, count: count >= 1)
+    spec = SimSpec(nodes=4, byzantine={0: "near-future"})
+    _first_violation(spec, range(20), {UNJUSTIFIED_JOIN})
+
+
+def test_signatures_without_the_chain_id_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Validators run the same keys on a sibling chain: with the chain id left out of the signed
+    # bytes, cross-chain carries the sibling chain's QCs over and honest replicas take them. They
+    # follow a chain that is not ours: QCs that conflict with our commits, or no commits at all.
+    original = signing_module.signing_bytes
+
+    def without_chain_id(tag: signing_module.Tag, chain_id: str, payload: bytes) -> bytes:
+        return original(tag, "", payload)
+
+    monkeypatch.setattr(signing_module, "signing_bytes", without_chain_id)
+    spec = SimSpec(nodes=4, byzantine={0: "cross-chain"})
+    _first_violation(spec, range(20), {CONFLICTING_QC, AGREEMENT, LIVENESS})
+
+
+def test_a_sync_target_taken_on_the_proposers_word_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # invalid-block now and then claims a height no chain can have reached by its QC's view; a
+    # replica that lacks the parent and trusts the claim syncs towards blocks that do not exist.
+    monkeypatch.setattr(fetcher_module, "sync_cap", lambda root, certified_view: 10**18)
+    spec = SimSpec(nodes=4, byzantine={0: "invalid-block"})
+    _first_violation(spec, range(60), {SYNC_TARGET})
 
 
 def test_a_deadline_left_in_the_past_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:

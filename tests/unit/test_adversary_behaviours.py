@@ -9,14 +9,24 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from core_helpers import GENESIS_BLOCK, GENESIS_QC, KEYS, N, certifier, config, make_replica, vi
+from core_helpers import GENESIS_BLOCK, GENESIS_QC, KEYS, N, certifier, config, make_replica, refusals, vi
 
 from bft.adversary import BEHAVIOURS
 from bft.adversary.base import Behaviour
-from bft.adversary.noise import SIBLING_CHAIN_SUFFIX
+from bft.adversary.noise import MAX_SIBLING_GROWTH, SIBLING_CHAIN_SUFFIX, CrossChain, SiblingChain
 from bft.core.actions import Action, Broadcast, Refusal, Send, ViewChange
 from bft.core.chain import MemoryChain
-from bft.core.messages import Block, Message, Proposal, QuorumCert, Timeout, Vote
+from bft.core.messages import (
+    Block,
+    BlockRequest,
+    BlockResponse,
+    Message,
+    Proposal,
+    QuorumCert,
+    SyncInfo,
+    Timeout,
+    Vote,
+)
 from bft.core.program import Program
 from bft.core.proposal_rules import app_claim, check_app_claim, check_proposal
 from bft.core.refusals import RefusalReason, Refused
@@ -320,3 +330,70 @@ def test_cross_chain_signs_votes_timeouts_and_proposals_for_the_sibling_chain_on
     assert {r.what for r in bad} >= {"vote", "timeout", "proposal"}
     for r in pump.honest.values():
         assert ours.check_qc(r.high_qc) is None
+
+
+def test_the_sibling_record_carries_honest_sibling_qcs_that_our_chain_refuses() -> None:
+    chain_id = config(0).chain_id + SIBLING_CHAIN_SUFFIX
+    ours, sibling = certifier(), certifier(chain_id)
+    record = SiblingChain(chain_id, config(0).validators, KEYS)
+    block, qc = record.certified(View(10))
+    assert (block.view, block.height, qc.view, qc.block_id) == (10, 10, 10, block.id)
+    assert sibling.check_qc(qc) is None and ours.check_qc(qc) is not None
+    # Bounded growth per call; a fetch is answered from the blocks it remembers, newest first.
+    far, _ = record.certified(View(10**9))
+    assert far.view == 10 + MAX_SIBLING_GROWTH
+    answer = record.answer(BlockRequest(far.id, 5))
+    assert answer is not None and [b.view for b in answer.blocks] == [far.view - k for k in range(5)]
+    # Carried over by cross-chain, an honest replica refuses each as a bad QC.
+    byz = CrossChain(make_replica(BYZ), KEYS[BYZ], config(BYZ), random.Random(0), record=record)
+    honest = make_replica(1)
+    carried = [
+        a.msg for _ in range(40) for a in byz.on_message(vi(2), _sync_info(), 0.0) if isinstance(a, Send)
+    ]
+    infos = [m for m in carried if isinstance(m, SyncInfo)]
+    assert infos and all(sibling.check_qc(m.high_qc) is None for m in infos)
+    for info in infos:
+        refused = refusals(honest.on_message(vi(BYZ), info, 0.0))
+        assert [r.reason for r in refused] == [RefusalReason.BAD_QC]
+    assert honest.high_qc == GENESIS_QC
+    fetched = byz.on_message(vi(1), BlockRequest(infos[-1].high_qc.block_id, 4), 0.0)
+    assert any(isinstance(a, Send) and isinstance(a.msg, BlockResponse) for a in fetched)
+
+
+def _sync_info() -> SyncInfo:
+    return SyncInfo(GENESIS_QC, None)
+
+
+# detached-parent
+
+
+def _detached(pump: Pump) -> list[Proposal]:
+    return [
+        m for _, m in pump.byz_sends() if isinstance(m, Proposal) and m.block.parent_id != m.block.qc.block_id
+    ]
+
+
+def test_detached_parent_hangs_a_block_off_the_parent_of_the_locked_block_after_a_tc() -> None:
+    pump = Pump("detached-parent")
+    pump.run_until(lambda: len(_detached(pump)) >= 2)
+    honest_chain = pump.chains[1]
+    for proposal in _detached(pump):
+        block, tc = proposal.block, proposal.tc
+        # A TC for the previous view whose high QC is the block's own QC (for b'), newer than the
+        # lock on b; the parent is b's parent, with b's height and the claim an honest replica makes.
+        assert tc is not None and tc.view + 1 == block.view and tc.high_qc == block.qc
+        assert certifier().check_tc(tc) is None
+        middle = pump.byz.blocks[block.qc.block_id]
+        locked = pump.byz.blocks[middle.parent_id]
+        assert block.parent_id == locked.parent_id and block.height == locked.height
+        parent = pump.byz.blocks.get(block.parent_id, GENESIS_BLOCK)
+        grandparent = pump.byz.blocks.get(parent.parent_id, GENESIS_BLOCK) if parent.height > 0 else None
+        assert check_app_claim(block, app_claim(parent, grandparent, honest_chain)) is None
+        # Only the parent link refuses it.
+        refused = check_proposal(config(1), certifier(), block.view, vi(BYZ), proposal, False)
+        assert refused is not None and refused.reason is RefusalReason.PARENT_MISMATCH
+    pump.run(500)
+    detached_views = {p.block.view for p in _detached(pump)}
+    reasons = {r.reason for r in pump.honest_refusals() if r.what == "proposal" and r.view in detached_views}
+    assert RefusalReason.PARENT_MISMATCH in reasons
+    assert min(r.committed_height for r in pump.honest.values()) > 0

@@ -253,3 +253,30 @@ def test_waiting_proposals_are_bounded_in_bytes() -> None:
 def test_validators_and_keys_are_the_test_chains() -> None:
     # The fixtures above sign with the test chain's keys; a guard against a silent change there.
     assert VALIDATORS.n == len(KEYS) == 4
+
+
+@pytest.mark.parametrize("excess", [1, 10**9])
+def test_a_height_no_chain_can_have_reached_is_refused_as_a_sync_target(
+    long_chain: list[Block], excess: int
+) -> None:
+    """A Byzantine leader's proposal carries a real QC but claims a height above what the QC's
+    view allows (one per view since the root): no sync towards it, and a typed refusal."""
+    top = long_chain[-1]
+    view = top.view + 1
+    proposer = leader(view)
+    lagging = make_replica(next(i for i in range(4) if i != proposer))
+    honest = make_block(top, view)
+    # The root is genesis (view 0, height 0) and the QC is of view top.view: the honest height
+    # top.height + 1 is the highest a child of that QC's block can have.
+    assert honest.height == top.view + 1
+    inflated = replace(honest, height=honest.height + excess)
+    out = lagging.on_message(proposer, make_proposal(inflated), 0.0)
+    too_high = [r for r in refusals(out) if r.reason is RefusalReason.SYNC_TARGET_TOO_HIGH]
+    assert too_high and f"height {inflated.height}" in too_high[0].detail
+    assert not any(isinstance(m, SyncRequest) for _, m in sends(out))
+    assert lagging.statistics()["sync_target"] == 0
+    # The same proposal at its true height makes it sync (the cap is tight, not too tight).
+    out = lagging.on_message(proposer, make_proposal(honest), 0.0)
+    assert any(isinstance(m, SyncRequest) for _, m in sends(out))
+    assert lagging.statistics()["sync_target"] == honest.height - 1
+    lagging.check_invariants()
