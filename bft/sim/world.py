@@ -152,6 +152,8 @@ class World:
             crashes=spec.crashes,
             total_crashes=spec.total_crashes,
             late_crashes=spec.late_crashes,
+            late_async=spec.late_async,
+            view_partitions=spec.view_partitions,
         )
         validators = ValidatorSet(tuple(keys(i).public_key for i in range(spec.nodes)))
         leaders = self.twins.leaders if self.twins is not None else ()
@@ -206,7 +208,11 @@ class World:
             self.plan.network_params(),
             random.Random(f"network/{seed}"),
             self.plan.partitions,
-            self.twins.view_partitions() if self.twins is not None else None,
+            [
+                *self.plan.view_partitions,
+                *(self.twins.view_partitions(self.plan.gst_s) if self.twins is not None else ()),
+            ],
+            self.plan.async_periods,
         )
         self.sched: Scheduler[Event] = Scheduler()
         self.events = 0
