@@ -32,8 +32,9 @@ any instance proposes; the checker records each broken invariant as a `Violation
   above the high QC, every buffer within its bounds: `Replica.check_invariants`).
 - timer-progress: after an honest replica's `on_timer(now)`, its next deadline is later than
   `now` (a deadline left in the past makes a driver spin on it and starve the network).
-- liveness: within the window after the last fault (GST or a later restart), every honest
-  instance commits `min_new_commits` blocks above the highest honest height at that moment.
+- liveness: within the window after the last fault (`FaultPlan.last_fault_s`: GST, a later
+  restart, the end of an asynchronous period after GST or the heal of a partition by view),
+  every honest instance commits `min_new_commits` blocks above the highest honest height then.
 - program-error: a program raised (with its traceback summary); event-budget: runaway schedule.
 Honest instances are those the harness declares checked (not Byzantine, not Twins' indices).
 May not: drive the simulation or look at anything it is not handed.

@@ -1,7 +1,8 @@
 """Seeded campaigns of the real core with each Byzantine behaviour, at n=4 (f=1) and n=7 (f=2).
 
 Every schedule checks agreement, conflicting QCs, validity, double signing, persist-before-send,
-safety-state monotonicity and liveness after GST. A failure prints its seed and replay command.
+safety-state monotonicity and liveness after the last fault. A failure prints its seed and replay
+command.
 Together with test_sim_honest.py these suites run over 2,000 schedules.
 """
 
