@@ -10,8 +10,9 @@ May not: run anything; the harness carries the plan out.
 
 After GST, a plan may crash one honest validator for a long time (up to 40 s: dozens to
 hundreds of blocks) while the others go on, so that it must catch up by block sync. It may also
-draw a second asynchronous period (`AsyncPeriod`), a few seconds after GST so that the system
-has made progress first: drops, duplicates, a wide delay spread and possibly a partition of
+draw a second asynchronous period (`AsyncPeriod`), 2 to 8 s after GST so that the system has
+made progress first (in most schedules: timeouts backed off before GST may still be long): a
+delay spread of half a base timeout to four, drops, duplicates and possibly a partition of
 validators, for 1 to 8 s, after which the network is synchronous again. And it may split the
 validators by consensus view (`ViewPartition`): for a bounded range of views, messages of those
 views do not cross groups, until the split heals, at most 8 s after GST (a split with no
@@ -234,9 +235,7 @@ def generate_fault_plan(
                 end_s=start_s + again.uniform(*ASYNC_AGAIN_DURATION_S),
                 drop_rate=again.choice([0.0, 0.02, 0.1, 0.3]),
                 dup_rate=again.choice([0.0, 0.02, 0.1]),
-                max_delay_s=again.choice(
-                    [delta_s, base_timeout_s * 0.5, base_timeout_s * 1.5, base_timeout_s * 4]
-                ),
+                max_delay_s=again.choice([base_timeout_s * 0.5, base_timeout_s * 1.5, base_timeout_s * 4]),
                 groups=_split(again, n) if n >= 2 and again.random() < 0.5 else (),
             )
         )

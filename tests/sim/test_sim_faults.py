@@ -112,7 +112,7 @@ def test_some_plans_are_asynchronous_again_after_gst() -> None:
     assert sum(1 for _, a in again if a.drop_rate > 0) > 20
     assert sum(1 for _, a in again if a.dup_rate > 0) > 20
     assert sum(1 for _, a in again if a.groups) > 20
-    assert len({a.max_delay_s for _, a in again}) == 4
+    assert {a.max_delay_s for _, a in again} == {0.5, 1.5, 4.0}  # always a wide spread
     quiet = generate_fault_plan(
         plans.index(again[0][0]), 7, (), base_timeout_s=1.0, delta_s=0.1, max_gst_s=20.0, late_async=False
     )
