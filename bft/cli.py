@@ -146,9 +146,11 @@ def _add_sim(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="run a seeded simulation campaign of the real core",
         description=(
             "Run n replicas of the real core in a deterministic simulator with message delays, drops, "
-            "duplicates, partitions that heal, crashes and restarts, and Byzantine behaviours; check "
-            "agreement, validity, no double signing, safety-state monotonicity and liveness after "
-            "every step. Exits 1 on any violation and prints the seed and the command that replays it."
+            "duplicates, partitions (by time and by view) that heal, a second asynchronous period "
+            "after GST, crashes and restarts, and Byzantine behaviours; check agreement, validity "
+            "(proposer and certificates of every committed block), no double signing, safety-state "
+            "monotonicity after every step, and liveness after the last fault. Exits 1 on any "
+            "violation and prints the seed and the command that replays it."
         ),
     )
     sim.add_argument("--nodes", type=int, default=4, help="number of validators (default 4)")

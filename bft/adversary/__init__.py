@@ -12,6 +12,7 @@ from bft.adversary.forks import DetachedParent, ForkParent, SameTargetEquivocato
 from bft.adversary.leaders import EquivocatingLeader, ForgedQC, InvalidBlock
 from bft.adversary.noise import CrossChain, FarFuture, GarbageSender, NearFuture, Replayer
 from bft.adversary.silence import SelectiveOmission, Silent
+from bft.adversary.turns import OutOfTurn
 from bft.adversary.voters import DoubleVoter
 
 BEHAVIOURS: dict[str, type[Behaviour]] = {
@@ -31,6 +32,7 @@ BEHAVIOURS: dict[str, type[Behaviour]] = {
         DetachedParent,
         NearFuture,
         CrossChain,
+        OutOfTurn,
     )
 }
 

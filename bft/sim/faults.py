@@ -1,15 +1,27 @@
 """Seeded fault plans: what goes wrong in one schedule, decided up front from its seed.
 
 Owns: `CrashKind`, `CrashEvent`, `FaultPlan` and `generate_fault_plan`. A plan fixes GST, the
-pre-GST network misbehaviour (drops, duplicates, delay spread, partitions of validators) and the
-crash/restart events of honest validators before GST. At no time are more validators faulty
-(Byzantine, Twins or crashed-or-armed-to-crash) than f, except in a total crash: every honest
-validator crashes around one moment and restarts, all before GST, recovering from disk alone.
+pre-GST network misbehaviour (drops, duplicates, delay spread, partitions of validators), the
+crash/restart events of honest validators before GST, and the network faults after GST below.
+At no time are more validators faulty (Byzantine, Twins or crashed-or-armed-to-crash) than f,
+except in a total crash: every honest validator crashes around one moment and restarts, all
+before GST, recovering from disk alone.
 May not: run anything; the harness carries the plan out.
 
 After GST, a plan may crash one honest validator for a long time (up to 40 s: dozens to
-hundreds of blocks) while the others go on, so that it must catch up by block sync; liveness is
-then demanded over a window after its restart (`FaultPlan.last_fault_s`).
+hundreds of blocks) while the others go on, so that it must catch up by block sync. It may also
+draw a second asynchronous period (`AsyncPeriod`), 2 to 8 s after GST so that the system has
+made progress first (in most schedules: timeouts backed off before GST may still be long): a
+delay spread of half a base timeout to four, drops, duplicates and possibly a partition of
+validators, for 1 to 8 s, after which the network is synchronous again. And it may split the
+validators by consensus view (`ViewPartition`): for a bounded range of views, messages of those
+views do not cross groups, until the split heals, at most 8 s after GST (a split with no
+quorum group would otherwise stop views from advancing for ever). Network faults are
+not validator faults: the budget below counts crashes only, and it is the same with or without
+them. Liveness is demanded over a window after the last fault of any kind: GST, the last
+restart, the end of the last asynchronous period, the last heal (`FaultPlan.last_fault_s`).
+Each of these draws comes from its own stream of the seed, so plans drawn before it existed
+stay as they were.
 
 Crash kinds (each occupies the interval [at_s, restart_s) of the fault budget):
 - PLAIN: the node dies at `at_s` and restarts at `restart_s`.
@@ -27,7 +39,19 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from bft.core.types import max_faulty
-from bft.sim.network import NetworkParams, TimePartition
+from bft.sim.network import AsyncPeriod, Instance, NetworkParams, TimePartition, ViewPartition, format_groups
+
+# The second asynchronous period: how often, when (after GST, once the system made progress), and
+# for how long.
+ASYNC_AGAIN_RATE = 0.3
+ASYNC_AGAIN_START_AFTER_GST_S = (2.0, 8.0)
+ASYNC_AGAIN_DURATION_S = (1.0, 8.0)
+# Partitions by view: how often, which views (where schedules are around GST), how many views,
+# and how long after GST one may still hold.
+VIEW_PARTITION_RATE = 0.3
+VIEW_PARTITION_FIRST_VIEWS = (1, 40)
+MAX_VIEW_PARTITION_VIEWS = 6
+MAX_VIEW_PARTITION_HEAL_AFTER_GST_S = 8.0
 
 
 class CrashKind(enum.StrEnum):
@@ -59,11 +83,21 @@ class FaultPlan:
     delta_s: float
     partitions: tuple[TimePartition, ...]
     crashes: tuple[CrashEvent, ...]
+    async_periods: tuple[AsyncPeriod, ...] = ()
+    view_partitions: tuple[ViewPartition, ...] = ()
 
     @property
     def last_fault_s(self) -> float:
-        """When the last fault ends: GST, or a later restart."""
-        return max([self.gst_s, *(c.restart_s for c in self.crashes)])
+        """When the last fault ends: GST, a later restart, the end of an asynchronous period
+        after GST, or the heal of a partition by view."""
+        return max(
+            [
+                self.gst_s,
+                *(c.restart_s for c in self.crashes),
+                *(a.end_s for a in self.async_periods),
+                *(v.heal_s for v in self.view_partitions),
+            ]
+        )
 
     def network_params(self) -> NetworkParams:
         return NetworkParams(
@@ -83,8 +117,15 @@ class FaultPlan:
             f" after GST delay <= {self.delta_s:.3f}s"
         ]
         for p in self.partitions:
-            groups = " | ".join(",".join(map(str, sorted(g))) for g in p.groups)
-            lines.append(f"partition {p.start_s:.3f}..{p.end_s:.3f}s: {groups}")
+            lines.append(f"partition {p.start_s:.3f}..{p.end_s:.3f}s: {format_groups(p.groups)}")
+        for a in self.async_periods:
+            split = f"; partition {format_groups(a.groups)}" if a.groups else ""
+            lines.append(
+                f"asynchronous again {a.start_s:.3f}..{a.end_s:.3f}s: drop {a.drop_rate:.0%}, "
+                f"duplicate {a.dup_rate:.0%}, delay <= {a.max_delay_s:.3f}s{split}"
+            )
+        for v in self.view_partitions:
+            lines.append(f"partition by view, {v.describe()}")
         for c in self.crashes:
             extra = f" (disk op {c.after_ops})" if c.kind is CrashKind.MID_SAVE else ""
             lines.append(
@@ -101,6 +142,14 @@ def _max_overlap(intervals: list[tuple[float, float]]) -> int:
         cur += d
         best = max(best, cur)
     return best
+
+
+def _split(rng: random.Random, n: int) -> tuple[frozenset[int], ...]:
+    """Indices 0..n-1 in 2 or 3 non-empty groups (n >= 2)."""
+    members = list(range(n))
+    rng.shuffle(members)
+    cuts = sorted(rng.sample(range(1, n), min(rng.randint(2, 3), n) - 1))
+    return tuple(frozenset(members[a:b]) for a, b in zip([0, *cuts], [*cuts, n], strict=True))
 
 
 def _random_groups(rng: random.Random, members: list[int]) -> tuple[frozenset[int], ...]:
@@ -123,6 +172,8 @@ def generate_fault_plan(
     crashes: bool = True,
     total_crashes: bool = True,
     late_crashes: bool = True,
+    late_async: bool = True,
+    view_partitions: bool = True,
 ) -> FaultPlan:
     """A varied plan from `seed`: from calm to harsh, with crashes only of validators not in
     `faulty` and at most f - len(faulty) of them down (or armed) at any instant."""
@@ -174,6 +225,29 @@ def generate_fault_plan(
         if _max_overlap([*spans, (at_s, restart_s)]) <= budget:
             events.append(CrashEvent(late.choice(honest), CrashKind.PLAIN, at_s, restart_s))
     events.sort(key=lambda c: (c.at_s, c.index))
+    periods: list[AsyncPeriod] = []
+    again = random.Random(f"faults-async-after-gst/{seed}")
+    if late_async and not calm and again.random() < ASYNC_AGAIN_RATE:
+        start_s = gst_s + again.uniform(*ASYNC_AGAIN_START_AFTER_GST_S)
+        periods.append(
+            AsyncPeriod(
+                start_s=start_s,
+                end_s=start_s + again.uniform(*ASYNC_AGAIN_DURATION_S),
+                drop_rate=again.choice([0.0, 0.02, 0.1, 0.3]),
+                dup_rate=again.choice([0.0, 0.02, 0.1]),
+                max_delay_s=again.choice([base_timeout_s * 0.5, base_timeout_s * 1.5, base_timeout_s * 4]),
+                groups=_split(again, n) if n >= 2 and again.random() < 0.5 else (),
+            )
+        )
+    splits: list[ViewPartition] = []
+    by_view = random.Random(f"faults-by-view/{seed}")
+    if view_partitions and not calm and n >= 2 and by_view.random() < VIEW_PARTITION_RATE:
+        for _ in range(by_view.choice([1, 1, 2])):
+            first_view = by_view.randint(*VIEW_PARTITION_FIRST_VIEWS)
+            end_view = first_view + by_view.randint(1, MAX_VIEW_PARTITION_VIEWS)
+            groups = tuple(frozenset(Instance(i) for i in g) for g in _split(by_view, n))
+            heal_s = gst_s + by_view.uniform(0.0, MAX_VIEW_PARTITION_HEAL_AFTER_GST_S)
+            splits.append(ViewPartition(first_view, end_view, groups, heal_s))
     return FaultPlan(
         seed=seed,
         gst_s=gst_s,
@@ -184,6 +258,8 @@ def generate_fault_plan(
         delta_s=delta_s,
         partitions=tuple(partitions),
         crashes=tuple(events),
+        async_periods=tuple(periods),
+        view_partitions=tuple(splits),
     )
 
 

@@ -10,8 +10,10 @@ any instance proposes; the checker records each broken invariant as a `Violation
   closed a commit's three-chain, certifies a block that does not extend that block. This is the
   key lemma of HotStuff's safety proof; it fails before conflicting commits can, so it catches
   weakened rules sooner.
-- validity: every committed transaction was seen in some proposal on the network, and no
-  transaction is committed at two heights.
+- validity: every committed block was proposed by the leader of its view (`leader_of`), and its
+  own QC and the QC its commit carries for it verify against the validator set; every committed
+  transaction was seen in some proposal on the network, and no transaction is committed at two
+  heights.
 - app-state: every committed block claims the app hash of the height its chain fixes
   (`bft.core.app_state.claim_height`), and that hash is the one executing the committed chain
   gives (the simulator's replicas run `BlockHashChain`).
@@ -36,8 +38,9 @@ any instance proposes; the checker records each broken invariant as a `Violation
 - sync-target: an honest replica syncs towards no height above the highest block that a valid
   QC seen on the network certifies (a proposal's height is its proposer's word; a target taken
   from it unchecked has a node sync towards blocks that do not exist).
-- liveness: within the window after the last fault (GST or a later restart), every honest
-  instance commits `min_new_commits` blocks above the highest honest height at that moment.
+- liveness: within the window after the last fault (`FaultPlan.last_fault_s`: GST, a later
+  restart, the end of an asynchronous period after GST or the heal of a partition by view),
+  every honest instance commits `min_new_commits` blocks above the highest honest height then.
 - program-error: a program raised (with its traceback summary); event-budget: runaway schedule.
 Honest instances are those the harness declares checked (not Byzantine, not Twins' indices).
 May not: drive the simulation or look at anything it is not handed.
@@ -45,7 +48,7 @@ May not: drive the simulation or look at anything it is not handed.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from bft.core.actions import Commit
@@ -63,7 +66,7 @@ from bft.core.messages import (
     Timeout,
     Vote,
 )
-from bft.core.types import GENESIS_APP_HASH, BlockId, View
+from bft.core.types import GENESIS_APP_HASH, BlockId, ValidatorIndex, View
 from bft.core.wire import encode
 from bft.sim.network import Instance
 
@@ -113,9 +116,18 @@ class InvariantChecker:
     """Incremental checks over the honest instances in `honest`."""
 
     def __init__(
-        self, honest: Collection[Instance], min_new_commits: int = 3, certifier: Certifier | None = None
+        self,
+        honest: Collection[Instance],
+        min_new_commits: int = 3,
+        certifier: Certifier | None = None,
+        leader_of: Callable[[View], ValidatorIndex] | None = None,
     ) -> None:
+        """Without a `certifier` no certificate is verified (conflicting-qc, and the QC checks of
+        validity and certified-commit, are off); without `leader_of` no proposer is checked."""
         self.honest = frozenset(honest)
+        self._leader_of = leader_of
+        # Blocks whose proposer and own QC passed validity already (a block id fixes both).
+        self._valid_blocks: set[BlockId] = set()
         # For conflicting-qc: every block and valid QC seen, and the committed chain by height.
         self._certifier = certifier
         self._blocks: dict[BlockId, Block] = {}
@@ -191,6 +203,8 @@ class InvariantChecker:
         self._check_certified(time_s, inst, commit)
         if commit.blocks:
             self._on_direct_commit(time_s, commit.blocks[-1])
+        for block, qc in zip(commit.blocks, commit.qcs, strict=False):
+            self._check_valid_block(time_s, inst, block, qc)
         for block in commit.blocks:
             tip = self._tip.get(inst)
             if tip is None:
@@ -227,6 +241,29 @@ class InvariantChecker:
                         inst,
                         f"tx {tx!r} committed at heights {h} and {block.height}",
                     )
+
+    def _check_valid_block(self, time_s: float, inst: Instance, block: Block, qc: QuorumCert) -> None:
+        """Validity of a committed block: it is its view's leader's, and certified for real (its
+        own QC, for its parent, and `qc`, the commit's QC for it)."""
+        reasons: list[str] = []
+        if block.id not in self._valid_blocks:
+            if self._leader_of is not None:
+                leader = self._leader_of(block.view)
+                if block.proposer != leader:
+                    reasons.append(
+                        f"proposed by {block.proposer}, but the leader of view {block.view} is {leader}"
+                    )
+            refused = None if self._certifier is None else self._certifier.check_qc(block.qc)
+            if refused is not None:
+                reasons.append(f"its QC (view {block.qc.view}) does not verify: {refused.detail}")
+            if not reasons:
+                self._valid_blocks.add(block.id)
+        refused = None if self._certifier is None else self._certifier.check_qc(qc)
+        if refused is not None:
+            reasons.append(f"the commit's QC for it does not verify: {refused.detail}")
+        for reason in reasons:
+            what = f"committed block {block.id.hex()[:16]} at height {block.height} (view {block.view})"
+            self._violate(VALIDITY, time_s, inst, f"{what}: {reason}")
 
     def _check_certified(self, time_s: float, inst: Instance, commit: Commit) -> None:
         """The commit's own evidence proves it: QCs for its blocks, a consecutive three-chain."""

@@ -38,7 +38,8 @@ class SimSpec:
     # Delay bound after GST; must be well below the base timeout.
     delta_s: float = 0.1
     max_gst_s: float = 20.0
-    # Liveness: every honest instance commits `min_new_commits` blocks within `window_s` after GST.
+    # Liveness: every honest instance commits `min_new_commits` blocks within `window_s` after the
+    # last fault (`FaultPlan.last_fault_s`).
     window_s: float = 60.0
     min_new_commits: int = 3
     # A schedule runs at least this long, so Byzantine behaviours get many views to act in.
@@ -50,6 +51,10 @@ class SimSpec:
     total_crashes: bool = True
     # Some plans crash one honest node for long after GST (it must catch up by block sync).
     late_crashes: bool = True
+    # Some plans make the network asynchronous again for a while after GST.
+    late_async: bool = True
+    # Some plans split the validators for a range of views (healing by a bounded time).
+    view_partitions: bool = True
     max_events: int = 500_000
     stop_on_violation: bool = True
     # Each seed draws the consensus settings and payload shape (`bft.sim.settings`); off, every

@@ -8,8 +8,9 @@ groups; no group is required to hold a quorum, since exploring is the point. A q
 views are unpartitioned; in a split view the two copies of each twin are in different groups
 (this found about twice the bugs per schedule that uniform assignment did, on deliberately
 weakened replicas). Later views use round-robin leaders and no partitions. The runner feeds
-`leaders` into `ReplicaConfig.leaders` and `partitions` into the network's view partitions;
-invariants treat twin indices as Byzantine.
+`leaders` into `ReplicaConfig.leaders` and `view_partitions(GST)` (one `ViewPartition` per view,
+the same type the fault plan's partitions by view use) into the network; invariants treat twin
+indices as Byzantine.
 May not: run anything; choices come from the seed only (random sampling, not enumeration).
 """
 
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bft.core.types import ValidatorIndex
-from bft.sim.network import Instance, ViewPartition
+from bft.sim.network import Instance, InstanceGroups, ViewPartition, format_groups
 
 DEFAULT_ROUNDS = 8
 
@@ -31,19 +32,19 @@ class TwinsScenario:
     # leaders[v - 1] leads view v for v in 1..rounds.
     leaders: tuple[ValidatorIndex, ...]
     # partitions[v - 1] is the partition of view v.
-    partitions: tuple[ViewPartition, ...]
+    partitions: tuple[InstanceGroups, ...]
 
     def instances(self, n: int) -> list[Instance]:
         return [Instance(i) for i in range(n)] + [Instance(i, 1) for i in self.twin_indices]
 
-    def view_partitions(self) -> dict[int, ViewPartition]:
-        return {v + 1: p for v, p in enumerate(self.partitions)}
+    def view_partitions(self, heal_s: float) -> tuple[ViewPartition, ...]:
+        """View v's split, for each of the first `rounds` views, healing at `heal_s` (GST)."""
+        return tuple(ViewPartition(v, v + 1, p, heal_s) for v, p in enumerate(self.partitions, 1))
 
     def describe(self) -> str:
         lines = [f"twins of {', '.join(map(str, self.twin_indices))}"]
         for v, (leader, groups) in enumerate(zip(self.leaders, self.partitions, strict=True), 1):
-            parts = " | ".join(",".join(str(i) for i in sorted(g)) for g in groups)
-            lines.append(f"view {v}: leader {leader}; {parts}")
+            lines.append(f"view {v}: leader {leader}; {format_groups(groups)}")
         return "\n".join(lines)
 
 
@@ -53,7 +54,7 @@ def generate_twins_scenario(
     instances = [Instance(i) for i in range(n)] + [Instance(i, 1) for i in twin_indices]
     twins = set(twin_indices)
     leaders: list[ValidatorIndex] = []
-    partitions: list[ViewPartition] = []
+    partitions: list[InstanceGroups] = []
     for _ in range(rounds):
         # Bias leaders towards the twins: their equivocation is what Twins explores.
         if twins and rng.random() < 0.6:

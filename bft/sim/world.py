@@ -22,6 +22,7 @@ from bft.core.blocktree import genesis
 from bft.core.certs import Certifier
 from bft.core.config import ReplicaConfig
 from bft.core.errors import DecodeError, InvariantViolation
+from bft.core.leader import leader_of
 from bft.core.messages import Message, Proposal, SafetyState, Timeout, Vote
 from bft.core.program import Program
 from bft.core.replica import Replica
@@ -152,6 +153,8 @@ class World:
             crashes=spec.crashes,
             total_crashes=spec.total_crashes,
             late_crashes=spec.late_crashes,
+            late_async=spec.late_async,
+            view_partitions=spec.view_partitions,
         )
         validators = ValidatorSet(tuple(keys(i).public_key for i in range(spec.nodes)))
         leaders = self.twins.leaders if self.twins is not None else ()
@@ -163,7 +166,14 @@ class World:
         honest = [i for i in instances if i.index not in faulty]
         genesis_qc = genesis(spec.chain_id)[1]
         certifier = Certifier(spec.chain_id, validators, genesis_qc, sig_cache)
-        self.checker = InvariantChecker(honest, spec.min_new_commits, certifier)
+        # Whose turn a view is, as every replica computes it (from the chain id, the validators
+        # and the leader prefix; `me` plays no part).
+        leader_config = ReplicaConfig(
+            chain_id=spec.chain_id, validators=validators, me=ValidatorIndex(0), leaders=leaders
+        )
+        self.checker = InvariantChecker(
+            honest, spec.min_new_commits, certifier, lambda view: leader_of(leader_config, view)
+        )
         self.settings = (
             draw_settings(seed, spec.base_timeout_s, spec.max_timeout_s)
             if spec.production
@@ -206,7 +216,11 @@ class World:
             self.plan.network_params(),
             random.Random(f"network/{seed}"),
             self.plan.partitions,
-            self.twins.view_partitions() if self.twins is not None else None,
+            [
+                *self.plan.view_partitions,
+                *(self.twins.view_partitions(self.plan.gst_s) if self.twins is not None else ()),
+            ],
+            self.plan.async_periods,
         )
         self.sched: Scheduler[Event] = Scheduler()
         self.events = 0

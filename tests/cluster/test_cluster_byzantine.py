@@ -25,9 +25,9 @@ EXPECTED_BEHAVIOURS = {
     "silent",
 }
 BEHAVIOURS = sorted(EXPECTED_BEHAVIOURS | set(ADVERSARY_BEHAVIOURS))
-# Behaviours every one of whose messages is refusable on sight; the honest nodes must log refusals
-# naming the Byzantine node. (An equivocating leader may be seen by each node on one side only;
-# silent and omit send nothing wrong.)
+# Behaviours every one of whose bad messages is refusable on sight (out-of-turn's proposals, by
+# the leader rule); the honest nodes must log refusals naming the Byzantine node. (An equivocating
+# leader may be seen by each node on one side only; silent and omit send nothing wrong.)
 REFUSED_BEHAVIOURS = {
     "cross-chain",
     "double-vote",
@@ -35,6 +35,7 @@ REFUSED_BEHAVIOURS = {
     "forged-qc",
     "garbage",
     "invalid-block",
+    "out-of-turn",
     "replay",
 }
 NEW_HEIGHTS = 5
