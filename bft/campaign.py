@@ -1,9 +1,21 @@
-"""Where the simulator meets the Byzantine behaviours: named program factories for campaigns,
-and campaigns run across worker processes.
+"""Where the simulator meets the Byzantine behaviours and the node's storage and application:
+the factories campaigns run with, and campaigns run across worker processes.
 
-Owns: FACTORIES (behaviour name -> simulator program factory), `behaviour_names`, and
-`run_campaign_jobs` (a campaign's seeds in N worker processes, results in seed order).
-May not: hold behaviour logic (that is `bft.adversary`) or simulation logic (that is `bft.sim`).
+Owns: FACTORIES (behaviour name -> simulator program factory; the node's storage; the key-value
+ledger's transactions), `factories_with`, `NodeSimStorage` (a simulated node's block store,
+executor and key-value ledger, on in-memory SQLite), `behaviour_names`, and `run_campaign_jobs`
+(a campaign's seeds in N worker processes, results in seed order).
+May not: hold behaviour logic (that is `bft.adversary`), simulation logic (that is `bft.sim`)
+or a composition of the node's ports of its own (`bft.node.compose.open_ports` is the node's).
+
+The simulated node's durable state is the node's own code over in-memory SQLite databases,
+which live as long as the schedule: a simulated crash keeps them (SQLite's `synchronous=FULL`
+contract, which the node relies on, is that a committed transaction survives and an
+uncommitted one rolls back) and a restart opens a new `BlockStore`, `KeyValueLedger` and
+`Executor` over them, as a restarted node process opens its files. Each COMMIT calls the
+simulated disk's crash point first (`bft.sim.storage`), so an injected crash can fall between
+a transaction's writes and its commit: `BlockStore` and `KeyValueLedger` then roll it back, as
+SQLite would after a power cut.
 """
 
 from __future__ import annotations
@@ -12,18 +24,29 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from itertools import islice
 from types import TracebackType
+from typing import Any
 
 from bft.adversary import BEHAVIOURS, Behaviour
 from bft.adversary.noise import SIBLING_CHAIN_SUFFIX, CrossChain, SiblingChain
-from bft.sim.node import NodeContext, ProgramFactory, honest_factory
+from bft.app import kv
+from bft.app.kv import KeyValueLedger
+from bft.core.blocktree import genesis
+from bft.core.ports import PayloadSource, Ports
+from bft.core.safety_store import SafetyStore
+from bft.node.compose import open_ports
+from bft.node.executor import Executor
+from bft.node.storage import BlockStore
+from bft.sim.node import Factories, NodeContext, ProgramFactory, honest_factory
 from bft.sim.runner import collect_campaign, run_campaign, run_schedule, sim_key
 from bft.sim.spec import CampaignResult, ScheduleResult, SimSpec
+from bft.sim.storage import APP_COMMIT, StorageContext
 from crypto.signing import SignatureCache
 
 
@@ -44,11 +67,85 @@ def _cross_chain(ctx: NodeContext) -> Behaviour:
     return CrossChain(ctx.honest(), ctx.key, ctx.config, ctx.rng, record=record)
 
 
-FACTORIES: Mapping[str, ProgramFactory] = {
+class _CrashPointConnection(sqlite3.Connection):
+    """A connection whose every COMMIT is first a crash point of the simulated disk."""
+
+    crash_point: Callable[[str], None]
+    label: str
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        if sql == "COMMIT":
+            self.crash_point(f"{self.label}: COMMIT")
+        return super().execute(sql, parameters)
+
+
+def _memory_db(label: str, crash_point: Callable[[str], None]) -> _CrashPointConnection:
+    db = sqlite3.connect(":memory:", isolation_level=None, factory=_CrashPointConnection)
+    assert isinstance(db, _CrashPointConnection)
+    db.crash_point, db.label = crash_point, label
+    return db
+
+
+class NodeSimStorage:
+    """A simulated node's committed chain, journal and key-value ledger: `bft.sim.NodeStorage`
+    over the node's own `BlockStore`, `Executor` and `KeyValueLedger`, composed by the node's
+    `open_ports`."""
+
+    def __init__(self, ctx: StorageContext) -> None:
+        self._name = ctx.name
+        self._genesis_id = genesis(ctx.chain_id)[0].id
+        self._blocks_db = _memory_db(f"blocks of node {ctx.name}", ctx.crash_point)
+        self._app_db = _memory_db(f"{APP_COMMIT}, the ledger of node {ctx.name}", ctx.crash_point)
+        self._blocks = self._open_blocks()
+        self._app = self._open_app()
+
+    def _open_blocks(self) -> BlockStore:
+        return BlockStore.over(self._blocks_db, f"blocks:{self._name}", genesis_id=self._genesis_id)
+
+    def _open_app(self) -> KeyValueLedger:
+        return KeyValueLedger.over(self._app_db, f"ledger:{self._name}")
+
+    def open(self, safety_store: SafetyStore, payload: PayloadSource) -> Ports:
+        # New objects, as a new process has: nothing the last one held in memory carries over.
+        self._blocks, self._app = self._open_blocks(), self._open_app()
+        return open_ports(safety_store, self._blocks, Executor(self._app, self._blocks), payload)
+
+    @property
+    def height(self) -> int:
+        return self._blocks.height
+
+    def app_hash_at(self, height: int) -> bytes | None:
+        return self._app.app_hash_at(height)
+
+    def close(self) -> None:
+        self._blocks.close()
+        self._app.close()
+
+
+class KvTransactions:
+    """The key-value ledger's transactions (`bft.sim.Transactions`)."""
+
+    def put(self, key: str, value: str, nonce: str) -> bytes:
+        return kv.put_tx(key, value, nonce)
+
+    def delete(self, key: str, nonce: str) -> bytes:
+        return kv.del_tx(key, nonce)
+
+    def compare_and_set(self, key: str, expect: str | None, value: str, nonce: str) -> bytes:
+        return kv.cas_tx(key, expect, value, nonce)
+
+
+PROGRAMS: Mapping[str, ProgramFactory] = {
     "honest": honest_factory,
     **{name: _factory(cls) for name, cls in BEHAVIOURS.items()},
     CrossChain.name: _cross_chain,
 }
+FACTORIES = Factories(PROGRAMS, NodeSimStorage, KvTransactions())
+
+
+def factories_with(programs: Mapping[str, ProgramFactory]) -> Factories:
+    """Other programs (test doubles, a patched honest replica) on the node's storage and ledger."""
+    return FACTORIES.with_programs(programs)
 
 
 def behaviour_names() -> list[str]:
@@ -56,13 +153,13 @@ def behaviour_names() -> list[str]:
     return [*sorted(BEHAVIOURS), "twins"]
 
 
-def default_factories() -> Mapping[str, ProgramFactory]:
+def default_factories() -> Factories:
     """FACTORIES, as a module-level function a worker process can be told to call."""
     return FACTORIES
 
 
 # How a worker finds its factories: a module-level function (pickled by name, not by value).
-FactoriesRef = Callable[[], Mapping[str, ProgramFactory]]
+FactoriesRef = Callable[[], Factories]
 
 # Seeds handed to the pool ahead of the one being reported, per worker: enough to keep every
 # worker busy while results are taken in seed order, few enough that Ctrl-C discards little.
@@ -92,7 +189,7 @@ def run_campaign_jobs(
 
 
 # One worker process's campaign: set once by the pool's initializer.
-_worker: tuple[SimSpec, Mapping[str, ProgramFactory], SignatureCache] | None = None
+_worker: tuple[SimSpec, Factories, SignatureCache] | None = None
 
 
 @contextlib.contextmanager

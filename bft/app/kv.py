@@ -265,13 +265,29 @@ class KeyValueLedger:
     """
 
     def __init__(self, path: Path) -> None:
-        self._path = Path(path)
         # check_same_thread=False: the single owner may hand calls to a worker thread; calls are
         # never concurrent (module contract). isolation_level=None: transactions are explicit.
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(Path(path), isolation_level=None, check_same_thread=False)
+        self._open(conn, Path(path), on_disk=True)
+
+    @classmethod
+    def over(cls, conn: sqlite3.Connection, name: str) -> KeyValueLedger:
+        """The ledger in the open database `conn`, e.g. an in-memory one that outlives this object
+        (the simulator keeps it across a simulated crash, and a restart opens a new ledger over
+        it, which reads the committed state as a restarted node reads its file). The same schema
+        and transactions; only the WAL and `synchronous=FULL` pragmas are skipped. `close()`
+        closes `conn`."""
+        ledger = cls.__new__(cls)
+        conn.isolation_level = None
+        ledger._open(conn, Path(name), on_disk=False)
+        return ledger
+
+    def _open(self, conn: sqlite3.Connection, path: Path, *, on_disk: bool) -> None:
+        self._path = path
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            if on_disk:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
             self._height, self._app_hash = self._open_schema(conn)
         except BaseException:
             conn.close()

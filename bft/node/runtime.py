@@ -38,6 +38,7 @@ from bft.core.types import ValidatorIndex, View
 from bft.node.api import make_app
 from bft.node.api_json import b64, block_json, evidence_json
 from bft.node.commits import CommitFeed, CommitWaiters
+from bft.node.compose import open_ports
 from bft.node.config import (
     Genesis,
     NodeConfig,
@@ -155,10 +156,10 @@ class Node:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; `task_status.started()` once the p2p and API ports listen."""
         try:
-            self.executor.start()
+            ports = open_ports(self.safety_store, self.blocks, self.executor, self.mempool)
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.transport.run)
-                self._start_program()
+                self._start_program(ports)
                 api = HypercornConfig()
                 api.bind = [self.config.api_listen]
                 api.accesslog = None
@@ -188,8 +189,7 @@ class Node:
             height = self.replica.committed_height if self.replica is not None else 0
             log.info(kv(event="stopped", node=self.me, height=height))
 
-    def _start_program(self) -> None:
-        ports = Ports(self.safety_store, self.blocks, self.executor, self.blocks, self.mempool)
+    def _start_program(self, ports: Ports) -> None:
         replica = build_replica(self.replica_config, self.key, ports, trio.current_time(), SignatureCache())
         self.replica = replica
         if self.byzantine is None:

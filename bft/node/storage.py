@@ -179,21 +179,38 @@ class BlockStore:
     """
 
     def __init__(self, path: Path, *, genesis_id: BlockId | None = None) -> None:
-        self._path = path
-        self._genesis_id = genesis_id
         try:
             # isolation_level=None: no implicit transactions; append() brackets its own.
-            self._db = sqlite3.connect(path, isolation_level=None)
+            db = sqlite3.connect(path, isolation_level=None)
         except sqlite3.Error as exc:
             raise StorageError(f"{path}: cannot open block store: {exc}") from exc
+        self._open(db, path, genesis_id, on_disk=True)
+
+    @classmethod
+    def over(cls, db: sqlite3.Connection, name: str, *, genesis_id: BlockId | None = None) -> BlockStore:
+        """A block store in the open database `db`, e.g. an in-memory one that outlives this object
+        (the simulator keeps it across a simulated crash and opens a new store over it on restart,
+        as a restarted node opens its file). The same schema, reads and transactions as on disk;
+        only the WAL and `synchronous=FULL` pragmas, which mean nothing in memory, are skipped: a
+        transaction is kept once its COMMIT returned, and one that did not commit is rolled back.
+        `close()` closes `db`."""
+        store = cls.__new__(cls)
+        db.isolation_level = None
+        store._open(db, Path(name), genesis_id, on_disk=False)
+        return store
+
+    def _open(self, db: sqlite3.Connection, path: Path, genesis_id: BlockId | None, *, on_disk: bool) -> None:
+        self._path = path
+        self._genesis_id = genesis_id
+        self._db = db
         try:
-            self._setup()
+            self._setup(on_disk)
             self._tip_height, self._tip_id = self._load_tip()
         except BaseException:
             self._db.close()
             raise
 
-    def _setup(self) -> None:
+    def _setup(self, on_disk: bool) -> None:
         try:
             # The version first: a store this node refuses is left exactly as it was.
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -202,12 +219,13 @@ class BlockStore:
                     f"{self._path}: block store schema version {version}, this node reads "
                     f"{SCHEMA_VERSION}; an older chain's data cannot be read: remove the data directory"
                 )
-            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StorageError(f"{self._path}: cannot use WAL mode (got {mode!r})")
-            # FULL, not WAL's usual NORMAL: a commit must survive power loss, not only a crash,
-            # since the node tells clients (and peers doing block sync) that it happened.
-            self._db.execute("PRAGMA synchronous=FULL")
+            if on_disk:
+                mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise StorageError(f"{self._path}: cannot use WAL mode (got {mode!r})")
+                # FULL, not WAL's usual NORMAL: a commit must survive power loss, not only a crash,
+                # since the node tells clients (and peers doing block sync) that it happened.
+                self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.execute("BEGIN IMMEDIATE")
             for statement in _SCHEMA.split(";"):

@@ -8,7 +8,9 @@ becomes durable only by `fsync(name)`; directory changes (creations and renames)
 only by `fsync_dir()`. `crash()` reverts the directory to its last durable entries and every
 file to its last durable content (an entry whose inode was never fsynced reads as empty).
 
-Crash points: `crash_after_ops(k)` makes the k-th following operation (reads included) raise
+Crash points: `crash_at_next(prefix)` makes the next operation so described raise SimCrash, and
+`crash_after_ops(k)` makes the k-th following operation (reads included, and the
+commits of the node's SQLite stores, `commit_point`) raise
 `SimCrash` before it takes effect; every later operation raises too until `crash()` is called,
 as a dead process does nothing more.
 May not: touch the real filesystem.
@@ -30,6 +32,7 @@ class SimDisk:
 
     __slots__ = (
         "_countdown",
+        "_crash_on",
         "_data",
         "_dead",
         "_dir",
@@ -46,6 +49,7 @@ class SimDisk:
         self._data: dict[int, bytes] = {}
         self._durable_data: dict[int, bytes] = {}
         self._countdown: int | None = None
+        self._crash_on: str | None = None
         self._dead = False
         self.ops = 0
 
@@ -57,13 +61,19 @@ class SimDisk:
             raise ValueError("k must be at least 1")
         self._countdown = k
 
+    def crash_at_next(self, prefix: str) -> None:
+        """Make the next operation whose description starts with `prefix` raise SimCrash instead
+        of taking effect (e.g. the application's next commit, `bft.sim.storage.APP_COMMIT`)."""
+        self._crash_on = prefix
+
     def cancel_crash(self) -> None:
-        """Disarm a pending `crash_after_ops`."""
+        """Disarm a pending `crash_after_ops` or `crash_at_next`."""
         self._countdown = None
+        self._crash_on = None
 
     @property
     def crash_armed(self) -> bool:
-        return self._countdown is not None
+        return self._countdown is not None or self._crash_on is not None
 
     def crash(self) -> None:
         """Lose everything not durable: the process died and the machine lost power."""
@@ -72,7 +82,13 @@ class SimDisk:
         self._data = {ino: self._durable_data.get(ino, b"") for ino in live}
         self._durable_data = {ino: d for ino, d in self._durable_data.items() if ino in live}
         self._countdown = None
+        self._crash_on = None
         self._dead = False
+
+    def commit_point(self, what: str) -> None:
+        """Another durable store on this machine is about to commit a transaction (`what`): one
+        operation, and so a crash point like any other (`bft.sim.storage`)."""
+        self._op(what)
 
     def durable_read(self, name: str) -> bytes | None:
         """What `read(name)` would return after a crash now; not an operation (no crash point)."""
@@ -87,6 +103,10 @@ class SimDisk:
         self.ops += 1
         if self._dead:
             raise SimCrash(f"disk used after an injected crash ({what})")
+        if self._crash_on is not None and what.startswith(self._crash_on):
+            self._crash_on = None
+            self._dead = True
+            raise SimCrash(f"injected crash at {what}")
         if self._countdown is not None:
             self._countdown -= 1
             if self._countdown == 0:

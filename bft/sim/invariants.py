@@ -14,9 +14,10 @@ any instance proposes; the checker records each broken invariant as a `Violation
   own QC and the QC its commit carries for it verify against the validator set; every committed
   transaction was seen in some proposal on the network, and no transaction is committed at two
   heights.
-- app-state: every committed block claims the app hash of the height its chain fixes
-  (`bft.core.app_state.claim_height`), and that hash is the one executing the committed chain
-  gives (the simulator's replicas run `BlockHashChain`).
+- app-state: the honest nodes' applications (in campaigns the node's key-value ledger) agree
+  on the app hash after every height they applied; and every committed block claims the app
+  hash of the height its chain fixes (`bft.core.app_state.claim_height`), and that hash is the
+  one those applications computed (checked as soon as one has applied that height).
 - double-sign: no honest validator sends two different votes, or two different timeouts, for one
   view (compared as encoded bytes, across restarts).
 - persist-before-send: a vote or timeout leaves an honest node only if the node's *durable*
@@ -52,7 +53,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from bft.core.actions import Commit
-from bft.core.app_state import block_chain_hash, claim_height
+from bft.core.app_state import claim_height
 from bft.core.certs import Certifier
 from bft.core.messages import (
     Block,
@@ -66,7 +67,7 @@ from bft.core.messages import (
     Timeout,
     Vote,
 )
-from bft.core.types import GENESIS_APP_HASH, BlockId, ValidatorIndex, View
+from bft.core.types import BlockId, ValidatorIndex, View
 from bft.core.wire import encode
 from bft.sim.network import Instance
 
@@ -144,6 +145,10 @@ class InvariantChecker:
         self._last_save: dict[Instance, SafetyState] = {}
         self._baseline: dict[Instance, int] | None = None
         self._certified_height = 0  # for sync-target: recomputed when a target goes above it
+        # For app-state: the first honest app hash reported per height, and committed claims
+        # about heights no honest application has applied yet.
+        self._app_hashes: dict[int, tuple[bytes, Instance]] = {}
+        self._unchecked_claims: dict[int, list[tuple[Instance, Block]]] = {}
 
     def _violate(self, kind: str, time_s: float, inst: Instance | None, msg: str) -> None:
         self.violations.append(Violation(kind, msg, time_s, None if inst is None else str(inst)))
@@ -334,18 +339,47 @@ class InvariantChecker:
             detail = f"syncs towards height {target}; the highest certified block is at {highest}"
             self._violate(SYNC_TARGET, time_s, inst, detail)
 
+    def on_app_hash(self, time_s: float, inst: Instance, height: int, app_hash: bytes) -> None:
+        """`inst`'s application applied `height` (0: its initial state) durably, to `app_hash`."""
+        if inst not in self.honest:
+            return
+        first = self._app_hashes.setdefault(height, (app_hash, inst))
+        if first[0] != app_hash:
+            self._violate(
+                APP_STATE,
+                time_s,
+                inst,
+                f"its application's app hash after height {height} is {app_hash.hex()[:16]}; "
+                f"node {first[1]}'s is {first[0].hex()[:16]}",
+            )
+        for claimer, block in self._unchecked_claims.pop(height, []):
+            self._check_claimed_hash(time_s, claimer, block)
+
     def _check_app_claim(self, time_s: float, inst: Instance, block: Block) -> None:
         parent = self._by_height.get(block.height - 1)
         height = 0 if parent is None else claim_height(parent, self._by_height.get(block.height - 2))
-        claimed = self._by_height.get(height)
-        expected = GENESIS_APP_HASH if height == 0 or claimed is None else block_chain_hash(claimed)
-        if (block.app_height, block.app_hash) != (height, expected):
+        if block.app_height != height:
+            self._violate(
+                APP_STATE,
+                time_s,
+                inst,
+                f"block {block.height} claims the app hash at height {block.app_height}; "
+                f"the chain fixes height {height}",
+            )
+        elif height in self._app_hashes:
+            self._check_claimed_hash(time_s, inst, block)
+        else:
+            self._unchecked_claims.setdefault(height, []).append((inst, block))
+
+    def _check_claimed_hash(self, time_s: float, inst: Instance, block: Block) -> None:
+        expected, source = self._app_hashes[block.app_height]
+        if block.app_hash != expected:
             self._violate(
                 APP_STATE,
                 time_s,
                 inst,
                 f"block {block.height} claims app hash {block.app_hash.hex()[:16]} at height "
-                f"{block.app_height}; the chain fixes height {height}, whose hash is {expected.hex()[:16]}",
+                f"{block.app_height}, where node {source}'s application has {expected.hex()[:16]}",
             )
 
     def _observe_certificates(self, time_s: float, msg: Message) -> None:

@@ -1,28 +1,28 @@
-"""One simulated node: its disk, safety store, durable commit log and running program.
+"""One simulated node: its disk, safety store, durable storage, clients and running program.
 
 Owns: `NodeContext` and `ProgramFactory` (how honest and Byzantine programs are built),
-`SimPayload` (the node's transaction source), `ObservedStore` and `SimNode` (crash and restart).
+`Factories` (everything a schedule builds its nodes from), `SimPayload` (the node's mempool as
+the proposer sees it), `SimClients` (the transactions arriving at the node), `ObservedStore`
+and `SimNode` (crash and restart).
 
 A node's durable state is what survives `crash()`: the SimDisk's synced content (and with it
-the safety state) and the committed chain (`MemoryChain`), which models the block store and
-application committing with synchronous=FULL: a commit is durable once the replica handed it to
-the executed-state port, as in the node. A restart builds a new program from the factory,
-through the same builder as the node, over the same durable ports.
+the safety state) and its `NodeStorage` (`bft.sim.storage`: in campaigns, the node's own block
+store, executor and key-value ledger on in-memory SQLite), whose committed transactions survive
+and whose uncommitted one rolls back. A (re)start opens the storage as the node process does (a
+new executor, replayed to the committed chain) and builds a new program from the factory,
+through the same builder as the node, over those ports. The mempool is memory and is lost.
 May not: schedule events or route messages (that is the world), or judge invariants.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 
 from bft.core.actions import Commit
-from bft.core.blocktree import genesis
 from bft.core.builder import build_replica
-from bft.core.chain import MemoryChain
 from bft.core.config import ReplicaConfig
-from bft.core.journal import MemoryJournal
 from bft.core.messages import SafetyState
 from bft.core.ports import Ports
 from bft.core.program import Program
@@ -33,6 +33,7 @@ from bft.core.wire import decode_safety_state
 from bft.sim.disk import SimDisk
 from bft.sim.network import Instance
 from bft.sim.settings import MAX_LARGE_TXS, SimSettings
+from bft.sim.storage import NodeStorage, ObservedExecuted, StorageContext, StorageFactory, Transactions
 from crypto.keys import PrivateKey
 from crypto.signing import SignatureCache
 
@@ -65,54 +66,110 @@ def honest_factory(ctx: NodeContext) -> Program:
     return ctx.honest()
 
 
-class SimPayload:
-    """A mempool's behaviour: each proposal offers the transactions offered before and not yet
-    committed (as the node's mempool does until it hears of the commit), then 1 to 3 new unique
-    ones, b"tx/<seed>/<instance>/<view>/<k>", some of them large (padded up to the settings'
-    size, at most `MAX_LARGE_TXS` per instance and schedule).
+@dataclass(frozen=True, slots=True)
+class Factories:
+    """What a schedule builds its nodes from: each program by behaviour name (`honest_factory`
+    where HONEST is not named), each node's durable storage, and the application's transaction
+    encoding for its clients. `bft.campaign.FACTORIES` holds the node's own."""
 
-    Survives restarts (it models the node's mempool client), so transactions stay unique.
+    programs: Mapping[str, ProgramFactory]
+    storage: StorageFactory
+    txs: Transactions
+
+    def with_programs(self, programs: Mapping[str, ProgramFactory]) -> Factories:
+        """The same storage and transactions under other programs."""
+        return replace(self, programs=programs)
+
+
+class SimPayload:
+    """The node's mempool as its proposer sees it: transactions that arrived (`add`, from the
+    simulated clients), offered oldest first to every proposal until they are committed, as the
+    node's mempool offers them (each commit removes its transactions, `remove_committed`). At
+    most `MAX_PENDING` are kept; an arrival beyond that is refused, as a full mempool refuses
+    it. It is memory: a crash empties it (`clear`), as it empties the node's.
+
+    Not the node's `Mempool` itself: that admits only what the application's `check_tx` does,
+    and the key-value ledger refuses transactions over 70 KiB, while the large transactions
+    drawn by seed (up to 512 KiB) are there to drive block sync, hash fetches and their byte
+    budgets at their limits; the ledger executes them as refused (`CODE_TOO_LARGE`), a result
+    its app hash covers like any other.
     """
 
-    # Offered-but-uncommitted transactions kept for re-offering (oldest dropped beyond this).
-    MAX_PENDING = 32
+    MAX_PENDING = 256
 
-    def __init__(
-        self,
-        seed: int,
-        inst: Instance,
-        rng: random.Random,
-        committed: Callable[[bytes], bool],
-        settings: SimSettings,
-    ) -> None:
-        self._prefix = f"tx/{seed}/{inst.index}.{inst.copy}/".encode()
-        self._rng = rng
-        self._next = 0
-        self._committed = committed
-        self._pending: list[bytes] = []
-        self._settings = settings
-        self._large_left = MAX_LARGE_TXS if settings.large_tx_rate > 0 else 0
+    def __init__(self) -> None:
+        self._pending: dict[bytes, None] = {}
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def add(self, txs: Iterable[bytes]) -> int:
+        """Admit arrivals while there is room; returns how many were admitted."""
+        admitted = 0
+        for tx in txs:
+            if len(self._pending) < self.MAX_PENDING and tx not in self._pending:
+                self._pending[tx] = None
+                admitted += 1
+        return admitted
+
+    def clear(self) -> None:
+        self._pending.clear()
+
+    def remove_committed(self, txs: Iterable[bytes]) -> None:
+        """The node committed `txs` (as the node's runtime tells its mempool of each commit)."""
+        for tx in txs:
+            self._pending.pop(tx, None)
 
     def payload_for(self, view: View, exclude: Collection[bytes]) -> tuple[bytes, ...]:
-        self._pending = [tx for tx in self._pending if not self._committed(tx)][-self.MAX_PENDING :]
-        again = [tx for tx in self._pending if tx not in exclude]
-        txs: list[bytes] = []
-        for _ in range(self._rng.randint(1, 3)):
-            while True:
-                tx = self._prefix + b"%d/%d" % (view, self._next)
-                self._next += 1
-                if tx not in exclude:
-                    break
-            txs.append(self._maybe_large(tx))
-        self._pending.extend(txs)
-        return tuple(again + txs)
+        return tuple(tx for tx in self._pending if tx not in exclude)
 
-    def _maybe_large(self, tx: bytes) -> bytes:
+
+class SimClients:
+    """The clients of one instance: every `gap_s()` on average one or two transactions arrive at its
+    node (`draw`), each unique (its nonce names the seed, the instance and a counter), over a
+    small key space so that puts, deletes and compare-and-sets of different nodes meet in the
+    ledger's state; some are large (padded up to the settings' size, at most `MAX_LARGE_TXS`
+    per instance and schedule). Outlive the node's crashes, so transactions stay unique."""
+
+    KEYS = 8
+
+    def __init__(self, seed: int, inst: Instance, settings: SimSettings, txs: Transactions) -> None:
+        self._rng = random.Random(f"clients/{seed}/{inst.index}/{inst.copy}")
+        self._prefix = f"{seed}/{inst.index}.{inst.copy}/"
+        self._settings = settings
+        self._txs = txs
+        self._next = 0
+        self._large_left = MAX_LARGE_TXS if settings.large_tx_rate > 0 else 0
+
+    def gap_s(self) -> float:
+        return self._rng.expovariate(1.0 / self._settings.tx_interval_s)
+
+    def draw(self) -> list[bytes]:
+        return [self._one() for _ in range(self._rng.randint(1, 2))]
+
+    def _one(self) -> bytes:
+        nonce = self._prefix + str(self._next)
+        self._next += 1
+        key = f"k{self._rng.randrange(self.KEYS)}"
+        value = f"v{self._next}"
+        roll = self._rng.random()
+        if roll < 0.1:
+            return self._txs.delete(key, nonce)
+        if roll < 0.25:
+            expect = self._rng.choice((None, f"v{self._rng.randrange(self._next)}"))
+            return self._txs.compare_and_set(key, expect, value, nonce)
+        tx = self._txs.put(key, value, nonce)
+        size = self._large_size()
+        if size > len(tx) + 1:
+            # One padding byte per character: the transaction is exactly `size` bytes.
+            tx = self._txs.put(key, value + "/" + "x" * (size - len(tx) - 1), nonce)
+        return tx
+
+    def _large_size(self) -> int:
         if self._large_left <= 0 or self._rng.random() >= self._settings.large_tx_rate:
-            return tx
+            return 0
         self._large_left -= 1
-        size = self._rng.randint(self._settings.max_large_tx_bytes // 8, self._settings.max_large_tx_bytes)
-        return tx + b"/" + b"\x00" * max(0, size - len(tx) - 1)
+        return self._rng.randint(self._settings.max_large_tx_bytes // 8, self._settings.max_large_tx_bytes)
 
 
 class ObservedStore:
@@ -149,6 +206,8 @@ class SimNode:
         key: PrivateKey,
         config: ReplicaConfig,
         factory: ProgramFactory,
+        storage: StorageFactory,
+        txs: Transactions,
         sig_cache: SignatureCache,
         checked: bool,
         settings: SimSettings,
@@ -160,11 +219,14 @@ class SimNode:
         self.sig_cache = sig_cache
         self.checked = checked
         self.rng = random.Random(f"node/{seed}/{inst.index}/{inst.copy}")
-        self.chain = MemoryChain(*genesis(config.chain_id))
-        self.payload = SimPayload(seed, inst, self.rng, self.chain.has_tx, settings)
         self.disk = SimDisk()
-        # Uncommitted blocks, durable like the commit log (a synced store), survive crashes.
-        self.journal = MemoryJournal()
+        # The committed chain, the journal and the application: every COMMIT is a crash point
+        # of the disk, so armed mid-save crashes fall on them too.
+        self.storage: NodeStorage = storage(
+            StorageContext(str(inst), config.chain_id, self.disk.commit_point)
+        )
+        self.payload = SimPayload()
+        self.clients = SimClients(seed, inst, settings, txs)
         self.program: Program | None = None
         # Set when the program raised: the node stays down for the rest of the schedule.
         self.halted = False
@@ -173,6 +235,8 @@ class SimNode:
         self.timer_at: float | None = None
         self.incarnation = 0
         self.refusals = 0
+        # The highest height whose app hash the checker was told of (-1: not even genesis's).
+        self.reported_app_height = -1
 
     @property
     def alive(self) -> bool:
@@ -180,7 +244,7 @@ class SimNode:
 
     @property
     def committed_height(self) -> int:
-        return self.chain.height
+        return self.storage.height
 
     def durable_safety_state(self) -> SafetyState | None:
         """The safety state a crash right now would leave on disk."""
@@ -194,9 +258,11 @@ class SimNode:
         on_load: Callable[[SafetyState | None], None],
         on_commit: Callable[[Commit], None],
     ) -> NodeContext:
+        """Open the storage for a new process (may raise SimCrash at a crash point of its
+        replay) and the context its program is built in."""
         store = ObservedStore(DurableFileStore(self.disk), on_save, on_load)
-        self.chain.set_listener(on_commit)
-        ports = Ports(store, self.journal, self.chain, self.chain, self.payload)
+        opened = self.storage.open(store, self.payload)
+        ports = replace(opened, executed=ObservedExecuted(opened.executed, self.storage, on_commit))
         config, key, sig_cache = self.config, self.key, self.sig_cache
 
         def honest() -> Replica:
@@ -230,10 +296,11 @@ class SimNode:
         self.program = self.factory(self.context(now, on_save, on_load, on_commit))
 
     def crash(self) -> None:
-        """The process dies: the program and everything unsynced are gone."""
+        """The process dies: the program, its mempool and everything unsynced are gone."""
         self.program = None
         self.crash_after_step = False
         self.disk.crash()
+        self.payload.clear()
         self.timer_generation += 1
         self.timer_at = None
 

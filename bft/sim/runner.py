@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 
-from bft.sim.node import ProgramFactory
+from bft.sim.node import Factories
 from bft.sim.spec import CampaignResult, ScheduleResult, SimSpec
 from bft.sim.world import TraceEntry, World
 from crypto.hashing import sha256
@@ -31,7 +31,7 @@ def sim_key(index: int) -> PrivateKey:
 def run_schedule(
     spec: SimSpec,
     seed: int,
-    factories: Mapping[str, ProgramFactory],
+    factories: Factories,
     *,
     sig_cache: SignatureCache | None = None,
     trace: list[TraceEntry] | None = None,
@@ -44,7 +44,7 @@ def run_schedule(
 def run_campaign(
     spec: SimSpec,
     seeds: Iterable[int],
-    factories: Mapping[str, ProgramFactory],
+    factories: Factories,
     on_result: Callable[[ScheduleResult], None] | None = None,
 ) -> CampaignResult:
     """Run every seed in this process; violations are collected with their seeds, never raised."""

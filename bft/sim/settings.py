@@ -3,7 +3,9 @@
 Owns: `SimSettings` and `draw_settings`. As VOPR's swarm testing does, each seed runs the core
 with a different configuration within the ranges an operator may set (`[consensus]` in a node's
 config.toml): batch delay, timeout cap, block limits; and a payload that sometimes carries large
-transactions, so block sync, hash fetches and their byte budgets run at their limits.
+transactions, so block sync, hash fetches and their byte budgets run at their limits, arriving
+at a rate that makes the batch delay matter (from bursts far faster than views to a trickle
+that leaves most blocks empty).
 May not: run anything; the world builds each node's ReplicaConfig and payload from these values.
 """
 
@@ -32,22 +34,24 @@ class SimSettings:
     # The chance that a new transaction is large, and how large it may be.
     large_tx_rate: float
     max_large_tx_bytes: int
+    # Mean time between two arrivals of client transactions (1 or 2 each) at one node.
+    tx_interval_s: float
 
     def describe(self) -> str:
         return (
             f"settings: batch delay {self.max_batch_delay_s}s, timeout cap {self.max_timeout_s}s, "
             f"blocks <= {self.max_block_txs} txs / {self.max_block_bytes} bytes, "
             f"fetch {self.max_fetch_blocks} blocks, "
-            f"large txs {self.large_tx_rate:.0%} up to {self.max_large_tx_bytes} bytes"
+            f"large txs {self.large_tx_rate:.0%} up to {self.max_large_tx_bytes} bytes, "
+            f"txs arriving every {self.tx_interval_s}s per node"
         )
 
 
 def fixed_settings(max_timeout_s: float) -> SimSettings:
-    """What a schedule runs with when the spec does not draw: proposals at once (every proposal
-    gets fresh transactions from the simulated mempool, so a batch delay would only stretch
-    views), the default block limits, small payloads."""
+    """What a schedule runs with when the spec does not draw: proposals at once (no batch delay),
+    the default block limits, small payloads arriving every 0.25 s per node."""
     txs, size = _BLOCK_LIMITS[0]
-    return SimSettings(0.0, max_timeout_s, txs, size, 32, 0.0, 0)
+    return SimSettings(0.0, max_timeout_s, txs, size, 32, 0.0, 0, 0.25)
 
 
 def draw_settings(seed: int, base_timeout_s: float, max_timeout_s: float) -> SimSettings:
@@ -64,4 +68,6 @@ def draw_settings(seed: int, base_timeout_s: float, max_timeout_s: float) -> Sim
         max_fetch_blocks=rng.choice((32, 8, 4)),
         large_tx_rate=large_rate,
         max_large_tx_bytes=min(size, 512 * 1024) if large_rate else 0,
+        # Drawn last, so that the draws above are what they were before arrivals existed.
+        tx_interval_s=rng.choice((0.25, 1.0, 4.0)),
     )

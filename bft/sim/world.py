@@ -1,7 +1,10 @@
 """One schedule in motion: nodes, network, faults and invariants wired to the event heap.
 
 Owns: `World`, the event types and the per-event step: deliver (decode, hand to the program),
-fire timers, carry out the fault plan, perform the returned actions (encode and route sends,
+fire timers, hand client transactions arriving to the node's mempool and tell the program
+(`on_payload`, as the node's drive loop does), carry out the fault plan (half of the long crashes after
+GST and a third of the mid-save crashes aimed at the node's next application commit), tell the checker
+the app hashes each node's application reaches, perform the returned actions (encode and route sends,
 record commits, trace refusals and evidence, counting the evidence honest instances report per
 validator it names) and feed every observation to the invariant checker.
 Every message is encoded with `wire.encode` when sent and decoded with `wire.decode` when
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 import random
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bft.core.actions import Action, Broadcast, Commit, Evidence, Refusal, Send, SendRaw, ViewChange
@@ -32,10 +35,11 @@ from bft.sim.disk import SimCrash
 from bft.sim.faults import CrashEvent, CrashKind, FaultPlan, generate_fault_plan
 from bft.sim.invariants import InvariantChecker
 from bft.sim.network import Instance, Network
-from bft.sim.node import ProgramFactory, SimNode, honest_factory
+from bft.sim.node import Factories, SimNode, honest_factory
 from bft.sim.scheduler import Scheduler
 from bft.sim.settings import draw_settings, fixed_settings
 from bft.sim.spec import HONEST, ScheduleResult, SimSpec
+from bft.sim.storage import APP_COMMIT
 from bft.sim.twins import TwinsScenario, generate_twins_scenario
 from crypto.keys import PrivateKey
 from crypto.signing import SignatureCache
@@ -59,6 +63,11 @@ class Deliver:
 class TimerFired:
     inst: Instance
     generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class TxArrival:
+    inst: Instance
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +95,7 @@ class WindowEnd:
     pass
 
 
-Event = Start | Deliver | TimerFired | FaultStart | FaultEnd | Gst | LastFault | WindowEnd
+Event = Start | Deliver | TimerFired | TxArrival | FaultStart | FaultEnd | Gst | LastFault | WindowEnd
 
 
 def view_of(msg: Message) -> int | None:
@@ -126,7 +135,7 @@ class World:
         self,
         spec: SimSpec,
         seed: int,
-        factories: Mapping[str, ProgramFactory],
+        factories: Factories,
         keys: Callable[[int], PrivateKey],
         sig_cache: SignatureCache,
         trace: list[TraceEntry] | None = None,
@@ -183,11 +192,11 @@ class World:
         for inst in instances:
             behaviour = self.byzantine.get(inst.index, HONEST)
             if behaviour == HONEST:
-                factory = factories.get(HONEST, honest_factory)
-            elif behaviour in factories:
-                factory = factories[behaviour]
+                factory = factories.programs.get(HONEST, honest_factory)
+            elif behaviour in factories.programs:
+                factory = factories.programs[behaviour]
             else:
-                known = ", ".join(sorted(factories)) or "none"
+                known = ", ".join(sorted(factories.programs)) or "none"
                 raise ValueError(f"unknown Byzantine behaviour {behaviour!r} (known: {known})")
             config = ReplicaConfig(
                 chain_id=spec.chain_id,
@@ -207,6 +216,8 @@ class World:
                 key=keys(inst.index),
                 config=config,
                 factory=factory,
+                storage=factories.storage,
+                txs=factories.txs,
                 sig_cache=sig_cache,
                 checked=inst in self.checker.honest,
                 settings=self.settings,
@@ -231,6 +242,7 @@ class World:
         self.done = False
         for inst in instances:
             self.sched.schedule(0.0, Start(inst))
+            self.sched.schedule(self.nodes[inst].clients.gap_s(), TxArrival(inst))
         for crash in self.plan.crashes:
             self.sched.schedule(crash.at_s, FaultStart(crash))
             self.sched.schedule(crash.restart_s, FaultEnd(crash))
@@ -248,6 +260,13 @@ class World:
     # -- running -----------------------------------------------------------------------------
 
     def run(self) -> ScheduleResult:
+        try:
+            return self._run()
+        finally:
+            for node in self.nodes.values():
+                node.storage.close()
+
+    def _run(self) -> ScheduleResult:
         while not self.done:
             popped = self.sched.pop()
             if popped is None:
@@ -301,6 +320,8 @@ class World:
                     self._trace(inst, "timer")
                     self._step(node, lambda p: p.on_timer(now))
                     self._check_timer_progress(node, now)
+            case TxArrival(inst=inst):
+                self._tx_arrival(self.nodes[inst])
             case Start(inst=inst):
                 self._start(self.nodes[inst])
             case FaultStart(crash=crash):
@@ -343,17 +364,39 @@ class World:
         except Exception as exc:
             self._program_error(node, exc, "start")
             return
+        self._report_app_hashes(node)
         self._arm_timer(node)
+
+    def _tx_arrival(self, node: SimNode) -> None:
+        """Client transactions reach the node's mempool, and the replica hears of it as the
+        node's drive loop tells it (`on_payload`): a leader waiting for a fuller batch may
+        propose now. A node that is down misses them. The next arrival is drawn at once."""
+        now = self.sched.now
+        self.sched.schedule(now + node.clients.gap_s(), TxArrival(node.inst))
+        txs = node.clients.draw()
+        if node.program is None:
+            return
+        admitted = node.payload.add(txs)
+        self._trace(node.inst, f"{admitted} of {len(txs)} tx(s) arrive ({len(node.payload)} pending)")
+        self._step(node, lambda p: p.on_payload(now))
 
     def _fault_start(self, crash: CrashEvent) -> None:
         node = self.nodes[Instance(crash.index)]
         if node.program is None:
             return
         self._trace(node.inst, f"fault {crash.kind.value} armed")
-        if crash.kind is CrashKind.PLAIN:
+        # Variants aimed between the block store's append and the application's commit
+        # (`bft.sim.storage`), after which the next start must replay the block: half of the
+        # long crashes after GST (nodes commit often then) and a third of the mid-save crashes
+        # die at the node's next application commit.
+        aim = random.Random(f"app-commit-crash/{self.seed}/{crash.index}/{crash.at_s}").random()
+        if crash.kind is CrashKind.PLAIN and not (crash.at_s >= self.plan.gst_s and aim < 1 / 2):
             self._crash(node, "plain crash")
         elif crash.kind is CrashKind.AFTER_STEP:
             node.crash_after_step = True
+        elif crash.kind is CrashKind.PLAIN or aim < 1 / 3:
+            self._trace(node.inst, "the crash waits for the application's next commit")
+            node.disk.crash_at_next(APP_COMMIT)
         else:
             node.disk.crash_after_ops(crash.after_ops)
 
@@ -507,3 +550,16 @@ class World:
         heights = ",".join(str(b.height) for b in commit.blocks)
         self._trace(node.inst, f"commit height {heights}")
         self.checker.on_commit(self.sched.now, node.inst, commit)
+        for block in commit.blocks:
+            node.payload.remove_committed(block.txs)
+        self._report_app_hashes(node)
+
+    def _report_app_hashes(self, node: SimNode) -> None:
+        """Tell the checker the app hash of every height the node's application newly applied
+        (at a start: genesis's and what the replay applied; after a commit: its blocks)."""
+        for height in range(node.reported_app_height + 1, node.committed_height + 1):
+            app_hash = node.storage.app_hash_at(height)
+            if app_hash is None:
+                break
+            self.checker.on_app_hash(self.sched.now, node.inst, height, app_hash)
+            node.reported_app_height = height

@@ -181,8 +181,10 @@ async def test_a_broken_replica_invariant_is_logged_and_stops_the_drive_loop(
     from bft.node.testnet import write_testnet
 
     homes = write_testnet(4, tmp_path, 29720)
+    from bft.node.compose import open_ports
+
     node = Node(homes[0])
-    node._start_program()
+    node._start_program(open_ports(node.safety_store, node.blocks, node.executor, node.mempool))
     node._perform([])  # a healthy replica passes
     calls: list[int] = []
 

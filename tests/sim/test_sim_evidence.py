@@ -30,6 +30,6 @@ def test_byzantine_equivocation_is_evidence_naming_the_byzantine_validator(behav
 
 def test_honest_runs_produce_no_evidence() -> None:
     for seed in SEEDS:
-        result = run_schedule(SimSpec(nodes=4), seed, {})
+        result = run_schedule(SimSpec(nodes=4), seed, FACTORIES)
         assert result.ok, result.failure_report()
         assert result.evidence == {}, f"seed {seed}: {result.evidence}"

@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 
 import bft.core.chain_state as chain_state_module
+from bft.campaign import FACTORIES, factories_with
 from bft.core.blocktree import BlockTree
 from bft.core.builder import build_replica
 from bft.core.messages import Block
@@ -19,7 +20,7 @@ from bft.sim.world import TraceEntry
 
 
 def _campaign(spec: SimSpec, seeds: range) -> None:
-    result = run_campaign(spec, seeds, {})
+    result = run_campaign(spec, seeds, FACTORIES)
     print(f"\nn={spec.nodes} twins={spec.twins}: {result.summary()}")
     assert result.ok, result.report()
     assert result.schedules == len(seeds)
@@ -47,7 +48,7 @@ def test_replay_is_exact() -> None:
     for seed in (3, 17):
         t1: list[TraceEntry] = []
         t2: list[TraceEntry] = []
-        assert run_schedule(spec, seed, {}, trace=t1) == run_schedule(spec, seed, {}, trace=t2)
+        assert run_schedule(spec, seed, FACTORIES, trace=t1) == run_schedule(spec, seed, FACTORIES, trace=t2)
         assert t1 == t2
 
 
@@ -59,7 +60,7 @@ def test_weakened_commit_rule_is_caught_by_twins(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(chain_state_module, "committed_by", one_chain)
     spec = SimSpec(nodes=4, twins=True)
     for seed in range(300):
-        r = run_schedule(spec, seed, {})
+        r = run_schedule(spec, seed, FACTORIES)
         # A one-chain commit has no consecutive three-chain above it (certified-commit), and
         # the twins' equivocation then splits honest replicas (agreement).
         if any(v.kind in (AGREEMENT, CERTIFIED_COMMIT) for v in r.violations):
@@ -96,5 +97,5 @@ def test_store_without_directory_sync_is_caught() -> None:
         ports = dataclasses.replace(ctx.ports, safety_store=store)
         return build_replica(ctx.config, ctx.key, ports, ctx.now, ctx.sig_cache)
 
-    r = run_schedule(SimSpec(nodes=4), 1, {HONEST: sloppy})
+    r = run_schedule(SimSpec(nodes=4), 1, factories_with({HONEST: sloppy}))
     assert PERSIST_BEFORE_SEND in {v.kind for v in r.violations}

@@ -1,5 +1,6 @@
-"""bft/sim's layering: it drives bft.core with simulated I/O only, and Byzantine behaviours are
-injected as factories, never imported. The wall clock is read in runner.py alone (schedules/s)."""
+"""bft/sim's layering: it drives bft.core with simulated I/O only, and Byzantine behaviours, the
+node's storage and its application are injected as factories, never imported. The wall clock is
+read in runner.py alone (schedules/s)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 SIM = Path(__file__).resolve().parents[2] / "bft" / "sim"
 FORBIDDEN = (
     "bft.adversary",
+    "bft.app",
     "bft.node",
     "bft.cli",
     "bft.campaign",
@@ -22,6 +24,7 @@ FORBIDDEN = (
     "pathlib",
     "io",
     "logging",
+    "sqlite3",
 )
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
+from bft.campaign import factories_with
 from bft.core.actions import Action, Broadcast, Commit, Send, SendRaw
 from bft.core.app_state import claim_height
 from bft.core.blocktree import genesis
@@ -173,7 +174,7 @@ def fake(*, save_first: bool = True) -> Callable[[NodeContext], Program]:
     return lambda ctx: FakeChain(ctx, save_first=save_first)
 
 
-FACTORIES = {HONEST: fake()}
+FACTORIES = factories_with({HONEST: fake()})
 # The fake chain is no consensus protocol: it cannot survive every node crashing at once, nor
 # catch up after a long absence.
 SPEC = SimSpec(
@@ -217,7 +218,7 @@ def test_crashes_and_restarts_happen_and_keep_state() -> None:
 
 
 def test_vote_before_save_is_caught() -> None:
-    result = run_campaign(SPEC, range(5), {HONEST: fake(save_first=False)})
+    result = run_campaign(SPEC, range(5), factories_with({HONEST: fake(save_first=False)}))
     kinds = {v.kind for _, v in result.failures}
     assert PERSIST_BEFORE_SEND in kinds
     r = result.failed[0]
@@ -235,7 +236,7 @@ def test_double_vote_across_restart_is_caught() -> None:
     spec = SimSpec(
         nodes=4, max_gst_s=10.0, window_s=30.0, total_crashes=False, late_crashes=False, production=False
     )
-    result = run_campaign(spec, range(40), {HONEST: salty})
+    result = run_campaign(spec, range(40), factories_with({HONEST: salty}))
     assert DOUBLE_SIGN in {v.kind for _, v in result.failures}
 
 
@@ -246,7 +247,7 @@ def test_program_exception_is_a_violation_not_a_crash() -> None:
                 raise RuntimeError("kaboom")
             return super().on_timer(now)
 
-    r = run_schedule(SPEC, 3, {HONEST: lambda ctx: Boom(ctx)})
+    r = run_schedule(SPEC, 3, factories_with({HONEST: lambda ctx: Boom(ctx)}))
     assert [v.kind for v in r.violations] == [PROGRAM_ERROR]
     assert "kaboom" in r.violations[0].message and "on_timer" in r.violations[0].message
 
@@ -258,7 +259,7 @@ def test_liveness_violation_when_nothing_commits() -> None:
             return []
 
     spec = SimSpec(nodes=4, max_gst_s=2.0, window_s=5.0, stop_on_violation=False, production=False)
-    r = run_schedule(spec, 1, {HONEST: lambda ctx: Mute(ctx)})
+    r = run_schedule(spec, 1, factories_with({HONEST: lambda ctx: Mute(ctx)}))
     assert {v.kind for v in r.violations} == {LIVENESS}
     assert len(r.violations) == 4
     assert r.sim_time_s == pytest.approx(r.plan.last_fault_s + 5.0)
@@ -279,7 +280,7 @@ def test_byzantine_behaviour_is_injected_and_garbage_is_refused() -> None:
     spec = SimSpec(
         nodes=4, byzantine={3: "garbage"}, max_gst_s=5.0, window_s=30.0, crashes=False, production=False
     )
-    r = run_schedule(spec, 5, {HONEST: fake(), "garbage": garbage})
+    r = run_schedule(spec, 5, factories_with({HONEST: fake(), "garbage": garbage}))
     assert r.ok, r.failure_report()
     assert r.refusals > 0
     assert set(r.byzantine.values()) == {"garbage"}
@@ -288,7 +289,8 @@ def test_byzantine_behaviour_is_injected_and_garbage_is_refused() -> None:
     assert "--byzantine garbage" in r.replay_command
     # Placement of behaviours is seeded.
     placements = {
-        next(iter(run_schedule(spec, s, {HONEST: fake(), "garbage": garbage}).byzantine)) for s in range(12)
+        next(iter(run_schedule(spec, s, factories_with({HONEST: fake(), "garbage": garbage})).byzantine))
+        for s in range(12)
     }
     assert len(placements) > 1
 
