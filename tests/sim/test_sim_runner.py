@@ -17,6 +17,7 @@ from bft.core.actions import Action, Broadcast, Commit, Send, SendRaw
 from bft.core.app_state import claim_height
 from bft.core.blocktree import genesis
 from bft.core.certs import Certifier
+from bft.core.leader import leader_of
 from bft.core.messages import (
     Block,
     BlockResponse,
@@ -50,7 +51,7 @@ class FakeChain:
     """A stand-in program for testing the harness: node 0 proposes a block each tick, everyone
     commits each block that extends its tip at once. It holds every validator's key, so its
     commits carry the evidence the checkers ask for (real QCs, a consecutive three-chain, the app
-    hash the claim rule fixes), without any of the protocol."""
+    hash the claim rule fixes, blocks in their view's leader's name), without any of the protocol."""
 
     def __init__(
         self, ctx: NodeContext, *, save_first: bool = True, salt: bytes = b"", revote: bool = False
@@ -148,9 +149,10 @@ class FakeChain:
             assert app_hash is not None
             txs = self.ctx.ports.payload.payload_for(View(parent.view + 1), ())
             qc = self._qc(parent) if parent.height > 0 else GENESIS_QC_OF(self.ctx)
-            block = Block(
-                View(parent.view + 1), parent.height + 1, parent.id, self.me, qc, txs, app_height, app_hash
-            )
+            view = View(parent.view + 1)
+            # In the name of the view's leader, as validity asks (it holds every key).
+            leader = leader_of(self.ctx.config, view)
+            block = Block(view, parent.height + 1, parent.id, leader, qc, txs, app_height, app_hash)
             # Journaled before it leaves, so a restart commits the same block, not another one.
             self.ctx.ports.journal.add((block,))
             acts.append(Broadcast(Proposal(block, None, b"\x00" * 64)))
