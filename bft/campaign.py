@@ -26,10 +26,11 @@ import os
 import signal
 import sqlite3
 import threading
+import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ProcessPoolExecutor
 from itertools import islice
+from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import Any
 
@@ -231,34 +232,56 @@ def _run_seed(seed: int) -> ScheduleResult:
 
 
 class _WorkerPool:
-    """A spawn-started process pool running one campaign; `results` yields in seed order."""
+    """Spawn-started worker processes running one campaign; `results` yields in seed order.
+
+    Each worker has its own pipe: the parent sends it seeds and it answers them in the order it
+    got them. Nothing is shared between workers (no queue, lock or feeder thread), so stopping
+    the pool is only terminate, join and, past a timeout, kill: a worker stopped half-way
+    through a message cannot leave anything locked behind it. (concurrent.futures' process pool
+    could: after a Ctrl-C its shutdown sometimes waited for ever on its call queue.)
+    """
 
     def __init__(self, spec: SimSpec, jobs: int, factories: FactoriesRef) -> None:
-        self.jobs = jobs
-        self.executor = ProcessPoolExecutor(
-            max_workers=jobs,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(spec, factories),
-        )
+        context = multiprocessing.get_context("spawn")
+        self._workers: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
+        try:
+            for _ in range(jobs):
+                ours, theirs = context.Pipe()
+                process = context.Process(target=_worker_main, args=(theirs, spec, factories), daemon=True)
+                # The worker starts with SIGINT blocked (the mask is inherited), so a Ctrl-C while
+                # it is still importing stays pending until it ignores SIGINT, instead of killing
+                # it with a traceback. The parent still sees the Ctrl-C.
+                with _sigint_blocked():
+                    process.start()
+                theirs.close()
+                self._workers.append((process, ours))
+        except BaseException:
+            self._terminate()
+            raise
 
     def results(self, seeds: Iterable[int]) -> Iterator[ScheduleResult]:
         todo = iter(seeds)
-        pending: deque[Future[ScheduleResult]] = deque(
-            self._submit(seed) for seed in islice(todo, self.jobs * _AHEAD_PER_JOB)
-        )
-        while pending:
-            result = pending.popleft().result()
-            for seed in islice(todo, 1):
-                pending.append(self._submit(seed))
-            yield result
+        # (seed, the worker's pipe) in the order sent; each worker answers its own in order.
+        in_flight: deque[tuple[int, Connection]] = deque()
 
-    def _submit(self, seed: int) -> Future[ScheduleResult]:
-        # A submit may start a worker. It starts with SIGINT blocked (the mask is inherited),
-        # so a Ctrl-C while it is still importing stays pending until its initializer ignores
-        # it, instead of killing it with a traceback. The parent still sees the Ctrl-C.
-        with _sigint_blocked():
-            return self.executor.submit(_run_seed, seed)
+        def send_next(conn: Connection) -> None:
+            for seed in islice(todo, 1):
+                conn.send(seed)
+                in_flight.append((seed, conn))
+
+        for _ in range(_AHEAD_PER_JOB):
+            for _, conn in self._workers:
+                send_next(conn)
+        while in_flight:
+            seed, conn = in_flight.popleft()
+            try:
+                outcome, value = conn.recv()
+            except (EOFError, OSError):  # closed, or reset with our unread seeds in it
+                raise RuntimeError(f"a campaign worker died running seed {seed}") from None
+            if outcome == "error":
+                raise RuntimeError(f"seed {seed} failed in a campaign worker:\n{value}")
+            send_next(conn)
+            yield value
 
     def __enter__(self) -> _WorkerPool:
         return self
@@ -269,23 +292,34 @@ class _WorkerPool:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc_type is None:
-            self.executor.shutdown(wait=True)
-        else:
-            self._terminate()
+        self._terminate(finished=exc_type is None)
 
-    def _terminate(self) -> None:
-        """Drop queued seeds, stop running ones, and reap every worker."""
-        processes = list((self.executor._processes or {}).values())
-        self.executor.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
+    def _terminate(self, finished: bool = False) -> None:
+        """Stop every worker and reap it: a finished campaign's workers leave when their pipe
+        closes; otherwise (an error, a Ctrl-C) running seeds are stopped at once."""
+        for process, conn in self._workers:
+            conn.close()
+            if finished:
+                process.join(_JOIN_TIMEOUT_S)
             if process.is_alive():
                 process.terminate()
-        # The executor's manager thread may still be starting a worker: wait for it to finish
-        # with every worker, then reap whatever it left.
-        self.executor.shutdown(wait=True)
-        for process in {*processes, *(self.executor._processes or {}).values()}:
+        for process, _ in self._workers:
             process.join(_JOIN_TIMEOUT_S)
             if process.is_alive():
                 process.kill()
                 process.join()
+
+
+def _worker_main(conn: Connection, spec: SimSpec, factories: FactoriesRef) -> None:
+    """A worker: run each seed the parent sends and answer ("ok", result) or ("error", text)."""
+    _init_worker(spec, factories)
+    while True:
+        try:
+            seed = conn.recv()
+        except EOFError:
+            return  # the parent closed its end: the campaign is over
+        try:
+            answer: tuple[str, object] = ("ok", _run_seed(seed))
+        except Exception:
+            answer = ("error", traceback.format_exc())
+        conn.send(answer)

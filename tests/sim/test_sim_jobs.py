@@ -22,6 +22,7 @@ from bft.campaign import FACTORIES, run_campaign_jobs
 from bft.cli import main
 from bft.sim import ScheduleResult, SimSpec, run_schedule
 from bft.sim.invariants import LIVENESS
+from bft.sim.node import Factories
 
 TIMEOUT_S = 120.0
 # As `bft sim --nodes 4 --byzantine equivocate` builds it.
@@ -129,6 +130,16 @@ def test_an_error_in_the_parent_terminates_and_reaps_the_workers() -> None:
         assert worker.pid is not None
         with pytest.raises(ProcessLookupError):
             os.kill(worker.pid, 0)
+
+
+def _no_factories() -> Factories:
+    raise RuntimeError("no factories in this worker")
+
+
+def test_a_worker_that_dies_fails_the_campaign_naming_the_seed() -> None:
+    with pytest.raises(RuntimeError, match="a campaign worker died running seed 0"):
+        run_campaign_jobs(EQUIVOCATE, range(8), 2, factories=_no_factories)
+    assert multiprocessing.active_children() == []
 
 
 # Ctrl-C as a terminal sends it: SIGINT to the whole process group, workers included.
