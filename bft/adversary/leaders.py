@@ -35,6 +35,8 @@ class EquivocatingLeader(Behaviour):
     votes for both. Half the time it first withholds its proposal (and so the QC it carries) until
     the previous view times out, builds the TC from the others' timeouts, and then proposes a
     fork from an older QC: with a TC any QC is a valid parent, and only the lock stops the fork.
+    Half of those times one peer alone is sent the withheld proposal, so that it may commit what
+    the QC inside closes while the others are offered the fork.
     """
 
     name = "equivocate"
@@ -56,6 +58,10 @@ class EquivocatingLeader(Behaviour):
         if original.tc is None and self.rng.random() < 0.5:
             self._withheld = original
             self._timeouts = {}
+            if self.rng.random() < 0.5:
+                # One peer hears it and may commit what the QC inside closes; the others time
+                # out and are then offered a fork that only their locks refuse.
+                return [Send(self.rng.choice(self.peers), original)]
             return []
         twin = self._conflicting_block(original, original.tc)
         return self._equivocate(original, twin, original.tc)

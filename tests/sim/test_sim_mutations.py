@@ -140,7 +140,10 @@ def test_a_response_built_without_a_byte_budget_is_caught(monkeypatch: pytest.Mo
 
 def test_voting_twice_in_a_view_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     # Forgets that it voted in the block's view (but not other views): a second proposal for
-    # that view, from an equivocating leader, gets a second vote.
+    # that view, from a leader that sends both of its blocks to every replica, gets a second
+    # vote. (`equivocate` splits its blocks between halves, or sends the second after the view
+    # timed out, so a replica rarely holds both while it can still vote: with the node's ledger
+    # and client arrivals in the simulator it caught this in none of 400 seeds.)
     original = SafetyRules.vote
 
     def vote_again(self: SafetyRules, block: Block, tree: BlockTree) -> Vote | Refused:
@@ -151,7 +154,7 @@ def test_voting_twice_in_a_view_is_caught(monkeypatch: pytest.MonkeyPatch) -> No
         return original(self, block, tree)
 
     monkeypatch.setattr(SafetyRules, "vote", vote_again)
-    spec = SimSpec(nodes=4, byzantine={0: "equivocate"})
+    spec = SimSpec(nodes=4, byzantine={0: "equivocate-same"})
     _first_violation(spec, range(100), {DOUBLE_SIGN, SAFETY_REGRESSION})
 
 
