@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 from pathlib import Path
 
 import trio
 
 from bft.node.config import load_node_config
 from bft.node.logs import kv, setup_node_logging
-from bft.node.runtime import Node
+from bft.node.runtime import Node, crash_of
 
 log = logging.getLogger("bft.node")
 
@@ -34,9 +35,17 @@ async def _serve_until_signal(node: Node) -> None:
 
 
 def run_node(home: Path, byzantine: str | None = None) -> int:
-    """Run the node at `home` until SIGINT or SIGTERM; 0 on a clean stop."""
+    """Run the node at `home` until SIGINT or SIGTERM; 0 on a clean stop, 1 after a crash (the
+    node logged it as `event=crashed`, with its traceback)."""
     config = load_node_config(home)
     setup_node_logging(config.log_file)
     node = Node(home, byzantine)
-    trio.run(_serve_until_signal, node)
+    try:
+        trio.run(_serve_until_signal, node)
+    except Exception as e:
+        crash = crash_of(e)
+        if crash is None:
+            raise
+        print(f"bft node: crashed: {crash} (traceback in {config.log_file})", file=sys.stderr)
+        return 1
     return 0

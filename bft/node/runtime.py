@@ -154,7 +154,10 @@ class Node:
     # Running.
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve until cancelled; `task_status.started()` once the p2p and API ports listen."""
+        """Serve until cancelled; `task_status.started()` once the p2p and API ports listen. An
+        exception other than a cancellation is logged as `event=crashed` and raised; a stop
+        (cancelled) logs `event=stopped`."""
+        crash: BaseException | None = None
         try:
             ports = open_ports(self.safety_store, self.blocks, self.executor, self.mempool)
             async with trio.open_nursery() as nursery:
@@ -181,13 +184,20 @@ class Node:
                     )
                 )
                 task_status.started()
+        except BaseException as e:
+            crash = e if crash_of(e) is not None else None
+            raise
         finally:
             close = getattr(self.app, "close", None)
             if close is not None:
                 close()
             self.blocks.close()
             height = self.replica.committed_height if self.replica is not None else 0
-            log.info(kv(event="stopped", node=self.me, height=height))
+            if crash is None:
+                log.info(kv(event="stopped", node=self.me, height=height))
+            else:
+                error = crash_of(crash)
+                log.critical(kv(event="crashed", node=self.me, height=height, error=error), exc_info=crash)
 
     def _start_program(self, ports: Ports) -> None:
         replica = build_replica(self.replica_config, self.key, ports, trio.current_time(), SignatureCache())
@@ -486,6 +496,17 @@ class Node:
         if stored is None:
             return None
         return block_json(stored.block, stored.qc, stored.commit_qc, stored.commit_proof)
+
+
+def crash_of(exc: BaseException) -> str | None:
+    """What crashed, for the log: every exception in `exc` that is not a cancellation or a
+    Ctrl-C (those are stops), as "Type: message"; None if there is none."""
+    if isinstance(exc, BaseExceptionGroup):
+        parts = [part for e in exc.exceptions if (part := crash_of(e)) is not None]
+        return "; ".join(parts) if parts else None
+    if isinstance(exc, trio.Cancelled | KeyboardInterrupt):
+        return None
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _chunks(txs: Sequence[bytes], limit_bytes: int) -> list[list[bytes]]:

@@ -201,3 +201,38 @@ async def test_a_broken_replica_invariant_is_logged_and_stops_the_drive_loop(
     assert calls == [1]
     assert any("event=invariant_violation" in r.getMessage() for r in caplog.records)
     node.blocks.close()
+
+
+async def test_a_crash_is_logged_as_crashed_and_a_stop_as_stopped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node log that ends with an ordinary `event=stopped` after a crash misleads whoever
+    reads it: a crash is `event=crashed`, with what raised and its traceback."""
+    import trio
+
+    from bft.node.runtime import Node, crash_of
+    from bft.node.testnet import write_testnet
+
+    homes = write_testnet(4, tmp_path, 29760)
+    stopped = Node(homes[0])
+    with caplog.at_level("INFO", logger="bft.node"):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(stopped.run)
+            nursery.cancel_scope.cancel()
+    assert [r.getMessage() for r in caplog.records if "event=crashed" in r.getMessage()] == []
+    assert any("event=stopped" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+
+    async def fails(self: Node) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(Node, "_drive", fails)
+    crashing = Node(homes[1])
+    with caplog.at_level("INFO", logger="bft.node"), pytest.raises(BaseExceptionGroup) as raised:
+        await crashing.run()
+    assert crash_of(raised.value) == "RuntimeError: disk on fire"
+    crashed = [r for r in caplog.records if "event=crashed" in r.getMessage()]
+    assert len(crashed) == 1 and "disk on fire" in crashed[0].getMessage()
+    assert crashed[0].exc_info is not None  # the traceback is in the log
+    assert not any("event=stopped" in r.getMessage() for r in caplog.records)
+    assert crash_of(BaseExceptionGroup("stop", [KeyboardInterrupt()])) is None
