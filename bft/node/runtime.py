@@ -50,7 +50,7 @@ from bft.node.config import (
 from bft.node.errors import ConfigError
 from bft.node.executor import ExecutedBlock, Executor
 from bft.node.gossip import Transactions, decode_frame, encode_transactions
-from bft.node.logs import kv
+from bft.node.logs import RateLimitedLog, kv
 from bft.node.mempool import AddStatus, Mempool, tx_hash
 from bft.node.metrics import NodeMetrics, NodeReason, NodeSubject, decode_error_label
 from bft.node.osfs import OsFilesystem
@@ -138,6 +138,8 @@ class Node:
         self.api_url: str | None = None
         self._commit_times: deque[float] = deque()
         self.refusals = 0
+        # Refusal lines per peer, kind and reason, thinned (the metrics count every one).
+        self._refusal_log = RateLimitedLog(log)
         self._next_self_check = 0.0
         self.metrics = NodeMetrics(
             committed_height=lambda: self.blocks.height,
@@ -230,7 +232,8 @@ class Node:
                 self.refusals += 1
                 self.metrics.count_undecodable(e)
                 what, reason = NodeSubject.MESSAGE.value, decode_error_label(e)
-                log.warning(kv(event="refusal", node=self.me, peer=peer, what=what, reason=reason, detail=e))
+                line = kv(event="refusal", node=self.me, peer=peer, what=what, reason=reason, detail=e)
+                self._refusal_log.log(logging.WARNING, (peer, what, reason), line)
                 continue
             if isinstance(msg, Transactions):
                 self._on_gossip(peer, msg)
@@ -273,17 +276,16 @@ class Node:
     def _count_refusal(self, refusal: Refusal) -> None:
         self.refusals += 1
         self.metrics.count_refusal(refusal)
-        log.info(
-            kv(
-                event="refusal",
-                node=self.me,
-                peer=refusal.sender,
-                view=refusal.view,
-                what=refusal.what.value,
-                reason=refusal.reason.value,
-                detail=refusal.detail,
-            )
+        line = kv(
+            event="refusal",
+            node=self.me,
+            peer=refusal.sender,
+            view=refusal.view,
+            what=refusal.what.value,
+            reason=refusal.reason.value,
+            detail=refusal.detail,
         )
+        self._refusal_log.log(logging.INFO, (refusal.sender, refusal.what, refusal.reason), line)
 
     def _keep_evidence(self, evidence: Evidence) -> None:
         """Store it (once per validator, view and kind) and count it; what honest nodes do about
@@ -372,7 +374,8 @@ class Node:
             self.metrics.count_node_refusal(NodeSubject.GOSSIPED_TXS, NodeReason.CHECK_TX)
             what, reason = NodeSubject.GOSSIPED_TXS.value, NodeReason.CHECK_TX.value
             detail = f"{refused} refused by check_tx"
-            log.info(kv(event="refusal", node=self.me, peer=peer, what=what, reason=reason, detail=detail))
+            line = kv(event="refusal", node=self.me, peer=peer, what=what, reason=reason, detail=detail)
+            self._refusal_log.log(logging.INFO, (peer, what, reason), line)
 
     async def _gossip(self) -> None:
         """Send newly admitted client transactions to every peer (they do not relay them: the

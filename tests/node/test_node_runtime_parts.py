@@ -236,3 +236,27 @@ async def test_a_crash_is_logged_as_crashed_and_a_stop_as_stopped(
     assert crashed[0].exc_info is not None  # the traceback is in the log
     assert not any("event=stopped" in r.getMessage() for r in caplog.records)
     assert crash_of(BaseExceptionGroup("stop", [KeyboardInterrupt()])) is None
+
+
+async def test_a_flood_of_refusals_is_counted_exactly_but_logged_once_per_window(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bft.core.actions import Action, Refusal
+    from bft.core.refusals import RefusalReason, Subject
+    from bft.core.types import ValidatorIndex, View
+    from bft.node.runtime import Node
+    from bft.node.testnet import write_testnet
+
+    homes = write_testnet(4, tmp_path, 29780)
+    node = Node(homes[0])
+    flood = Refusal(Subject.VOTE, RefusalReason.BAD_SIGNATURE, "bad signature", View(7), ValidatorIndex(3))
+    other = Refusal(Subject.VOTE, RefusalReason.BAD_SIGNATURE, "bad signature", View(7), ValidatorIndex(2))
+    with caplog.at_level("INFO", logger="bft.node"):
+        actions: list[Action] = [flood] * 5_000
+        node._perform([*actions, other])
+    lines = [r.getMessage() for r in caplog.records if "event=refusal" in r.getMessage()]
+    assert len(lines) == 2 and "peer=3" in lines[0] and "peer=2" in lines[1]
+    metric = 'bft_refusals_total{reason="bad-signature",what="vote"} 5001.0'
+    assert metric in node.render_metrics().decode()
+    assert node.refusals == 5_001
+    node.blocks.close()
