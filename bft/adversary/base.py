@@ -84,6 +84,11 @@ class Behaviour:
     def vote_for(self, view: View, block_id: BlockId) -> Vote:
         return self.certifier.sign_vote(self.key, self.me, view, block_id)
 
+    def vote_to_next_leader(self, view: View, block_id: BlockId) -> list[Action]:
+        """Our signed vote for `block_id` in `view`, sent to the next leader (none if that is us)."""
+        leader = self.next_leader(view)
+        return [] if leader == self.me else [Send(leader, self.vote_for(view, block_id))]
+
     def propose(self, block: Block, tc: TimeoutCert | None) -> Proposal:
         return Proposal(block, tc, self.certifier.sign_proposal(self.key, block))
 

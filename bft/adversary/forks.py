@@ -84,10 +84,7 @@ class SameTargetEquivocator(Behaviour):
             (held if self.rng.random() < 0.25 else out).append(Send(peer, second))
         self._held = held
         # The inner replica votes for the original itself; this is the second vote of the view.
-        leader = self.next_leader(block.view)
-        if leader != self.me:
-            out.append(Send(leader, self.vote_for(block.view, twin_block.id)))
-        return out
+        return out + self.vote_to_next_leader(block.view, twin_block.id)
 
     def _twin(self, block: Block, tc: TimeoutCert | None) -> Block:
         marker = b"equivocate-same/%d/%d" % (block.view, self.rng.getrandbits(32))
@@ -136,11 +133,7 @@ class ForkParent(Behaviour):
             return [action]
         self._replaced = block.id
         self._remember_block(fork)
-        out: list[Action] = [Broadcast(self.propose(fork, tc))]
-        leader = self.next_leader(block.view)
-        if leader != self.me:
-            out.append(Send(leader, self.vote_for(fork.view, fork.id)))
-        return out
+        return [Broadcast(self.propose(fork, tc)), *self.vote_to_next_leader(fork.view, fork.id)]
 
 
 class DetachedParent(Behaviour):
@@ -226,11 +219,7 @@ class DetachedParent(Behaviour):
         marker = b"detached-parent/%d" % template.view
         fork = replace(sibling, qc=high, txs=(*template.txs, marker))
         self._remember_block(fork)
-        out: list[Action] = [Broadcast(self.propose(fork, tc))]
-        leader = self.next_leader(template.view)
-        if leader != self.me:
-            out.append(Send(leader, self.vote_for(fork.view, fork.id)))
-        return out
+        return [Broadcast(self.propose(fork, tc)), *self.vote_to_next_leader(fork.view, fork.id)]
 
     def _release(self, withheld: QuorumCert) -> list[Action]:
         self._withheld, self._template, self._timeouts = None, None, {}

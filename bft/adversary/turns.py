@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from bft.adversary.base import Behaviour
-from bft.core.actions import Action, Broadcast, Send
+from bft.core.actions import Action, Broadcast
 from bft.core.messages import Message, Proposal
 from bft.core.types import ValidatorIndex, View
 
@@ -37,8 +37,4 @@ class OutOfTurn(Behaviour):
         self._usurped = block.view
         copy = replace(block, proposer=self.me)
         self._remember_block(copy)
-        out: list[Action] = [Broadcast(self.propose(copy, msg.tc))]
-        leader = self.next_leader(block.view)
-        if leader != self.me:
-            out.append(Send(leader, self.vote_for(block.view, copy.id)))
-        return out
+        return [Broadcast(self.propose(copy, msg.tc)), *self.vote_to_next_leader(block.view, copy.id)]
