@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bft.attack.command import add_command as add_attack_command
 from bft.bench import add_command as add_bench_command
 from bft.cli_ledger import add_commands as add_ledger_commands
 from bft.core.types import max_faulty
@@ -25,6 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_sim(commands)
     add_ledger_commands(commands)
     add_bench_command(commands)
+    add_attack_command(commands)
     args = parser.parse_args(argv)
     code: int = args.run(args)
     return code
