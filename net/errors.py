@@ -55,7 +55,9 @@ class RefusalKind(enum.StrEnum):
     LOW_ORDER_POINT = "low_order_point"
     TIMEOUT = "timeout"
     CLOSED = "closed"
-    TOO_MANY_PENDING = "too_many_pending"
+    # The pending-handshake table was full (or the source address at its share) and this
+    # unauthenticated connection was the one closed to make room for a newcomer.
+    EVICTED = "evicted"
 
 
 class HandshakeRefused(NetError):

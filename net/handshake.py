@@ -163,6 +163,7 @@ class _Handshake:
         "_ephemeral",
         "_failed",
         "_key",
+        "_messages_received",
         "_messages_to_receive",
         "_reader",
         "_result",
@@ -186,11 +187,20 @@ class _Handshake:
         self._result: HandshakeResult | None = None
         # Parsing stops after the last handshake message: what follows is the encrypted stream.
         self._messages_to_receive = messages_to_receive
+        self._messages_received = 0
 
     @property
     def result(self) -> HandshakeResult | None:
         """The outcome once the handshake is complete, else None."""
         return self._result
+
+    @property
+    def messages_received(self) -> int:
+        """How many complete handshake messages the other side has sent (and we accepted) so far.
+
+        The driver uses it for its first-message deadline: an honest peer's first message comes
+        at once, a stranger holding a slot open sends none."""
+        return self._messages_received
 
     def _ephemeral_public(self) -> bytes:
         return self._ephemeral.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
@@ -216,6 +226,7 @@ class _Handshake:
             for message in messages:
                 self._messages_to_receive -= 1
                 out += self._on_message(message)
+                self._messages_received += 1
             return out
         except HandshakeRefused as refusal:
             self._failed = refusal

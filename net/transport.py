@@ -10,10 +10,17 @@ Behaviour worth knowing:
   dialed by the lower validator index is kept on both ends (both ends apply the same rule to
   the same two connections, so they agree); between two dialed by the same validator the newer
   wins, since the older one is what a restarted peer left behind. A dial loop only dials while
-  its peer is not connected, so the losing side stops dialing.
-- Outgoing: `send` puts the payload on the peer's bounded queue without waiting; a full queue
-  drops the payload and counts it. The queue outlives connections, so payloads sent while a
-  peer is unreachable go out once it connects (up to the bound).
+  its peer is not connected, so the losing side stops dialing. A failed dial backs off
+  exponentially (from `reconnect_base_s`, with jitter, up to `reconnect_max_s`); the backoff
+  starts over once the peer was connected again, whichever side dialed.
+- Outgoing: `send` puts the payload on the peer's `OutgoingQueue` without waiting. The queue is
+  bounded in frames (`queue_frames`) and in payload bytes (`queue_bytes`); what does not fit is
+  dropped and counted (`dropped_outgoing`). It outlives connections, so what is sent while a
+  peer is briefly unreachable goes out once it connects; but nothing older than `queue_age_s` is
+  ever sent: a sweep about once a second, `send` itself and the write loop drop stale payloads
+  and count them (`expired_outgoing`), so a peer that went away or stopped reading holds at
+  most `queue_bytes` of our memory, released within `queue_age_s` (plus about a second).
+  `queued_bytes(peer)` tells a producer that a peer is not reading before it builds more for it.
 - Incoming: all peers share one bounded channel. A reader whose frame does not fit waits at
   most `incoming_wait_s`, then drops the frame and counts it per peer. The short wait turns a
   burst into TCP back-pressure on that one peer instead of loss; it never stalls other peers'
@@ -22,14 +29,28 @@ Behaviour worth knowing:
 - An idle connection carries an empty keepalive frame every `keepalive_s`; a connection silent
   for three of those is closed, so a peer that vanished without a FIN is noticed and redialed.
   Empty payloads are therefore reserved and `send` refuses them.
-- Unauthenticated inbound connections are bounded by `max_pending_handshakes` (beyond that a
-  new one is closed at once) and each gets `handshake_timeout_s`; their buffers are capped by
-  the 1 KiB handshake frame limit. Honest peers already connected are never affected, and
-  since we dial our peers too, a flood of strangers cannot keep us apart from them.
+- Unauthenticated inbound connections (pending handshakes) are held in a table of at most
+  `max_pending_handshakes`, at most `max_pending_per_host` of them from one source address.
+  A newcomer is never refused for lack of room: if its address is at its share, that address's
+  own oldest pending connection is closed; else, if the table is full, the oldest one of all.
+  Either way a connection that has not yet sent one complete handshake message goes before one
+  that has (oldest first among each): an honest dialer sends its HELLO the moment it connects,
+  so what has been silent longest is the least likely to be a peer, and the newcomer, admitted,
+  leaves the "silent" class within a round trip. Such a closure is an `evicted` refusal. Each
+  pending connection must deliver its first complete handshake message within
+  `first_bytes_timeout_s` and finish within `handshake_timeout_s`; buffers are capped by the
+  1 KiB handshake frame limit. So strangers, however many connections they open from however
+  many addresses, hold slots for at most about a second each and cannot keep out a validator
+  that dials us; honest peers already connected are never affected; and since we dial our
+  peers too, a flood on our listener alone cannot keep us apart from them.
+- Refusal log lines (`handshake_refused`, `frame_refused`) are thinned by `RateLimitedLog`: one
+  per kind, source host and role every few seconds, then a count of those left out; the
+  counters in `stats()` stay exact.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import random
@@ -44,8 +65,20 @@ from crypto.keys import PUBLIC_KEY_LEN, PrivateKey
 from net.errors import FrameError, HandshakeRefused, RefusalKind
 from net.frames import TAG_BYTES, FrameOpener, FrameSealer
 from net.handshake import DialerHandshake, HandshakeResult, ListenerHandshake
+from net.outqueue import OutgoingQueue
+from net.ratelog import RateLimitedLog
 
 DEFAULT_MAX_FRAME_BYTES = 4 * 1024 * 1024 + 64
+# Per peer: four maximal frames, or many thousands of votes. With 3-6 peers that is 48-96 MiB of
+# queued payload at worst, plus one batch in flight per connection (at most one frame of 4 MiB
+# plus _WRITE_BATCH_BYTES), well under 300 MB for the whole node. A peer that reads at all drains
+# it at network speed; one that does not gets its excess dropped rather than our memory.
+DEFAULT_QUEUE_BYTES = 16 * 1024 * 1024
+# Consensus messages this old are stale (timeouts are re-sent on every local deadline, lagging
+# nodes catch up by block sync), and a peer gone this long is restarting, not blinking.
+DEFAULT_QUEUE_AGE_S = 10.0
+# Stale payloads of peers that are not being written to are swept this often.
+_EXPIRY_SWEEP_S = 1.0
 _READ_BYTES = 64 * 1024
 _HANDSHAKE_READ_BYTES = 4096
 # Frames queued together are written with one send_all, up to this many bytes.
@@ -71,8 +104,10 @@ class TransportStats(TypedDict):
     connected_peers: list[int]
     connections: dict[int, ConnectionInfo]
     dropped_outgoing: dict[int, int]
+    expired_outgoing: dict[int, int]
     dropped_incoming: dict[int, int]
     queued_outgoing: dict[int, int]
+    queued_outgoing_bytes: dict[int, int]
     refused_handshakes: dict[str, int]
     pending_handshakes: int
     live_connections: int
@@ -94,6 +129,15 @@ def _format_sockaddr(sockaddr: object) -> str:
         host, port = sockaddr[0], sockaddr[1]
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     return str(sockaddr)
+
+
+def _host_of(remote: str) -> str:
+    """The host part of "host:port" or "[v6]:port" (what the per-address cap is keyed by);
+    any other description (an in-process stream's) is taken whole."""
+    if remote.startswith("[") and "]:" in remote:
+        return remote[1 : remote.index("]:")]
+    host, sep, port = remote.rpartition(":")
+    return host if sep and host and ":" not in host and port.isdigit() else remote
 
 
 def _describe(stream: trio.abc.Stream, *, local: bool) -> str:
@@ -141,6 +185,20 @@ class _Connection:
         self.close_reason = "cancelled"
 
 
+class _Pending:
+    """One inbound connection still in its handshake; mutable, shared by its task and `_admit`."""
+
+    __slots__ = ("evicted", "host", "scope", "spoke")
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        # Its handshake runs in this scope: cancelled to evict it, its deadline moved once it spoke.
+        self.scope = trio.CancelScope()
+        # Whether it has sent one complete handshake message (eviction takes silent ones first).
+        self.spoke = False
+        self.evicted: str | None = None
+
+
 class _Peer:
     """Everything the transport keeps about one other validator, across connections."""
 
@@ -151,16 +209,18 @@ class _Peer:
         "dropped_incoming",
         "dropped_outgoing",
         "index",
-        "outgoing_receive",
-        "outgoing_send",
         "public_key",
+        "queue",
+        "queued",
     )
 
-    def __init__(self, index: int, public_key: bytes, address: Address | None, queue_frames: int) -> None:
+    def __init__(self, index: int, public_key: bytes, address: Address | None, queue: OutgoingQueue) -> None:
         self.index = index
         self.public_key = public_key
         self.address = address
-        self.outgoing_send, self.outgoing_receive = trio.open_memory_channel[bytes](queue_frames)
+        self.queue = queue
+        # Set when a payload is queued; the write loop replaces it before it waits again.
+        self.queued = trio.Event()
         self.connection: _Connection | None = None
         # Set (and replaced) whenever `address` or `connection` changes; the dial loop waits on it.
         self.changed = trio.Event()
@@ -170,6 +230,11 @@ class _Peer:
     def notify(self) -> None:
         self.changed.set()
         self.changed = trio.Event()
+
+    async def wait_queued(self) -> None:
+        if self.queued.is_set():
+            self.queued = trio.Event()
+        await self.queued.wait()
 
 
 class Transport:
@@ -192,12 +257,16 @@ class Transport:
         *,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         queue_frames: int = 1024,
+        queue_bytes: int = DEFAULT_QUEUE_BYTES,
+        queue_age_s: float = DEFAULT_QUEUE_AGE_S,
         incoming_frames: int = 1024,
         incoming_wait_s: float = 0.1,
         handshake_timeout_s: float = 5.0,
+        first_bytes_timeout_s: float = 1.0,
         max_pending_handshakes: int = 64,
+        max_pending_per_host: int = 16,
         reconnect_base_s: float = 0.1,
-        reconnect_max_s: float = 5.0,
+        reconnect_max_s: float = 2.0,
         keepalive_s: float = 5.0,
         logger: logging.Logger | None = None,
     ) -> None:
@@ -217,12 +286,21 @@ class Transport:
             ("queue_frames", queue_frames),
             ("incoming_frames", incoming_frames),
             ("max_pending_handshakes", max_pending_handshakes),
+            ("max_pending_per_host", max_pending_per_host),
         ):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
+        if queue_bytes < max_frame_bytes - TAG_BYTES:
+            raise ValueError(
+                f"queue_bytes ({queue_bytes}) must hold at least one largest payload "
+                f"({max_frame_bytes - TAG_BYTES} bytes)"
+            )
         if not 0 < reconnect_base_s <= reconnect_max_s:
             raise ValueError("need 0 < reconnect_base_s <= reconnect_max_s")
-        if handshake_timeout_s <= 0 or keepalive_s <= 0 or incoming_wait_s < 0:
+        if (
+            min(handshake_timeout_s, first_bytes_timeout_s, keepalive_s, queue_age_s) <= 0
+            or incoming_wait_s < 0
+        ):
             raise ValueError("timeouts must be positive")
         self._me = me
         self._key = key
@@ -232,19 +310,31 @@ class Transport:
         self._max_frame_bytes = max_frame_bytes
         self._incoming_wait_s = incoming_wait_s
         self._handshake_timeout_s = handshake_timeout_s
+        self._first_bytes_timeout_s = first_bytes_timeout_s
         self._max_pending_handshakes = max_pending_handshakes
+        self._max_pending_per_host = max_pending_per_host
+        self._queue_age_s = queue_age_s
         self._reconnect_base_s = reconnect_base_s
         self._reconnect_max_s = reconnect_max_s
         self._keepalive_s = keepalive_s
         self._log = logger if logger is not None else logging.getLogger("bft.net")
+        # Refusals are caused by others: thinned per kind, host and role (the counters are exact).
+        self._refusal_log = RateLimitedLog(self._log, clock=trio.current_time)
         self._peers = {
-            index: _Peer(index, bytes(public_key), addresses.get(index), queue_frames)
+            index: _Peer(
+                index,
+                bytes(public_key),
+                addresses.get(index),
+                OutgoingQueue(queue_frames, queue_bytes, queue_age_s),
+            )
             for index, public_key in enumerate(validators)
             if index != me
         }
         self._incoming_send, self.incoming = trio.open_memory_channel[tuple[int, bytes]](incoming_frames)
         self._refused: Counter[str] = Counter()
-        self._pending_handshakes = 0
+        # Pending inbound handshakes, oldest first (dicts keep insertion order).
+        self._pending: dict[int, _Pending] = {}
+        self._pending_ids = itertools.count()
         self._live_connections = 0
         self._listen_port: int | None = None
         self._running = False
@@ -284,18 +374,23 @@ class Transport:
             peer.notify()
 
     def send(self, to: int, payload: bytes) -> bool:
-        """Queue `payload` for peer `to` without blocking; False (and counted) if its queue is full."""
+        """Queue `payload` for peer `to` without blocking; False (and counted) if its queue is
+        full in frames or bytes (after dropping what in it is older than `queue_age_s`)."""
         peer = self._peer(to)
         if not payload:
             raise ValueError("empty payloads are reserved for keepalives")
         if len(payload) > self.max_payload_bytes:
             raise ValueError(f"payload of {len(payload)} bytes exceeds the limit of {self.max_payload_bytes}")
-        try:
-            peer.outgoing_send.send_nowait(bytes(payload))
-        except trio.WouldBlock:
+        if not peer.queue.put(bytes(payload), trio.current_time()):
             peer.dropped_outgoing += 1
             return False
+        peer.queued.set()
         return True
+
+    def queued_bytes(self, peer: int) -> int:
+        """Payload bytes waiting in the outgoing queue of `peer` (a peer that does not read has
+        a full queue: a producer can refuse to build more for it)."""
+        return self._peer(peer).queue.size_bytes
 
     def broadcast(self, payload: bytes) -> None:
         """`send` to every peer (not to ourselves); full queues drop and count as in `send`."""
@@ -303,7 +398,8 @@ class Transport:
             self.send(index, payload)
 
     def stats(self) -> TransportStats:
-        """A snapshot of connections, drop counters and refused handshakes by kind."""
+        """A snapshot of connections, queues, drop and expiry counters, and refused handshakes
+        by kind (`evicted` included)."""
         connections: dict[int, ConnectionInfo] = {}
         for index, peer in self._peers.items():
             if peer.connection is not None:
@@ -315,13 +411,12 @@ class Transport:
             connected_peers=sorted(connections),
             connections=connections,
             dropped_outgoing={index: peer.dropped_outgoing for index, peer in self._peers.items()},
+            expired_outgoing={index: peer.queue.expired for index, peer in self._peers.items()},
             dropped_incoming={index: peer.dropped_incoming for index, peer in self._peers.items()},
-            queued_outgoing={
-                index: peer.outgoing_send.statistics().current_buffer_used
-                for index, peer in self._peers.items()
-            },
+            queued_outgoing={index: len(peer.queue) for index, peer in self._peers.items()},
+            queued_outgoing_bytes={index: peer.queue.size_bytes for index, peer in self._peers.items()},
             refused_handshakes=dict(self._refused),
-            pending_handshakes=self._pending_handshakes,
+            pending_handshakes=len(self._pending),
             live_connections=self._live_connections,
         )
 
@@ -344,6 +439,7 @@ class Transport:
                 self._log.info(_log_line("listening", self._me, address=f"{host}:{self._listen_port}"))
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(trio.serve_listeners, self._on_accept, listeners)
+                    nursery.start_soon(self._expiry_loop)
                     for peer in self._peers.values():
                         nursery.start_soon(self._dial_loop, peer)
                     task_status.started()
@@ -365,22 +461,13 @@ class Transport:
         """
         remote = remote if remote is not None else _describe(stream, local=False)
         try:
-            if self._pending_handshakes >= self._max_pending_handshakes:
-                self._on_refused(
-                    remote,
-                    "listener",
-                    HandshakeRefused(
-                        RefusalKind.TOO_MANY_PENDING,
-                        f"too many pending handshakes ({self._pending_handshakes})",
-                    ),
-                )
-                return
-            self._pending_handshakes += 1
+            pending = _Pending(_host_of(remote))
+            pending_id = self._admit(pending)
             try:
                 handshake = ListenerHandshake(self._key, self._chain_id, self._index_by_key)
-                result = await self._run_handshake(stream, handshake, remote, None)
+                result = await self._run_handshake(stream, handshake, remote, None, pending)
             finally:
-                self._pending_handshakes -= 1
+                self._pending.pop(pending_id, None)
             if result is not None:
                 peer = self._peers[self._index_by_key[result.peer_public_key]]
                 await self._run_connection(stream, peer, peer.index, result, remote)
@@ -393,13 +480,44 @@ class Transport:
             raise ValueError(f"{index!r} is not a peer of validator {self._me}")
         return peer
 
+    def _admit(self, pending: _Pending) -> int:
+        """Enter `pending` in the table, first evicting one entry if its host is at its share or
+        the table is full (see the module docstring for which one and why); its table key."""
+        same_host = [entry for entry in self._pending.values() if entry.host == pending.host]
+        if len(same_host) >= self._max_pending_per_host:
+            self._evict(
+                same_host,
+                f"address {pending.host} has {len(same_host)} pending handshakes, "
+                f"its share is {self._max_pending_per_host}; evicted for a newer one",
+            )
+        elif len(self._pending) >= self._max_pending_handshakes:
+            self._evict(
+                list(self._pending.values()),
+                f"{len(self._pending)} pending handshakes, the table's limit; evicted for a newcomer",
+            )
+        pending_id = next(self._pending_ids)
+        self._pending[pending_id] = pending
+        return pending_id
+
+    def _evict(self, candidates: list[_Pending], reason: str) -> None:
+        """Close the oldest silent candidate, else the oldest one (`candidates` are oldest first)."""
+        victim = next((entry for entry in candidates if not entry.spoke), candidates[0])
+        for pending_id, entry in self._pending.items():
+            if entry is victim:
+                del self._pending[pending_id]
+                break
+        victim.evicted = reason
+        victim.scope.cancel()
+
     def _on_refused(self, remote: str, role: str, refusal: HandshakeRefused, peer: int | None = None) -> None:
         self._refused[refusal.kind.value] += 1
         fields: dict[str, object] = {"remote": remote, "role": role}
         if peer is not None:
             fields["peer"] = peer
-        self._log.warning(
-            _log_line("handshake_refused", self._me, **fields, kind=refusal.kind, reason=refusal.reason)
+        self._refusal_log.log(
+            logging.WARNING,
+            ("handshake_refused", refusal.kind, _host_of(remote), role),
+            _log_line("handshake_refused", self._me, **fields, kind=refusal.kind, reason=refusal.reason),
         )
 
     async def _run_handshake(
@@ -408,10 +526,22 @@ class Transport:
         handshake: DialerHandshake | ListenerHandshake,
         remote: str,
         peer: int | None,
+        pending: _Pending | None = None,
     ) -> HandshakeResult | None:
+        """Drive `handshake` on `stream` under its deadlines; the result, or None once refused
+        (counted and logged). An inbound one (`pending` given) must deliver its first complete
+        message within `first_bytes_timeout_s` and can be evicted through `pending.scope`."""
         role = "dialer" if isinstance(handshake, DialerHandshake) else "listener"
         refusal: HandshakeRefused | None = None
-        with trio.move_on_after(self._handshake_timeout_s):
+        finish_at = trio.current_time() + self._handshake_timeout_s
+        first_at = finish_at
+        scope = trio.CancelScope()
+        if pending is not None:
+            # Only strangers need the short deadline: our own dials reach an expected key.
+            first_at = min(finish_at, trio.current_time() + self._first_bytes_timeout_s)
+            scope = pending.scope
+        scope.deadline = first_at
+        with scope:
             try:
                 if isinstance(handshake, DialerHandshake):
                     await stream.send_all(handshake.start())
@@ -420,6 +550,9 @@ class Transport:
                     if not data:
                         raise HandshakeRefused(RefusalKind.CLOSED, "connection closed during handshake")
                     reply = handshake.feed(data)
+                    if pending is not None and not pending.spoke and handshake.messages_received:
+                        pending.spoke = True
+                        scope.deadline = finish_at
                     if reply:
                         await stream.send_all(reply)
                 return handshake.result
@@ -427,6 +560,12 @@ class Transport:
                 refusal = exc
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 refusal = HandshakeRefused(RefusalKind.CLOSED, f"connection lost during handshake: {exc}")
+        if refusal is None and pending is not None and pending.evicted is not None:
+            refusal = HandshakeRefused(RefusalKind.EVICTED, pending.evicted)
+        if refusal is None and pending is not None and not pending.spoke and first_at < finish_at:
+            refusal = HandshakeRefused(
+                RefusalKind.TIMEOUT, f"no complete handshake message within {self._first_bytes_timeout_s} s"
+            )
         if refusal is None:
             refusal = HandshakeRefused(
                 RefusalKind.TIMEOUT, f"handshake not finished within {self._handshake_timeout_s} s"
@@ -438,6 +577,10 @@ class Transport:
         backoff_s = self._reconnect_base_s
         while True:
             while peer.address is None or peer.connection is not None:
+                if peer.connection is not None:
+                    # Connected (by either side's dial): after it ends, start over from a short
+                    # backoff, so a peer that restarts is redialed within a fraction of a second.
+                    backoff_s = self._reconnect_base_s
                 await peer.changed.wait()
             if await self._dial_once(peer, peer.address):
                 backoff_s = self._reconnect_base_s
@@ -529,26 +672,39 @@ class Transport:
             )
 
     async def _write_loop(self, conn: _Connection, scope: trio.CancelScope) -> None:
-        receive = conn.peer.outgoing_receive
+        """Write the peer's queue in batches (stale payloads are dropped by `take`, never sent),
+        and a keepalive frame whenever nothing was written for `keepalive_s`."""
+        peer = conn.peer
         try:
+            idle_at = trio.current_time() + self._keepalive_s
             while True:
-                payload = b""
-                with trio.move_on_after(self._keepalive_s):
-                    payload = await receive.receive()
-                # On timeout `payload` stays empty: that is the keepalive frame.
-                frames = [conn.sealer.seal(payload)]
-                size = len(frames[0])
-                while size < _WRITE_BATCH_BYTES:
-                    try:
-                        payload = receive.receive_nowait()
-                    except trio.WouldBlock:
-                        break
-                    frames.append(conn.sealer.seal(payload))
-                    size += len(frames[-1])
-                await conn.stream.send_all(b"".join(frames))
+                payloads = peer.queue.take(trio.current_time(), _WRITE_BATCH_BYTES)
+                if not payloads and trio.current_time() < idle_at:
+                    with trio.move_on_at(idle_at):
+                        await peer.wait_queued()
+                    continue
+                # No payload: the deadline passed, this is the keepalive frame.
+                if len(payloads) <= 1:
+                    data = conn.sealer.seal(payloads[0] if payloads else b"")
+                else:
+                    data = b"".join([conn.sealer.seal(payload) for payload in payloads])
+                # Only the sealed copy stays alive while a slow reader makes send_all wait.
+                del payloads
+                await conn.stream.send_all(data)
+                del data
+                idle_at = trio.current_time() + self._keepalive_s
         except (FrameError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             conn.close_reason = f"write failed: {exc}"
             scope.cancel()
+
+    async def _expiry_loop(self) -> None:
+        """Drop stale payloads of every queue about once a second, so that what waits for a
+        peer that is gone (or not reading) is released even if nothing else is sent to it."""
+        while True:
+            await trio.sleep(min(_EXPIRY_SWEEP_S, self._queue_age_s))
+            now = trio.current_time()
+            for peer in self._peers.values():
+                peer.queue.expire(now)
 
     async def _read_loop(self, conn: _Connection, leftover: bytes) -> str:
         """Deliver frames until the connection ends; return why it ended."""
@@ -566,10 +722,12 @@ class Transport:
                     return "closed by peer"
                 await self._deliver(conn.peer, conn.opener.feed(data))
         except FrameError as exc:
-            self._log.warning(
+            self._refusal_log.log(
+                logging.WARNING,
+                ("frame_refused", type(exc).__name__, _host_of(conn.remote), conn.peer.index),
                 _log_line(
                     "frame_refused", self._me, peer=conn.peer.index, remote=conn.remote, reason=str(exc)
-                )
+                ),
             )
             return f"bad frame: {exc}"
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:

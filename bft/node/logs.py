@@ -1,7 +1,8 @@
 """Structured logs: one line per event, key=value, to a file per node.
 
-Owns: the line format, the logger set-up of a node process, and `RateLimitedLog` (at most one
-line per kind and source every few seconds, with a count of the lines left out).
+Owns: the line format and the logger set-up of a node process. `RateLimitedLog` (at most one
+line per kind and source every few seconds, with a count of the lines left out) lives in
+`net.ratelog`, since the transport needs it too, and is re-exported here.
 May not: decide what is logged; callers pass the event and its fields.
 """
 
@@ -10,10 +11,20 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import Final
+
+from net.ratelog import LOG_MAX_KEYS, LOG_WINDOW_S, RateLimitedLog
+
+__all__ = [
+    "LOG_BACKUPS",
+    "LOG_MAX_BYTES",
+    "LOG_MAX_KEYS",
+    "LOG_WINDOW_S",
+    "KeyValueFormatter",
+    "RateLimitedLog",
+    "kv",
+    "setup_node_logging",
+]
 
 
 def kv(**fields: object) -> str:
@@ -34,51 +45,6 @@ class KeyValueFormatter(logging.Formatter):
         if record.exc_info:
             line += " " + kv(exception=self.formatException(record.exc_info))
         return line
-
-
-# A key (kind and source) logs at most one line per window; the others are counted.
-LOG_WINDOW_S: Final = 5.0
-# Keys remembered; the oldest is forgotten beyond this (its count logged first).
-LOG_MAX_KEYS: Final = 1024
-
-
-class RateLimitedLog:
-    """Log lines thinned per key: the first line of a key in a window is written, the rest of
-    that window are counted, and the next line written for the key says how many were left out
-    (`suppressed=N`). Why: a peer that floods us with bad messages would otherwise write tens of
-    thousands of lines a second and rotate the node's history away. Metrics, not the log, keep
-    the exact counts."""
-
-    def __init__(
-        self,
-        logger: logging.Logger,
-        window_s: float = LOG_WINDOW_S,
-        max_keys: int = LOG_MAX_KEYS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._logger = logger
-        self._window_s = window_s
-        self._max_keys = max_keys
-        self._clock = clock
-        # key -> (when its window ends, lines left out in it)
-        self._keys: OrderedDict[Hashable, tuple[float, int]] = OrderedDict()
-
-    def log(self, level: int, key: Hashable, line: str) -> bool:
-        """Write `line` unless `key` already wrote one in this window; whether it was written."""
-        now = self._clock()
-        known = self._keys.get(key)
-        if known is not None and now < known[0]:
-            self._keys[key] = (known[0], known[1] + 1)
-            return False
-        left_out = known[1] if known is not None else 0
-        self._logger.log(level, line + (f" suppressed={left_out}" if left_out else ""))
-        self._keys[key] = (now + self._window_s, 0)
-        self._keys.move_to_end(key)
-        while len(self._keys) > self._max_keys:
-            old, (_, count) = self._keys.popitem(last=False)
-            if count:
-                self._logger.log(level, kv(event="log_suppressed", key=old, suppressed=count))
-        return True
 
 
 # A peer that makes us refuse messages makes us write log lines: rotate so the disk stays bounded.

@@ -37,3 +37,11 @@ def test_log_lines_quote_and_escape_attacker_text() -> None:
     assert "\n" not in line
     assert line.startswith('event=handshake_refused me=0 remote=127.0.0.1:5555 reason="wrong chain id ')
     assert _log_line("x", 1, reason="unknown validator key") == 'event=x me=1 reason="unknown validator key"'
+
+
+def test_the_node_logs_thin_with_the_same_class_as_the_transport() -> None:
+    from bft.node import logs
+    from net import ratelog
+
+    assert logs.RateLimitedLog is ratelog.RateLimitedLog
+    assert (logs.LOG_WINDOW_S, logs.LOG_MAX_KEYS) == (ratelog.LOG_WINDOW_S, ratelog.LOG_MAX_KEYS)
