@@ -8,6 +8,7 @@ sends. Twins, two honest replicas sharing one key, is a property of the network 
 from __future__ import annotations
 
 from bft.adversary.base import Behaviour
+from bft.adversary.flood import RequestFlood
 from bft.adversary.forks import DetachedParent, ForkParent, SameTargetEquivocator
 from bft.adversary.leaders import EquivocatingLeader, ForgedQC, InvalidBlock
 from bft.adversary.noise import CrossChain, FarFuture, GarbageSender, NearFuture, Replayer
@@ -33,6 +34,7 @@ BEHAVIOURS: dict[str, type[Behaviour]] = {
         NearFuture,
         CrossChain,
         OutOfTurn,
+        RequestFlood,
     )
 }
 

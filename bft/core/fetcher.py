@@ -4,7 +4,8 @@ Owns: `BlockFetcher`: outstanding fetches by hash (the uncommitted tail), the bl
 in flight (committed blocks by height range), proposals and QCs waiting for a block, orphan
 chains of fetched blocks waiting for their parent, and the bounds of each in count and bytes.
 Also the answers to peers' requests (`answer_block_request`, `answer_sync_request`), each built
-under a byte budget that fits one message and always carrying at least one block.
+under a byte budget that fits one message and always carrying at least one block, and only
+within the requesting validator's serving budget (`bft.core.serving`).
 May not: insert blocks into the tree, commit, or touch the network: it returns what landed and
 appends requests and refusals to the `out` list the replica passes in.
 
@@ -45,6 +46,7 @@ from bft.core.messages import (
     SyncResponse,
 )
 from bft.core.refusals import RefusalReason, Refused, Subject
+from bft.core.serving import ServingBudget, ServingLimits
 from bft.core.types import BlockId, ValidatorIndex
 
 # Blocks asked for in one SyncRequest (a response may carry fewer to stay within its budget).
@@ -125,9 +127,12 @@ class BlockFetcher:
     # The highest height a verified block showed us exists below it, and the last synced block.
     _sync_target: int = 0
     _sync_tip: Block | None = None
+    # What answering each requesting validator may cost (`bft.core.serving`).
+    serving: ServingBudget = field(init=False)
 
     def __post_init__(self) -> None:
         c = self.config
+        self.serving = ServingBudget(ServingLimits.of(c))
         self._proposal_tally = _Buffer(c.max_pending_blocks, c.max_buffered_bytes)
         self._orphan_tally = _Buffer(c.max_pending_blocks, c.max_buffered_bytes)
 
@@ -355,19 +360,57 @@ class BlockFetcher:
         last block (the replica commits what it certifies, then calls `continue_sync`)."""
         match msg:
             case BlockRequest():
-                answer = answer_block_request(msg, tree, chain, self.config)
-                if isinstance(answer, Refused):
-                    out.append(Refusal.of(Subject.BLOCK_REQUEST, answer, None, sender))
-                else:
-                    out.append(Send(sender, answer))
+                self._on_block_request(sender, msg, tree, chain, now, out)
             case SyncRequest():
-                out.append(Send(sender, answer_sync_request(msg, chain, self.config)))
+                self._on_sync_request(sender, msg, tree, chain, now, out)
             case BlockResponse():
                 blocks = self.on_block_response(sender, msg, tree, now, out)
                 return None if blocks is None else (blocks, None)
             case SyncResponse():
                 return self.on_sync_response(sender, msg, tree, out)
         return None
+
+    # -- answering -------------------------------------------------------------------------------
+
+    def _on_block_request(
+        self,
+        sender: ValidatorIndex,
+        request: BlockRequest,
+        tree: BlockTree,
+        chain: CommittedChain,
+        now: float,
+        out: list[Action],
+    ) -> None:
+        """Answer within `sender`'s serving budget; a request beyond it is refused unread."""
+        refused = self.serving.admit_block_request(sender, now)
+        answer = refused or answer_block_request(request, tree, chain, self.config)
+        if isinstance(answer, Refused):
+            out.append(Refusal.of(Subject.BLOCK_REQUEST, answer, None, sender))
+            return
+        self.serving.answered_blocks(sender, answer, now)
+        out.append(Send(sender, answer))
+
+    def _on_sync_request(
+        self,
+        sender: ValidatorIndex,
+        request: SyncRequest,
+        tree: BlockTree,
+        chain: CommittedChain,
+        now: float,
+        out: list[Action],
+    ) -> None:
+        """A range above our committed height is answered empty, for free (we cannot help; the
+        asker tries another peer); any other is answered within `sender`'s serving budget."""
+        if request.start_height > tree.root.height:
+            out.append(Send(sender, SyncResponse((), None)))
+            return
+        refused = self.serving.admit_sync_request(sender, request.start_height, now)
+        if refused is not None:
+            out.append(Refusal.of(Subject.SYNC_REQUEST, refused, None, sender))
+            return
+        answer = answer_sync_request(request, chain, self.config)
+        self.serving.answered_sync(sender, answer, request.start_height, now)
+        out.append(Send(sender, answer))
 
     # -- retries ---------------------------------------------------------------------------------
 
@@ -399,6 +442,7 @@ class BlockFetcher:
             "orphan_bytes": self._orphan_tally.size_bytes,
             "sync_in_flight": int(self._sync is not None),
             "sync_target": self._sync_target,
+            **self.serving.statistics(),
         }
 
     def check_bounds(self) -> None:
@@ -410,6 +454,7 @@ class BlockFetcher:
         self._proposal_tally.check("waiting proposals", len(proposals), sum(map(_proposal_size, proposals)))
         chains = list(self._orphans.values())
         self._orphan_tally.check("orphans", sum(map(len, chains)), sum(map(_chain_size, chains)))
+        self.serving.check_bounds(self.config.validators.n)
 
 
 def sync_cap(root: Block, certified_view: int) -> int:

@@ -58,6 +58,9 @@ class RefusalReason(enum.StrEnum):
     FORKS_COMMITTED = "forks-committed"  # a chain that forks below the committed root
     BUFFER_FULL = "buffer-full"  # a bounded buffer (waiting proposals, orphans, fetches) is full
     SYNC_TARGET_TOO_HIGH = "sync-target-too-high"  # a height no chain can have reached by its QC's view
+    # Answering peers' requests (`bft.core.serving`).
+    RATE_LIMITED = "rate-limited"  # past the requesting validator's budget of requests or answer bytes
+    REPEATED_REQUEST = "repeated-request"  # a sync range the peer was sent within a base timeout
 
 
 class Subject(enum.StrEnum):

@@ -294,26 +294,49 @@ def _consensus_from_table(table: Mapping[str, Any], source: str) -> ConsensusSet
 @dataclass(frozen=True, slots=True)
 class MempoolSettings:
     """Bounds of this node's mempool; the optional [mempool] table. When either is reached,
-    clients get "mempool full" and back off."""
+    clients get "mempool full" and back off. `peer_share_txs` / `peer_share_bytes` bound what
+    the transactions one validator gossips may hold of it (0: `max_txs` / `max_bytes` divided by
+    the number of validators, see `peer_shares`)."""
 
     max_txs: int = 20_000
     max_bytes: int = 64 * 1024 * 1024
+    peer_share_txs: int = 0
+    peer_share_bytes: int = 0
 
     def __post_init__(self) -> None:
         for name in ("max_txs", "max_bytes"):
             value = getattr(self, name)
             if type(value) is not int or value <= 0:
                 raise ConfigError(f"[mempool] {name} must be a positive integer, got {value!r}")
+        for name, most in (("peer_share_txs", self.max_txs), ("peer_share_bytes", self.max_bytes)):
+            value = getattr(self, name)
+            if type(value) is not int or not 0 <= value <= most:
+                raise ConfigError(f"[mempool] {name} must be an integer in 0..{most}, got {value!r}")
+
+    def peer_shares(self, validators: int) -> tuple[int, int]:
+        """One gossiping peer's share (transactions, bytes) in a set of `validators`.
+
+        Why 1/n by default: every validator, ourselves (our clients) included, gets an equal
+        slice, so the f < n/3 Byzantine peers can hold at most f/n of the pool and clients and
+        honest peers always have the rest. An honest peer's share must hold what its clients
+        submit between two commits (a few views): at the defaults, 5,000 transactions and 16 MiB
+        with 4 validators, five full blocks of the default limits (1,000 txs, 1 MB)."""
+        return (
+            self.peer_share_txs or max(1, self.max_txs // validators),
+            self.peer_share_bytes or max(1, self.max_bytes // validators),
+        )
 
 
 def _mempool_from_table(table: Mapping[str, Any], source: str) -> MempoolSettings:
     where = f"{source}: [mempool]"
-    _check_keys(table, {"max_txs", "max_bytes"}, set(), where)
+    _check_keys(table, {"max_txs", "max_bytes", "peer_share_txs", "peer_share_bytes"}, set(), where)
     d = MempoolSettings()
     try:
         return MempoolSettings(
             max_txs=_int(table, "max_txs", where, d.max_txs),
             max_bytes=_int(table, "max_bytes", where, d.max_bytes),
+            peer_share_txs=_int(table, "peer_share_txs", where, d.peer_share_txs),
+            peer_share_bytes=_int(table, "peer_share_bytes", where, d.peer_share_bytes),
         )
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from exc

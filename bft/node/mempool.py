@@ -1,12 +1,19 @@
 """The mempool: transactions admitted but not yet committed, in arrival order.
 
 Owns: admission (size limits, de-duplication by hash against pending and committed transactions,
-the application's `check_tx`), the count and byte bounds with an explicit "full" answer, FIFO
-batches for this replica's proposals, removal on commit, and the queue of newly admitted
-transactions to gossip to peers.
+the application's `check_tx`), the count and byte bounds with an explicit "full" answer, each
+gossiping peer's share of them, FIFO batches for this replica's proposals, removal on commit, and
+the queue of newly admitted transactions to gossip to peers.
 May not: perform I/O, read clocks, spawn tasks or take locks; one trio task owns it. It decides
 nothing about safety: the replica re-checks every block, this only avoids offering what would be
 refused.
+
+Why a share per peer: a validator's gossip is authentic, not reasonable. Without a share, one
+validator could gossip a full mempool's worth of valid transactions to every honest node, and
+clients would get "mempool full" everywhere until those commit (at the rate that validator's
+own turns and everyone else's batches allow). Transactions a peer gossiped count against that
+peer's share, in count and bytes, until they commit or are dropped; a peer at its share gets
+`share-full` for its further gossip, and nothing changes for clients or other peers.
 """
 
 from __future__ import annotations
@@ -28,11 +35,12 @@ class AddStatus(enum.StrEnum):
     COMMITTED = "committed"
     REJECTED = "rejected"
     FULL = "full"
+    SHARE_FULL = "share-full"  # the gossiping peer's share is full (other sources are not affected)
 
 
 @dataclass(frozen=True, slots=True)
 class AddResult:
-    """The answer to `Mempool.add`. `reason` is set for `rejected` and `full`."""
+    """The answer to `Mempool.add`. `reason` is set for `rejected`, `full` and `share-full`."""
 
     status: AddStatus
     tx_hash: bytes
@@ -56,6 +64,10 @@ class MempoolStats:
     rejected: int
     full: int
     removed: int
+    share_full: int = 0
+    # Peers holding a share now, and the transactions counted against them.
+    sharing_peers: int = 0
+    shared_txs: int = 0
 
 
 class Mempool:
@@ -71,16 +83,23 @@ class Mempool:
         max_tx_bytes: int = 1024 * 1024,
         batch_txs: int = 1000,
         batch_bytes: int = 1_000_000,
+        peer_share_txs: int | None = None,
+        peer_share_bytes: int | None = None,
     ) -> None:
         """`check_tx(tx)` returns None to admit or a refusal reason; `committed(tx)` says whether a
         transaction is already committed. `max_txs`/`max_bytes` bound the pool, `max_tx_bytes` one
-        transaction, `batch_txs`/`batch_bytes` one proposal's payload."""
+        transaction, `batch_txs`/`batch_bytes` one proposal's payload, `peer_share_txs` /
+        `peer_share_bytes` what one gossiping peer's transactions may hold of it (default: all)."""
+        peer_share_txs = max_txs if peer_share_txs is None else peer_share_txs
+        peer_share_bytes = max_bytes if peer_share_bytes is None else peer_share_bytes
         for name, value in (
             ("max_txs", max_txs),
             ("max_bytes", max_bytes),
             ("max_tx_bytes", max_tx_bytes),
             ("batch_txs", batch_txs),
             ("batch_bytes", batch_bytes),
+            ("peer_share_txs", peer_share_txs),
+            ("peer_share_bytes", peer_share_bytes),
         ):
             if value <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")
@@ -99,6 +118,12 @@ class Mempool:
         self._size_bytes = 0
         self._counts = dict.fromkeys(AddStatus, 0)
         self._removed = 0
+        self._share_txs = peer_share_txs
+        self._share_bytes = peer_share_bytes
+        # The peer each gossiped pending transaction counts against (a subset of `_pending`), and
+        # each peer's (count, bytes); a peer's entry goes when its count reaches zero.
+        self._owner: dict[bytes, int] = {}
+        self._shares: dict[int, tuple[int, int]] = {}
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -116,16 +141,37 @@ class Mempool:
         answer is `full` and the pool is unchanged. With `gossip`, an accepted transaction is
         queued for `take_new` (a peer's transactions are not: it sent them to everyone)."""
         h = tx_hash(tx)
-        result = self._admit(tx, h)
+        result = self._admit(tx, h, None)
         self._counts[result.status] += 1
         if result.status is AddStatus.ACCEPTED:
-            self._pending[h] = tx
-            if gossip:
-                self._unsent[h] = None
-            self._size_bytes += len(tx)
+            self._keep(h, tx, gossip)
         return result
 
-    def _admit(self, tx: bytes, h: bytes) -> AddResult:
+    def add_from_peer(self, peer: int, tx: bytes) -> AddResult:
+        """Admit `tx` gossiped by `peer` (not queued for `take_new`: it sent it to everyone),
+        counted against `peer`'s share until it commits or is dropped; `share-full`, the pool
+        unchanged, if it would take the peer past its share."""
+        h = tx_hash(tx)
+        result = self._admit(tx, h, peer)
+        self._counts[result.status] += 1
+        if result.status is AddStatus.ACCEPTED:
+            self._keep(h, tx, gossip=False)
+            count, size = self._shares.get(peer, (0, 0))
+            self._shares[peer] = (count + 1, size + len(tx))
+            self._owner[h] = peer
+        return result
+
+    def share_of(self, peer: int) -> tuple[int, int]:
+        """The transactions and bytes counted against `peer`'s share now."""
+        return self._shares.get(peer, (0, 0))
+
+    def _keep(self, h: bytes, tx: bytes, gossip: bool) -> None:
+        self._pending[h] = tx
+        if gossip:
+            self._unsent[h] = None
+        self._size_bytes += len(tx)
+
+    def _admit(self, tx: bytes, h: bytes, peer: int | None) -> AddResult:
         # Cheap checks first; the application's check_tx runs only for a transaction that would fit.
         if not tx:
             return AddResult(AddStatus.REJECTED, h, "empty transaction")
@@ -137,6 +183,11 @@ class Mempool:
             return AddResult(AddStatus.DUPLICATE, h)
         if self._committed(tx):
             return AddResult(AddStatus.COMMITTED, h)
+        if peer is not None:
+            count, size = self._shares.get(peer, (0, 0))
+            if count >= self._share_txs or size + len(tx) > self._share_bytes:
+                detail = f"peer {peer}'s share is full: {count} transactions, {size} bytes"
+                return AddResult(AddStatus.SHARE_FULL, h, detail)
         if len(self._pending) >= self._max_txs:
             return AddResult(AddStatus.FULL, h, f"mempool full: {self._max_txs} transactions")
         if self._size_bytes + len(tx) > self._max_bytes:
@@ -186,6 +237,13 @@ class Mempool:
         self._unsent.pop(h, None)
         self._size_bytes -= len(tx)
         self._removed += 1
+        peer = self._owner.pop(h, None)
+        if peer is not None:
+            count, size = self._shares[peer]
+            if count == 1:
+                del self._shares[peer]
+            else:
+                self._shares[peer] = (count - 1, size - len(tx))
         return True
 
     def take_new(self, max_txs: int) -> list[bytes]:
@@ -210,4 +268,7 @@ class Mempool:
             rejected=self._counts[AddStatus.REJECTED],
             full=self._counts[AddStatus.FULL],
             removed=self._removed,
+            share_full=self._counts[AddStatus.SHARE_FULL],
+            sharing_peers=len(self._shares),
+            shared_txs=len(self._owner),
         )

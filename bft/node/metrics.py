@@ -46,12 +46,17 @@ class NodeSubject(enum.StrEnum):
 
     MESSAGE = "message"  # bytes from a peer that do not decode
     GOSSIPED_TXS = "gossiped transactions"
+    # The same labels as the core's `Subject` values, so one series counts both layers' refusals.
+    BLOCK_REQUEST = "block request"
+    SYNC_REQUEST = "sync request"
 
 
 class NodeReason(enum.StrEnum):
     """Why the node itself refused (decode errors are labelled by their DecodeError class)."""
 
     CHECK_TX = "check-tx"  # the application refused gossiped transactions
+    PEER_SHARE_FULL = "peer-share-full"  # the gossiping peer's mempool share is full
+    PEER_NOT_READING = "peer-not-reading"  # a full answer's worth already waits in its queue
 
 
 def decode_error_label(error: DecodeError) -> str:

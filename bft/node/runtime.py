@@ -3,7 +3,8 @@
 Owns: start-up (config, genesis, key, storage, the application and its replay, the replica or a
 Byzantine wrapper of it), the drive loop (`on_message` / `on_timer` / `next_deadline`), carrying
 out actions (a commit is stored, executed, then announced; a refusal logged and counted;
-evidence stored and counted), mempool gossip, and what the API reads and submits (`NodeView`).
+evidence stored and counted), mempool gossip (each peer's within its mempool share), refusing the
+requests of a peer that does not read its answers, and what the API reads and submits (`NodeView`).
 May not: decide anything the protocol decides; the replica does. Only the drive task calls the
 replica and the executor; API handlers touch the mempool, waiters and read-only queries.
 """
@@ -15,7 +16,7 @@ import logging
 import math
 import random
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -30,6 +31,7 @@ from bft.core.actions import Action, Broadcast, Evidence, Refusal, Send, SendRaw
 from bft.core.builder import build_replica
 from bft.core.errors import DecodeError, InvariantViolation
 from bft.core.leader import leader_of
+from bft.core.messages import BlockRequest, SyncRequest
 from bft.core.ports import Ports
 from bft.core.program import Program
 from bft.core.replica import Replica
@@ -112,6 +114,7 @@ class Node:
             self.app, self.blocks, on_mismatch=lambda: self.metrics.app_hash_mismatches.inc()
         )
         consensus, limits = self.config.consensus, self.config.mempool
+        share_txs, share_bytes = limits.peer_shares(len(self.genesis.validators))
         self.mempool = Mempool(
             self._check_tx,
             self.blocks.has_tx,
@@ -120,6 +123,8 @@ class Node:
             max_tx_bytes=min(wire.MAX_TX_SIZE_BYTES, consensus.max_block_bytes),
             batch_txs=consensus.max_block_txs,
             batch_bytes=consensus.max_block_bytes,
+            peer_share_txs=share_txs,
+            peer_share_bytes=share_bytes,
         )
         self.waiters = CommitWaiters(max_waiting=limits.max_txs)
         self.feed = CommitFeed(max_subscribers=MAX_EVENT_SUBSCRIBERS)
@@ -133,6 +138,11 @@ class Node:
             [v.public_key for v in self.genesis.validators],
             addresses,
         )
+        # What waits in a peer's outgoing queue. Shim: `Transport.queued_bytes` comes with the
+        # transport part of issue 9; a transport without it reports nothing queued.
+        self._queued_bytes: Callable[[int], int] = getattr(self.transport, "queued_bytes", _nothing_queued)
+        # A peer with this much already queued is not reading: its requests are refused unread.
+        self._not_reading_bytes = wire.response_budget_bytes(len(self.genesis.validators))
         self.replica: Replica | None = None
         self.program: Program | None = None
         self.api_url: str | None = None
@@ -224,22 +234,50 @@ class Node:
             now = trio.current_time()
             if received is None:
                 self._perform(program.on_timer(now))
-                continue
-            peer, data = received
-            try:
-                msg = decode_frame(data)
-            except DecodeError as e:
-                self.refusals += 1
-                self.metrics.count_undecodable(e)
-                what, reason = NodeSubject.MESSAGE.value, decode_error_label(e)
-                line = kv(event="refusal", node=self.me, peer=peer, what=what, reason=reason, detail=e)
-                self._refusal_log.log(logging.WARNING, (peer, what, reason), line)
-                continue
-            if isinstance(msg, Transactions):
-                self._on_gossip(peer, msg)
-                self._perform(program.on_payload(now))
             else:
-                self._perform(program.on_message(ValidatorIndex(peer), msg, now))
+                self._on_frame(program, received[0], received[1], now)
+
+    def _on_frame(self, program: Program, peer: int, data: bytes, now: float) -> None:
+        """One frame from an authenticated peer: decoded, then gossip for the mempool, or a
+        message for the program unless it is a request from a peer that is not reading."""
+        try:
+            msg = decode_frame(data)
+        except DecodeError as e:
+            self.refusals += 1
+            self.metrics.count_undecodable(e)
+            what, reason = NodeSubject.MESSAGE.value, decode_error_label(e)
+            line = kv(event="refusal", node=self.me, peer=peer, what=what, reason=reason, detail=e)
+            self._refusal_log.log(logging.WARNING, (peer, what, reason), line)
+            return
+        if isinstance(msg, Transactions):
+            self._on_gossip(peer, msg)
+            self._perform(program.on_payload(now))
+        elif isinstance(msg, BlockRequest | SyncRequest) and not self._reads_answers(peer, msg):
+            return
+        else:
+            self._perform(program.on_message(ValidatorIndex(peer), msg, now))
+
+    def _reads_answers(self, peer: int, request: BlockRequest | SyncRequest) -> bool:
+        """Whether `peer` reads what we send it; if not (a full answer's worth waits in its queue
+        already), its request is refused before anything is read or encoded for it.
+
+        Why here and not only in the core's serving budget: the budget bounds what we build for a
+        peer per second, but answers to a peer that does not read pile up in its queue (a frame
+        count bound lets a thousand multi-megabyte frames wait). With this gate a peer has at most
+        one response budget queued plus the one answer in the making: its memory is bounded by
+        two frames, and the drive task's time answering it by its serving budget (at most 8 full
+        answers a second, about 180 ms of reading and encoding, `bft.core.serving`)."""
+        queued = self._queued_bytes(peer)
+        if queued < self._not_reading_bytes:
+            return True
+        subject = NodeSubject.BLOCK_REQUEST if isinstance(request, BlockRequest) else NodeSubject.SYNC_REQUEST
+        self.refusals += 1
+        self.metrics.count_node_refusal(subject, NodeReason.PEER_NOT_READING)
+        what, reason = subject.value, NodeReason.PEER_NOT_READING.value
+        detail = f"{queued} bytes wait in its queue (limit {self._not_reading_bytes})"
+        line = kv(event="refusal", node=self.me, peer=peer, what=what, reason=reason, detail=detail)
+        self._refusal_log.log(logging.INFO, (peer, what, reason), line)
+        return False
 
     def _perform(self, actions: list[Action]) -> None:
         self._announce_commits()
@@ -361,21 +399,30 @@ class Node:
     # Mempool gossip.
 
     def _on_gossip(self, peer: int, msg: Transactions) -> None:
-        refused = 0
+        """Admit a peer's transactions against its mempool share (`Mempool.add_from_peer`)."""
+        refused = over_share = 0
         for tx in msg.txs:
-            result = self.mempool.add(tx, gossip=False)
+            result = self.mempool.add_from_peer(peer, tx)
             if result.status is AddStatus.REJECTED:
                 refused += 1
+            elif result.status is AddStatus.SHARE_FULL:
+                over_share += 1
             elif result.status is AddStatus.FULL:
                 self.metrics.mempool_full.inc()
         if refused:
             # An honest peer gossips only what its application admitted; ours refused these.
-            self.refusals += 1
-            self.metrics.count_node_refusal(NodeSubject.GOSSIPED_TXS, NodeReason.CHECK_TX)
-            what, reason = NodeSubject.GOSSIPED_TXS.value, NodeReason.CHECK_TX.value
-            detail = f"{refused} refused by check_tx"
-            line = kv(event="refusal", node=self.me, peer=peer, what=what, reason=reason, detail=detail)
-            self._refusal_log.log(logging.INFO, (peer, what, reason), line)
+            self._refuse_gossip(peer, NodeReason.CHECK_TX, f"{refused} refused by check_tx")
+        if over_share:
+            txs, size = self.mempool.share_of(peer)
+            detail = f"{over_share} over its share ({txs} transactions, {size} bytes pending)"
+            self._refuse_gossip(peer, NodeReason.PEER_SHARE_FULL, detail)
+
+    def _refuse_gossip(self, peer: int, reason: NodeReason, detail: str) -> None:
+        self.refusals += 1
+        self.metrics.count_node_refusal(NodeSubject.GOSSIPED_TXS, reason)
+        what = NodeSubject.GOSSIPED_TXS.value
+        line = kv(event="refusal", node=self.me, peer=peer, what=what, reason=reason.value, detail=detail)
+        self._refusal_log.log(logging.INFO, (peer, what, reason.value), line)
 
     async def _gossip(self) -> None:
         """Send newly admitted client transactions to every peer (they do not relay them: the
@@ -510,6 +557,10 @@ def crash_of(exc: BaseException) -> str | None:
     if isinstance(exc, trio.Cancelled | KeyboardInterrupt):
         return None
     return f"{type(exc).__name__}: {exc}"
+
+
+def _nothing_queued(peer: int) -> int:
+    return 0
 
 
 def _chunks(txs: Sequence[bytes], limit_bytes: int) -> list[list[bytes]]:

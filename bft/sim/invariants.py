@@ -39,6 +39,10 @@ any instance proposes; the checker records each broken invariant as a `Violation
 - sync-target: an honest replica syncs towards no height above the highest block that a valid
   QC seen on the network certifies (a proposal's height is its proposer's word; a target taken
   from it unchecked has a node sync towards blocks that do not exist).
+- serving-budget: in every simulated second, an honest instance sends one peer no more sync
+  answers carrying blocks, block answers and answer bytes (encoded) than that peer's serving
+  budget lets through in a second (`bft.core.serving.ServingLimits`: a bucket's capacity plus a
+  second's refill). A restart starts a node's budgets afresh, and its count with them.
 - liveness: within the window after the last fault (`FaultPlan.last_fault_s`: GST, a later
   restart, the end of an asynchronous period after GST or the heal of a partition by view),
   every honest instance commits `min_new_commits` blocks above the highest honest height then.
@@ -67,6 +71,7 @@ from bft.core.messages import (
     Timeout,
     Vote,
 )
+from bft.core.serving import ServingLimits
 from bft.core.types import BlockId, ValidatorIndex, View
 from bft.core.wire import encode
 from bft.sim.network import Instance
@@ -84,6 +89,7 @@ BOUNDED_STATE = "bounded-state"
 TIMER_PROGRESS = "timer-progress"
 UNJUSTIFIED_JOIN = "unjustified-join"
 SYNC_TARGET = "sync-target"
+SERVING_BUDGET = "serving-budget"
 LIVENESS = "liveness"
 PROGRAM_ERROR = "program-error"
 EVENT_BUDGET = "event-budget"
@@ -122,10 +128,17 @@ class InvariantChecker:
         min_new_commits: int = 3,
         certifier: Certifier | None = None,
         leader_of: Callable[[View], ValidatorIndex] | None = None,
+        serving: ServingLimits | None = None,
     ) -> None:
         """Without a `certifier` no certificate is verified (conflicting-qc, and the QC checks of
-        validity and certified-commit, are off); without `leader_of` no proposer is checked."""
+        validity and certified-commit, are off); without `leader_of` no proposer is checked;
+        without `serving` no answer is counted against a budget."""
         self.honest = frozenset(honest)
+        self._serving = serving
+        # serving-budget: per (honest instance, peer), the second counted and what was sent in
+        # it: sync answers with blocks, block answers, bytes; and the peers already flagged.
+        self._answers: dict[tuple[Instance, int], tuple[int, int, int, int]] = {}
+        self._over_budget: set[tuple[Instance, int]] = set()
         self._leader_of = leader_of
         # Blocks whose proposer and own QC passed validity already (a block id fixes both).
         self._valid_blocks: set[BlockId] = set()
@@ -200,6 +213,39 @@ class InvariantChecker:
                 src,
                 f"{kind} for view {msg.view} sent while the durable {field} is {have}",
             )
+
+    def on_answer(self, time_s: float, src: Instance, to: int, msg: Message, size_bytes: int) -> None:
+        """`src` sends `msg`, `size_bytes` encoded, to validator `to`: counted against `to`'s
+        serving budget if it is an answer to a request (empty sync answers are free)."""
+        limits = self._serving
+        if limits is None or src not in self.honest or not isinstance(msg, BlockResponse | SyncResponse):
+            return
+        if isinstance(msg, SyncResponse) and not msg.blocks:
+            return
+        key = (src, to)
+        second = int(time_s)
+        was, syncs, blocks, sent = self._answers.get(key, (second, 0, 0, 0))
+        if was != second:
+            syncs, blocks, sent = 0, 0, 0
+        if isinstance(msg, SyncResponse):
+            syncs += 1
+        else:
+            blocks += 1
+        sent += size_bytes
+        self._answers[key] = (second, syncs, blocks, sent)
+        over = [
+            f"{what} {count} > {most:g}"
+            for what, count, most in (
+                ("sync answers", syncs, limits.sync_capacity + limits.sync_per_s),
+                ("block answers", blocks, limits.block_requests_capacity + limits.block_requests_per_s),
+                ("answer bytes", sent, limits.bytes_capacity + limits.bytes_per_s),
+            )
+            if count > most
+        ]
+        if over and key not in self._over_budget:
+            self._over_budget.add(key)  # once per pair: a broken budget would flag every answer
+            detail = f"sent validator {to} in second {second}: {', '.join(over)}"
+            self._violate(SERVING_BUDGET, time_s, src, detail)
 
     def on_commit(self, time_s: float, inst: Instance, commit: Commit) -> None:
         """An honest instance committed `commit.blocks` (oldest first)."""
@@ -452,6 +498,8 @@ class InvariantChecker:
         """A (re)started `inst` loaded its safety state."""
         if inst not in self.honest:
             return
+        # A new incarnation starts with full serving budgets: count its answers afresh.
+        self._answers = {k: v for k, v in self._answers.items() if k[0] != inst}
         expected = self._last_save.get(inst)
         if loaded != expected:
             self._violate(

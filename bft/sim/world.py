@@ -29,6 +29,7 @@ from bft.core.leader import leader_of
 from bft.core.messages import Message, Proposal, SafetyState, Timeout, Vote
 from bft.core.program import Program
 from bft.core.replica import Replica
+from bft.core.serving import ServingLimits
 from bft.core.types import ValidatorIndex, ValidatorSet
 from bft.core.wire import MAX_MESSAGE_SIZE_BYTES, decode, encode
 from bft.sim.disk import SimCrash
@@ -180,13 +181,23 @@ class World:
         leader_config = ReplicaConfig(
             chain_id=spec.chain_id, validators=validators, me=ValidatorIndex(0), leaders=leaders
         )
-        self.checker = InvariantChecker(
-            honest, spec.min_new_commits, certifier, lambda view: leader_of(leader_config, view)
-        )
         self.settings = (
             draw_settings(seed, spec.base_timeout_s, spec.max_timeout_s)
             if spec.production
             else fixed_settings(spec.max_timeout_s)
+        )
+        # Every replica's serving budgets (they depend on n, the base timeout and the pending bound).
+        serving = ServingLimits.of(
+            ReplicaConfig(
+                chain_id=spec.chain_id,
+                validators=validators,
+                me=ValidatorIndex(0),
+                base_timeout_s=spec.base_timeout_s,
+                max_timeout_s=self.settings.max_timeout_s,
+            )
+        )
+        self.checker = InvariantChecker(
+            honest, spec.min_new_commits, certifier, lambda view: leader_of(leader_config, view), serving
         )
         self.nodes: dict[Instance, SimNode] = {}
         for inst in instances:
@@ -529,6 +540,8 @@ class World:
         if node.checked and isinstance(msg, Vote | Timeout):
             durable = node.durable_safety_state()
         self.checker.on_send(self.sched.now, node.inst, msg, durable, data)
+        if to is not None:
+            self.checker.on_answer(self.sched.now, node.inst, to, msg, len(data))
         self._trace(node.inst, f"send {describe(msg)} to {'all' if to is None else to}")
         self._route(node.inst, to, data, view_of(msg))
 

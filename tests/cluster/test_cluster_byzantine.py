@@ -26,8 +26,9 @@ EXPECTED_BEHAVIOURS = {
 }
 BEHAVIOURS = sorted(EXPECTED_BEHAVIOURS | set(ADVERSARY_BEHAVIOURS))
 # Behaviours every one of whose bad messages is refusable on sight (out-of-turn's proposals, by
-# the leader rule); the honest nodes must log refusals naming the Byzantine node. (An equivocating
-# leader may be seen by each node on one side only; silent and omit send nothing wrong.)
+# the leader rule; request-flood's requests past its serving budget); the honest nodes must log
+# refusals naming the Byzantine node. (An equivocating leader may be seen by each node on one
+# side only; silent and omit send nothing wrong.)
 REFUSED_BEHAVIOURS = {
     "cross-chain",
     "double-vote",
@@ -37,6 +38,7 @@ REFUSED_BEHAVIOURS = {
     "invalid-block",
     "out-of-turn",
     "replay",
+    "request-flood",
 }
 NEW_HEIGHTS = 5
 # The honest nodes are watched for at least this long, so that each behaviour gets many views

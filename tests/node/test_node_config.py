@@ -285,6 +285,11 @@ def test_node_config_defaults_and_absolute_paths(tmp_path: Path) -> None:
         (("[p2p]", "[mempool]\nmax_txs = 0\n[p2p]"), r"\[mempool\] max_txs must be a positive integer"),
         (("[p2p]", "[mempool]\nmax_bytes = 1.5\n[p2p]"), r"\[mempool\] max_bytes must be an integer"),
         (("[p2p]", "[mempool]\ncolour = 1\n[p2p]"), r"\[mempool\]: unknown key 'colour'"),
+        (
+            ("[p2p]", "[mempool]\nmax_txs = 10\npeer_share_txs = 11\n[p2p]"),
+            r"\[mempool\] peer_share_txs must be an integer in 0..10",
+        ),
+        (("[p2p]", "[mempool]\npeer_share_bytes = -1\n[p2p]"), r"\[mempool\] peer_share_bytes must be"),
         (("[p2p]", "[app]\nfactory = 'no colon'\n[p2p]"), r"\[app\] factory must look like"),
         (("[p2p]", "[app]\nmodule = 'x'\n[p2p]"), r"\[app\]: unknown key 'module'"),
     ],
@@ -392,6 +397,14 @@ def test_format_toml_round_trips_through_tomllib() -> None:
 def test_format_toml_refuses_what_it_cannot_write(value: Any) -> None:
     with pytest.raises((TypeError, ValueError)):
         format_toml({"t": {"k": value}})
+
+
+def test_a_peers_mempool_share_is_a_validators_slice_unless_set(tmp_path: Path) -> None:
+    assert MempoolSettings().peer_shares(4) == (5_000, 16 * 1024 * 1024)
+    assert MempoolSettings(max_txs=10, max_bytes=10).peer_shares(100) == (1, 1)
+    text = CONFIG_TOML + "\n[mempool]\nmax_txs = 100\npeer_share_txs = 60\npeer_share_bytes = 4096\n"
+    config = load_node_config(_home(tmp_path, text))
+    assert config.mempool.peer_shares(4) == (60, 4096)
 
 
 def test_mempool_and_app_settings(tmp_path: Path) -> None:

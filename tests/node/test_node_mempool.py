@@ -221,7 +221,11 @@ def test_stats_counts_outcomes() -> None:
     assert (stats.count, stats.size_bytes, stats.removed) == (1, 1, 1)
 
 
-@pytest.mark.parametrize("name", ["max_txs", "max_bytes", "max_tx_bytes", "batch_txs", "batch_bytes"])
+LIMITS = ["max_txs", "max_bytes", "max_tx_bytes", "batch_txs", "batch_bytes"]
+LIMITS += ["peer_share_txs", "peer_share_bytes"]
+
+
+@pytest.mark.parametrize("name", LIMITS)
 def test_limits_must_be_positive(name: str) -> None:
     with pytest.raises(ValueError, match=name):
         Mempool(admit_all, set[bytes]().__contains__, **{name: 0})
@@ -285,3 +289,92 @@ def test_any_sequence_keeps_bounds_and_never_offers_a_tx_twice(
         assert len(pool) == len(model) <= max_txs
         assert pool.size_bytes == sum(map(len, model)) <= max_bytes
         assert all(pool.contains(tx_hash(tx)) for tx in model)
+
+
+# Each gossiping peer's share.
+
+
+def test_a_peer_at_its_share_is_refused_alone_and_clients_and_other_peers_are_not() -> None:
+    """Tens of thousands of transactions: a peer that gossips a pool's worth fills its share
+    only; the pool keeps room for clients and the other peers."""
+    pool = make(max_txs=40_000, max_bytes=64 * 1024 * 1024, peer_share_txs=10_000, peer_share_bytes=10**9)
+    flood = [f"flood-{i:06d}".encode() for i in range(40_000)]
+    results = [pool.add_from_peer(3, tx) for tx in flood]
+    statuses = [r.status for r in results]
+    assert statuses[:10_000] == [AddStatus.ACCEPTED] * 10_000
+    assert statuses[10_000:] == [AddStatus.SHARE_FULL] * 30_000
+    assert results[-1].reason is not None and "peer 3's share is full" in results[-1].reason
+    assert len(pool) == 10_000 and pool.share_of(3) == (10_000, sum(map(len, flood[:10_000])))
+    # Clients and the other peers still get in, up to the pool's own bound.
+    for i in range(10_000):
+        assert pool.add(f"client-{i:06d}".encode()).status is AddStatus.ACCEPTED
+        assert pool.add_from_peer(1, f"peer1-{i:06d}".encode()).status is AddStatus.ACCEPTED
+    assert pool.stats().share_full == 30_000 and pool.stats().sharing_peers == 2
+    # Nothing a peer gossiped is queued for gossip again: it sent it to everyone.
+    assert len(pool.take_new(100_000)) == 10_000
+
+
+def test_a_share_is_bounded_in_bytes_too() -> None:
+    pool = make(max_bytes=10_000, peer_share_bytes=2_500)
+    for i in range(25):
+        assert pool.add_from_peer(2, f"{i:0100d}".encode()).status is AddStatus.ACCEPTED
+    assert pool.add_from_peer(2, b"x").status is AddStatus.SHARE_FULL
+    assert pool.share_of(2) == (25, 2_500)
+    assert pool.add(b"x" * 100).status is AddStatus.ACCEPTED
+
+
+def test_a_share_is_released_when_its_transactions_commit_or_are_dropped() -> None:
+    committed: set[bytes] = set()
+    pool = make(committed, peer_share_txs=1_000)
+    first = [f"a-{i:05d}".encode() for i in range(1_000)]
+    assert all(pool.add_from_peer(1, tx).ok for tx in first)
+    assert pool.add_from_peer(1, b"one more").status is AddStatus.SHARE_FULL
+    # 400 commit: their room is the peer's again.
+    assert pool.remove_committed(first[:400]) == 400
+    assert pool.share_of(1) == (600, sum(map(len, first[400:])))
+    second = [f"b-{i:05d}".encode() for i in range(400)]
+    assert all(pool.add_from_peer(1, tx).status is AddStatus.ACCEPTED for tx in second)
+    assert pool.add_from_peer(1, b"one more").status is AddStatus.SHARE_FULL
+    # Committed elsewhere and met while batching: dropped, and released too.
+    committed.update(first[400:])
+    batch = pool.payload_for(V, ())
+    assert set(batch) == set(second) and pool.share_of(1) == (400, sum(map(len, second)))
+    pool.remove_committed(second)
+    assert pool.share_of(1) == (0, 0) and pool.stats().sharing_peers == 0 and pool.stats().shared_txs == 0
+
+
+def test_a_client_transaction_gossiped_later_counts_against_no_share() -> None:
+    pool = make(peer_share_txs=1)
+    assert pool.add(b"mine").status is AddStatus.ACCEPTED
+    assert pool.add_from_peer(2, b"mine").status is AddStatus.DUPLICATE
+    assert pool.share_of(2) == (0, 0)
+    assert pool.add_from_peer(2, b"theirs").status is AddStatus.ACCEPTED
+    assert pool.add(b"theirs").status is AddStatus.DUPLICATE
+    assert pool.add_from_peer(2, b"more").status is AddStatus.SHARE_FULL
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["client", "peer", "commit"]), st.integers(0, 3), st.integers(0, 40)),
+        max_size=300,
+    )
+)
+def test_shares_always_add_up_to_what_peers_have_pending(ops: list[tuple[str, int, int]]) -> None:
+    pool = make(max_txs=60, max_bytes=600, peer_share_txs=10, peer_share_bytes=150)
+    owner: dict[bytes, int] = {}
+    for kind, peer, i in ops:
+        tx = f"t{i}".encode()
+        if kind == "client":
+            pool.add(tx)
+        elif kind == "peer":
+            if pool.add_from_peer(peer, tx).status is AddStatus.ACCEPTED:
+                owner[tx] = peer
+        else:
+            pool.remove_committed([tx])
+            owner.pop(tx, None)
+        for p in range(4):
+            mine = [t for t, o in owner.items() if o == p]
+            assert pool.share_of(p) == (len(mine), sum(map(len, mine)))
+            assert len(mine) <= 10 and sum(map(len, mine)) <= 150
+    assert len(pool) <= 60 and pool.size_bytes <= 600

@@ -36,6 +36,10 @@ N4_SEEDS_HALVED = frozenset(
     }
 )
 
+# Behaviours whose schedules cost several honest ones (request-flood has honest replicas read and
+# encode block ranges from SQLite at the rate its budget allows): a few seeds in CI.
+N4_SEEDS_FEW = {"request-flood": 12}
+
 
 def _campaign(spec: SimSpec, seeds: range) -> None:
     result = run_campaign(spec, seeds, FACTORIES)
@@ -49,6 +53,7 @@ def _campaign(spec: SimSpec, seeds: range) -> None:
 @pytest.mark.parametrize("behaviour", sorted(BEHAVIOURS))
 def test_n4_one_byzantine(behaviour: str) -> None:
     seeds = N4_SEEDS // 2 if behaviour in N4_SEEDS_HALVED else N4_SEEDS
+    seeds = N4_SEEDS_FEW.get(behaviour, seeds)
     _campaign(SimSpec(nodes=4, byzantine={0: behaviour}), range(seeds))
 
 

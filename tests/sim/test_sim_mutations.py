@@ -24,6 +24,7 @@ from bft.core.messages import Block, SafetyState, Vote
 from bft.core.proposer import Proposer
 from bft.core.refusals import RefusalReason, Refused
 from bft.core.safety import SafetyRules
+from bft.core.serving import ServingBudget
 from bft.core.types import View
 from bft.core.votes import TimeoutCollector
 from bft.sim import SimSpec, run_schedule
@@ -38,6 +39,7 @@ from bft.sim.invariants import (
     LIVENESS,
     PERSIST_BEFORE_SEND,
     SAFETY_REGRESSION,
+    SERVING_BUDGET,
     SYNC_TARGET,
     TIMER_PROGRESS,
     UNJUSTIFIED_JOIN,
@@ -218,3 +220,13 @@ def test_a_deadline_left_in_the_past_is_caught(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(Proposer, "expire", keep_armed)
     _first_violation(SimSpec(nodes=4, twins=True), range(100), {TIMER_PROGRESS})
+
+
+def test_answering_requests_without_a_serving_budget_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The flood that took an honest node to 3.2 GB: every block and sync request answered, as
+    # fast as request-flood sends them. The honest nodes then send it more answers a second
+    # than its budget lets through.
+    monkeypatch.setattr(ServingBudget, "admit_sync_request", lambda self, peer, start, now: None)
+    monkeypatch.setattr(ServingBudget, "admit_block_request", lambda self, peer, now: None)
+    spec = SimSpec(nodes=4, byzantine={0: "request-flood"})
+    _first_violation(spec, range(20), {SERVING_BUDGET})
