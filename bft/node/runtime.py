@@ -138,9 +138,8 @@ class Node:
             [v.public_key for v in self.genesis.validators],
             addresses,
         )
-        # What waits in a peer's outgoing queue. Shim: `Transport.queued_bytes` comes with the
-        # transport part of issue 9; a transport without it reports nothing queued.
-        self._queued_bytes: Callable[[int], int] = getattr(self.transport, "queued_bytes", _nothing_queued)
+        # What waits in a peer's outgoing queue (tests replace it).
+        self._queued_bytes: Callable[[int], int] = self.transport.queued_bytes
         # A peer with this much already queued is not reading: its requests are refused unread.
         self._not_reading_bytes = wire.response_budget_bytes(len(self.genesis.validators))
         self.replica: Replica | None = None
@@ -557,10 +556,6 @@ def crash_of(exc: BaseException) -> str | None:
     if isinstance(exc, trio.Cancelled | KeyboardInterrupt):
         return None
     return f"{type(exc).__name__}: {exc}"
-
-
-def _nothing_queued(peer: int) -> int:
-    return 0
 
 
 def _chunks(txs: Sequence[bytes], limit_bytes: int) -> list[list[bytes]]:

@@ -499,19 +499,26 @@ def close_all(socks: Iterable[socket.socket]) -> None:
 
 def set_consensus(cluster: Cluster, **settings: float | int) -> None:
     """Rewrite keys of the [consensus] table in every node's config.toml (before starting them):
-    every node of a cluster must use the same settings. Checks that the file reads back so."""
+    every node of a cluster must use the same settings."""
+    set_table(cluster, "consensus", **settings)
+
+
+def set_table(cluster: Cluster, name: str, **settings: float | int) -> None:
+    """Rewrite keys of the table `[name]` in every node's config.toml (before starting them),
+    adding the table if it is missing. Checks that the file reads back so."""
+    header = f"[{name}]"
     for node in cluster.procs:
         path = node.home / "config.toml"
         text = path.read_text()
-        if "[consensus]" not in text.splitlines():
-            text += "\n[consensus]\n"
-        head, _, rest = text.partition("[consensus]\n")
+        if header not in text.splitlines():
+            text += f"\n{header}\n"
+        head, _, rest = text.partition(header + "\n")
         table, bracket, tail_tables = rest.partition("\n[")  # the table ends at the next header
         for key, value in settings.items():
             line = f"{key} = {value!r}"
             table, found = re.subn(rf"(?m)^{re.escape(key)} = .*$", line, table, count=1)
             if not found:
                 table = table.rstrip("\n") + f"\n{line}\n"
-        path.write_text(head + "[consensus]\n" + table + bracket + tail_tables)
-        written = tomllib.loads(path.read_text())["consensus"]
-        assert all(written[k] == v for k, v in settings.items()), f"{path}: [consensus] is {written}"
+        path.write_text(head + header + "\n" + table + bracket + tail_tables)
+        written = tomllib.loads(path.read_text())[name]
+        assert all(written[k] == v for k, v in settings.items()), f"{path}: {header} is {written}"
