@@ -161,6 +161,11 @@ class Mempool:
             self._owner[h] = peer
         return result
 
+    def share_full(self, peer: int) -> bool:
+        """Whether `peer`'s share has no room left for any transaction."""
+        count, size = self._shares.get(peer, (0, 0))
+        return count >= self._share_txs or size >= self._share_bytes
+
     def share_of(self, peer: int) -> tuple[int, int]:
         """The transactions and bytes counted against `peer`'s share now."""
         return self._shares.get(peer, (0, 0))
@@ -181,13 +186,15 @@ class Mempool:
             )
         if h in self._pending:
             return AddResult(AddStatus.DUPLICATE, h)
-        if self._committed(tx):
-            return AddResult(AddStatus.COMMITTED, h)
+        # Before the committed lookup (a SQLite query): a flooding peer past its share costs a
+        # dict lookup per transaction, nothing more.
         if peer is not None:
             count, size = self._shares.get(peer, (0, 0))
             if count >= self._share_txs or size + len(tx) > self._share_bytes:
                 detail = f"peer {peer}'s share is full: {count} transactions, {size} bytes"
                 return AddResult(AddStatus.SHARE_FULL, h, detail)
+        if self._committed(tx):
+            return AddResult(AddStatus.COMMITTED, h)
         if len(self._pending) >= self._max_txs:
             return AddResult(AddStatus.FULL, h, f"mempool full: {self._max_txs} transactions")
         if self._size_bytes + len(tx) > self._max_bytes:

@@ -398,7 +398,15 @@ class Node:
     # Mempool gossip.
 
     def _on_gossip(self, peer: int, msg: Transactions) -> None:
-        """Admit a peer's transactions against its mempool share (`Mempool.add_from_peer`)."""
+        """Admit a peer's transactions against its mempool share (`Mempool.add_from_peer`). A
+        message from a peer whose share is already full is refused whole, unread: hashing and
+        looking up each of its transactions would let a flooding validator keep the drive task
+        busy."""
+        if self.mempool.share_full(peer):
+            txs, size = self.mempool.share_of(peer)
+            detail = f"all {len(msg.txs)} unread: its share is full ({txs} transactions, {size} bytes)"
+            self._refuse_gossip(peer, NodeReason.PEER_SHARE_FULL, detail)
+            return
         refused = over_share = 0
         for tx in msg.txs:
             result = self.mempool.add_from_peer(peer, tx)

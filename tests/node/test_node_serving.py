@@ -115,3 +115,29 @@ async def test_a_peer_gossiping_a_mempools_worth_fills_only_its_share(
     assert node.mempool.share_of(1)[0] == 1000
     assert len(node.mempool) == share_txs + 2000
     node.blocks.close()
+
+
+async def test_gossip_from_a_peer_whose_share_is_full_is_refused_without_reading_it(tmp_path: Path) -> None:
+    node = _node(tmp_path, 29830)
+    program = Recording()
+    share_txs, _ = node.config.mempool.peer_shares(4)
+    fill = [_put(i, "fill") for i in range(share_txs)]
+    for start in range(0, len(fill), 1000):
+        node._on_frame(program, 3, encode_transactions(Transactions(tuple(fill[start : start + 1000]))), 1.0)
+    assert node.mempool.share_full(3)
+    looked_up: list[bytes] = []
+
+    def committed(tx: bytes) -> bool:
+        looked_up.append(tx)
+        return False
+
+    node.mempool._committed = committed
+    over = Transactions(tuple(_put(i, "over") for i in range(1000)))
+    node._on_frame(program, 3, encode_transactions(over), 1.0)
+    # Not one transaction of the message was looked up in the block store, or even admitted
+    # one by one (the pool counts every transaction it is offered).
+    assert looked_up == []
+    assert node.mempool.stats().share_full == 0
+    assert len(node.mempool) == share_txs
+    assert _refusals(node, "gossiped transactions", "peer-share-full") == 1
+    node.blocks.close()
