@@ -83,6 +83,9 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     validator.add_argument("--height", type=int, default=None, help="top of sync ranges (default: target's)")
     validator.add_argument("--rate", type=float, default=0.0, help="messages per second (default 0: no cap)")
     validator.add_argument("--tx-size", type=int, default=256, help="bytes per gossiped transaction")
+    validator.add_argument(
+        "--message-bytes", type=int, default=None, help="bytes per gossip message (default 1 MiB, max ~4 MiB)"
+    )
     validator.add_argument("--json", action="store_true", help="print one JSON object")
     validator.set_defaults(run=_run_validator)
 
@@ -175,7 +178,7 @@ def _run_validator(args: argparse.Namespace) -> int:
     import httpx
     import trio
 
-    from bft.attack.validator import FloodTally, ValidatorFlood, run_flood
+    from bft.attack.validator import GOSSIP_MESSAGE_BYTES, FloodTally, ValidatorFlood, run_flood
     from bft.core.types import BlockId
     from bft.node.config import load_genesis, load_node_config, parse_host_port
     from bft.node.errors import ConfigError
@@ -200,6 +203,7 @@ def _run_validator(args: argparse.Namespace) -> int:
             block_id=BlockId(bytes.fromhex(status["last_block_id"])) if args.kind == "block-flood" else None,
             rate_per_s=args.rate,
             tx_size_bytes=args.tx_size,
+            message_bytes=args.message_bytes or GOSSIP_MESSAGE_BYTES,
         )
     except (OSError, ValueError, KeyError, IndexError, ConfigError, httpx.HTTPError) as e:
         print(f"bft attack: {type(e).__name__}: {e}", file=sys.stderr)

@@ -41,8 +41,7 @@ FLOOD_KINDS: Final = (SYNC_FLOOD, BLOCK_FLOOD, GOSSIP_FILL)
 
 HANDSHAKE_TIMEOUT_S: Final = 5.0
 RECONNECT_PAUSE_S: Final = 0.2
-GOSSIP_TXS_PER_MESSAGE: Final = 500
-# A gossip message stays well inside a frame, as the node's own gossip does.
+# By default a gossip message stays well inside a frame, as the node's own gossip does.
 GOSSIP_MESSAGE_BYTES: Final = DEFAULT_MAX_FRAME_BYTES // 4
 SMALL_RCVBUF_BYTES: Final = 4096
 
@@ -73,7 +72,8 @@ class ValidatorFlood:
 
     `height` is the top of the sync ranges asked for; `block_id` the block `block-flood` asks
     for; `rate_per_s` caps messages per second (0: as fast as TCP takes them); `tx_size_bytes`
-    the size of each gossiped transaction."""
+    the size of each gossiped transaction and `message_bytes` of each gossip message (up to a
+    frame: large frames test the node's bound on what it buffers unread)."""
 
     kind: str
     key: PrivateKey
@@ -85,6 +85,7 @@ class ValidatorFlood:
     block_id: BlockId | None = None
     rate_per_s: float = 0.0
     tx_size_bytes: int = 256
+    message_bytes: int = GOSSIP_MESSAGE_BYTES
 
     def __post_init__(self) -> None:
         if self.kind not in FLOOD_KINDS:
@@ -102,7 +103,7 @@ class ValidatorFlood:
         if self.kind == BLOCK_FLOOD:
             assert self.block_id is not None
             return wire.encode(BlockRequest(self.block_id, wire.MAX_BLOCKS_PER_RESPONSE))
-        per_message = max(1, min(GOSSIP_TXS_PER_MESSAGE, GOSSIP_MESSAGE_BYTES // self.tx_size_bytes))
+        per_message = max(1, self.message_bytes // self.tx_size_bytes)
         txs = tuple(self._tx(n * per_message + k) for k in range(per_message))
         return encode_transactions(Transactions(txs))
 
