@@ -28,7 +28,8 @@ What hypercorn 0.18 does and what is added here:
 - HTTP/2: hypercorn switches to HTTP/2 on `Upgrade: h2c` (cleartext upgrade) or on the
   prior-knowledge preface `PRI * HTTP/2.0`, neither documented nor bounded like HTTP/1.1. Here
   `Upgrade: h2c` is ignored (the request is served as HTTP/1.1, which RFC 9110 7.8 allows) and
-  the preface gets a 505. TLS, HTTP/3 and WebSocket routes are not served at all.
+  the preface gets a 505. `Upgrade: websocket` is ignored the same way (no route uses it), and
+  TLS and HTTP/3 are not served at all.
 
 Descriptors: at start the soft RLIMIT_NOFILE is raised towards `max_connections +
 RESERVED_DESCRIPTORS` (at most the hard limit, as nginx's `worker_rlimit_nofile`); the cap is
@@ -257,9 +258,10 @@ class _Http2Refused(Exception):
 
 
 class _Http11(H11Protocol):
-    """hypercorn's HTTP/1.1, minus HTTP/2: `Upgrade: h2c` is ignored, the `PRI * HTTP/2.0`
-    preface gets a 505; every response hypercorn makes itself (a malformed or oversized request
-    head, or a refusal of ours) is JSON `{"error": ...}` and reported to `on_refused`."""
+    """hypercorn's HTTP/1.1, minus HTTP/2 and WebSocket: an `Upgrade` header (h2c, websocket) is
+    ignored, the `PRI * HTTP/2.0` preface gets a 505; every response hypercorn makes itself (a
+    malformed or oversized request head, or a refusal of ours) is JSON `{"error": ...}` and
+    reported to `on_refused`."""
 
     def __init__(
         self,
@@ -284,6 +286,19 @@ class _Http11(H11Protocol):
         # No call to super(): that is what switches to HTTP/2 (a 101 for h2c, or the preface).
         if event.method == b"PRI" and event.target == b"*" and event.http_version == b"2.0":
             raise _Http2Refused
+
+    async def _create_stream(self, request: h11.Request) -> None:
+        # Without its Upgrade header, a WebSocket handshake is an ordinary request (and answered
+        # as one, which a WebSocket client takes as a refusal): no WebSocket stream is opened.
+        headers = [(name, value) for name, value in request.headers if name.lower() != b"upgrade"]
+        if len(headers) != len(request.headers):
+            request = h11.Request(
+                method=request.method,
+                target=request.target,
+                headers=headers,
+                http_version=request.http_version,
+            )
+        await super()._create_stream(request)
 
     async def _send_error_response(self, status_code: int) -> None:
         # hypercorn calls this when h11 cannot parse a request head (hint 400, or 431 beyond

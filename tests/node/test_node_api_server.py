@@ -484,6 +484,20 @@ async def test_an_h2c_upgrade_is_ignored_and_served_as_http_1_1(node: FakeNode) 
             assert parse(await read_response(stream))[0] == 200
 
 
+async def test_a_websocket_upgrade_is_ignored_and_served_as_http_1_1(node: FakeNode) -> None:
+    request = (
+        b"GET /status HTTP/1.1\r\nHost: node\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    with trio.fail_after(TEST_DEADLINE_S):
+        async with serving(node) as served:
+            stream = await served.connect()
+            await stream.send_all(request)
+            status, headers, body = parse(await read_response(stream))
+            assert status == 200 and "upgrade" not in headers, "no 101, and no WebSocket stream"
+            assert json.loads(body)["node"] == 2
+
+
 async def test_the_http2_preface_gets_a_505(node: FakeNode, caplog: pytest.LogCaptureFixture) -> None:
     preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
     settings_frame = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
