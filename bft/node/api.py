@@ -2,9 +2,16 @@
 rely on").
 
 Owns: routes, JSON shapes, request limits, and the refusal of bad requests: malformed JSON, bad
-base64, an oversized body, an unknown path or a wrong method each get a 4xx with
-`{"error": ...}`; nothing a client sends takes the node down.
+base64, an oversized body, a body that does not arrive within its deadline (408), an unknown
+path or a wrong method each get a 4xx with `{"error": ...}`, logged at INFO (thinned per client,
+status and route); nothing a client sends takes the node down. Also the bound on the memory of
+answers being sent (`AnswerBudget`) and the end of an event stream whose subscriber was dropped.
 May not: touch the replica; it reads and submits through the `NodeView` the runtime provides.
+Connections, their deadlines and their cap belong to `bft.node.api_server`, which also gives each
+request a `ConnectionControl` (under `CONNECTION_STATE_KEY` in the ASGI scope's "state"); served
+another way (tests drive the app in process), there is none and nothing here needs one.
+
+A client that hangs up is not an error: `ClientDisconnect` is logged at DEBUG, no traceback.
 """
 
 from __future__ import annotations
@@ -14,19 +21,22 @@ import binascii
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 import trio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from bft.node.api_json import b64
+from bft.node.api_server import CONNECTION_STATE_KEY, LOG_TEXT_CHARS, SEND_SLICE_BYTES, ConnectionControl
 from bft.node.commits import TooManyWaiting
-from bft.node.logs import kv
+from bft.node.config import ApiSettings
+from bft.node.logs import RateLimitedLog, kv
 from bft.node.metrics import CONTENT_TYPE
 
 log = logging.getLogger("bft.api")
@@ -40,6 +50,9 @@ _HASH_HEX_CHARS: Final = 64
 # `GET /evidence` returns this many items unless `limit` asks for fewer (or more, up to the max).
 EVIDENCE_PAGE: Final = 50
 MAX_EVIDENCE_PAGE: Final = 100
+# An answer larger than this is charged to the AnswerBudget while it is sent, in slices.
+BUDGETED_ANSWER_BYTES: Final = 64 * 1024
+_DEFAULTS: Final = ApiSettings()
 
 
 class NodeView(Protocol):
@@ -50,7 +63,71 @@ class NodeView(Protocol):
     def kv(self, key: str) -> dict[str, Any] | None: ...
     def evidence(self, limit: int, before: int | None) -> list[dict[str, Any]]: ...
     def render_metrics(self) -> bytes: ...
-    def subscribe(self) -> trio.MemoryReceiveChannel[dict[str, Any]]: ...
+    def subscribe(self, on_drop: Callable[[], None]) -> trio.MemoryReceiveChannel[dict[str, Any]]: ...
+
+
+class AnswerBudget:
+    """Bytes of large answers being sent at once. Why: an answer waits in memory until the client
+    reads it, so a few hundred clients that ask for multi-megabyte blocks and never read would
+    hold gigabytes (the send deadline frees them, but only after it). With the budget, what
+    unread large answers hold is at most `max_bytes`; beyond it, a 503 with Retry-After."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.in_flight_bytes = 0
+
+    def take(self, size_bytes: int) -> bool:
+        if self.in_flight_bytes + size_bytes > self.max_bytes:
+            return False
+        self.in_flight_bytes += size_bytes
+        return True
+
+    def release(self, size_bytes: int) -> None:
+        self.in_flight_bytes -= size_bytes
+
+
+def _render(doc: Any) -> bytes:
+    # As Starlette's JSONResponse renders.
+    return json.dumps(doc, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
+
+
+class _BudgetedAnswer(Response):
+    """A rendered JSON answer charged to the budget until it is sent (or the connection is cut),
+    sent in slices so that the server's send deadline measures progress."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes, budget: AnswerBudget, status_code: int) -> None:
+        super().__init__(body, status_code=status_code)
+        self._budget = budget
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        size = len(self.body)
+        try:
+            await send(
+                {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+            )
+            view = memoryview(self.body)
+            for start in range(0, size, SEND_SLICE_BYTES):
+                end = start + SEND_SLICE_BYTES
+                await send({"type": "http.response.body", "body": view[start:end], "more_body": end < size})
+        finally:
+            self.body = b""
+            self._budget.release(size)
+
+
+def _answer(doc: Any, budget: AnswerBudget, status_code: int = 200) -> Response:
+    """`doc` as a JSON answer; a large one only if the budget has room for it, else a 503."""
+    body = _render(doc)
+    if len(body) <= BUDGETED_ANSWER_BYTES:
+        return Response(body, status_code=status_code, media_type="application/json")
+    if not budget.take(len(body)):
+        raise HTTPException(
+            503,
+            f"busy: {budget.in_flight_bytes} bytes of answers are being sent (at most {budget.max_bytes})",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+    return _BudgetedAnswer(body, budget, status_code)
 
 
 def _strict_b64(text: object, where: str) -> bytes:
@@ -86,17 +163,24 @@ def _query_int(request: Request, name: str, low: int, high: int | None) -> int |
     return value
 
 
-async def _read_body(request: Request) -> bytes:
+async def _read_body(request: Request, timeout_s: float) -> bytes:
+    """The body, all of it within `timeout_s` (else a 408: a body sent a byte a second would
+    otherwise hold its connection for days), and at most MAX_BODY_BYTES (else a 413)."""
     declared = request.headers.get("content-length")
     if declared is not None and (not _is_decimal(declared) or int(declared) > MAX_BODY_BYTES):
         raise HTTPException(413, f"body larger than {MAX_BODY_BYTES} bytes")
     body = bytearray()
-    # aclosing: refusing mid-stream must close the generator now, not leave it to the GC.
-    async with contextlib.aclosing(request.stream()) as chunks:
-        async for chunk in chunks:
-            body += chunk
-            if len(body) > MAX_BODY_BYTES:
-                raise HTTPException(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    with trio.move_on_after(timeout_s) as deadline:
+        # aclosing: refusing mid-stream must close the generator now, not leave it to the GC.
+        async with contextlib.aclosing(request.stream()) as chunks:
+            async for chunk in chunks:
+                body += chunk
+                if len(body) > MAX_BODY_BYTES:
+                    raise HTTPException(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    if deadline.cancelled_caught:
+        raise HTTPException(
+            408, f"request body not received within {timeout_s} s", headers={"Connection": "close"}
+        )
     return bytes(body)
 
 
@@ -130,37 +214,50 @@ def parse_submission(body: bytes) -> tuple[list[bytes], bool]:
     return [_strict_b64(tx, f"txs[{i}]") for i, tx in enumerate(txs)], wait == "commit"
 
 
-def make_app(view: NodeView) -> Starlette:
-    async def status(request: Request) -> JSONResponse:
-        return JSONResponse(view.status())
+def make_app(
+    view: NodeView,
+    *,
+    body_timeout_s: float = _DEFAULTS.body_timeout_s,
+    budget: AnswerBudget | None = None,
+) -> Starlette:
+    """The API over `view`. `budget` bounds the large answers being sent (default: a budget of
+    `ApiSettings.max_answer_bytes_in_flight`)."""
+    answers = budget if budget is not None else AnswerBudget(_DEFAULTS.max_answer_bytes_in_flight)
+    # Refusal lines per client host, status and route (not the reason: it quotes what the client
+    # sent, so a client could make every line unique and defeat the thinning).
+    refusal_log = RateLimitedLog(log)
 
-    async def block(request: Request) -> JSONResponse:
+    async def status(request: Request) -> Response:
+        return _answer(view.status(), answers)
+
+    async def block(request: Request) -> Response:
         raw = request.path_params["height"]
         if not _is_decimal(raw) or len(raw) > 18:
             raise HTTPException(400, f"height must be a non-negative integer, not {raw!r}")
         found = view.block(int(raw))
         if found is None:
             raise HTTPException(404, f"no committed block at height {raw}")
-        return JSONResponse(found)
+        return _answer(found, answers)
 
-    async def submit(request: Request) -> JSONResponse:
-        txs, wait_commit = parse_submission(await _read_body(request))
+    async def submit(request: Request) -> Response:
+        txs, wait_commit = parse_submission(await _read_body(request, body_timeout_s))
         results, full = await view.submit(txs, wait_commit)
         if full:
-            headers = {"Retry-After": str(RETRY_AFTER_S)}
-            return JSONResponse({"results": results}, status_code=503, headers=headers)
-        return JSONResponse({"results": results})
+            response = _answer({"results": results}, answers, status_code=503)
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+            return response
+        return _answer({"results": results}, answers)
 
-    async def tx(request: Request) -> JSONResponse:
+    async def tx(request: Request) -> Response:
         raw = request.path_params["hash"]
         if len(raw) != _HASH_HEX_CHARS or any(c not in "0123456789abcdef" for c in raw):
             raise HTTPException(400, f"a transaction hash is {_HASH_HEX_CHARS} lowercase hex digits")
         found = view.tx(bytes.fromhex(raw))
         if found is None:
             raise HTTPException(404, f"transaction {raw} is not committed")
-        return JSONResponse(found)
+        return _answer(found, answers)
 
-    async def key_value(request: Request) -> JSONResponse:
+    async def key_value(request: Request) -> Response:
         key = request.path_params["key"]
         if not key:
             raise HTTPException(400, "empty key")
@@ -170,9 +267,9 @@ def make_app(view: NodeView) -> Starlette:
             raise HTTPException(404, str(exc)) from exc
         if found is None:
             raise HTTPException(404, f"no committed value for key {key!r}")
-        return JSONResponse(found)
+        return _answer(found, answers)
 
-    async def evidence(request: Request) -> JSONResponse:
+    async def evidence(request: Request) -> Response:
         """`GET /evidence[?limit=N][&before=SEQ]`: kept equivocations, newest first; the next page
         is `before=` the last item's `seq`."""
         unknown = set(request.query_params) - {"limit", "before"}
@@ -180,33 +277,44 @@ def make_app(view: NodeView) -> Starlette:
             raise HTTPException(400, f"unknown query parameters: {sorted(unknown)}")
         limit = _query_int(request, "limit", 1, MAX_EVIDENCE_PAGE)
         before = _query_int(request, "before", 1, None)
-        return JSONResponse(view.evidence(EVIDENCE_PAGE if limit is None else limit, before))
+        return _answer(view.evidence(EVIDENCE_PAGE if limit is None else limit, before), answers)
 
     async def metrics(request: Request) -> Response:
         return Response(view.render_metrics(), media_type=CONTENT_TYPE)
 
-    async def events(request: Request) -> StreamingResponse:
+    async def events(request: Request) -> Response:
+        dropped = trio.Event()
         try:
-            channel = view.subscribe()
+            channel = view.subscribe(dropped.set)
         except TooManyWaiting as exc:
             raise HTTPException(503, str(exc)) from exc
-        return StreamingResponse(
-            _event_stream(channel),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache"},
-        )
+        connection = request.scope.get("state", {}).get(CONNECTION_STATE_KEY)
+        return _EventStream(channel, dropped, connection, _client_host(request))
 
-    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        if exc.status_code < 500:
-            log.info(
-                kv(event="request_refused", path=request.url.path, status=exc.status_code, reason=exc.detail)
-            )
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        host = _client_host(request)
+        route = getattr(request.scope.get("route"), "path", "-")
+        line = kv(
+            event="request_refused",
+            client=host,
+            status=exc.status_code,
+            method=_clip(request.method),
+            path=_clip(request.url.path),
+            reason=_clip(exc.detail),
+        )
+        refusal_log.log(logging.INFO, (host, exc.status_code, route), line)
+        body = _render({"error": exc.detail})
+        return Response(body, status_code=exc.status_code, headers=exc.headers, media_type="application/json")
 
-    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception(kv(event="request_failed", path=request.url.path))
-        return JSONResponse({"error": "internal error"}, status_code=500)
+    async def client_gone(request: Request, exc: Exception) -> Response:
+        # Nobody reads this answer; what matters is that a hang-up is not logged as a failure.
+        log.debug(kv(event="client_disconnected", client=_client_host(request), path=_clip(request.url.path)))
+        return Response(status_code=400)
+
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        log.exception(kv(event="request_failed", path=_clip(request.url.path)))
+        return Response(_render({"error": "internal error"}), status_code=500, media_type="application/json")
 
     app = Starlette(
         routes=[
@@ -219,25 +327,94 @@ def make_app(view: NodeView) -> Starlette:
             Route("/metrics", metrics, methods=["GET"]),
             Route("/events", events, methods=["GET"]),
         ],
-        exception_handlers={HTTPException: http_error, Exception: internal_error},
+        exception_handlers={
+            HTTPException: http_error,
+            ClientDisconnect: client_gone,
+            Exception: internal_error,
+        },
     )
     app.router.redirect_slashes = False  # "/status/" is an unknown path (404), not a redirect
     return app
 
 
-async def _event_stream(channel: trio.MemoryReceiveChannel[dict[str, Any]]) -> AsyncIterator[str]:
-    """Server-sent events: one `block` event per committed block; the stream ends if the
-    subscriber lagged so far behind that the node dropped it (the client reconnects)."""
-    with channel:
-        yield ": committed blocks from now on\n\n"
+def _clip(text: object) -> str:
+    text = str(text)
+    return text if len(text) <= LOG_TEXT_CHARS else text[:LOG_TEXT_CHARS] + "..."
+
+
+def _client_host(request: Request) -> str:
+    return request.client.host if request.client is not None else "-"
+
+
+class _EventStream(Response):
+    """Server-sent events: one `block` event per committed block, a comment line when idle. If
+    the node drops the subscriber for lagging, the stream ends at once and the connection is
+    closed (its buffered events are discarded; the client reconnects): waiting for it to drain
+    would keep the connection, this task and up to FEED_BUFFER_BLOCKS events for a client that
+    does not read."""
+
+    def __init__(
+        self,
+        channel: trio.MemoryReceiveChannel[dict[str, Any]],
+        dropped: trio.Event,
+        connection: ConnectionControl | None,
+        client: str,
+    ) -> None:
+        super().__init__(status_code=200)
+        self.raw_headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+        ]
+        self._channel = channel
+        self._dropped = dropped
+        self._connection = connection
+        self._client = client
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        disconnected = False
+
+        async def until_disconnect(cancel: trio.CancelScope) -> None:
+            nonlocal disconnected
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            disconnected = True
+            cancel.cancel()
+
+        async def until_dropped(cancel: trio.CancelScope) -> None:
+            await self._dropped.wait()
+            log.info(
+                kv(event="events_stream_closed", client=self._client, reason="subscriber dropped (lagging)")
+            )
+            if self._connection is not None:
+                # Ends a send that is stuck on a client that does not read (hypercorn shields it).
+                self._connection.abort()
+            cancel.cancel()
+
+        with self._channel:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(until_disconnect, nursery.cancel_scope)
+                nursery.start_soon(until_dropped, nursery.cancel_scope)
+                await self._stream(send)
+                nursery.cancel_scope.cancel()
+        if self._dropped.is_set() and self._connection is not None:
+            self._connection.abort()  # idempotent; the stream may have seen its channel end first
+        elif not disconnected:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _stream(self, send: Send) -> None:
+        await send(
+            {"type": "http.response.body", "body": b": committed blocks from now on\n\n", "more_body": True}
+        )
         while True:
             event: dict[str, Any] | None = None
             with trio.move_on_after(EVENTS_KEEPALIVE_S):
                 try:
-                    event = await channel.receive()
-                except trio.EndOfChannel:
+                    event = await self._channel.receive()
+                except (trio.EndOfChannel, trio.ClosedResourceError):
                     return
             if event is None:
-                yield ": keepalive\n\n"
+                text = ": keepalive\n\n"
             else:
-                yield f"event: block\nid: {event['height']}\ndata: {json.dumps(event)}\n\n"
+                text = f"event: block\nid: {event['height']}\ndata: {json.dumps(event)}\n\n"
+            await send({"type": "http.response.body", "body": text.encode(), "more_body": True})

@@ -10,7 +10,7 @@ executed, so whatever a waiter or subscriber learns is already permanent.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import trio
@@ -76,22 +76,31 @@ class CommitWaiters:
 
 class CommitFeed:
     """Committed blocks (as JSON-ready dicts) to every subscriber, each through a bounded channel;
-    a subscriber that falls `FEED_BUFFER_BLOCKS` behind is dropped, never waited for."""
+    a subscriber that falls `FEED_BUFFER_BLOCKS` behind is dropped, never waited for.
+
+    Why `on_drop`: a subscriber lags because its client does not read, so the task serving it is
+    stuck sending; closing the channel alone would leave that task, its connection and up to
+    FEED_BUFFER_BLOCKS buffered events in place until the client reads or the send deadline
+    passes. The callback lets the server cut the connection at once."""
 
     def __init__(self, max_subscribers: int) -> None:
         self._max_subscribers = max_subscribers
-        self._subscribers: set[trio.MemorySendChannel[dict[str, Any]]] = set()
+        # send channel -> what to call if it is dropped for lagging
+        self._subscribers: dict[trio.MemorySendChannel[dict[str, Any]], Callable[[], None]] = {}
 
     def __len__(self) -> int:
         return len(self._subscribers)
 
-    def subscribe(self) -> trio.MemoryReceiveChannel[dict[str, Any]]:
-        """A channel of the blocks committed from now on; it closes if the subscriber lags.
-        TooManyWaiting if the subscriber bound is reached."""
+    def subscribe(
+        self, on_drop: Callable[[], None] | None = None
+    ) -> trio.MemoryReceiveChannel[dict[str, Any]]:
+        """A channel of the blocks committed from now on; it closes if the subscriber lags, and
+        then `on_drop` is called (from `publish`: it must not block). TooManyWaiting if the
+        subscriber bound is reached."""
         if len(self._subscribers) >= self._max_subscribers:
             raise TooManyWaiting(f"{len(self._subscribers)} event subscribers already")
         send, receive = trio.open_memory_channel[dict[str, Any]](FEED_BUFFER_BLOCKS)
-        self._subscribers.add(send)
+        self._subscribers[send] = on_drop if on_drop is not None else _nothing
         return receive
 
     def publish(self, event: dict[str, Any]) -> None:
@@ -100,10 +109,14 @@ class CommitFeed:
                 send.send_nowait(event)
             except trio.WouldBlock:
                 log.warning(kv(event="event_subscriber_dropped", reason="lagging", buffer=FEED_BUFFER_BLOCKS))
-                self._drop(send)
+                self._drop(send)()
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._drop(send)
 
-    def _drop(self, send: trio.MemorySendChannel[dict[str, Any]]) -> None:
-        self._subscribers.discard(send)
+    def _drop(self, send: trio.MemorySendChannel[dict[str, Any]]) -> Callable[[], None]:
         send.close()
+        return self._subscribers.pop(send)
+
+
+def _nothing() -> None:
+    pass

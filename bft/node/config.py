@@ -14,7 +14,8 @@ genesis.json:
                      "api": "127.0.0.1:26601"}, ...]}
 
 config.toml: tables [node] (index; key_file, genesis_file, data_dir, log_file, relative to the
-home directory), [p2p] listen, [api] listen, and optionally [consensus] (see `ConsensusSettings`;
+home directory), [p2p] listen, [api] listen (and optionally the `ApiSettings` keys: deadlines and
+bounds of the HTTP API), and optionally [consensus] (see `ConsensusSettings`;
 missing keys take their defaults), [mempool] (`MempoolSettings`) and [app] factory
 ("package.module:callable", the application; default the built-in key-value ledger).
 """
@@ -342,6 +343,57 @@ def _mempool_from_table(table: Mapping[str, Any], source: str) -> MempoolSetting
         raise ConfigError(f"{source}: {exc}") from exc
 
 
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    """Deadlines and bounds of this node's HTTP API; optional keys of the [api] table (served by
+    `bft.node.api_server`). The defaults follow nginx and CometBFT's RPC server: a client that is
+    slower than these is broken or hostile, and each one it holds costs a descriptor and memory."""
+
+    # The whole request head (request line and headers) within this, from its first byte.
+    header_timeout_s: float = 10.0
+    # The whole request body (at most 8 MiB) within this, from the end of the head.
+    body_timeout_s: float = 30.0
+    # Each slice (64 KiB) of a response accepted by the client's socket within this.
+    send_timeout_s: float = 30.0
+    # An idle keep-alive connection (no byte of a next request) is closed after this.
+    keep_alive_timeout_s: float = 20.0
+    # Connections served at once; lowered at start to the descriptor limit minus a reserve.
+    max_connections: int = 1024
+    # Bytes of large answers (e.g. `GET /blocks/<h>`) being sent at once; beyond it a 503.
+    max_answer_bytes_in_flight: int = 128 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            is_float = f.name.endswith("_s")
+            if type(value) is not int and (not is_float or type(value) is not float):
+                raise ConfigError(f"[api] {f.name} must be {'a number' if is_float else 'an integer'}")
+            if not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"[api] {f.name} must be positive, got {value}")
+
+
+_API_KEYS: Final = frozenset(f.name for f in fields(ApiSettings))
+
+
+def _api_from_table(table: Mapping[str, Any], source: str) -> ApiSettings:
+    """The [api] table's settings (its `listen` is read with [p2p]'s)."""
+    where = f"{source}: [api]"
+    d = ApiSettings()
+    try:
+        return ApiSettings(
+            header_timeout_s=_float(table, "header_timeout_s", where, d.header_timeout_s),
+            body_timeout_s=_float(table, "body_timeout_s", where, d.body_timeout_s),
+            send_timeout_s=_float(table, "send_timeout_s", where, d.send_timeout_s),
+            keep_alive_timeout_s=_float(table, "keep_alive_timeout_s", where, d.keep_alive_timeout_s),
+            max_connections=_int(table, "max_connections", where, d.max_connections),
+            max_answer_bytes_in_flight=_int(
+                table, "max_answer_bytes_in_flight", where, d.max_answer_bytes_in_flight
+            ),
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+
+
 # Node config
 
 
@@ -359,6 +411,7 @@ class NodeConfig:
     api_listen: str
     consensus: ConsensusSettings = field(default_factory=ConsensusSettings)
     mempool: MempoolSettings = field(default_factory=MempoolSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
     # "module:callable" returning an `Application` given the data directory; "" = the built-in
     # key-value ledger.
     app_factory: str = ""
@@ -412,7 +465,8 @@ def load_node_config(home: Path) -> NodeConfig:
     listens = {}
     for name in ("p2p", "api"):
         table = _table(doc, name, source)
-        _check_keys(table, {"listen"}, {"listen"}, f"{source}: [{name}]")
+        extra = _API_KEYS if name == "api" else frozenset()
+        _check_keys(table, {"listen", *extra}, {"listen"}, f"{source}: [{name}]")
         listen = _str(table, "listen", f"{source}: [{name}]", "")
         try:
             parse_host_port(listen)
@@ -445,6 +499,7 @@ def load_node_config(home: Path) -> NodeConfig:
         api_listen=listens["api"],
         consensus=consensus,
         mempool=mempool,
+        api=_api_from_table(_table(doc, "api", source), source),
         app_factory=app_factory,
     )
 

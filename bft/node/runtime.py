@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 
 from bft.app.interface import QUERY_NOT_FOUND, QUERY_OK, Application
 from bft.app.kv import KeyValueLedger
@@ -37,8 +35,9 @@ from bft.core.program import Program
 from bft.core.replica import Replica
 from bft.core.safety_store import DurableFileStore
 from bft.core.types import ValidatorIndex, View
-from bft.node.api import make_app
+from bft.node.api import AnswerBudget, make_app
 from bft.node.api_json import b64, block_json, evidence_json
+from bft.node.api_server import ApiServer
 from bft.node.commits import CommitFeed, CommitWaiters
 from bft.node.compose import open_ports
 from bft.node.config import (
@@ -128,6 +127,7 @@ class Node:
         )
         self.waiters = CommitWaiters(max_waiting=limits.max_txs)
         self.feed = CommitFeed(max_subscribers=MAX_EVENT_SUBSCRIBERS)
+        self._answers = AnswerBudget(self.config.api.max_answer_bytes_in_flight)
         self.safety_store = DurableFileStore(OsFilesystem(self.config.data_dir))
         addresses = {v.index: parse_host_port(v.p2p) for v in self.genesis.validators}
         addresses[self.me] = parse_host_port(self.config.p2p_listen)
@@ -174,12 +174,9 @@ class Node:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.transport.run)
                 self._start_program(ports)
-                api = HypercornConfig()
-                api.bind = [self.config.api_listen]
-                api.accesslog = None
-                api.errorlog = logging.getLogger("bft.api")
-                logging.getLogger("bft.api").setLevel(logging.WARNING)  # not its start-up banner
-                urls = await nursery.start(serve, make_app(self), api)
+                app = make_app(self, body_timeout_s=self.config.api.body_timeout_s, budget=self._answers)
+                api = ApiServer(app, self.config.api, self.metrics.registry)
+                urls = await nursery.start(api.run, self.config.api_listen)
                 self.api_url = urls[0] if urls else None
                 nursery.start_soon(self._drive)
                 nursery.start_soon(self._gossip)
@@ -511,8 +508,8 @@ class Node:
     def render_metrics(self) -> bytes:
         return self.metrics.render()
 
-    def subscribe(self) -> trio.MemoryReceiveChannel[dict[str, Any]]:
-        return self.feed.subscribe()
+    def subscribe(self, on_drop: Callable[[], None]) -> trio.MemoryReceiveChannel[dict[str, Any]]:
+        return self.feed.subscribe(on_drop)
 
     def _event_of(self, done: ExecutedBlock) -> dict[str, Any]:
         block = done.block

@@ -149,9 +149,9 @@ class FakeNode:
         self._enter("render_metrics")
         return METRICS
 
-    def subscribe(self) -> trio.MemoryReceiveChannel[dict[str, Any]]:
+    def subscribe(self, on_drop: Callable[[], None]) -> trio.MemoryReceiveChannel[dict[str, Any]]:
         self._enter("subscribe")
-        return self.feed.subscribe()
+        return self.feed.subscribe(on_drop)
 
 
 def _check_view(view: NodeView) -> NodeView:
@@ -645,10 +645,13 @@ async def _wait_until(condition: Callable[[], bool]) -> None:
         await trio.sleep(0)
 
 
-async def test_events_stream_committed_blocks(client: httpx.AsyncClient, node: FakeNode) -> None:
+async def test_events_stream_committed_blocks_and_end_at_once_when_dropped(
+    client: httpx.AsyncClient, node: FakeNode
+) -> None:
     """httpx's ASGI transport hands over a response only once the app finishes it, so the stream
-    is ended the way the node ends it: this subscriber lags and is dropped. Everything it was sent
-    until then arrives, in order, the first block first."""
+    is ended the way the node ends it: this subscriber lags and is dropped. What it was sent until
+    then arrives in order, the first block first; what was still buffered is discarded (the
+    stream ends at once rather than drain a buffer for a client that is not keeping up)."""
     received: list[str] = []
 
     async def listen() -> None:
@@ -662,10 +665,12 @@ async def test_events_stream_committed_blocks(client: httpx.AsyncClient, node: F
         async with trio.open_nursery() as nursery:
             nursery.start_soon(listen)
             await _wait_until(lambda: len(node.feed) == 1)
-            published = 0
+            node.feed.publish(_block_event(1))
+            await trio.testing.wait_all_tasks_blocked()  # the stream sends block 1
+            published = 1
             # Publish without yielding until the subscriber is dropped: at most the buffer, plus
-            # one handed straight to the waiting stream, plus the one that overflows.
-            while len(node.feed) == 1 and published < FEED_BUFFER_BLOCKS + 2:
+            # the one that overflows.
+            while len(node.feed) == 1 and published < FEED_BUFFER_BLOCKS + 3:
                 published += 1
                 node.feed.publish(_block_event(published))
             assert len(node.feed) == 0, "the lagging stream was dropped"
@@ -673,13 +678,14 @@ async def test_events_stream_committed_blocks(client: httpx.AsyncClient, node: F
     messages = list(_parse_sse(text))
     assert messages[0] == ("comment", {"text": "committed blocks from now on"})
     events = [fields for kind, fields in messages[1:] if kind == "event"]
-    assert events, "at least the first block arrived"
+    assert events, "the first block arrived"
     first = events[0]
     assert first["event"] == "block"
     assert first["id"] == "1"
     assert json.loads(first["data"]) == _block_event(1)
-    # In order, no gaps, ending just before the event that overflowed the buffer.
-    assert [int(e["id"]) for e in events] == list(range(1, published))
+    # In order, no gaps, and none of the events buffered when it was dropped.
+    assert [int(e["id"]) for e in events] == list(range(1, len(events) + 1))
+    assert len(events) < published - FEED_BUFFER_BLOCKS + 1
     assert all(kind == "event" for kind, _ in messages[1:])
 
 

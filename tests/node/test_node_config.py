@@ -23,6 +23,7 @@ from bft.core.types import ValidatorIndex
 from bft.node.config import (
     BUILTIN_CLUSTER_DEFAULTS,
     DEFAULT_CLUSTER_FILE,
+    ApiSettings,
     ClusterDefaults,
     ConsensusSettings,
     Genesis,
@@ -292,6 +293,20 @@ def test_node_config_defaults_and_absolute_paths(tmp_path: Path) -> None:
         (("[p2p]", "[mempool]\npeer_share_bytes = -1\n[p2p]"), r"\[mempool\] peer_share_bytes must be"),
         (("[p2p]", "[app]\nfactory = 'no colon'\n[p2p]"), r"\[app\] factory must look like"),
         (("[p2p]", "[app]\nmodule = 'x'\n[p2p]"), r"\[app\]: unknown key 'module'"),
+        (
+            ('listen = "0.0.0.0:26605"', 'listen = "0.0.0.0:26605"\ncolour = 1'),
+            r"\[api\]: unknown key 'colour'",
+        ),
+        (('listen = "127.0.0.1:26604"', 'listen = "127.0.0.1:26604"\nmax_connections = 5'), "unknown key"),
+        (('listen = "0.0.0.0:26605"', 'listen = "0.0.0.0:26605"\nsend_timeout_s = 0'), "must be positive"),
+        (
+            ('listen = "0.0.0.0:26605"', 'listen = "0.0.0.0:26605"\nmax_connections = 1.5'),
+            "must be an integer",
+        ),
+        (
+            ('listen = "0.0.0.0:26605"', 'listen = "0.0.0.0:26605"\nheader_timeout_s = "10"'),
+            "must be a number",
+        ),
     ],
 )
 def test_node_config_refusals_name_the_key(tmp_path: Path, edit: tuple[str, str], message: str) -> None:
@@ -299,6 +314,25 @@ def test_node_config_refusals_name_the_key(tmp_path: Path, edit: tuple[str, str]
     assert old in CONFIG_TOML
     with pytest.raises(ConfigError, match=message):
         load_node_config(_home(tmp_path, CONFIG_TOML.replace(old, new, 1)))
+
+
+def test_api_settings_are_read_from_the_api_table(tmp_path: Path) -> None:
+    assert load_node_config(_home(tmp_path)).api == ApiSettings(), "all optional"
+    text = CONFIG_TOML.replace(
+        'listen = "0.0.0.0:26605"',
+        'listen = "0.0.0.0:26605"\nheader_timeout_s = 5\nbody_timeout_s = 12.5\nsend_timeout_s = 7.0\n'
+        "keep_alive_timeout_s = 3\nmax_connections = 100\nmax_answer_bytes_in_flight = 1048576",
+    )
+    config = load_node_config(_home(tmp_path, text))
+    assert config.api == ApiSettings(
+        header_timeout_s=5.0,
+        body_timeout_s=12.5,
+        send_timeout_s=7.0,
+        keep_alive_timeout_s=3.0,
+        max_connections=100,
+        max_answer_bytes_in_flight=1024 * 1024,
+    )
+    assert config.api_listen == "0.0.0.0:26605"
 
 
 def test_missing_config_file(tmp_path: Path) -> None:
