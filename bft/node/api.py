@@ -21,6 +21,7 @@ import binascii
 import contextlib
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Final, Protocol
 
@@ -52,6 +53,8 @@ EVIDENCE_PAGE: Final = 50
 MAX_EVIDENCE_PAGE: Final = 100
 # An answer larger than this is charged to the AnswerBudget while it is sent, in slices.
 BUDGETED_ANSWER_BYTES: Final = 64 * 1024
+# Rendered block answers kept (`RenderedBlocks`): a few dozen blocks of the default 1 MB limit.
+RENDERED_BLOCKS_BYTES: Final = 32 * 1024 * 1024
 _DEFAULTS: Final = ApiSettings()
 
 
@@ -116,17 +119,53 @@ class _BudgetedAnswer(Response):
             self._budget.release(size)
 
 
+class RenderedBlocks:
+    """Rendered `GET /blocks/<height>` answers, newest kept, at most `max_bytes` of them. Why: a
+    committed block never changes, and rendering a large one (reading it, base64, JSON) costs
+    milliseconds of the node's one thread for a request of a few bytes; clients that ask for the
+    same large blocks again and again (or never read them and ask again) cost a lookup."""
+
+    def __init__(self, max_bytes: int = RENDERED_BLOCKS_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.size_bytes = 0
+        self._bodies: OrderedDict[int, bytes] = OrderedDict()
+
+    def get(self, height: int) -> bytes | None:
+        body = self._bodies.get(height)
+        if body is not None:
+            self._bodies.move_to_end(height)
+        return body
+
+    def put(self, height: int, body: bytes) -> None:
+        if len(body) > self.max_bytes or height in self._bodies:
+            return
+        self._bodies[height] = body
+        self.size_bytes += len(body)
+        while self.size_bytes > self.max_bytes:
+            _, old = self._bodies.popitem(last=False)
+            self.size_bytes -= len(old)
+
+
+def _busy(budget: AnswerBudget) -> HTTPException:
+    # Connection: close, so that requests pipelined behind this one are not each read, routed and
+    # refused in turn (a client that pipelines and never reads would make every one cost us).
+    return HTTPException(
+        503,
+        f"busy: {budget.in_flight_bytes} bytes of answers are being sent (at most {budget.max_bytes})",
+        headers={"Retry-After": str(RETRY_AFTER_S), "Connection": "close"},
+    )
+
+
 def _answer(doc: Any, budget: AnswerBudget, status_code: int = 200) -> Response:
     """`doc` as a JSON answer; a large one only if the budget has room for it, else a 503."""
-    body = _render(doc)
+    return _rendered_answer(_render(doc), budget, status_code)
+
+
+def _rendered_answer(body: bytes, budget: AnswerBudget, status_code: int = 200) -> Response:
     if len(body) <= BUDGETED_ANSWER_BYTES:
         return Response(body, status_code=status_code, media_type="application/json")
     if not budget.take(len(body)):
-        raise HTTPException(
-            503,
-            f"busy: {budget.in_flight_bytes} bytes of answers are being sent (at most {budget.max_bytes})",
-            headers={"Retry-After": str(RETRY_AFTER_S)},
-        )
+        raise _busy(budget)
     return _BudgetedAnswer(body, budget, status_code)
 
 
@@ -223,6 +262,7 @@ def make_app(
     """The API over `view`. `budget` bounds the large answers being sent (default: a budget of
     `ApiSettings.max_answer_bytes_in_flight`)."""
     answers = budget if budget is not None else AnswerBudget(_DEFAULTS.max_answer_bytes_in_flight)
+    rendered = RenderedBlocks()
     # Refusal lines per client host, status and route (not the reason: it quotes what the client
     # sent, so a client could make every line unique and defeat the thinning).
     refusal_log = RateLimitedLog(log)
@@ -234,10 +274,17 @@ def make_app(
         raw = request.path_params["height"]
         if not _is_decimal(raw) or len(raw) > 18:
             raise HTTPException(400, f"height must be a non-negative integer, not {raw!r}")
-        found = view.block(int(raw))
-        if found is None:
-            raise HTTPException(404, f"no committed block at height {raw}")
-        return _answer(found, answers)
+        height = int(raw)
+        if answers.in_flight_bytes + BUDGETED_ANSWER_BYTES > answers.max_bytes:
+            raise _busy(answers)  # before reading or rendering anything
+        body = rendered.get(height)
+        if body is None:
+            found = view.block(height)
+            if found is None:
+                raise HTTPException(404, f"no committed block at height {raw}")
+            body = _render(found)
+            rendered.put(height, body)
+        return _rendered_answer(body, answers)
 
     async def submit(request: Request) -> Response:
         txs, wait_commit = parse_submission(await _read_body(request, body_timeout_s))

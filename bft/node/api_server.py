@@ -46,6 +46,8 @@ import json
 import logging
 import os
 import resource
+import socket
+import struct
 from collections.abc import Callable
 from typing import Any, Final, Protocol, cast
 
@@ -198,7 +200,11 @@ class _ServerLog(HypercornLogger):
 class _DeadlineStream(trio.abc.HalfCloseableStream):
     """A client's socket stream with the send deadline, and a count of the bytes received (which
     tells the head deadline when a request has begun). `abort` (also `ConnectionControl`) closes
-    the socket at once: a task blocked sending or receiving on it gets ClosedResourceError."""
+    the socket at once: a task blocked sending or receiving on it gets ClosedResourceError.
+
+    Sends are serialized here: hypercorn sends a response under its own lock but half-closes
+    (`send_eof`) and answers a malformed pipelined head from other tasks without it, so a 408 in
+    slices and a 400 or a close could otherwise meet on the socket (trio's BusyResourceError)."""
 
     def __init__(self, stream: trio.SocketStream, send_timeout_s: float, on_send_timeout: Callable[[], None]):
         self._stream = stream
@@ -207,13 +213,19 @@ class _DeadlineStream(trio.abc.HalfCloseableStream):
         self._aborted = False
         self.received_bytes = 0
         self._arrival = trio.Event()
+        self._send_lock = trio.Lock()
 
     @property
     def socket(self) -> trio.socket.SocketType:
         return self._stream.socket
 
     def abort(self) -> None:
+        # A reset, not a FIN: the client is not reading, so a FIN would wait behind everything
+        # still queued for it, the kernel would keep that queue, and the client would never learn
+        # it was cut (nginx's reset_timedout_connection).
         self._aborted = True
+        with contextlib.suppress(OSError):
+            self._stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self._stream.socket.close()
 
     async def next_arrival(self) -> None:
@@ -224,20 +236,23 @@ class _DeadlineStream(trio.abc.HalfCloseableStream):
         if self._aborted:
             raise trio.ClosedResourceError("the connection was cut")
         view = memoryview(data)
-        for start in range(0, len(view), SEND_SLICE_BYTES):
-            with trio.move_on_after(self._send_timeout_s) as deadline:
-                await self._stream.send_all(view[start : start + SEND_SLICE_BYTES])
-            if deadline.cancelled_caught:
-                self._on_send_timeout()
-                self.abort()
-                raise trio.BrokenResourceError(f"the client accepted nothing for {self._send_timeout_s} s")
+        async with self._send_lock:
+            for start in range(0, len(view), SEND_SLICE_BYTES):
+                with trio.move_on_after(self._send_timeout_s) as deadline:
+                    await self._stream.send_all(view[start : start + SEND_SLICE_BYTES])
+                if deadline.cancelled_caught:
+                    self._on_send_timeout()
+                    self.abort()
+                    detail = f"the client accepted nothing for {self._send_timeout_s} s"
+                    raise trio.BrokenResourceError(detail)
 
     async def wait_send_all_might_not_block(self) -> None:
         await self._stream.wait_send_all_might_not_block()
 
     async def send_eof(self) -> None:
-        if not self._aborted:
-            await self._stream.send_eof()
+        async with self._send_lock:
+            if not self._aborted:
+                await self._stream.send_eof()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if self._aborted:
@@ -344,10 +359,10 @@ class _Connection(TCPServer):
         self._read_ended = False
 
     async def run(self) -> None:
-        socket = self._deadline_stream.socket
+        sock = self._deadline_stream.socket
         try:
-            client = parse_socket_addr(socket.family, socket.getpeername())
-            local = parse_socket_addr(socket.family, socket.getsockname())
+            client = parse_socket_addr(sock.family, sock.getpeername())
+            local = parse_socket_addr(sock.family, sock.getsockname())
             async with TaskGroup() as task_group:
                 self._task_group = task_group
                 state = ConnectionState({CONNECTION_STATE_KEY: self._deadline_stream})
@@ -518,6 +533,12 @@ class ApiServer:
             on_timeout = _bind(self.on_timeout, host, "send", self.settings.send_timeout_s)
             deadline_stream = _DeadlineStream(stream, self.settings.send_timeout_s, on_timeout)
             await _Connection(self, deadline_stream, host).run()
+        except Exception as exc:
+            # A bug in serving one client (ours or the HTTP library's) ends that connection,
+            # never the node: the API's tasks run in the node's nursery.
+            line = kv(event="api_connection_failed", client=host, error=f"{type(exc).__name__}: {exc}")
+            if self._refusal_log.log(logging.ERROR, ("connection_failed", type(exc).__name__), line):
+                log.error(kv(event="api_connection_failed_traceback", client=host), exc_info=exc)
         finally:
             self.open_connections -= 1
             stream.socket.close()

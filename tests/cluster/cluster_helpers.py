@@ -431,8 +431,8 @@ class Cluster:
         label = what or f"nodes {chosen} to reach committed height {at_least}"
         return self.wait(reached, timeout_s, label, chosen)
 
-    def min_height(self, nodes: Iterable[int]) -> int:
-        """The lowest committed height of `nodes`, waiting (briefly) for each to answer."""
+    def min_height(self, nodes: Iterable[int], timeout_s: float = 10.0) -> int:
+        """The lowest committed height of `nodes`, waiting (up to `timeout_s`) for each to answer."""
         chosen = list(nodes)
 
         def read() -> list[int] | None:
@@ -440,7 +440,7 @@ class Cluster:
             values = [h for h in found.values() if h is not None]
             return values if len(values) == len(chosen) else None
 
-        return min(self.wait(read, 10.0, f"/status heights of nodes {chosen}", chosen))
+        return min(self.wait(read, timeout_s, f"/status heights of nodes {chosen}", chosen))
 
 
 class MakeCluster(Protocol):
