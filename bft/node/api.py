@@ -100,6 +100,13 @@ async def _read_body(request: Request) -> bytes:
     return bytes(body)
 
 
+def _path_of(request: Request) -> str:
+    """The request's path for a log line. Not `request.url.path`: building the URL decodes the
+    query string as UTF-8, and over HTTP/2 a client may send any bytes there, so a refusal (or the
+    500 handler itself) would raise instead of answering."""
+    return str(request.scope.get("path", ""))
+
+
 def _refuse_duplicate_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     doc = dict(pairs)
     if len(doc) != len(pairs):
@@ -200,12 +207,12 @@ def make_app(view: NodeView) -> Starlette:
         assert isinstance(exc, HTTPException)
         if exc.status_code < 500:
             log.info(
-                kv(event="request_refused", path=request.url.path, status=exc.status_code, reason=exc.detail)
+                kv(event="request_refused", path=_path_of(request), status=exc.status_code, reason=exc.detail)
             )
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception(kv(event="request_failed", path=request.url.path))
+        log.exception(kv(event="request_failed", path=_path_of(request)))
         return JSONResponse({"error": "internal error"}, status_code=500)
 
     app = Starlette(
