@@ -10,6 +10,7 @@ others did not, so replaying them covers the decoders' refusal paths one by one.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from run import TARGET_NAMES, main
 from targets import TARGETS, _FuzzNode, seeds
 
 from bft.node.api import make_app
@@ -26,6 +28,24 @@ CORPUS = Path(__file__).resolve().parent / "corpus"
 # At least the seeds of every target are committed; a merge never drops below that.
 MIN_FILES_PER_TARGET = 3
 MAX_CORPUS_BYTES = 2 * 1024 * 1024
+
+
+def test_the_runner_knows_every_target() -> None:
+    assert sorted(TARGET_NAMES) == sorted(TARGETS)
+
+
+def test_the_runner_without_atheris_says_how_to_install_it_and_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "atheris", None)  # import atheris now raises ImportError
+    assert main(["wire", "--runs", "1"]) == 2
+    assert 'pip install -e ".[fuzz]"' in capsys.readouterr().err
+
+
+def test_the_runner_replays_one_input(capsys: pytest.CaptureFixture[str]) -> None:
+    path = corpus_files("wire")[0]
+    assert main(["wire", str(path), "--replay"]) == 0
+    assert "passed" in capsys.readouterr().out
 
 
 def corpus_files(name: str) -> list[Path]:
