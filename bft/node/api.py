@@ -223,6 +223,14 @@ async def _read_body(request: Request, timeout_s: float) -> bytes:
     return bytes(body)
 
 
+def _path_of(request: Request) -> str:
+    """The request's path for a log line, clipped. Not `request.url.path`: building the URL decodes
+    the query string as UTF-8, and a client may send other bytes there (HTTP/2 would carry them;
+    it is refused here, but the handlers must not depend on that), so a refusal (or the 500
+    handler itself) would raise instead of answering."""
+    return _clip(request.scope.get("path", ""))
+
+
 def _refuse_duplicate_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     doc = dict(pairs)
     if len(doc) != len(pairs):
@@ -347,7 +355,7 @@ def make_app(
             client=host,
             status=exc.status_code,
             method=_clip(request.method),
-            path=_clip(request.url.path),
+            path=_path_of(request),
             reason=_clip(exc.detail),
         )
         refusal_log.log(logging.INFO, (host, exc.status_code, route), line)
@@ -356,11 +364,11 @@ def make_app(
 
     async def client_gone(request: Request, exc: Exception) -> Response:
         # Nobody reads this answer; what matters is that a hang-up is not logged as a failure.
-        log.debug(kv(event="client_disconnected", client=_client_host(request), path=_clip(request.url.path)))
+        log.debug(kv(event="client_disconnected", client=_client_host(request), path=_path_of(request)))
         return Response(status_code=400)
 
     async def internal_error(request: Request, exc: Exception) -> Response:
-        log.exception(kv(event="request_failed", path=_clip(request.url.path)))
+        log.exception(kv(event="request_failed", path=_path_of(request)))
         return Response(_render({"error": "internal error"}), status_code=500, media_type="application/json")
 
     app = Starlette(
