@@ -21,8 +21,11 @@ Behaviour worth knowing:
   and count them (`expired_outgoing`), so a peer that went away or stopped reading holds at
   most `queue_bytes` of our memory, released within `queue_age_s` (plus about a second).
   `queued_bytes(peer)` tells a producer that a peer is not reading before it builds more for it.
-- Incoming: all peers share one bounded channel. A reader whose frame does not fit waits at
-  most `incoming_wait_s`, then drops the frame and counts it per peer. The short wait turns a
+- Incoming: all peers share one `IncomingChannel`, bounded in frames (`incoming_frames`) and
+  per peer in bytes (`incoming_peer_bytes`, default two largest frames), so that one peer
+  sending large frames faster than the node takes them holds at most that much of our memory
+  and puts at most that much ahead of the others' messages. A reader whose frame does not fit
+  waits at most `incoming_wait_s`, then drops the frame and counts it per peer. The short wait turns a
   burst into TCP back-pressure on that one peer instead of loss; it never stalls other peers'
   readers, and trio queues blocked senders first-come first-served, so a flooding peer gets
   no more than its share of the channel.
@@ -65,6 +68,7 @@ from crypto.keys import PUBLIC_KEY_LEN, PrivateKey
 from net.errors import FrameError, HandshakeRefused, RefusalKind
 from net.frames import TAG_BYTES, FrameOpener, FrameSealer
 from net.handshake import DialerHandshake, HandshakeResult, ListenerHandshake
+from net.incoming import IncomingChannel
 from net.outqueue import OutgoingQueue
 from net.ratelog import RateLimitedLog
 
@@ -260,6 +264,7 @@ class Transport:
         queue_bytes: int = DEFAULT_QUEUE_BYTES,
         queue_age_s: float = DEFAULT_QUEUE_AGE_S,
         incoming_frames: int = 1024,
+        incoming_peer_bytes: int | None = None,
         incoming_wait_s: float = 0.1,
         handshake_timeout_s: float = 5.0,
         first_bytes_timeout_s: float = 1.0,
@@ -330,7 +335,9 @@ class Transport:
             for index, public_key in enumerate(validators)
             if index != me
         }
-        self._incoming_send, self.incoming = trio.open_memory_channel[tuple[int, bytes]](incoming_frames)
+        self.incoming = IncomingChannel(
+            incoming_frames, incoming_peer_bytes if incoming_peer_bytes is not None else 2 * max_frame_bytes
+        )
         self._refused: Counter[str] = Counter()
         # Pending inbound handshakes, oldest first (dicts keep insertion order).
         self._pending: dict[int, _Pending] = {}
@@ -735,23 +742,5 @@ class Transport:
 
     async def _deliver(self, peer: _Peer, payloads: list[bytes]) -> None:
         for payload in payloads:
-            if not payload:
-                continue
-            item = (peer.index, payload)
-            try:
-                self._incoming_send.send_nowait(item)
-                continue
-            except trio.WouldBlock:
-                pass
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                peer.dropped_incoming += 1
-                continue
-            delivered = False
-            with trio.move_on_after(self._incoming_wait_s):
-                try:
-                    await self._incoming_send.send(item)
-                    delivered = True
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    pass
-            if not delivered:
+            if payload and not await self.incoming.put(peer.index, payload, self._incoming_wait_s):
                 peer.dropped_incoming += 1

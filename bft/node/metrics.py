@@ -57,6 +57,7 @@ class NodeReason(enum.StrEnum):
     CHECK_TX = "check-tx"  # the application refused gossiped transactions
     PEER_SHARE_FULL = "peer-share-full"  # the gossiping peer's mempool share is full
     PEER_NOT_READING = "peer-not-reading"  # a full answer's worth already waits in its queue
+    GOSSIP_RATE = "gossip-rate"  # the peer gossiped more transactions a second than its budget
 
 
 def decode_error_label(error: DecodeError) -> str:

@@ -34,6 +34,7 @@ from bft.core.ports import Ports
 from bft.core.program import Program
 from bft.core.replica import Replica
 from bft.core.safety_store import DurableFileStore
+from bft.core.serving import TokenBucket
 from bft.core.types import ValidatorIndex, View
 from bft.node.api import AnswerBudget, make_app
 from bft.node.api_json import b64, block_json, evidence_json
@@ -125,6 +126,13 @@ class Node:
             peer_share_txs=share_txs,
             peer_share_bytes=share_bytes,
         )
+        # Gossiped transactions admitted per peer and second: its share, refilled every second.
+        # Why: each one costs a hash, a block-store lookup and check_tx on the drive task, so a
+        # peer whose share keeps emptying (its transactions commit) could otherwise keep that
+        # task busy; an honest peer gossips what clients submit to it, far below this.
+        self._gossip_budgets = {
+            v.index: TokenBucket(capacity=share_txs, rate_per_s=share_txs) for v in self.genesis.validators
+        }
         self.waiters = CommitWaiters(max_waiting=limits.max_txs)
         self.feed = CommitFeed(max_subscribers=MAX_EVENT_SUBSCRIBERS)
         self._answers = AnswerBudget(self.config.api.max_answer_bytes_in_flight)
@@ -246,7 +254,7 @@ class Node:
             self._refusal_log.log(logging.WARNING, (peer, what, reason), line)
             return
         if isinstance(msg, Transactions):
-            self._on_gossip(peer, msg)
+            self._on_gossip(peer, msg, now)
             self._perform(program.on_payload(now))
         elif isinstance(msg, BlockRequest | SyncRequest) and not self._reads_answers(peer, msg):
             return
@@ -394,7 +402,7 @@ class Node:
 
     # Mempool gossip.
 
-    def _on_gossip(self, peer: int, msg: Transactions) -> None:
+    def _on_gossip(self, peer: int, msg: Transactions, now: float) -> None:
         """Admit a peer's transactions against its mempool share (`Mempool.add_from_peer`). A
         message from a peer whose share is already full is refused whole, unread: hashing and
         looking up each of its transactions would let a flooding validator keep the drive task
@@ -404,6 +412,13 @@ class Node:
             detail = f"all {len(msg.txs)} unread: its share is full ({txs} transactions, {size} bytes)"
             self._refuse_gossip(peer, NodeReason.PEER_SHARE_FULL, detail)
             return
+        budget = self._gossip_budgets.get(peer)
+        if budget is not None:
+            if budget.available(now) < len(msg.txs):
+                detail = f"all {len(msg.txs)} unread: over {budget.rate_per_s:.0f} transactions a second"
+                self._refuse_gossip(peer, NodeReason.GOSSIP_RATE, detail)
+                return
+            budget.take(len(msg.txs), now)
         refused = over_share = 0
         for tx in msg.txs:
             result = self.mempool.add_from_peer(peer, tx)

@@ -141,3 +141,26 @@ async def test_gossip_from_a_peer_whose_share_is_full_is_refused_without_reading
     assert len(node.mempool) == share_txs
     assert _refusals(node, "gossiped transactions", "peer-share-full") == 1
     node.blocks.close()
+
+
+async def test_a_peer_whose_transactions_keep_committing_is_held_to_its_gossip_rate(tmp_path: Path) -> None:
+    node = _node(tmp_path, 29840)
+    program = Recording()
+    share_txs, _ = node.config.mempool.peer_shares(4)
+    sent = [_put(i, "fast") for i in range(3 * share_txs)]
+    chunks = [sent[i : i + 1000] for i in range(0, len(sent), 1000)]
+    per_second = share_txs // 1000
+
+    def gossip(chunk: list[bytes], now: float) -> None:
+        node._on_frame(program, 3, encode_transactions(Transactions(tuple(chunk))), now)
+
+    for chunk in chunks[:per_second]:
+        gossip(chunk, 1.0)
+    assert node.mempool.share_of(3)[0] == share_txs
+    node.mempool.remove_committed(sent[:share_txs])  # its share empties as they commit
+    gossip(chunks[per_second], 1.0)  # the same second: over its rate, refused whole
+    assert node.mempool.share_of(3)[0] == 0
+    assert _refusals(node, "gossiped transactions", "gossip-rate") == 1
+    gossip(chunks[per_second], 2.0)  # a second later the budget has refilled
+    assert node.mempool.share_of(3)[0] == 1000
+    node.blocks.close()
