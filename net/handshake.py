@@ -160,7 +160,7 @@ class _Handshake:
     __slots__ = (
         "_chain_id",
         "_chain_id_bytes",
-        "_ephemeral",
+        "_ephemeral_key",
         "_failed",
         "_key",
         "_messages_received",
@@ -181,7 +181,9 @@ class _Handshake:
         self._chain_id = chain_id
         self._chain_id_bytes = chain_id_bytes
         # Fresh per handshake: this is what makes a recorded handshake useless later.
-        self._ephemeral = ephemeral if ephemeral is not None else X25519PrivateKey.generate()
+        # Made when first needed (the listener's on a valid HELLO): a stranger that connects and
+        # sends nothing or garbage costs no key generation.
+        self._ephemeral_key = ephemeral
         self._reader = PlainFrameReader(HANDSHAKE_MAX_FRAME_BYTES)
         self._failed: HandshakeRefused | None = None
         self._result: HandshakeResult | None = None
@@ -201,6 +203,12 @@ class _Handshake:
         The driver uses it for its first-message deadline: an honest peer's first message comes
         at once, a stranger holding a slot open sends none."""
         return self._messages_received
+
+    @property
+    def _ephemeral(self) -> X25519PrivateKey:
+        if self._ephemeral_key is None:
+            self._ephemeral_key = X25519PrivateKey.generate()
+        return self._ephemeral_key
 
     def _ephemeral_public(self) -> bytes:
         return self._ephemeral.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
