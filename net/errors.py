@@ -58,6 +58,7 @@ class RefusalKind(enum.StrEnum):
     # The pending-handshake table was full (or the source address at its share) and this
     # unauthenticated connection was the one closed to make room for a newcomer.
     EVICTED = "evicted"
+    RATE_LIMITED = "rate_limited"
 
 
 class HandshakeRefused(NetError):

@@ -46,6 +46,11 @@ Behaviour worth knowing:
   many addresses, hold slots for at most about a second each and cannot keep out a validator
   that dials us; honest peers already connected are never affected; and since we dial our
   peers too, a flood on our listener alone cannot keep us apart from them.
+- Strangers are also rate-limited by source host before they get that far: a connection from a
+  host that is no validator's (the hosts of the addresses we were given) may begin a handshake
+  at most `stranger_burst` at once and `stranger_rate_per_s` a second after that; beyond, it is
+  closed (reset) at accept, before it costs a task, a slot or a key, and counted and logged as
+  a `rate_limited` refusal. A stranger on a validator's own host is left to the eviction above.
 - Refusal log lines (`handshake_refused`, `frame_refused`) are thinned by `RateLimitedLog`: one
   per kind, source host and role every few seconds, then a count of those left out; the
   counters in `stats()` stay exact.
@@ -53,12 +58,16 @@ Behaviour worth knowing:
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import itertools
 import json
 import logging
 import random
 import re
-from collections import Counter
+import socket
+import struct
+from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import TypedDict
 
@@ -89,6 +98,11 @@ _HANDSHAKE_READ_BYTES = 4096
 _WRITE_BATCH_BYTES = 256 * 1024
 # A connection that has sent nothing for this many keepalive periods is considered dead.
 _IDLE_KEEPALIVES = 3
+# Source hosts whose stranger rate is remembered; the least recently seen is forgotten beyond.
+_MAX_STRANGER_HOSTS = 4096
+# While accept() finds no free descriptor, it is retried this often (as trio.serve_listeners does).
+_ACCEPT_RETRY_S = 0.1
+_OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _BARE_LOG_VALUE = re.compile(r"[A-Za-z0-9_.:/@+\-]+")
 
 Address = tuple[str, int]
@@ -270,6 +284,8 @@ class Transport:
         first_bytes_timeout_s: float = 1.0,
         max_pending_handshakes: int = 64,
         max_pending_per_host: int = 16,
+        stranger_rate_per_s: float = 4.0,
+        stranger_burst: int = 16,
         reconnect_base_s: float = 0.1,
         reconnect_max_s: float = 2.0,
         keepalive_s: float = 5.0,
@@ -292,6 +308,7 @@ class Transport:
             ("incoming_frames", incoming_frames),
             ("max_pending_handshakes", max_pending_handshakes),
             ("max_pending_per_host", max_pending_per_host),
+            ("stranger_burst", stranger_burst),
         ):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
@@ -307,6 +324,8 @@ class Transport:
             or incoming_wait_s < 0
         ):
             raise ValueError("timeouts must be positive")
+        if stranger_rate_per_s <= 0:
+            raise ValueError(f"stranger_rate_per_s must be positive, got {stranger_rate_per_s}")
         self._me = me
         self._key = key
         self._chain_id = chain_id
@@ -318,6 +337,11 @@ class Transport:
         self._first_bytes_timeout_s = first_bytes_timeout_s
         self._max_pending_handshakes = max_pending_handshakes
         self._max_pending_per_host = max_pending_per_host
+        self._stranger_rate_per_s = stranger_rate_per_s
+        self._stranger_burst = stranger_burst
+        # Source host -> (tokens, when counted), for hosts that are no validator's; bounded.
+        self._stranger_tokens: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._validator_hosts = {address[0] for address in addresses.values()}
         self._queue_age_s = queue_age_s
         self._reconnect_base_s = reconnect_base_s
         self._reconnect_max_s = reconnect_max_s
@@ -374,6 +398,7 @@ class Transport:
         Our own entry, if present, is ignored (the listener is bound once, by `run`).
         """
         for index, address in addresses.items():
+            self._validator_hosts.add(address[0])
             if index == self._me:
                 continue
             peer = self._peer(index)
@@ -445,7 +470,8 @@ class Transport:
                 self._listen_port = listeners[0].socket.getsockname()[1]
                 self._log.info(_log_line("listening", self._me, address=f"{host}:{self._listen_port}"))
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(trio.serve_listeners, self._on_accept, listeners)
+                    for listener in listeners:
+                        nursery.start_soon(self._accept_loop, listener, nursery)
                     nursery.start_soon(self._expiry_loop)
                     for peer in self._peers.values():
                         nursery.start_soon(self._dial_loop, peer)
@@ -457,8 +483,55 @@ class Transport:
             self._listen_port = None
             self._running = False
 
-    async def _on_accept(self, stream: trio.SocketStream) -> None:
-        await self.handle_inbound(stream)
+    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        """Accept connections; a stranger's beyond its host's rate is closed here, before it
+        costs a task, a slot or any handshake state."""
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_DESCRIPTORS:
+                    raise
+                self._refusal_log.log(
+                    logging.WARNING,
+                    ("accept_failed", exc.errno),
+                    _log_line(
+                        "accept_failed", self._me, error=errno.errorcode.get(exc.errno or 0, exc.errno)
+                    ),
+                )
+                await trio.sleep(_ACCEPT_RETRY_S)
+                continue
+            remote = _describe(stream, local=False)
+            host = _host_of(remote)
+            if self._stranger_admitted(host, trio.current_time()):
+                nursery.start_soon(self.handle_inbound, stream, remote)
+                continue
+            with contextlib.suppress(OSError):
+                stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            stream.socket.close()
+            refusal = HandshakeRefused(
+                RefusalKind.RATE_LIMITED,
+                f"over {self._stranger_rate_per_s} connections a second from {host}, no validator's host",
+            )
+            self._on_refused(remote, "listener", refusal)
+
+    def _stranger_admitted(self, host: str, now: float) -> bool:
+        """Whether a connection from `host` may begin a handshake now. A validator's host always
+        may (its strangers are left to the pending table's eviction); any other host at most
+        `stranger_burst` at once and `stranger_rate_per_s` a second after that. Why: each
+        admitted stranger is a task, a slot and an eviction; churned from addresses no validator
+        has, they made a node spend most of a core accepting and evicting."""
+        if host in self._validator_hosts:
+            return True
+        tokens, counted_at = self._stranger_tokens.pop(host, (float(self._stranger_burst), now))
+        tokens = min(
+            float(self._stranger_burst), tokens + max(0.0, now - counted_at) * self._stranger_rate_per_s
+        )
+        admitted = tokens >= 1.0
+        self._stranger_tokens[host] = (tokens - 1.0 if admitted else tokens, now)
+        while len(self._stranger_tokens) > _MAX_STRANGER_HOSTS:
+            self._stranger_tokens.popitem(last=False)
+        return admitted
 
     async def handle_inbound(self, stream: trio.abc.Stream, remote: str | None = None) -> None:
         """Serve one accepted connection (handshake as listener, then traffic) until it ends.
