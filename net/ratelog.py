@@ -48,15 +48,18 @@ class RateLimitedLog:
         # key -> (when its window ends, lines left out in it)
         self._keys: OrderedDict[Hashable, tuple[float, int]] = OrderedDict()
 
-    def log(self, level: int, key: Hashable, line: str) -> bool:
-        """Write `line` unless `key` already wrote one in this window; whether it was written."""
+    def log(self, level: int, key: Hashable, line: str | Callable[[], str]) -> bool:
+        """Write `line` unless `key` already wrote one in this window; whether it was written.
+        `line` may be a function making it, called only when it is written (a flood's refusals
+        then cost no formatting)."""
         now = self._clock()
         known = self._keys.get(key)
         if known is not None and now < known[0]:
             self._keys[key] = (known[0], known[1] + 1)
             return False
         left_out = known[1] if known is not None else 0
-        self._logger.log(level, line + (f" suppressed={left_out}" if left_out else ""))
+        text = line() if callable(line) else line
+        self._logger.log(level, text + (f" suppressed={left_out}" if left_out else ""))
         self._keys[key] = (now + self._window_s, 0)
         self._keys.move_to_end(key)
         while len(self._keys) > self._max_keys:

@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import itertools
 import json
 import logging
@@ -102,6 +103,7 @@ _IDLE_KEEPALIVES = 3
 _MAX_STRANGER_HOSTS = 4096
 # While accept() finds no free descriptor, it is retried this often (as trio.serve_listeners does).
 _ACCEPT_RETRY_S = 0.1
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)
 _OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _BARE_LOG_VALUE = re.compile(r"[A-Za-z0-9_.:/@+\-]+")
 
@@ -488,7 +490,7 @@ class Transport:
         costs a task, a slot or any handshake state."""
         while True:
             try:
-                stream = await listener.accept()
+                sock, address = await listener.socket.accept()
             except OSError as exc:
                 if exc.errno not in _OUT_OF_DESCRIPTORS:
                     raise
@@ -501,19 +503,29 @@ class Transport:
                 )
                 await trio.sleep(_ACCEPT_RETRY_S)
                 continue
-            remote = _describe(stream, local=False)
-            host = _host_of(remote)
+            host = str(address[0]) if isinstance(address, tuple) else str(address)
             if self._stranger_admitted(host, trio.current_time()):
-                nursery.start_soon(self.handle_inbound, stream, remote)
+                nursery.start_soon(self.handle_inbound, trio.SocketStream(sock), _format_sockaddr(address))
                 continue
+            # The cheap path: no stream, no task, and the log line only made if it is written.
             with contextlib.suppress(OSError):
-                stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            stream.socket.close()
-            refusal = HandshakeRefused(
-                RefusalKind.RATE_LIMITED,
-                f"over {self._stranger_rate_per_s} connections a second from {host}, no validator's host",
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+            sock.close()
+            self._refused[RefusalKind.RATE_LIMITED.value] += 1
+            self._refusal_log.log(
+                logging.WARNING,
+                ("handshake_refused", RefusalKind.RATE_LIMITED, host, "listener"),
+                functools.partial(
+                    _log_line,
+                    "handshake_refused",
+                    self._me,
+                    remote=_format_sockaddr(address),
+                    role="listener",
+                    kind=RefusalKind.RATE_LIMITED,
+                    reason=f"over {self._stranger_rate_per_s} connections a second from {host}, "
+                    "no validator's host",
+                ),
             )
-            self._on_refused(remote, "listener", refusal)
 
     def _stranger_admitted(self, host: str, now: float) -> bool:
         """Whether a connection from `host` may begin a handshake now. A validator's host always
