@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -41,6 +42,15 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def cpu_ticks(pid: int) -> int:
+    """User and system clock ticks of process `pid` so far (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
 
 
 def run_bench(
@@ -130,7 +140,15 @@ def main() -> None:
                             stderr=subprocess.DEVNULL,
                         )
                         time.sleep(ATTACK_LEAD_S)
+                    started, ticks = time.monotonic(), cpu_ticks(attack.pid) if attack is not None else 0
                     report, peak_kib = run_bench(urls, args.duration, procs[0])
+                    attack_cpu = (
+                        (cpu_ticks(attack.pid) - ticks)
+                        / os.sysconf("SC_CLK_TCK")
+                        / (time.monotonic() - started)
+                        if attack is not None
+                        else 0.0
+                    )
                     if attack is not None:
                         attack.send_signal(signal.SIGINT)
                         try:
@@ -145,8 +163,9 @@ def main() -> None:
                     print(
                         f"round {round_ + 1} {condition:7s}: {report['tx_per_s']:8.1f} tx/s, "
                         f"p50 {latency['p50']:.0f} ms, p99 {latency['p99']:.0f} ms, "
-                        f"node 0 peak RSS {peak_kib / 1024:.0f} MB, all nodes alive: {alive}"
-                        + (f"\n    attack: {attack_out}" if attack_out else ""),
+                        f"node 0 peak RSS {peak_kib / 1024:.0f} MB, CPU node 0 "
+                        f"{report['per_node'][0]['cpu_percent']}%, attacker {100 * attack_cpu:.0f}%, "
+                        f"all nodes alive: {alive}" + (f"\n    attack: {attack_out}" if attack_out else ""),
                         flush=True,
                     )
                     if not alive:
