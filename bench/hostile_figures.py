@@ -1,6 +1,6 @@
 """Honest throughput with and without hostile connections against one node, measured side by side.
 
-Run: python bench/hostile_figures.py [--connections 1000] [--rounds 3] [--duration 20]
+Run: python bench/hostile_figures.py [--connections 1000] [--rounds 3] [--duration 20] [--nice 19]
          [--kinds preauth,slow-body,idle-sse] [--base-port 29600]
 Starts a 4-node cluster (`bft node` processes on 127.0.0.1 in a temporary directory), then runs
 `bft bench --target <every node's API>` `--rounds` times in each condition, alternating the order
@@ -87,6 +87,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--base-port", type=int, default=29600)
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="run the attacker at this niceness (19: it gets only CPU the cluster leaves idle, as an "
+        "attacker on another machine would take none of the cluster's)",
+    )
     args = parser.parse_args()
     p2p = [args.base_port + 2 * i for i in range(NODES)]
     api = [port + 1 for port in p2p]
@@ -119,23 +126,28 @@ def main() -> None:
                     attack_out = ""
                     if condition == "hostile":
                         attack = subprocess.Popen(
-                            bft(
-                                "attack",
-                                "hostile",
-                                "--p2p",
-                                f"127.0.0.1:{p2p[0]}",
-                                "--api",
-                                f"127.0.0.1:{api[0]}",
-                                "--kinds",
-                                args.kinds,
-                                "--connections",
-                                str(args.connections),
-                                "--sources",
-                                "8",
-                                "--duration",
-                                str(ATTACK_LEAD_S + WARMUP_S + args.duration + 60),
-                                "--json",
-                            ),
+                            [
+                                "nice",
+                                "-n",
+                                str(args.nice),
+                                *bft(
+                                    "attack",
+                                    "hostile",
+                                    "--p2p",
+                                    f"127.0.0.1:{p2p[0]}",
+                                    "--api",
+                                    f"127.0.0.1:{api[0]}",
+                                    "--kinds",
+                                    args.kinds,
+                                    "--connections",
+                                    str(args.connections),
+                                    "--sources",
+                                    "8",
+                                    "--duration",
+                                    str(ATTACK_LEAD_S + WARMUP_S + args.duration + 60),
+                                    "--json",
+                                ),
+                            ],
                             stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL,
                         )

@@ -74,7 +74,13 @@ def watch_attack(
     # The attacker's exit closes all its connections at once; the API answers again after that burst.
     after = {i: cluster.min_height([i], AFTER_ATTACK_TIMEOUT_S) for i in watched}
     report: dict[str, Any] = json.loads(out)
-    return AttackRun(report, peak, before, after)
+    run = AttackRun(report, peak, before, after)
+    # For `pytest -s`: the figures the README quotes.
+    print(
+        f"\nbft attack {' '.join(args[:1])}: node {target} peak RSS {peak // 1024} MB, "
+        f"blocks committed meanwhile {run.progress(watched)}; {json.dumps(report)}"
+    )
+    return run
 
 
 def fill_large_blocks(cluster: Cluster, node: int, total_bytes: int, timeout_s: float = 120.0) -> int:
