@@ -507,25 +507,14 @@ class Transport:
             if self._stranger_admitted(host, trio.current_time()):
                 nursery.start_soon(self.handle_inbound, trio.SocketStream(sock), _format_sockaddr(address))
                 continue
-            # The cheap path: no stream, no task, and the log line only made if it is written.
+            # The cheap path: no stream and no task (and `_on_refused` makes the line only if
+            # it is written).
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
             sock.close()
-            self._refused[RefusalKind.RATE_LIMITED.value] += 1
-            self._refusal_log.log(
-                logging.WARNING,
-                ("handshake_refused", RefusalKind.RATE_LIMITED, host, "listener"),
-                functools.partial(
-                    _log_line,
-                    "handshake_refused",
-                    self._me,
-                    remote=_format_sockaddr(address),
-                    role="listener",
-                    kind=RefusalKind.RATE_LIMITED,
-                    reason=f"over {self._stranger_rate_per_s} connections a second from {host}, "
-                    "no validator's host",
-                ),
-            )
+            reason = f"over {self._stranger_rate_per_s} connections a second from {host}, no validator's host"
+            refusal = HandshakeRefused(RefusalKind.RATE_LIMITED, reason)
+            self._on_refused(_format_sockaddr(address), "listener", refusal)
 
     def _stranger_admitted(self, host: str, now: float) -> bool:
         """Whether a connection from `host` may begin a handshake now. A validator's host always
@@ -606,10 +595,12 @@ class Transport:
         fields: dict[str, object] = {"remote": remote, "role": role}
         if peer is not None:
             fields["peer"] = peer
+        # The line is made only if the thinning writes it: a flood's refusals cost a count.
+        line = functools.partial(
+            _log_line, "handshake_refused", self._me, **fields, kind=refusal.kind, reason=refusal.reason
+        )
         self._refusal_log.log(
-            logging.WARNING,
-            ("handshake_refused", refusal.kind, _host_of(remote), role),
-            _log_line("handshake_refused", self._me, **fields, kind=refusal.kind, reason=refusal.reason),
+            logging.WARNING, ("handshake_refused", refusal.kind, _host_of(remote), role), line
         )
 
     async def _run_handshake(

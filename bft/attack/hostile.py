@@ -139,9 +139,10 @@ def _source_address(host: str, slot: int, sources: int) -> str | None:
     if sources <= 0:
         return None
     try:
-        if not ipaddress.ip_address(host).is_loopback or ipaddress.ip_address(host).version != 4:
-            return None
+        address = ipaddress.ip_address(host)
     except ValueError:
+        return None
+    if not address.is_loopback or address.version != 4:
         return None
     return f"127.0.0.{2 + slot % sources}"
 
