@@ -142,8 +142,6 @@ def _print(report: dict[str, Any], as_json: bool) -> None:
 
 
 def _run_hostile(args: argparse.Namespace) -> int:
-    import trio
-
     from bft.attack.hostile import HostilePlan, new_tallies, run_hostile
     from bft.node.config import parse_host_port
     from bft.node.errors import ConfigError
@@ -169,7 +167,7 @@ def _run_hostile(args: argparse.Namespace) -> int:
     tallies = new_tallies(plan)
     # Ctrl-C (or SIGINT from a script) ends the attack early; the tally so far is still printed.
     with contextlib.suppress(KeyboardInterrupt):
-        trio.run(run_hostile, plan, tallies)
+        run_hostile(plan, tallies)
     _print({kind: tally.summary() for kind, tally in tallies.items()}, args.json)
     return 0
 
