@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
-import shutil
 import sqlite3
 import struct
 import subprocess
@@ -258,29 +256,6 @@ def test_encoders_are_canonical() -> None:
     assert encode_tx(Put("k", "v")) == put_tx("k", "v")
     assert encode_tx(Delete("k"), nonce=3) == del_tx("k", nonce=3)
     assert encode_tx(CompareAndSet("k", None, "é"), "n") == cas_tx("k", None, "é", "n")
-
-
-# The README's hand-made transaction (Quickstart): these strings are copied into README.md, so a
-# user who follows it by hand sends the bytes `bft submit put greeting hello` sends.
-README_PUT_JSON = '{"key":"greeting","op":"put","value":"hello"}'
-README_PUT_SHELL = "printf '%s' '" + README_PUT_JSON + "' | base64 -w0"
-README_PUT_B64 = "eyJrZXkiOiJncmVldGluZyIsIm9wIjoicHV0IiwidmFsdWUiOiJoZWxsbyJ9"
-README_PUT_HASH = "29fe4c39e9ead5efd6c947fb4a933aa112eb2034a24f27a91c6cd167aecf942d"
-
-
-def test_the_readmes_hand_made_put_is_the_encoders_put() -> None:
-    tx = put_tx("greeting", "hello")
-    assert README_PUT_JSON.encode("utf-8") == tx
-    assert base64.b64decode(README_PUT_B64, validate=True) == tx
-    assert hashlib.sha256(tx).hexdigest() == README_PUT_HASH
-
-
-@pytest.mark.skipif(shutil.which("base64") is None, reason="needs coreutils base64, as the README does")
-def test_the_readmes_shell_line_prints_the_same_base64() -> None:
-    made = subprocess.run(
-        ["sh", "-c", README_PUT_SHELL], capture_output=True, text=True, timeout=10, check=True
-    )
-    assert made.stdout == README_PUT_B64
 
 
 @pytest.mark.parametrize(

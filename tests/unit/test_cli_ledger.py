@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import json
+import shutil
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -169,6 +172,35 @@ def test_submit_with_a_full_mempool_prints_the_retry_hint_and_exits_1(node: Fake
     node.on("POST", "/txs", 503, {"results": [full]}, headers={"Retry-After": "3"})
     code, out, _ = bft("submit", "--node", URL, "put", "a", "1")
     assert code == 1 and lines(out) == [{**full, "retry_after_s": 3.0}]
+
+
+# The README's hand-made transaction (Quickstart): these strings are copied into README.md, so a
+# user who follows it with curl sends the bytes `bft submit put greeting hello` sends (one
+# transaction, not two). The cluster test of the ledger submits both ways to real nodes.
+README_PUT_JSON = '{"key":"greeting","op":"put","value":"hello"}'
+README_PUT_SHELL = "printf '%s' '" + README_PUT_JSON + "' | base64 -w0"
+README_PUT_B64 = "eyJrZXkiOiJncmVldGluZyIsIm9wIjoicHV0IiwidmFsdWUiOiJoZWxsbyJ9"
+README_PUT_HASH = "29fe4c39e9ead5efd6c947fb4a933aa112eb2034a24f27a91c6cd167aecf942d"
+
+
+def test_the_readmes_hand_made_put_is_what_bft_submit_sends(node: FakeNode, bft: Bft) -> None:
+    tx = put_tx("greeting", "hello")
+    assert README_PUT_JSON.encode("utf-8") == tx
+    assert base64.b64decode(README_PUT_B64, validate=True) == tx
+    assert hashlib.sha256(tx).hexdigest() == README_PUT_HASH
+    node.accept_all()
+    bft("submit", "--node", URL, "put", "greeting", "hello")
+    assert node.sent_json()["txs"] == [README_PUT_B64]
+    bft("submit", "--node", URL, '{"op": "put", "key": "greeting", "value": "hello"}')
+    assert node.sent_json()["txs"] == [README_PUT_B64]
+
+
+@pytest.mark.skipif(shutil.which("base64") is None, reason="needs coreutils base64, as the README does")
+def test_the_readmes_shell_line_prints_the_same_base64() -> None:
+    made = subprocess.run(
+        ["sh", "-c", README_PUT_SHELL], capture_output=True, text=True, timeout=10, check=True
+    )
+    assert made.stdout == README_PUT_B64
 
 
 @pytest.mark.parametrize(
