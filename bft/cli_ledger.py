@@ -2,10 +2,14 @@
 
 Owns: their arguments, their output (JSON on stdout, one-line errors on stderr) and exit codes:
 0 done; 1 the node's answer is "no" (a transaction rejected, a key or block absent, a block that
-does not verify); 2 a usage, configuration or connection problem.
+does not verify); 2 a usage, configuration or connection problem; 3 (`bft submit`) a transaction
+committed but refused by the application (a result code other than 0, e.g. a failed cas): it is
+in the chain and changed nothing, which a script must not take for success, nor for a rejection
+that resubmitting could fix.
 May not: speak HTTP or read responses itself (`bft.client` does), or encode transactions
-(`bft.app.kv` does). It imports `bft.client`, hence httpx, only when one of its commands runs, so
-that the rest of `bft` starts without it.
+(`bft.app.kv` does: every transaction is sent in its canonical form, unless `--raw` says not
+to). It imports `bft.client`, hence httpx, only when one of its commands runs, so that the rest
+of `bft` starts without it.
 """
 
 from __future__ import annotations
@@ -21,10 +25,14 @@ if TYPE_CHECKING:
     from bft.client import Client, SubmitResult
     from bft.node.config import Genesis
 
+# `bft submit`: committed, but the application refused it (a result code other than 0).
+EXIT_REFUSED = 3
+
 _OPS = {"put": ("KEY VALUE", 2), "del": ("KEY", 1), "cas": ("KEY EXPECT VALUE", 3)}
 
 _SUBMIT_EPILOG = """\
-Each TX is a transaction of the key-value ledger as JSON, sent as its UTF-8 bytes:
+Each TX is a transaction of the key-value ledger as JSON, sent in the ledger's canonical form
+(fields sorted, no spaces: the bytes the words below send), or as typed with --raw:
   bft submit '{"op":"put","key":"a","value":"1"}' '{"op":"del","key":"b","nonce":7}'
 or else the words of one operation:
   bft submit put KEY VALUE
@@ -32,8 +40,11 @@ or else the words of one operation:
   bft submit cas KEY EXPECT VALUE      set KEY to VALUE if its value is EXPECT
   bft submit cas KEY VALUE --absent    set KEY to VALUE if KEY is absent
 (put `--` before words that start with a dash). Prints one JSON line per transaction:
-{"hash", "status": "accepted"|"committed"|"rejected", "height"?, "error"?}.
-Exit status: 0 all accepted or committed, 1 any rejected, 2 usage or connection error."""
+{"hash", "status": "accepted"|"committed"|"rejected", "height"?, "index"?, "code"?, "log"?,
+"error"?}; a committed transaction's "code" is the ledger's result, 0 applied, else refused
+("log" says why; 3: a cas whose expectation failed), and each refusal gets a line on stderr.
+Exit status: 0 all accepted or applied, 1 any rejected, 2 usage or connection error, 3 none
+rejected but some committed with a result code other than 0 (in the chain, not applied)."""
 
 
 class _Usage(Exception):
@@ -58,6 +69,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     submit.add_argument("--nonce", default=None, help="with put/del/cas: makes a repeated operation new")
     submit.add_argument("--absent", action="store_true", help="with cas: expect KEY to be absent")
+    submit.add_argument(
+        "--raw",
+        action="store_true",
+        help="send JSON transactions byte for byte as typed, not in the canonical form",
+    )
     submit.add_argument(
         "words", nargs="+", metavar="TX", help="JSON transactions, or put/del/cas and its words"
     )
@@ -156,12 +172,16 @@ def _command(name: str, body: Callable[[argparse.Namespace], int]) -> Callable[[
 # submit
 
 
-def transactions_from(words: Sequence[str], nonce: str | None = None, absent: bool = False) -> list[bytes]:
+def transactions_from(
+    words: Sequence[str], nonce: str | None = None, absent: bool = False, raw: bool = False
+) -> list[bytes]:
     """The transactions a `bft submit` command line means (see its --help); `_Usage` if none."""
     from bft.app.kv import cas_tx, del_tx, put_tx
 
     op, rest = words[0], list(words[1:])
     if op in _OPS:
+        if raw:
+            raise _Usage("--raw goes with JSON transactions")
         shape, arity = _OPS[op]
         if op == "cas" and absent:
             shape, arity = "KEY VALUE (with --absent)", 2
@@ -180,10 +200,12 @@ def transactions_from(words: Sequence[str], nonce: str | None = None, absent: bo
             raise _Usage(f"{op}: the key and value must be valid UTF-8") from None
     if nonce is not None or absent:
         raise _Usage("--nonce and --absent go with put, del or cas")
-    return [_json_tx(word) for word in words]
+    return [_json_tx(word, raw) for word in words]
 
 
-def _json_tx(word: str) -> bytes:
+def _json_tx(word: str, raw: bool) -> bytes:
+    from bft.app.kv import Rejection, canonical_tx
+
     try:
         doc = json.loads(word)
     except ValueError:
@@ -191,9 +213,14 @@ def _json_tx(word: str) -> bytes:
     if not isinstance(doc, dict):
         raise _Usage(f"{word!r} is neither put, del or cas nor a JSON transaction object")
     try:
-        return word.encode("utf-8")
+        typed = word.encode("utf-8")
     except UnicodeEncodeError:
         raise _Usage(f"{word!r} is not valid UTF-8") from None
+    if raw:
+        return typed
+    canonical = canonical_tx(typed)
+    # Not a valid operation: sent as typed, so that the node's refusal says what is wrong with it.
+    return typed if isinstance(canonical, Rejection) else canonical
 
 
 def result_json(result: SubmitResult) -> dict[str, Any]:
@@ -201,6 +228,12 @@ def result_json(result: SubmitResult) -> dict[str, Any]:
     doc: dict[str, Any] = {"hash": result.hash, "status": result.status}
     if result.height is not None:
         doc["height"] = result.height
+    if result.index is not None:
+        doc["index"] = result.index
+    if result.code is not None:
+        doc["code"] = result.code
+    if result.log is not None:
+        doc["log"] = result.log
     if result.error is not None:
         doc["error"] = result.error
     if result.retry_after_s is not None:
@@ -211,12 +244,21 @@ def result_json(result: SubmitResult) -> dict[str, Any]:
 def _run_submit(args: argparse.Namespace) -> int:
     from bft.client import STATUS_REJECTED
 
-    txs = transactions_from(args.words, args.nonce, args.absent)
+    txs = transactions_from(args.words, args.nonce, args.absent, args.raw)
     with _client(args) as client:
         results = client.submit(txs, wait=args.wait)
     for result in results:
         print(json.dumps(result_json(result), ensure_ascii=False))
-    return 1 if any(r.status == STATUS_REJECTED for r in results) else 0
+    refused = [r for r in results if r.committed and r.code is not None and not r.applied]
+    for result in refused:
+        print(
+            f"bft submit: transaction {result.hash} committed at height {result.height} but the"
+            f" application refused it (code {result.code}): {result.log or 'no reason given'}",
+            file=sys.stderr,
+        )
+    if any(r.status == STATUS_REJECTED for r in results):
+        return 1
+    return EXIT_REFUSED if refused else 0
 
 
 # get, status, block

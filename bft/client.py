@@ -36,6 +36,7 @@ from typing import Any, Final, Generic, TypeVar
 
 import httpx
 
+from bft.app.interface import CODE_OK
 from bft.app.kv import cas_tx, del_tx, put_tx
 from bft.core.blocktree import genesis as genesis_of
 from bft.core.certs import Certifier
@@ -117,6 +118,12 @@ class SubmitResult:
     """What the node did with one submitted transaction.
 
     `retry_after_s` is the node's `Retry-After` hint, set on results refused by a full mempool.
+    A committed transaction is in the chain at `height` (position `index` in its block), and
+    `code` is what the application made of it: 0 applied, anything else refused (for the
+    key-value ledger, `bft.app.kv`'s codes: 3 a cas whose expectation failed), with the
+    application's `log` saying why. A refused transaction stays committed: it changed nothing,
+    and submitting the same bytes again answers the same. `code` is None when the node did not
+    say (not committed, or the node keeps no result for it).
     """
 
     hash: str
@@ -124,10 +131,19 @@ class SubmitResult:
     height: int | None = None
     error: str | None = None
     retry_after_s: float | None = None
+    index: int | None = None
+    code: int | None = None
+    log: str | None = None
 
     @property
     def committed(self) -> bool:
+        """In the chain: durable on every honest node, whatever its result `code`."""
         return self.status == STATUS_COMMITTED
+
+    @property
+    def applied(self) -> bool:
+        """Committed, and the application applied it (result code 0)."""
+        return self.committed and self.code == CODE_OK
 
     @property
     def retryable(self) -> bool:
@@ -513,7 +529,16 @@ def _submit_result(doc: _Doc, expected_hash: str, retry_after_s: float | None) -
     height = doc.uint("height") if doc.present("height") else None
     error = doc.text("error") if doc.present("error") else None
     retryable = error == MEMPOOL_FULL
-    return SubmitResult(hash_hex, status, height, error, retry_after_s if retryable else None)
+    return SubmitResult(
+        hash_hex,
+        status,
+        height,
+        error,
+        retry_after_s if retryable else None,
+        index=doc.uint("index") if doc.present("index") else None,
+        code=doc.uint("code") if doc.present("code") else None,
+        log=doc.text("log") if doc.present("log") else None,
+    )
 
 
 def _read_tx(wanted: str, response: httpx.Response) -> dict[str, Any] | None:

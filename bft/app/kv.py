@@ -1,8 +1,8 @@
 """The built-in key-value ledger: an `Application` whose state is a string-to-string map in SQLite.
 
-Owns: `KeyValueLedger`, the transaction format and its validation (`parse_tx`), the helpers that
-encode transactions (`put_tx`, `del_tx`, `cas_tx`), the result codes and size limits, and the
-app hash chain.
+Owns: `KeyValueLedger`, the transaction format and its validation (`parse_tx`), the one encoder
+of transactions (`encode_tx`, with `put_tx`, `del_tx`, `cas_tx` and `canonical_tx` over it), the
+result codes and size limits, and the app hash chain.
 May not: import anything outside the standard library, or be called concurrently: one owner
 (e.g. one trio task, possibly through a worker thread) calls it synchronously.
 
@@ -17,6 +17,14 @@ operations distinct transactions. Keys are non-empty strings of at most `MAX_KEY
 bytes, values strings of at most `MAX_VALUE_BYTES`; the whole transaction is at most
 `MAX_TX_BYTES`. Anything else (bad UTF-8, bad JSON, duplicate or missing or extra fields, NaN,
 wrong types, lone surrogates) is refused with a non-zero code and leaves state unchanged.
+
+Canonical form: what `encode_tx` writes, and so what `bft submit`, `bft.client` and `bft bench`
+send: the object's fields sorted by name, no whitespace (separators "," and ":"), UTF-8 with no
+escapes beyond JSON's required ones (`"`, `\\`, control characters), `"nonce"` only when given,
+`"expect": null` for "absent". A transaction's identity is its bytes (its hash is their SHA-256),
+so only the canonical form makes "the same operation from any of our tools is one transaction"
+hold. The ledger accepts every spelling that parses (other clients write their own JSON), and
+`canonical_tx` rewrites one into the canonical form.
 
 Semantics: `put` sets; `del` removes, and deleting an absent key succeeds as a no-op; `cas` sets
 `key` to `value` only if its current value equals `expect` (null = absent), else fails with
@@ -160,6 +168,20 @@ def _check_text(field: str, value: object, limit_bytes: int) -> str | Rejection:
 
 def parse_tx(tx: bytes) -> KvOp | Rejection:
     """Decode and validate one transaction. Pure: depends on the bytes alone."""
+    parsed = _parse(tx)
+    return parsed if isinstance(parsed, Rejection) else parsed[0]
+
+
+def canonical_tx(tx: bytes) -> bytes | Rejection:
+    """The canonical bytes of the operation `tx` spells (its nonce kept), or why it is none.
+
+    A fixed point on canonical bytes: `canonical_tx(encode_tx(op, nonce)) == encode_tx(op, nonce)`.
+    """
+    parsed = _parse(tx)
+    return parsed if isinstance(parsed, Rejection) else encode_tx(*parsed)
+
+
+def _parse(tx: bytes) -> tuple[KvOp, str | int | None] | Rejection:
     if len(tx) > MAX_TX_BYTES:
         return Rejection(CODE_TOO_LARGE, f"tx is {len(tx)} bytes, limit {MAX_TX_BYTES}")
     try:
@@ -186,6 +208,7 @@ def parse_tx(tx: bytes) -> KvOp | Rejection:
         return Rejection(CODE_MALFORMED, f"{op}: missing field(s) {sorted(missing)}")
     if extra := present - required:
         return Rejection(CODE_MALFORMED, f"{op}: unexpected field(s) {sorted(extra)}")
+    nonce: str | int | None = None
     if "nonce" in doc:
         nonce = doc["nonce"]
         # bool is an int subclass in Python but not a JSON integer.
@@ -201,39 +224,49 @@ def parse_tx(tx: bytes) -> KvOp | Rejection:
     if not key:
         return Rejection(CODE_MALFORMED, "'key' must not be empty")
     if op == "del":
-        return Delete(key)
+        return Delete(key), nonce
     value = _check_text("value", doc["value"], MAX_VALUE_BYTES)
     if isinstance(value, Rejection):
         return value
     if op == "put":
-        return Put(key, value)
+        return Put(key, value), nonce
     if doc["expect"] is None:
-        return CompareAndSet(key, None, value)
+        return CompareAndSet(key, None, value), nonce
     expect = _check_text("expect", doc["expect"], MAX_VALUE_BYTES)
     if isinstance(expect, Rejection):
         return expect
-    return CompareAndSet(key, expect, value)
+    return CompareAndSet(key, expect, value), nonce
 
 
-def _encode(doc: dict[str, object], nonce: str | int | None) -> bytes:
+def encode_tx(op: KvOp, nonce: str | int | None = None) -> bytes:
+    """The canonical bytes of `op` (see the module's header): the only encoder of transactions."""
+    doc: dict[str, object]
+    if isinstance(op, Put):
+        doc = {"op": "put", "key": op.key, "value": op.value}
+    elif isinstance(op, Delete):
+        doc = {"op": "del", "key": op.key}
+    else:
+        doc = {"op": "cas", "key": op.key, "expect": op.expect, "value": op.value}
     if nonce is not None:
         doc["nonce"] = nonce
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    # allow_nan=False: no field can hold a float; a NaN reaching here is a bug, not a transaction.
+    text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False)
+    return text.encode("utf-8")
 
 
 def put_tx(key: str, value: str, nonce: str | int | None = None) -> bytes:
     """Canonical bytes of a put transaction."""
-    return _encode({"op": "put", "key": key, "value": value}, nonce)
+    return encode_tx(Put(key, value), nonce)
 
 
 def del_tx(key: str, nonce: str | int | None = None) -> bytes:
     """Canonical bytes of a delete transaction."""
-    return _encode({"op": "del", "key": key}, nonce)
+    return encode_tx(Delete(key), nonce)
 
 
 def cas_tx(key: str, expect: str | None, value: str, nonce: str | int | None = None) -> bytes:
     """Canonical bytes of a compare-and-set transaction (`expect=None`: the key must be absent)."""
-    return _encode({"op": "cas", "key": key, "expect": expect, "value": value}, nonce)
+    return encode_tx(CompareAndSet(key, expect, value), nonce)
 
 
 def _u32(n: int) -> bytes:

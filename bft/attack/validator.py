@@ -17,7 +17,6 @@ closed as a duplicate.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import socket
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Final
 
 import trio
 
+from bft.app.kv import put_tx
 from bft.core import wire
 from bft.core.messages import BlockRequest, SyncRequest
 from bft.core.types import BlockId
@@ -110,9 +110,8 @@ class ValidatorFlood:
     def _tx(self, n: int) -> bytes:
         """A distinct, valid key-value put of about `tx_size_bytes` bytes."""
         key = f"flood-{self.key.public_key.hex()[:8]}-{n}"
-        bare = len(json.dumps({"op": "put", "key": key, "value": ""}))
-        value = "x" * max(0, self.tx_size_bytes - bare)
-        return json.dumps({"op": "put", "key": key, "value": value}).encode()
+        value = "x" * max(0, self.tx_size_bytes - len(put_tx(key, "")))
+        return put_tx(key, value)
 
 
 async def _open(flood: ValidatorFlood, tally: FloodTally) -> tuple[trio.SocketStream, FrameSealer] | None:

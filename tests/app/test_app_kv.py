@@ -42,8 +42,10 @@ from bft.app.kv import (
     KvOp,
     Put,
     Rejection,
+    canonical_tx,
     cas_tx,
     del_tx,
+    encode_tx,
     parse_tx,
     put_tx,
 )
@@ -251,6 +253,34 @@ def test_encoders_are_canonical() -> None:
     assert put_tx("k", "v") == b'{"key":"k","op":"put","value":"v"}'
     assert del_tx("k", nonce=3) == b'{"key":"k","nonce":3,"op":"del"}'
     assert cas_tx("k", None, "é") == '{"expect":null,"key":"k","op":"cas","value":"é"}'.encode()
+    assert encode_tx(Put("k", "v")) == put_tx("k", "v")
+    assert encode_tx(Delete("k"), nonce=3) == del_tx("k", nonce=3)
+    assert encode_tx(CompareAndSet("k", None, "é"), "n") == cas_tx("k", None, "é", "n")
+
+
+@pytest.mark.parametrize(
+    ("written", "canonical"),
+    [
+        (b'{"op": "put", "key": "k", "value": "v"}', put_tx("k", "v")),
+        (b' {"value":"v","op":"put","key":"k"}\n', put_tx("k", "v")),
+        (b'{"op":"put","key":"\\u00e9","value":"\\u2603"}', put_tx("é", "☃")),
+        (b'{"nonce": 7, "op": "del", "key": "k"}', del_tx("k", 7)),
+        (b'{"op":"del","key":"k","nonce":"7"}', del_tx("k", "7")),
+        (b'{"op":"cas","key":"k","value":"v","expect":null}', cas_tx("k", None, "v")),
+        (b'{"op":"cas","key":"k","value":"v","expect":"w","nonce":-1}', cas_tx("k", "w", "v", -1)),
+    ],
+)
+def test_canonical_tx_rewrites_any_spelling_of_an_operation_to_the_encoders_bytes(
+    written: bytes, canonical: bytes
+) -> None:
+    assert canonical_tx(written) == canonical
+    assert canonical_tx(canonical) == canonical
+
+
+def test_canonical_tx_refuses_what_is_not_a_transaction() -> None:
+    for tx, code, log_part in MALFORMED:
+        refused = canonical_tx(tx)
+        assert isinstance(refused, Rejection) and refused.code == code and log_part in refused.log
 
 
 # --- determinism and the app hash -------------------------------------------------------------
@@ -423,14 +453,6 @@ _ops = st.one_of(
 )
 
 
-def _encode(op: KvOp, nonce: int) -> bytes:
-    if isinstance(op, Put):
-        return put_tx(op.key, op.value, nonce)
-    if isinstance(op, Delete):
-        return del_tx(op.key, nonce)
-    return cas_tx(op.key, op.expect, op.value, nonce)
-
-
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(blocks=st.lists(st.lists(_ops, max_size=6), max_size=6))
 def test_matches_dict_model(tmp_path_factory: pytest.TempPathFactory, blocks: list[list[KvOp]]) -> None:
@@ -438,7 +460,7 @@ def test_matches_dict_model(tmp_path_factory: pytest.TempPathFactory, blocks: li
     model: dict[str, str] = {}
     with KeyValueLedger(path) as app:
         for height, ops in enumerate(blocks, start=1):
-            txs = [_encode(op, nonce) for nonce, op in enumerate(ops)]
+            txs = [encode_tx(op, nonce) for nonce, op in enumerate(ops)]
             block = run_block(app, txs)
             assert block.height == height
             for op, result in zip(ops, block.results, strict=True):
@@ -456,3 +478,21 @@ def test_matches_dict_model(tmp_path_factory: pytest.TempPathFactory, blocks: li
                 assert result.code == CODE_OK
             for key in ["a", "b", "c", "é", "k\x00"]:
                 assert app.get(key) == (model.get(key), height)
+
+
+_nonces = st.none() | st.integers(-(2**70), 2**70) | st.text(max_size=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(op=_ops, nonce=_nonces, indent=st.none() | st.integers(0, 2), data=st.data())
+def test_every_spelling_of_an_operation_has_one_canonical_form(
+    op: KvOp, nonce: str | int | None, indent: int | None, data: st.DataObject
+) -> None:
+    canonical = encode_tx(op, nonce)
+    assert parse_tx(canonical) == op
+    assert canonical_tx(canonical) == canonical
+    # The same operation as another client might write it: fields in any order, spaced, escaped.
+    doc = json.loads(canonical)
+    order = data.draw(st.permutations(sorted(doc)))
+    spelled = json.dumps({name: doc[name] for name in order}, indent=indent, ensure_ascii=True).encode()
+    assert canonical_tx(spelled) == canonical

@@ -13,7 +13,10 @@ claims mean equal ledgers (and the restarted node replayed to the same state).
 from __future__ import annotations
 
 import base64
+import json
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -22,8 +25,10 @@ from typing import Any
 import pytest
 from cluster_helpers import Cluster, MakeCluster
 from ledger_load import JsonClient, put_tx, submit_all, tx_hash
+from test_cli_ledger import README_PUT_B64, README_PUT_HASH
 
 from bft.adversary import BEHAVIOURS
+from bft.app.kv import CODE_CAS_MISMATCH
 from bft.client import Client
 from bft.node.config import load_genesis
 
@@ -217,3 +222,52 @@ def test_a_full_mempool_says_so_and_clients_that_back_off_get_everything_committ
         node.close()
     metrics = _fetch_metrics(cluster.procs[0].api_port)
     assert (_metric(metrics, "bft_mempool_full_total") or 0) >= 150
+
+
+def _bft(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m bft ARGS`, its exit status left to the caller (run_bft fails on non-zero)."""
+    return subprocess.run(
+        [sys.executable, "-m", "bft", *args], capture_output=True, text=True, timeout=60.0, check=False
+    )
+
+
+def test_curl_and_bft_submit_send_one_put_and_a_refused_cas_says_so(make_cluster: MakeCluster) -> None:
+    cluster = make_cluster(4)
+    cluster.start_all()
+    cluster.wait_up()
+    url = f"http://127.0.0.1:{cluster.procs[0].api_port}"
+    node = JsonClient(cluster.procs[0].api_port, timeout_s=45.0)
+    try:
+        # The README's curl line: its base64, posted as is.
+        status, answer = node.request("POST", "/txs", {"txs": [README_PUT_B64], "wait": "commit"})
+        assert status == 200, answer
+        (by_hand,) = answer["results"]
+        assert (by_hand["hash"], by_hand["status"], by_hand["code"]) == (README_PUT_HASH, "committed", 0)
+        # The same put from the command line, and from JSON as another client writes it: the same
+        # bytes, so the same transaction, committed once, where the hand-made one committed.
+        for words in (["put", "greeting", "hello"], ['{"op": "put", "key": "greeting", "value": "hello"}']):
+            again = _bft("submit", "--node", url, *words)
+            assert again.returncode == 0, again
+            assert json.loads(again.stdout) == by_hand
+        # A cas that expects the wrong value commits and changes nothing: exit 3, with its code and log.
+        wrong = _bft("submit", "--node", url, "cas", "greeting", "wrong", "new")
+        assert wrong.returncode == 3, wrong
+        refused = json.loads(wrong.stdout)
+        assert (refused["status"], refused["code"]) == ("committed", CODE_CAS_MISMATCH), refused
+        assert refused["log"] == "cas mismatch: current value differs"
+        height = refused["height"]
+        assert f"committed at height {height} but the application refused it (code 3)" in wrong.stderr
+        status, found = node.request("GET", "/tx/" + refused["hash"])
+        assert status == 200 and found["result"]["code"] == CODE_CAS_MISMATCH, found
+        status, entry = node.request("GET", "/kv/greeting")
+        assert status == 200 and entry["value"] == "hello", entry
+        # The Python client reads the same code; the right expectation applies.
+        with Client(url) as client:
+            lost = client.cas("greeting", expect="wrong", value="new", nonce=1)
+            assert lost.committed and not lost.applied and lost.code == CODE_CAS_MISMATCH
+            swapped = client.cas("greeting", expect="hello", value="bonjour")
+            assert swapped.applied and swapped.code == 0 and swapped.log is None
+        right = _bft("submit", "--node", url, "cas", "greeting", "bonjour", "salut")
+        assert right.returncode == 0 and json.loads(right.stdout)["code"] == 0, right
+    finally:
+        node.close()

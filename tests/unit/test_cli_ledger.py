@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import json
+import shutil
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -91,20 +94,72 @@ def test_submit_operation_words(node: FakeNode, bft: Bft, argv: list[str], tx: b
     assert code == 0 and bft.sent_txs() == [tx]
 
 
-def test_submit_json_transactions_as_their_utf8_bytes(node: FakeNode, bft: Bft) -> None:
+def test_submit_json_transactions_in_the_canonical_form(node: FakeNode, bft: Bft) -> None:
+    # However it is written, an operation is sent as the bytes `bft submit put ...` sends:
+    # identical operations from any of our tools are one transaction.
     node.accept_all()
     txs = ['{"op":"put","key":"ключ","value":"1"}', '{"op": "del", "key": "b", "nonce": 7}']
     code, out, _ = bft("submit", "--node", URL, "--wait", "none", *txs)
     assert code == 0
-    assert bft.sent_txs() == [tx.encode("utf-8") for tx in txs]
+    assert bft.sent_txs() == [put_tx("ключ", "1"), del_tx("b", 7)]
     assert node.sent_json()["wait"] == "none"
     assert [r["status"] for r in lines(out)] == ["accepted", "accepted"]
+    bft("submit", "--node", URL, "put", "ключ", "1")
+    assert bft.sent_txs() == [put_tx("ключ", "1")]
+
+
+def test_submit_raw_sends_json_transactions_as_their_utf8_bytes(node: FakeNode, bft: Bft) -> None:
+    node.accept_all()
+    txs = ['{"op":"put","key":"ключ","value":"1"}', '{"op": "del", "key": "b", "nonce": 7}', '{"op":"x"}']
+    code, out, _ = bft("submit", "--node", URL, "--raw", *txs)
+    assert code == 0 and bft.sent_txs() == [tx.encode("utf-8") for tx in txs]
+    assert [r["hash"] for r in lines(out)] == [tx_hash(tx.encode("utf-8")) for tx in txs]
+
+
+def test_raw_goes_with_json_transactions_only(node: FakeNode, bft: Bft) -> None:
+    code, out, err = bft("submit", "--node", URL, "--raw", "put", "a", "1")
+    assert (code, out) == (2, "") and err == "bft submit: --raw goes with JSON transactions\n"
+    assert node.requests == []
+
+
+def test_submit_committed_prints_where_and_the_result_code(node: FakeNode, bft: Bft) -> None:
+    tx = put_tx("a", "1")
+    result = {"hash": tx_hash(tx), "status": "committed", "height": 4, "index": 1, "code": 0}
+    node.on("POST", "/txs", body={"results": [result]})
+    code, out, err = bft("submit", "--node", URL, "put", "a", "1")
+    assert (code, err) == (0, "") and lines(out) == [result]
+
+
+def test_submit_of_a_cas_the_ledger_refused_shows_its_log_and_exits_3(node: FakeNode, bft: Bft) -> None:
+    # Committed (it is in the chain, and stays there) but not applied: the cas expected "wrong".
+    tx = cas_tx("k", "wrong", "new")
+    log = "cas mismatch: current value differs"
+    result = {"hash": tx_hash(tx), "status": "committed", "height": 9, "index": 0, "code": 3, "log": log}
+    node.on("POST", "/txs", body={"results": [result]})
+    code, out, err = bft("submit", "--node", URL, "cas", "k", "wrong", "new")
+    assert code == 3 and lines(out) == [result]
+    assert err == (
+        f"bft submit: transaction {tx_hash(tx)} committed at height 9 but the application refused it"
+        f" (code 3): {log}\n"
+    )
+
+
+def test_a_rejected_transaction_outranks_a_refused_one(node: FakeNode, bft: Bft) -> None:
+    txs = [cas_tx("k", "wrong", "new"), b'{"op":"put","key":"b"}']
+    results = [
+        {"hash": tx_hash(txs[0]), "status": "committed", "height": 9, "index": 0, "code": 3, "log": "no"},
+        {"hash": tx_hash(txs[1]), "status": "rejected", "error": "missing field value"},
+    ]
+    node.on("POST", "/txs", body={"results": results})
+    code, out, _ = bft("submit", "--node", URL, *(tx.decode() for tx in txs))
+    assert code == 1 and lines(out) == results
 
 
 def test_submit_exits_1_if_any_transaction_is_rejected(node: FakeNode, bft: Bft) -> None:
     txs = ['{"op":"put","key":"a","value":"1"}', '{"op":"put","key":"b"}']
     results = [
-        {"hash": tx_hash(txs[0].encode()), "status": "accepted"},
+        {"hash": tx_hash(put_tx("a", "1")), "status": "accepted"},
+        # Not a valid operation, so not rewritten: sent as typed, for the node to say why not.
         {"hash": tx_hash(txs[1].encode()), "status": "rejected", "error": "missing field value"},
     ]
     node.on("POST", "/txs", body={"results": results})
@@ -117,6 +172,35 @@ def test_submit_with_a_full_mempool_prints_the_retry_hint_and_exits_1(node: Fake
     node.on("POST", "/txs", 503, {"results": [full]}, headers={"Retry-After": "3"})
     code, out, _ = bft("submit", "--node", URL, "put", "a", "1")
     assert code == 1 and lines(out) == [{**full, "retry_after_s": 3.0}]
+
+
+# The README's hand-made transaction (Quickstart): these strings are copied into README.md, so a
+# user who follows it with curl sends the bytes `bft submit put greeting hello` sends (one
+# transaction, not two). The cluster test of the ledger submits both ways to real nodes.
+README_PUT_JSON = '{"key":"greeting","op":"put","value":"hello"}'
+README_PUT_SHELL = "printf '%s' '" + README_PUT_JSON + "' | base64 -w0"
+README_PUT_B64 = "eyJrZXkiOiJncmVldGluZyIsIm9wIjoicHV0IiwidmFsdWUiOiJoZWxsbyJ9"
+README_PUT_HASH = "29fe4c39e9ead5efd6c947fb4a933aa112eb2034a24f27a91c6cd167aecf942d"
+
+
+def test_the_readmes_hand_made_put_is_what_bft_submit_sends(node: FakeNode, bft: Bft) -> None:
+    tx = put_tx("greeting", "hello")
+    assert README_PUT_JSON.encode("utf-8") == tx
+    assert base64.b64decode(README_PUT_B64, validate=True) == tx
+    assert hashlib.sha256(tx).hexdigest() == README_PUT_HASH
+    node.accept_all()
+    bft("submit", "--node", URL, "put", "greeting", "hello")
+    assert node.sent_json()["txs"] == [README_PUT_B64]
+    bft("submit", "--node", URL, '{"op": "put", "key": "greeting", "value": "hello"}')
+    assert node.sent_json()["txs"] == [README_PUT_B64]
+
+
+@pytest.mark.skipif(shutil.which("base64") is None, reason="needs coreutils base64, as the README does")
+def test_the_readmes_shell_line_prints_the_same_base64() -> None:
+    made = subprocess.run(
+        ["sh", "-c", README_PUT_SHELL], capture_output=True, text=True, timeout=10, check=True
+    )
+    assert made.stdout == README_PUT_B64
 
 
 @pytest.mark.parametrize(

@@ -198,6 +198,29 @@ def test_submit_wait_commit_reports_heights(node: FakeNode) -> None:
     assert result.committed and result.height == 7 and result.error is None
 
 
+def test_a_committed_result_carries_the_applications_code_and_log(node: FakeNode) -> None:
+    # A cas whose expectation failed is in the chain (committed) but changed nothing (code 3).
+    refused = {"hash": tx_hash(b"a"), "status": "committed", "height": 5, "index": 2, "code": 3}
+    refused["log"] = "cas mismatch: current value differs"
+    applied = {"hash": tx_hash(b"b"), "status": "committed", "height": 5, "index": 3, "code": 0}
+    node.on("POST", "/txs", body={"results": [refused, applied]})
+    with node.client() as client:
+        first, second = client.submit([b"a", b"b"], wait="commit")
+    assert first == SubmitResult(
+        tx_hash(b"a"), "committed", 5, index=2, code=3, log="cas mismatch: current value differs"
+    )
+    assert first.committed and not first.applied
+    assert second == SubmitResult(tx_hash(b"b"), "committed", 5, index=3, code=0)
+    assert second.committed and second.applied and second.log is None
+
+
+def test_without_a_code_a_result_is_not_known_to_be_applied(node: FakeNode) -> None:
+    node.accept_all("committed", height=7)
+    with node.client() as client:
+        (result,) = client.submit([b"x"], wait="commit")
+    assert result.committed and result.code is None and not result.applied
+
+
 def test_mempool_full_returns_retryable_results_instead_of_raising(node: FakeNode) -> None:
     body = {
         "results": [
@@ -253,6 +276,10 @@ def test_a_refusal_without_json_carries_the_body_text() -> None:
         ({"results": [{"hash": tx_hash(b"a"), "status": "maybe"}]}, "results[0].status"),
         ({"results": [{"hash": tx_hash(b"a"), "status": "committed", "height": -1}]}, "results[0].height"),
         ({"results": [{"hash": tx_hash(b"a"), "status": "rejected", "error": 3}]}, "results[0].error"),
+        ({"results": [{"hash": tx_hash(b"a"), "status": "committed", "code": -1}]}, "results[0].code"),
+        ({"results": [{"hash": tx_hash(b"a"), "status": "committed", "code": "3"}]}, "results[0].code"),
+        ({"results": [{"hash": tx_hash(b"a"), "status": "committed", "log": 3}]}, "results[0].log"),
+        ({"results": [{"hash": tx_hash(b"a"), "status": "committed", "index": 1.5}]}, "results[0].index"),
         ({"results": [{"status": "accepted"}]}, "results[0].hash is missing"),
         ({"results": "none"}, "results is a string"),
         ([], "not a JSON object"),
