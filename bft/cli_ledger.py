@@ -103,8 +103,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _add_node_option(parser: argparse.ArgumentParser) -> None:
+    from bft.cli_args import node_url
+
     parser.add_argument(
         "--node",
+        type=node_url,
         default=None,
         metavar="URL",
         help="the node's API (default: node 0 of the local cluster in configs/local-4.toml)",

@@ -286,6 +286,20 @@ def test_a_negative_height_is_a_usage_error(bft: Bft, genesis_file: Path) -> Non
     assert (code, err) == (2, "bft block: HEIGHT must be >= 0\n")
 
 
-def test_a_node_url_that_is_not_http_exits_2(bft: Bft) -> None:
-    code, _, err = bft("status", "--node", "ftp://node.test")
-    assert code == 2 and err.startswith("bft status: not a node URL: 'ftp://node.test'")
+def test_a_node_url_that_is_not_http_exits_2(bft: Bft, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        bft("status", "--node", "ftp://node.test")
+    assert info.value.code == 2
+    assert "bft status: error: argument --node: not a node URL: 'ftp://node.test'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["status"], ["get", "k"], ["submit", "put", "a", "1"], ["block", "1"]])
+def test_a_node_url_with_a_path_is_refused_before_any_request(
+    node: FakeNode, bft: Bft, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    # The client appends /kv/KEY... to the base: a path would turn every 404 into "absent".
+    with pytest.raises(SystemExit) as info:
+        bft(command[0], "--node", URL + "/api", *command[1:])
+    assert info.value.code == 2
+    assert f"argument --node: not a node URL: '{URL}/api' (a node URL has no path" in capsys.readouterr().err
+    assert node.requests == [] and bft.urls == []
