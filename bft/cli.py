@@ -239,6 +239,8 @@ def _run_sim(args: argparse.Namespace) -> int:
     from bft.campaign import FACTORIES, run_campaign_jobs
     from bft.sim.runner import run_schedule
     from bft.sim.spec import ScheduleResult, SimSpec
+    from bft.sim.trace import format_summary, format_trace
+    from bft.sim.world import TraceEntry
 
     _check_sim_options(args)
     console = Console(stderr=True)
@@ -254,14 +256,13 @@ def _run_sim(args: argparse.Namespace) -> int:
         return 2
 
     if args.seed is not None:
-        trace: list[object] | None = [] if args.trace else None
-        result = run_schedule(spec, args.seed, FACTORIES, trace=trace)  # type: ignore[arg-type]
-        for entry in trace or []:
-            print(entry)
-        print(
-            f"seed {args.seed}: {result.events} events, {result.sim_time_s:.1f}s simulated, "
-            f"min committed height {result.commits}, heights {dict(result.heights)}"
-        )
+        if args.trace:
+            trace: list[TraceEntry] = []
+            result = run_schedule(spec, args.seed, FACTORIES, trace=trace)
+            print(format_trace(result, trace))
+            return 0 if result.ok else 1
+        result = run_schedule(spec, args.seed, FACTORIES)
+        print("\n".join(format_summary(result)))
         if not result.ok:
             print(result.failure_report())
             return 1
