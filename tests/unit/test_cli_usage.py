@@ -4,6 +4,8 @@ exit 2) before anything runs; too many Byzantine behaviours state the bound n >=
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bft.cli import main
@@ -79,3 +81,18 @@ def test_too_many_byzantine_behaviours_state_the_bound(
 ) -> None:
     assert main(argv) == 2
     assert capsys.readouterr().err.replace("\n", " ").strip() == f"bft {argv[0]}: {complaint}"
+
+
+def test_cluster_refuses_a_home_that_holds_something_else(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "notes"
+    home.mkdir()
+    (home / "todo.txt").write_text("mine\n")
+    # Refused before any node process starts: nothing of the cluster is written either.
+    assert main(["cluster", "--home", str(home), "--base-port", "40000"]) == 2
+    assert capsys.readouterr().err == (
+        f"bft cluster: {home} is not empty and holds no testnet (it has todo.txt); refusing to "
+        "write into it: choose a new or empty directory\n"
+    )
+    assert [p.name for p in home.iterdir()] == ["todo.txt"]
