@@ -13,8 +13,12 @@ from pathlib import Path
 
 from bft.attack.command import add_command as add_attack_command
 from bft.bench import add_command as add_bench_command
+from bft.cli_args import non_negative_int, port, positive_int
 from bft.cli_ledger import add_commands as add_ledger_commands
 from bft.core.types import max_faulty
+
+# How many schedules `bft sim` runs unless told.
+_SIM_SEEDS = 100
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,10 +46,10 @@ def _add_testnet(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "(DIR/genesis.json, copied into each node directory)."
         ),
     )
-    testnet.add_argument("--nodes", type=int, required=True, help="number of validators")
+    testnet.add_argument("--nodes", type=positive_int, required=True, help="number of validators")
     testnet.add_argument("--out", type=Path, required=True, help="output directory")
     testnet.add_argument(
-        "--base-port", type=int, default=None, help="first port (default from configs/local-4.toml: 26600)"
+        "--base-port", type=port, default=None, help="first port (default from configs/local-4.toml: 26600)"
     )
     testnet.set_defaults(run=_run_testnet)
 
@@ -55,9 +59,6 @@ def _run_testnet(args: argparse.Namespace) -> int:
     from bft.node.errors import NodeError
     from bft.node.testnet import write_testnet
 
-    if args.nodes < 1:
-        print("bft testnet: --nodes must be at least 1", file=sys.stderr)
-        return 2
     try:
         base_port = args.base_port if args.base_port is not None else load_cluster_defaults().base_port
         homes = write_testnet(args.nodes, args.out, base_port)
@@ -108,9 +109,9 @@ def _add_cluster(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "commits per second and peers, and stop them all on Ctrl-C."
         ),
     )
-    cluster.add_argument("--nodes", type=int, default=None, help="number of nodes (default 4)")
+    cluster.add_argument("--nodes", type=positive_int, default=None, help="number of nodes (default 4)")
     cluster.add_argument("--home", type=Path, default=None, help="data directory (default ~/.bft/cluster-N)")
-    cluster.add_argument("--base-port", type=int, default=None, help="first port (default from configs/)")
+    cluster.add_argument("--base-port", type=port, default=None, help="first port (default from configs/)")
     cluster.add_argument(
         "--byzantine",
         default="",
@@ -126,6 +127,7 @@ def _run_cluster(args: argparse.Namespace) -> int:
     from bft.adversary import BEHAVIOURS
     from bft.node.cluster import default_home, run_cluster
     from bft.node.config import load_cluster_defaults
+    from bft.node.errors import NodeError
 
     defaults = load_cluster_defaults()
     nodes = args.nodes if args.nodes is not None else defaults.nodes
@@ -136,7 +138,13 @@ def _run_cluster(args: argparse.Namespace) -> int:
         return 2
     byzantine = {nodes - 1 - k: name for k, name in enumerate(names)}
     home = args.home if args.home is not None else default_home(nodes)
-    code: int = trio.run(run_cluster, home, nodes, base_port, byzantine, Console())
+    try:
+        code: int = trio.run(run_cluster, home, nodes, base_port, byzantine, Console())
+    except NodeError as e:
+        # Setting up the data directory failed (it holds something else, a port range that
+        # does not fit): before any node process started.
+        print(f"bft cluster: {e}", file=sys.stderr)
+        return 2
     return code
 
 
@@ -155,37 +163,52 @@ def _add_sim(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             "violation and prints the seed and the command that replays it."
         ),
     )
-    sim.add_argument("--nodes", type=int, default=4, help="number of validators (default 4)")
+    sim.add_argument("--nodes", type=positive_int, default=4, help="number of validators (default 4)")
     sim.add_argument(
         "--byzantine",
         default="",
         help=f"comma-separated behaviours, at most f of them: {', '.join(behaviour_names())}",
     )
-    sim.add_argument("--seeds", type=int, default=100, help="how many schedules to run (default 100)")
-    sim.add_argument("--first-seed", type=int, default=0, help="seed of the first schedule (default 0)")
-    sim.add_argument("--seed", type=int, default=None, help="replay exactly this one seed")
-    sim.add_argument("--trace", action="store_true", help="with --seed: print every event")
+    # The campaign options default to None so that `--seed` can tell they were given.
+    sim.add_argument(
+        "--seeds", type=positive_int, default=None, help=f"how many schedules to run (default {_SIM_SEEDS})"
+    )
+    sim.add_argument(
+        "--first-seed", type=non_negative_int, default=None, help="seed of the first schedule (default 0)"
+    )
+    sim.add_argument("--seed", type=non_negative_int, default=None, help="replay exactly this one seed")
+    sim.add_argument(
+        "--trace",
+        action="store_true",
+        help="with --seed: print the schedule (Byzantine nodes, settings, fault plan), every event "
+        "with its time in ms, and the outcome",
+    )
     sim.add_argument("--no-crashes", action="store_true", help="no crash/restart faults")
     sim.add_argument("--quiet", action="store_true", help="no live progress display")
     sim.add_argument(
         "--jobs",
-        type=_positive_int,
-        default=1,
+        type=positive_int,
+        default=None,
         metavar="N",
         help="run the seeds in N worker processes; results are the same for every N (default 1: "
         "in this process)",
     )
-    sim.set_defaults(run=_run_sim)
+    sim.set_defaults(run=_run_sim, parser=sim)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _check_sim_options(args: argparse.Namespace) -> None:
+    """Options that would be silently ignored are a usage error (argparse's: exit 2)."""
+    parser: argparse.ArgumentParser = args.parser
+    if args.seed is None:
+        if args.trace:
+            parser.error(
+                "--trace needs --seed N (it prints one schedule; a campaign prints the replay "
+                "command of each failing seed, to run again with --trace)"
+            )
+        return
+    for option, value in (("--seeds", args.seeds), ("--first-seed", args.first_seed), ("--jobs", args.jobs)):
+        if value is not None:
+            parser.error(f"--seed replays one schedule; {option} is for a campaign")
 
 
 def _behaviour_list(nodes: int, text: str, allowed: list[str]) -> list[str] | str:
@@ -194,9 +217,15 @@ def _behaviour_list(nodes: int, text: str, allowed: list[str]) -> list[str] | st
     unknown = sorted(set(names) - set(allowed))
     if unknown:
         return f"unknown behaviour(s) {', '.join(unknown)}; choose from {', '.join(allowed)}"
-    f = max_faulty(nodes) if nodes >= 1 else 0
-    if nodes < 1 or len(names) > f:
-        return f"{len(names)} faulty behaviours exceed f = {f} for {nodes} nodes"
+    f = max_faulty(nodes)
+    if len(names) > f:
+        # The bound every BFT protocol lives with: n >= 3f + 1 to tolerate f Byzantine validators.
+        count = f"{len(names)} Byzantine behaviour{'s' if len(names) > 1 else ''}"
+        need = "needs" if len(names) == 1 else "need"
+        return (
+            f"{count} {need} at least {3 * len(names) + 1} nodes (n >= 3f + 1); "
+            f"{nodes} nodes tolerate f = {f}"
+        )
     return names
 
 
@@ -217,35 +246,39 @@ def _run_sim(args: argparse.Namespace) -> int:
     from bft.campaign import FACTORIES, run_campaign_jobs
     from bft.sim.runner import run_schedule
     from bft.sim.spec import ScheduleResult, SimSpec
+    from bft.sim.trace import format_summary, format_trace
+    from bft.sim.world import TraceEntry
 
+    _check_sim_options(args)
     console = Console(stderr=True)
     parsed = _parse_behaviours(args.nodes, args.byzantine)
     if isinstance(parsed, str):
-        console.print(f"bft sim: {parsed}")
+        print(f"bft sim: {parsed}", file=sys.stderr)
         return 2
     byzantine, twins = parsed
     try:
         spec = SimSpec(nodes=args.nodes, byzantine=byzantine, twins=twins, crashes=not args.no_crashes)
     except ValueError as e:
-        console.print(f"bft sim: {e}")
+        print(f"bft sim: {e}", file=sys.stderr)
         return 2
 
     if args.seed is not None:
-        trace: list[object] | None = [] if args.trace else None
-        result = run_schedule(spec, args.seed, FACTORIES, trace=trace)  # type: ignore[arg-type]
-        for entry in trace or []:
-            print(entry)
-        print(
-            f"seed {args.seed}: {result.events} events, {result.sim_time_s:.1f}s simulated, "
-            f"min committed height {result.commits}, heights {dict(result.heights)}"
-        )
+        if args.trace:
+            trace: list[TraceEntry] = []
+            result = run_schedule(spec, args.seed, FACTORIES, trace=trace)
+            print(format_trace(result, trace))
+            return 0 if result.ok else 1
+        result = run_schedule(spec, args.seed, FACTORIES)
+        print("\n".join(format_summary(result)))
         if not result.ok:
             print(result.failure_report())
             return 1
         print("no violations")
         return 0
 
-    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    first_seed = 0 if args.first_seed is None else args.first_seed
+    seeds = range(first_seed, first_seed + (_SIM_SEEDS if args.seeds is None else args.seeds))
+    jobs = 1 if args.jobs is None else args.jobs
     violations = 0
     with Progress(
         TextColumn("[bold]bft sim[/]"),
@@ -271,7 +304,7 @@ def _run_sim(args: argparse.Namespace) -> int:
             progress.update(task, advance=1, status=f"commits {commits}  violations {violations}")
 
         try:
-            campaign = run_campaign_jobs(spec, seeds, args.jobs, on_result)
+            campaign = run_campaign_jobs(spec, seeds, jobs, on_result)
         except KeyboardInterrupt:
             campaign = None
     if campaign is None:

@@ -104,7 +104,10 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "QC carries 2f+1 valid signatures of the genesis validators over that id, and that it is "
             "committed: its commit proof links it to a three-chain of consecutive views whose last "
             "block is certified by the commit QC, checked against the same validators. Print it as "
-            "JSON, proof included. Exit 1 if the block is absent or does not verify."
+            "JSON, proof included. Exit 1 if the block is absent or does not verify. The validators "
+            "are those of the genesis of the chain the node runs (its /status names the chain): "
+            "--genesis FILE, else the one among the local clusters' (~/.bft/cluster-N/genesis.json) "
+            "that is that chain's; exit 2 if none is."
         ),
     )
     _add_node_option(block)
@@ -112,15 +115,19 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--genesis",
         type=Path,
         default=None,
-        help="the chain's genesis.json (default: the local cluster's, ~/.bft/cluster-N/genesis.json)",
+        help="the genesis.json of the node's chain (default: the local cluster's of that chain, "
+        "~/.bft/cluster-N/genesis.json)",
     )
     block.add_argument("height", type=int, metavar="HEIGHT")
     block.set_defaults(run=_command("block", _run_block))
 
 
 def _add_node_option(parser: argparse.ArgumentParser) -> None:
+    from bft.cli_args import node_url
+
     parser.add_argument(
         "--node",
+        type=node_url,
         default=None,
         metavar="URL",
         help="the node's API (default: node 0 of the local cluster in configs/local-4.toml)",
@@ -141,6 +148,50 @@ def default_genesis_path() -> Path:
     from bft.node.config import GENESIS_FILE_NAME, load_cluster_defaults
 
     return default_home(load_cluster_defaults().nodes) / GENESIS_FILE_NAME
+
+
+def known_genesis_paths() -> list[Path]:
+    """Where `bft block` looks for a chain's genesis unless told: the default local cluster's
+    first, then every other `bft cluster` data directory's (~/.bft/cluster-N), by name."""
+    default = default_genesis_path()
+    others = sorted(default.parent.parent.glob(f"cluster-*/{default.name}"))
+    return [default, *(p for p in others if p != default)]
+
+
+def genesis_of_chain(chain_id: str, url: str, explicit: Path | None) -> Genesis:
+    """The genesis of `chain_id`, the chain the node at `url` runs: `explicit` if given (refused
+    if it is another chain's), else the first of `known_genesis_paths` that is that chain's.
+    `_Usage` naming the chain if there is none: verifying against another chain's validators
+    would only blame the node's signatures."""
+    from bft.node.config import load_genesis
+    from bft.node.errors import NodeError
+
+    if explicit is not None:
+        genesis = load_genesis(explicit)
+        if genesis.chain_id != chain_id:
+            raise _Usage(
+                f"{explicit} is the genesis of chain {genesis.chain_id}, but {url} runs chain "
+                f"{chain_id}: pass that chain's genesis with --genesis FILE"
+            )
+        return genesis
+    found: list[str] = []
+    for path in known_genesis_paths():
+        if not path.is_file():
+            continue
+        try:
+            genesis = load_genesis(path)
+        except NodeError:
+            continue  # an unreadable one is not this chain's either; --genesis FILE still works
+        if genesis.chain_id == chain_id:
+            return genesis
+        found.append(genesis.chain_id)
+    where = default_genesis_path().parent.parent / f"cluster-*/{default_genesis_path().name}"
+    seen = f"found chain{'s' if len(found) > 1 else ''} {', '.join(found)}" if found else "none there"
+    raise _Usage(
+        f"{url} runs chain {chain_id}, and no known genesis is that chain's (looked in {where}: "
+        f"{seen}); pass the chain's genesis with --genesis FILE (DIR/genesis.json of "
+        "`bft testnet --out DIR`)"
+    )
 
 
 def _open_client(url: str, genesis: Genesis | None = None) -> Client:
@@ -286,12 +337,17 @@ def _run_status(args: argparse.Namespace) -> int:
 
 def _run_block(args: argparse.Namespace) -> int:
     from bft.client import CertificateError
-    from bft.node.config import load_genesis
 
     if args.height < 0:
         raise _Usage("HEIGHT must be >= 0")
-    genesis = load_genesis(args.genesis if args.genesis is not None else default_genesis_path())
-    with _client(args, genesis) as client:
+    url = args.node if args.node is not None else default_node_url()
+    # Which chain the node runs decides which validators its certificates are checked against.
+    with _open_client(url) as plain:
+        chain_id = plain.status().get("chain_id")
+    if not isinstance(chain_id, str) or not chain_id:
+        raise _Usage(f"{url}/status has no chain_id: is it a bft node?")
+    genesis = genesis_of_chain(chain_id, url, args.genesis)
+    with _open_client(url, genesis) as client:
         try:
             block = client.block(args.height)
         except CertificateError as exc:

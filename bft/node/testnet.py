@@ -7,7 +7,16 @@ Owns: `write_testnet`, the layout `bft testnet` and `bft cluster` produce:
     OUT/node<i>/node_key       mode 0600, crypto.keys format
     OUT/node<i>/genesis.json   a copy, so a node home is self-contained
 
-May not: overwrite a private key, start nodes, or pick ports other than the ones derived above.
+May not: overwrite a private key, write into a directory that holds anything but its own
+testnet, start nodes, or pick ports other than the ones derived above.
+
+Which directories it writes into: one that does not exist yet, or an empty one. Any other is
+refused before anything is written, with a message saying what is there:
+- a testnet it wrote (its mark is the top-level genesis.json, written last, so present only when
+  every node's files are): refused, its keys are not overwritten;
+- an interrupted one (node<i>/node_key but no top-level genesis.json): refused the same way;
+- anything else: refused, and nothing in it is touched. (`bft testnet --out net` run from the
+  clone root once wrote a testnet into the project's own `net/` package.)
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from bft.node.config import (
     format_host_port,
     format_toml,
     genesis_to_json,
+    load_genesis,
 )
 from bft.node.errors import ConfigError
 from crypto.errors import KeyFileError
@@ -55,16 +65,18 @@ def write_testnet(
     """Write a `nodes`-validator testnet under `out` and return the node home directories.
 
     Fresh keys come from the OS CSPRNG; `chain_id` defaults to "bft-testnet-<random hex>".
-    ConfigError, before anything is written, if `nodes` < 1, the ports do not fit, or a node
-    directory already holds a private key (delete the directory to start over).
+    ConfigError, before anything is written, if `nodes` < 1, the ports do not fit, or `out`
+    exists and is not an empty directory (the module's header says which messages).
     """
     if nodes < 1:
         raise ConfigError(f"a testnet needs at least one node, got {nodes}")
     check_port_range(base_port, nodes)
+    _check_out(out)
     if chain_id is None:
         chain_id = f"bft-testnet-{secrets.token_hex(4)}"
     consensus = ConsensusSettings() if consensus is None else consensus
     homes = [node_home(out, i) for i in range(nodes)]
+    # Already refused by _check_out; kept so that no change there can ever overwrite a key.
     for home in homes:
         if (home / KEY_FILE_NAME).exists():
             raise ConfigError(
@@ -107,6 +119,45 @@ def write_testnet(
     # without one, and readers that see it find every node's files in place).
     _write_atomic(out / GENESIS_FILE_NAME, genesis_json)
     return homes
+
+
+_REMOVE_OR_MOVE = "remove {out} to generate a new one, or choose another directory"
+# How many of a foreign directory's entries the refusal names.
+_SHOWN_ENTRIES = 5
+
+
+def _check_out(out: Path) -> None:
+    """ConfigError unless `out` is absent or an empty directory, saying what is there."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ConfigError(f"{out} exists and is not a directory")
+    entries = sorted(p.name for p in out.iterdir())
+    if not entries:
+        return
+    genesis_file = out / GENESIS_FILE_NAME
+    if genesis_file.is_file():
+        try:
+            found = load_genesis(genesis_file)
+            what = f"chain {found.chain_id}, {len(found.validators)} validators"
+        except ConfigError:
+            what = "its genesis.json unreadable"
+        raise ConfigError(
+            f"{out} already holds a testnet ({what}); refusing to overwrite its keys: "
+            + _REMOVE_OR_MOVE.format(out=out)
+        )
+    keys = sorted(p.relative_to(out) for p in out.glob(f"node*/{KEY_FILE_NAME}"))
+    if keys:
+        raise ConfigError(
+            f"{out} holds an incomplete testnet ({keys[0]}, no {GENESIS_FILE_NAME}); refusing to "
+            "overwrite its keys: " + _REMOVE_OR_MOVE.format(out=out)
+        )
+    shown = ", ".join(entries[:_SHOWN_ENTRIES])
+    more = f" and {len(entries) - _SHOWN_ENTRIES} more" if len(entries) > _SHOWN_ENTRIES else ""
+    raise ConfigError(
+        f"{out} is not empty and holds no testnet (it has {shown}{more}); refusing to write into "
+        "it: choose a new or empty directory"
+    )
 
 
 def _write_atomic(path: Path, text: str) -> None:

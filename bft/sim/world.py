@@ -107,8 +107,9 @@ def view_of(msg: Message) -> int | None:
 
 
 def describe(msg: Message) -> str:
+    """A message in a trace line: `Vote(view=7)`, or its type alone if it has no view."""
     v = view_of(msg)
-    return type(msg).__name__ if v is None else f"{type(msg).__name__} v{v}"
+    return type(msg).__name__ if v is None else f"{type(msg).__name__}(view={v})"
 
 
 def error_summary(exc: BaseException) -> str:

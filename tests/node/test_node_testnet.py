@@ -67,15 +67,72 @@ def test_default_chain_ids_are_fresh(tmp_path: Path) -> None:
     assert a != b
 
 
-def test_refuses_to_overwrite_keys(tmp_path: Path) -> None:
-    write_testnet(2, tmp_path, 40000)
-    before = (tmp_path / "node1" / "node_key").read_bytes()
-    genesis_before = (tmp_path / "genesis.json").read_bytes()
-    with pytest.raises(ConfigError, match="node0/node_key: a private key is already there"):
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_refuses_to_overwrite_a_testnet(tmp_path: Path) -> None:
+    write_testnet(2, tmp_path, 40000, chain_id="tn-old")
+    before = _snapshot(tmp_path)
+    with pytest.raises(ConfigError) as info:
         write_testnet(3, tmp_path, 40000)
-    assert (tmp_path / "node1" / "node_key").read_bytes() == before
-    assert (tmp_path / "genesis.json").read_bytes() == genesis_before
+    assert str(info.value) == (
+        f"{tmp_path} already holds a testnet (chain tn-old, 2 validators); refusing to overwrite "
+        f"its keys: remove {tmp_path} to generate a new one, or choose another directory"
+    )
+    assert _snapshot(tmp_path) == before
     assert not (tmp_path / "node2").exists()
+
+
+def test_refuses_an_interrupted_testnet(tmp_path: Path) -> None:
+    # Keys written, then the process died before the top-level genesis (written last).
+    write_testnet(2, tmp_path, 40000)
+    (tmp_path / "genesis.json").unlink()
+    before = _snapshot(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        write_testnet(2, tmp_path, 40000)
+    assert str(info.value) == (
+        f"{tmp_path} holds an incomplete testnet (node0/node_key, no genesis.json); refusing to "
+        f"overwrite its keys: remove {tmp_path} to generate a new one, or choose another directory"
+    )
+    assert _snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    "contents",
+    [
+        ["__init__.py", "framing.py"],  # `bft testnet --out net` from the clone root: the net/ package
+        [".hidden"],
+        ["node0/notes.txt"],
+        ["genesis.json.bak", "a", "b", "c", "d", "e", "f", "g"],
+    ],
+)
+def test_refuses_a_directory_that_is_not_a_testnet(tmp_path: Path, contents: list[str]) -> None:
+    out = tmp_path / "net"
+    for name in contents:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text("mine\n")
+    before = _snapshot(out)
+    with pytest.raises(ConfigError) as info:
+        write_testnet(4, out, 40000)
+    message = str(info.value)
+    assert message.startswith(f"{out} is not empty and holds no testnet (it has ")
+    assert message.endswith("); refusing to write into it: choose a new or empty directory")
+    top = sorted({name.split("/")[0] for name in contents})
+    assert all(name in message for name in top[:5])
+    assert _snapshot(out) == before
+
+
+def test_refuses_a_file(tmp_path: Path) -> None:
+    (tmp_path / "net").write_text("x")
+    with pytest.raises(ConfigError, match="exists and is not a directory"):
+        write_testnet(1, tmp_path / "net", 40000)
+
+
+def test_writes_into_an_empty_directory(tmp_path: Path) -> None:
+    (tmp_path / "net").mkdir()
+    homes = write_testnet(2, tmp_path / "net", 40000)
+    assert [load_node_config(home).index for home in homes] == [0, 1]
 
 
 @pytest.mark.parametrize(("nodes", "base_port"), [(0, 40000), (4, 0), (4, 65530)])
@@ -100,3 +157,32 @@ def test_the_top_level_genesis_is_written_last(tmp_path: Path, monkeypatch: pyte
     testnet_module.write_testnet(3, tmp_path / "net", 29000)
     assert written[-1] == "net/genesis.json"
     assert len(written) == 1 + 3 * 2  # per node: genesis copy and config
+
+
+def test_the_command_writes_a_fresh_directory_and_refuses_any_other(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bft.cli import main
+
+    source = tmp_path / "clone" / "net"
+    source.mkdir(parents=True)
+    (source / "__init__.py").write_text('"""The transport package."""\n')
+    assert main(["testnet", "--nodes", "4", "--out", str(source)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        f"bft testnet: {source} is not empty and holds no testnet (it has __init__.py); refusing "
+        "to write into it: choose a new or empty directory\n"
+    )
+    assert [p.name for p in source.iterdir()] == ["__init__.py"]
+
+    fresh = tmp_path / "bft-net"
+    assert main(["testnet", "--nodes", "4", "--out", str(fresh), "--base-port", "40000"]) == 0
+    out, _ = capsys.readouterr()
+    assert out.splitlines() == [f"wrote {fresh / f'node{i}'}" for i in range(4)]
+    chain_id = load_genesis(fresh / "genesis.json").chain_id
+    assert main(["testnet", "--nodes", "4", "--out", str(fresh), "--base-port", "40000"]) == 2
+    assert capsys.readouterr().err == (
+        f"bft testnet: {fresh} already holds a testnet (chain {chain_id}, 4 validators); refusing "
+        f"to overwrite its keys: remove {fresh} to generate a new one, or choose another directory\n"
+    )

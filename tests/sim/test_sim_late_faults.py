@@ -16,7 +16,7 @@ from bft.sim.spec import ScheduleResult
 from bft.sim.world import TraceEntry, World
 from crypto.signing import SignatureCache
 
-_RECV = re.compile(r"recv (\w+) v(\d+) from (\S+)$")
+_RECV = re.compile(r"recv (\w+)\(view=(\d+)\) from (\S+)$")
 _BASELINE = re.compile(r"last fault over; liveness baseline height (\d+)$")
 
 

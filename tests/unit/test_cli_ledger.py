@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-from core_helpers import KEYS
-from test_client import B1, GAPPED, GENESIS, URL, FakeNode, block_doc, genesis_for
+from core_helpers import CHAIN, KEYS
+from test_client import B1, GAPPED, GENESIS, STRANGERS, URL, FakeNode, block_doc, genesis_for
 
 from bft import cli_ledger
 from bft.app.kv import cas_tx, del_tx, put_tx
@@ -293,11 +293,24 @@ def test_status_prints_the_status_pretty(node: FakeNode, bft: Bft) -> None:
 # block
 
 
+def runs_chain(node: FakeNode, chain_id: str = CHAIN) -> None:
+    """The fake node's GET /status, naming the chain it runs, as every node's does."""
+    node.on("GET", "/status", body={"node": 0, "chain_id": chain_id, "view": 9, "height": 5})
+
+
 @pytest.fixture
-def genesis_file(tmp_path: Path) -> Path:
+def genesis_file(node: FakeNode, tmp_path: Path) -> Path:
+    runs_chain(node)
     path = tmp_path / "genesis.json"
     write_genesis(path, GENESIS)
     return path
+
+
+def cluster_home(home: Path, nodes: int, genesis: Genesis) -> None:
+    """A `bft cluster` data directory under $HOME = `home`, holding `genesis`."""
+    path = home / ".bft" / f"cluster-{nodes}" / "genesis.json"
+    path.parent.mkdir(parents=True)
+    write_genesis(path, genesis)
 
 
 def test_block_prints_a_verified_block(node: FakeNode, bft: Bft, genesis_file: Path) -> None:
@@ -307,7 +320,8 @@ def test_block_prints_a_verified_block(node: FakeNode, bft: Bft, genesis_file: P
     # Everything the client checked, the commit proof included, so that anyone can check it again.
     assert json.loads(out) == block_doc(B1)
     assert [entry["height"] for entry in json.loads(out)["commit_proof"]] == [2, 3]
-    assert bft.genesis == [GENESIS]
+    # First the node's chain id (no genesis needed to ask), then the block against that chain's.
+    assert bft.genesis == [None, GENESIS]
 
 
 def test_a_certified_block_that_is_not_proven_committed_exits_1(
@@ -331,7 +345,9 @@ def test_a_block_without_a_commit_proof_exits_1(node: FakeNode, bft: Bft, genesi
 
 
 def test_block_whose_qc_does_not_verify_exits_1(node: FakeNode, bft: Bft, tmp_path: Path) -> None:
-    # The node's keys are not the ones this genesis lists: every signature is a forgery to it.
+    # The node's keys are not the ones this genesis of its chain lists: every signature is a
+    # forgery to it.
+    runs_chain(node)
     path = tmp_path / "other.json"
     write_genesis(path, genesis_for(reversed(KEYS)))
     node.on("GET", "/blocks/1", body=block_doc(B1))
@@ -348,9 +364,10 @@ def test_block_above_the_tip_exits_1(bft: Bft, genesis_file: Path) -> None:
     assert (code, err) == (1, "bft block: no committed block at height 50\n")
 
 
-def test_block_with_an_unreadable_genesis_exits_2(bft: Bft, tmp_path: Path) -> None:
+def test_block_with_an_unreadable_genesis_exits_2(node: FakeNode, bft: Bft, tmp_path: Path) -> None:
+    runs_chain(node)
     code, _, err = bft("block", "--node", URL, "--genesis", str(tmp_path / "none.json"), "1")
-    assert code == 2 and err.startswith("bft block: ") and "not found" in err
+    assert code == 2 and err.startswith(f"bft block: {tmp_path / 'none.json'}") and "not found" in err
 
 
 def test_block_defaults_to_the_local_clusters_genesis(
@@ -358,11 +375,67 @@ def test_block_defaults_to_the_local_clusters_genesis(
 ) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     assert cli_ledger.default_genesis_path() == tmp_path / ".bft" / "cluster-4" / "genesis.json"
-    cli_ledger.default_genesis_path().parent.mkdir(parents=True)
-    write_genesis(cli_ledger.default_genesis_path(), GENESIS)
+    cluster_home(tmp_path, 4, GENESIS)
+    runs_chain(node)
     node.on("GET", "/blocks/1", body=block_doc(B1))
     code, _, _ = bft("block", "--node", URL, "1")
-    assert code == 0 and bft.genesis == [GENESIS]
+    assert code == 0 and bft.genesis == [None, GENESIS]
+
+
+def test_block_finds_the_genesis_of_the_nodes_chain_among_the_cluster_homes(
+    node: FakeNode, bft: Bft, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The default 4-node cluster runs another chain; the node asked is one of `bft cluster --nodes 7`.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cluster_home(tmp_path, 4, genesis_for(STRANGERS, "bft-local-4"))
+    cluster_home(tmp_path, 7, GENESIS)
+    runs_chain(node)
+    node.on("GET", "/blocks/1", body=block_doc(B1))
+    code, out, err = bft("block", "--node", URL, "1")
+    assert (code, err) == (0, "")
+    assert json.loads(out) == block_doc(B1) and bft.genesis == [None, GENESIS]
+
+
+def test_block_without_a_genesis_of_the_nodes_chain_demands_one(
+    node: FakeNode, bft: Bft, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Before, the default cluster's genesis was used whatever the node ran, and the node's
+    # signatures were blamed ("does not verify").
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cluster_home(tmp_path, 4, genesis_for(STRANGERS, "bft-local-4"))
+    runs_chain(node, "bft-testnet-0a1b2c3d")
+    node.on("GET", "/blocks/1", body=block_doc(B1))
+    code, out, err = bft("block", "--node", URL, "1")
+    assert (code, out) == (2, "")
+    assert err == (
+        f"bft block: {URL} runs chain bft-testnet-0a1b2c3d, and no known genesis is that chain's "
+        f"(looked in {tmp_path}/.bft/cluster-*/genesis.json: found chain bft-local-4); pass the "
+        "chain's genesis with --genesis FILE (DIR/genesis.json of `bft testnet --out DIR`)\n"
+    )
+    assert [r.url.path for r in node.requests] == ["/status"]
+
+
+def test_block_with_the_genesis_of_another_chain_says_so(node: FakeNode, bft: Bft, tmp_path: Path) -> None:
+    path = tmp_path / "genesis.json"
+    write_genesis(path, genesis_for(KEYS, "bft-testnet-ffff0000"))
+    runs_chain(node)
+    node.on("GET", "/blocks/1", body=block_doc(B1))
+    code, out, err = bft("block", "--node", URL, "--genesis", str(path), "1")
+    assert (code, out) == (2, "")
+    assert err == (
+        f"bft block: {path} is the genesis of chain bft-testnet-ffff0000, but {URL} runs chain "
+        f"{CHAIN}: pass that chain's genesis with --genesis FILE\n"
+    )
+    assert [r.url.path for r in node.requests] == ["/status"]
+
+
+def test_block_from_a_node_that_does_not_name_its_chain_exits_2(
+    node: FakeNode, bft: Bft, genesis_file: Path
+) -> None:
+    node.on("GET", "/status", body={"node": 0, "view": 1})
+    code, out, err = bft("block", "--node", URL, "--genesis", str(genesis_file), "1")
+    assert (code, out) == (2, "")
+    assert err == f"bft block: {URL}/status has no chain_id: is it a bft node?\n"
 
 
 def test_a_negative_height_is_a_usage_error(bft: Bft, genesis_file: Path) -> None:
@@ -370,6 +443,20 @@ def test_a_negative_height_is_a_usage_error(bft: Bft, genesis_file: Path) -> Non
     assert (code, err) == (2, "bft block: HEIGHT must be >= 0\n")
 
 
-def test_a_node_url_that_is_not_http_exits_2(bft: Bft) -> None:
-    code, _, err = bft("status", "--node", "ftp://node.test")
-    assert code == 2 and err.startswith("bft status: not a node URL: 'ftp://node.test'")
+def test_a_node_url_that_is_not_http_exits_2(bft: Bft, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        bft("status", "--node", "ftp://node.test")
+    assert info.value.code == 2
+    assert "bft status: error: argument --node: not a node URL: 'ftp://node.test'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["status"], ["get", "k"], ["submit", "put", "a", "1"], ["block", "1"]])
+def test_a_node_url_with_a_path_is_refused_before_any_request(
+    node: FakeNode, bft: Bft, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    # The client appends /kv/KEY... to the base: a path would turn every 404 into "absent".
+    with pytest.raises(SystemExit) as info:
+        bft(command[0], "--node", URL + "/api", *command[1:])
+    assert info.value.code == 2
+    assert f"argument --node: not a node URL: '{URL}/api' (a node URL has no path" in capsys.readouterr().err
+    assert node.requests == [] and bft.urls == []
