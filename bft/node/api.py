@@ -1,7 +1,9 @@
 """The node's HTTP/JSON API, served by hypercorn on trio (DESIGN.md, "Interfaces other programs
 rely on").
 
-Owns: routes, JSON shapes, request limits, and the refusal of bad requests: malformed JSON, bad
+Owns: routes (the operator endpoints `/health`, `/net_info`, `/consensus_state` and
+`/unconfirmed_txs` included: typed snapshots from the `NodeView`, shaped by `bft.node.api_json`),
+JSON shapes, request limits, and the refusal of bad requests: malformed JSON, bad
 base64, an oversized body, a body that does not arrive within its deadline (408), an unknown
 path or a wrong method each get a 4xx with `{"error": ...}`, logged at INFO (thinned per client,
 status and route); nothing a client sends takes the node down. Also the bound on the memory of
