@@ -7,6 +7,7 @@ May not: hold protocol, simulation or behaviour logic; it composes them.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ _SIM_SEEDS = 100
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bft", description="A Byzantine-fault-tolerant consensus node.")
+    parser.add_argument("--version", action="version", version=f"bft {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_testnet(commands)
     _add_node(commands)
@@ -34,6 +36,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     code: int = args.run(args)
     return code
+
+
+def package_version() -> str:
+    """The installed package's version, else (running from a source tree) `bft.__version__`."""
+    try:
+        return importlib.metadata.version("bft-node")
+    except importlib.metadata.PackageNotFoundError:
+        import bft
+
+        return bft.__version__
 
 
 def _add_testnet(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -72,6 +84,7 @@ def _run_testnet(args: argparse.Namespace) -> int:
 
 def _add_node(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from bft.adversary import BEHAVIOURS
+    from bft.node.logs import LOG_LEVELS
 
     node = commands.add_parser(
         "node",
@@ -82,16 +95,30 @@ def _add_node(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     node.add_argument(
         "--byzantine", choices=sorted(BEHAVIOURS), default=None, help="run this Byzantine behaviour"
     )
+    node.add_argument(
+        "--log-level",
+        choices=list(LOG_LEVELS),
+        default="info",
+        help="write log lines of this level and above (default info)",
+    )
+    node.add_argument(
+        "--log-stdout",
+        action="store_true",
+        help="write the log lines to stdout as well as to the node's log file",
+    )
     node.set_defaults(run=_run_node)
 
 
 def _run_node(args: argparse.Namespace) -> int:
+    from bft.node import process
     from bft.node.errors import NodeError
-    from bft.node.process import run_node
+    from bft.node.logs import LOG_LEVELS
     from crypto.errors import CryptoError
 
     try:
-        return run_node(args.home, args.byzantine)
+        return process.run_node(
+            args.home, args.byzantine, log_level=LOG_LEVELS[args.log_level], log_stdout=args.log_stdout
+        )
     except (NodeError, CryptoError) as e:
         print(f"bft node: {e}", file=sys.stderr)
         return 2

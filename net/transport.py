@@ -111,11 +111,16 @@ Address = tuple[str, int]
 
 
 class ConnectionInfo(TypedDict):
-    """The live connection to one peer: who dialed it and its two socket addresses."""
+    """The live connection to one peer: who dialed it, its two socket addresses, when it was
+    authenticated (`trio.current_time()`) and the bytes of frames it carried each way (sealed,
+    keepalives included, the handshake not)."""
 
     dialed_by: int
     local: str
     remote: str
+    connected_at: float
+    bytes_sent: int
+    bytes_received: int
 
 
 class TransportStats(TypedDict):
@@ -123,6 +128,9 @@ class TransportStats(TypedDict):
 
     connected_peers: list[int]
     connections: dict[int, ConnectionInfo]
+    # Per peer, over all its connections since the transport was made (as in ConnectionInfo).
+    bytes_sent: dict[int, int]
+    bytes_received: dict[int, int]
     dropped_outgoing: dict[int, int]
     expired_outgoing: dict[int, int]
     dropped_incoming: dict[int, int]
@@ -173,8 +181,11 @@ class _Connection:
     """One authenticated connection; mutable, owned by the task that runs it."""
 
     __slots__ = (
+        "bytes_received",
+        "bytes_sent",
         "cancel_scope",
         "close_reason",
+        "connected_at",
         "dialed_by",
         "local",
         "opener",
@@ -203,6 +214,17 @@ class _Connection:
         self.remote = remote
         self.cancel_scope = trio.CancelScope()
         self.close_reason = "cancelled"
+        self.connected_at = trio.current_time()
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    def on_sent(self, size_bytes: int) -> None:
+        self.bytes_sent += size_bytes
+        self.peer.bytes_sent += size_bytes
+
+    def on_received(self, size_bytes: int) -> None:
+        self.bytes_received += size_bytes
+        self.peer.bytes_received += size_bytes
 
 
 class _Pending:
@@ -224,6 +246,8 @@ class _Peer:
 
     __slots__ = (
         "address",
+        "bytes_received",
+        "bytes_sent",
         "changed",
         "connection",
         "dropped_incoming",
@@ -246,6 +270,8 @@ class _Peer:
         self.changed = trio.Event()
         self.dropped_outgoing = 0
         self.dropped_incoming = 0
+        self.bytes_sent = 0
+        self.bytes_received = 0
 
     def notify(self) -> None:
         self.changed.set()
@@ -439,11 +465,18 @@ class Transport:
             if peer.connection is not None:
                 conn = peer.connection
                 connections[index] = ConnectionInfo(
-                    dialed_by=conn.dialed_by, local=conn.local, remote=conn.remote
+                    dialed_by=conn.dialed_by,
+                    local=conn.local,
+                    remote=conn.remote,
+                    connected_at=conn.connected_at,
+                    bytes_sent=conn.bytes_sent,
+                    bytes_received=conn.bytes_received,
                 )
         return TransportStats(
             connected_peers=sorted(connections),
             connections=connections,
+            bytes_sent={index: peer.bytes_sent for index, peer in self._peers.items()},
+            bytes_received={index: peer.bytes_received for index, peer in self._peers.items()},
             dropped_outgoing={index: peer.dropped_outgoing for index, peer in self._peers.items()},
             expired_outgoing={index: peer.queue.expired for index, peer in self._peers.items()},
             dropped_incoming={index: peer.dropped_incoming for index, peer in self._peers.items()},
@@ -774,6 +807,7 @@ class Transport:
                 # Only the sealed copy stays alive while a slow reader makes send_all wait.
                 del payloads
                 await conn.stream.send_all(data)
+                conn.on_sent(len(data))
                 del data
                 idle_at = trio.current_time() + self._keepalive_s
         except (FrameError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
@@ -793,6 +827,7 @@ class Transport:
         """Deliver frames until the connection ends; return why it ended."""
         try:
             if leftover:
+                conn.on_received(len(leftover))
                 await self._deliver(conn.peer, conn.opener.feed(leftover))
             while True:
                 data: bytes | bytearray = b""
@@ -803,6 +838,7 @@ class Transport:
                 if not data:
                     conn.opener.close()
                     return "closed by peer"
+                conn.on_received(len(data))
                 await self._deliver(conn.peer, conn.opener.feed(data))
         except FrameError as exc:
             self._refusal_log.log(

@@ -94,6 +94,11 @@ class Replica:
     def safety_state(self) -> SafetyState:
         return self._safety.state
 
+    def timeout_authors(self, view: View) -> frozenset[ValidatorIndex]:
+        """The validators whose verified timeouts for `view` are held (ours included once we
+        timed out in it); empty for views pruned or not reached."""
+        return self._sync.timeout_authors(view)
+
     def has_block(self, block_id: BlockId) -> bool:
         """Whether the block is in the tree (the committed root or an uncommitted block)."""
         return block_id in self._chain.tree

@@ -93,6 +93,9 @@ class ViewSync:
         self._synced_peer[peer] = (view, now)
         out.append(Send(peer, SyncInfo(high_qc, self.last_tc)))
 
+    def timeout_authors(self, view: View) -> frozenset[ValidatorIndex]:
+        return self._timeouts.authors(view)
+
     def prune_below(self, view: View) -> None:
         self._timeouts.prune_below(view)
 

@@ -92,6 +92,10 @@ class TimeoutCollector:
         replicas into views no honest replica gave up on)."""
         return count > self._validators.f
 
+    def authors(self, view: View) -> frozenset[ValidatorIndex]:
+        """The validators whose timeouts for `view` are held."""
+        return frozenset(self._views.get(view, ()))
+
     def prune_below(self, view: View) -> None:
         for old in [v for v in self._views if v < view]:
             del self._views[old]

@@ -1,7 +1,9 @@
 """The node's HTTP/JSON API, served by hypercorn on trio (DESIGN.md, "Interfaces other programs
 rely on").
 
-Owns: routes, JSON shapes, request limits, and the refusal of bad requests: malformed JSON, bad
+Owns: routes (the operator endpoints `/health`, `/net_info`, `/consensus_state` and
+`/unconfirmed_txs` included: typed snapshots from the `NodeView`, shaped by `bft.node.api_json`),
+JSON shapes, request limits, and the refusal of bad requests: malformed JSON, bad
 base64, an oversized body, a body that does not arrive within its deadline (408), an unknown
 path or a wrong method each get a 4xx with `{"error": ...}`, logged at INFO (thinned per client,
 status and route); nothing a client sends takes the node down. Also the bound on the memory of
@@ -33,12 +35,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from bft.node.api_json import b64
+from bft.node.api_json import b64, consensus_state_json, health_json, net_info_json, pending_txs_json
 from bft.node.api_server import CONNECTION_STATE_KEY, LOG_TEXT_CHARS, SEND_SLICE_BYTES, ConnectionControl
 from bft.node.commits import TooManyWaiting
 from bft.node.config import ApiSettings
+from bft.node.health import Health
 from bft.node.logs import RateLimitedLog, kv
 from bft.node.metrics import CONTENT_TYPE
+from bft.node.operator_views import ConsensusState, NetInfo, PendingTxs
 
 log = logging.getLogger("bft.api")
 
@@ -51,6 +55,10 @@ _HASH_HEX_CHARS: Final = 64
 # `GET /evidence` returns this many items unless `limit` asks for fewer (or more, up to the max).
 EVIDENCE_PAGE: Final = 50
 MAX_EVIDENCE_PAGE: Final = 100
+# `GET /unconfirmed_txs` lists this many hashes unless `limit` asks otherwise (0 up to the max),
+# as CometBFT's does.
+UNCONFIRMED_PAGE: Final = 30
+MAX_UNCONFIRMED_PAGE: Final = 100
 # An answer larger than this is charged to the AnswerBudget while it is sent, in slices.
 BUDGETED_ANSWER_BYTES: Final = 64 * 1024
 # Rendered block answers kept (`RenderedBlocks`): a few dozen blocks of the default 1 MB limit.
@@ -65,6 +73,10 @@ class NodeView(Protocol):
     def tx(self, h: bytes) -> dict[str, Any] | None: ...
     def kv(self, key: str) -> dict[str, Any] | None: ...
     def evidence(self, limit: int, before: int | None) -> list[dict[str, Any]]: ...
+    def health(self) -> Health: ...
+    def net_info(self) -> NetInfo: ...
+    def consensus_state(self) -> ConsensusState: ...
+    def unconfirmed_txs(self, limit: int) -> PendingTxs: ...
     def render_metrics(self) -> bytes: ...
     def subscribe(self, on_drop: Callable[[], None]) -> trio.MemoryReceiveChannel[dict[str, Any]]: ...
 
@@ -334,6 +346,27 @@ def make_app(
         before = _query_int(request, "before", 1, None)
         return _answer(view.evidence(EVIDENCE_PAGE if limit is None else limit, before), answers)
 
+    async def health(request: Request) -> Response:
+        """`GET /health`: 200 while healthy, else 503 (`bft.node.health`), the same JSON shape
+        either way, so a load balancer reads the status and an operator the reason."""
+        verdict = view.health()
+        return _answer(health_json(verdict), answers, status_code=200 if verdict.healthy else 503)
+
+    async def net_info(request: Request) -> Response:
+        return _answer(net_info_json(view.net_info()), answers)
+
+    async def consensus_state(request: Request) -> Response:
+        return _answer(consensus_state_json(view.consensus_state()), answers)
+
+    async def unconfirmed_txs(request: Request) -> Response:
+        """`GET /unconfirmed_txs[?limit=N]`: the mempool's count, bytes and oldest N hashes."""
+        unknown = set(request.query_params) - {"limit"}
+        if unknown:
+            raise HTTPException(400, f"unknown query parameters: {sorted(unknown)}")
+        limit = _query_int(request, "limit", 0, MAX_UNCONFIRMED_PAGE)
+        pending = view.unconfirmed_txs(UNCONFIRMED_PAGE if limit is None else limit)
+        return _answer(pending_txs_json(pending), answers)
+
     async def metrics(request: Request) -> Response:
         return Response(view.render_metrics(), media_type=CONTENT_TYPE)
 
@@ -379,6 +412,10 @@ def make_app(
             Route("/tx/{hash}", tx, methods=["GET"]),
             Route("/kv/{key:path}", key_value, methods=["GET"]),
             Route("/evidence", evidence, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/net_info", net_info, methods=["GET"]),
+            Route("/consensus_state", consensus_state, methods=["GET"]),
+            Route("/unconfirmed_txs", unconfirmed_txs, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/events", events, methods=["GET"]),
         ],

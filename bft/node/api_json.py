@@ -2,7 +2,8 @@
 client (which writes them back, e.g. `bft block`).
 
 Owns: `b64`, `qc_json`, `block_json` and `evidence_json` (DESIGN.md: ids and hashes lowercase
-hex, binary base64).
+hex, binary base64), and the shapes of the operator endpoints (`health_json`, `net_info_json`,
+`consensus_state_json`, `pending_txs_json`).
 May not: import a web framework, do I/O, or read JSON (the client's verification does that).
 """
 
@@ -13,6 +14,8 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from bft.core.messages import Block, QuorumCert
+from bft.node.health import Health
+from bft.node.operator_views import CertRef, ConsensusState, NetInfo, PeerInfo, PendingTxs
 
 
 class EvidenceRecord(Protocol):
@@ -83,4 +86,88 @@ def evidence_json(evidence: EvidenceRecord) -> dict[str, Any]:
         "view": evidence.view,
         "first": b64(evidence.first),
         "second": b64(evidence.second),
+    }
+
+
+def health_json(health: Health) -> dict[str, Any]:
+    """`GET /health`; `reason` is null when healthy."""
+    return {
+        "healthy": health.healthy,
+        "reason": health.reason,
+        "validators": health.validators,
+        "quorum": health.quorum,
+        "connected_validators": health.connected_validators,
+        "height": health.height,
+        "last_commit_age_s": health.last_commit_age_s,
+        "commit_window_s": health.commit_window_s,
+    }
+
+
+def _cert_ref_json(ref: CertRef) -> dict[str, Any]:
+    return {"view": ref.view, "block_id": ref.block_id.hex()}
+
+
+def consensus_state_json(state: ConsensusState) -> dict[str, Any]:
+    """`GET /consensus_state`."""
+    tc = state.last_tc
+    return {
+        "view": state.view,
+        "time_in_view_s": round(state.time_in_view_s, 3),
+        "next_deadline_in_s": None
+        if state.next_deadline_in_s is None
+        else round(state.next_deadline_in_s, 3),
+        "leader": state.leader,
+        "upcoming_leaders": [{"view": view, "leader": leader} for view, leader in state.upcoming_leaders],
+        "height": state.height,
+        "high_qc": _cert_ref_json(state.high_qc),
+        "locked_qc": _cert_ref_json(state.locked_qc),
+        "last_voted_view": state.last_voted_view,
+        "last_tc": None
+        if tc is None
+        else {"view": tc.view, "high_qc": _cert_ref_json(tc.high_qc), "signers": list(tc.signers)},
+        "timeouts": {
+            "seen": list(state.timeouts_seen),
+            "count": len(state.timeouts_seen),
+            "sent": state.timeouts_sent,
+            "quorum": state.quorum,
+        },
+    }
+
+
+def _peer_json(peer: PeerInfo) -> dict[str, Any]:
+    return {
+        "index": peer.index,
+        "address": peer.address,
+        "connected": peer.connected,
+        "dialed_by": peer.dialed_by,
+        "remote": peer.remote,
+        "connected_for_s": None if peer.connected_for_s is None else round(peer.connected_for_s, 3),
+        "bytes_sent": peer.bytes_sent,
+        "bytes_received": peer.bytes_received,
+        "frames_dropped": peer.frames_dropped,
+        "dropped": {
+            "outgoing_full": peer.dropped_outgoing_full,
+            "outgoing_expired": peer.dropped_outgoing_expired,
+            "incoming": peer.dropped_incoming,
+        },
+        "queued_frames": peer.queued_frames,
+        "queued_bytes": peer.queued_bytes,
+    }
+
+
+def net_info_json(info: NetInfo) -> dict[str, Any]:
+    """`GET /net_info`."""
+    return {
+        "listening": list(info.listening),
+        "n_peers": info.n_peers,
+        "peers": [_peer_json(peer) for peer in info.peers],
+    }
+
+
+def pending_txs_json(pending: PendingTxs) -> dict[str, Any]:
+    """`GET /unconfirmed_txs`: `hashes` are the oldest first, at most the asked limit."""
+    return {
+        "count": pending.count,
+        "total_bytes": pending.size_bytes,
+        "hashes": [h.hex() for h in pending.hashes],
     }

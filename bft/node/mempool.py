@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import itertools
 from collections.abc import Callable, Collection, Iterable, Set
 from dataclasses import dataclass
 
@@ -135,6 +136,10 @@ class Mempool:
 
     def contains(self, tx_hash: bytes) -> bool:
         return tx_hash in self._pending
+
+    def oldest_hashes(self, limit: int) -> list[bytes]:
+        """The hashes of at most `limit` pending transactions, oldest first (`GET /unconfirmed_txs`)."""
+        return list(itertools.islice(self._pending, max(0, limit)))
 
     def add(self, tx: bytes, *, gossip: bool = True) -> AddResult:
         """Admit `tx` (from a client or a peer). Never evicts: when the bounds are reached the

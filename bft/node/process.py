@@ -34,11 +34,14 @@ async def _serve_until_signal(node: Node) -> None:
                 break
 
 
-def run_node(home: Path, byzantine: str | None = None) -> int:
+def run_node(
+    home: Path, byzantine: str | None = None, *, log_level: int = logging.INFO, log_stdout: bool = False
+) -> int:
     """Run the node at `home` until SIGINT or SIGTERM; 0 on a clean stop, 1 after a crash (the
-    node logged it as `event=crashed`, with its traceback)."""
+    node logged it as `event=crashed`, with its traceback). Log lines at `log_level` and above go
+    to the node's log file, and with `log_stdout` to stdout too (`setup_node_logging`)."""
     config = load_node_config(home)
-    setup_node_logging(config.log_file)
+    setup_node_logging(config.log_file, level=log_level, stdout=log_stdout)
     node = Node(home, byzantine)
     try:
         trio.run(_serve_until_signal, node)

@@ -4,7 +4,9 @@ Owns: start-up (config, genesis, key, storage, the application and its replay, t
 Byzantine wrapper of it), the drive loop (`on_message` / `on_timer` / `next_deadline`), carrying
 out actions (a commit is stored, executed, then announced; a refusal logged and counted;
 evidence stored and counted), mempool gossip (each peer's within its mempool share), refusing the
-requests of a peer that does not read its answers, and what the API reads and submits (`NodeView`).
+requests of a peer that does not read its answers, and what the API reads and submits (`NodeView`),
+including the read-only snapshots of the operator endpoints (`bft.node.operator_views`) and the
+moments they are measured from (the last commit, entering the current view).
 May not: decide anything the protocol decides; the replica does. Only the drive task calls the
 replica and the executor; API handlers touch the mempool, waiters and read-only queries.
 """
@@ -29,7 +31,7 @@ from bft.core.actions import Action, Broadcast, Evidence, Refusal, Send, SendRaw
 from bft.core.builder import build_replica
 from bft.core.errors import DecodeError, InvariantViolation
 from bft.core.leader import leader_of
-from bft.core.messages import BlockRequest, SyncRequest
+from bft.core.messages import BlockRequest, QuorumCert, SyncRequest, Timeout
 from bft.core.ports import Ports
 from bft.core.program import Program
 from bft.core.replica import Replica
@@ -52,9 +54,18 @@ from bft.node.config import (
 from bft.node.errors import ConfigError
 from bft.node.executor import ExecutedBlock, Executor
 from bft.node.gossip import Transactions, decode_frame, encode_transactions
+from bft.node.health import Health, assess_health, commit_window_s
 from bft.node.logs import RateLimitedLog, kv
 from bft.node.mempool import AddStatus, Mempool, tx_hash
 from bft.node.metrics import NodeMetrics, NodeReason, NodeSubject, decode_error_label
+from bft.node.operator_views import (
+    CertRef,
+    ConsensusState,
+    NetInfo,
+    PeerInfo,
+    PendingTxs,
+    TimeoutCertRef,
+)
 from bft.node.osfs import OsFilesystem
 from bft.node.storage import BlockStore
 from crypto.keys import PrivateKey, load_private_key
@@ -76,6 +87,8 @@ MAX_EVENT_SUBSCRIBERS: Final = 64
 # this often; the simulator checks them after every step.
 SELF_CHECK_INTERVAL_S: Final = 1.0
 MEMPOOL_FULL: Final = "mempool full"
+# `GET /consensus_state` names the leaders of this many views after the current one.
+UPCOMING_LEADERS: Final = 5
 
 
 def load_application(config: NodeConfig) -> Application:
@@ -154,6 +167,11 @@ class Node:
         self.program: Program | None = None
         self.api_url: str | None = None
         self._commit_times: deque[float] = deque()
+        # For /health and /consensus_state: the last commit (before the first, the replica's
+        # start), when the current view was entered, and our timeouts broadcast in a view.
+        self._last_commit_at = 0.0
+        self._view_seen = (View(0), 0.0)
+        self._timeouts_sent = (View(0), 0)
         self.refusals = 0
         # Refusal lines per peer, kind and reason, thinned (the metrics count every one).
         self._refusal_log = RateLimitedLog(log)
@@ -216,8 +234,11 @@ class Node:
                 log.critical(kv(event="crashed", node=self.me, height=height, error=error), exc_info=crash)
 
     def _start_program(self, ports: Ports) -> None:
-        replica = build_replica(self.replica_config, self.key, ports, trio.current_time(), SignatureCache())
+        now = trio.current_time()
+        replica = build_replica(self.replica_config, self.key, ports, now, SignatureCache())
         self.replica = replica
+        self._last_commit_at = now
+        self._view_seen = (replica.view, now)
         if self.byzantine is None:
             self.program = replica
         else:
@@ -286,6 +307,7 @@ class Node:
     def _perform(self, actions: list[Action]) -> None:
         self._announce_commits()
         self._check_replica()
+        self._note_view()
         for action in actions:
             if isinstance(action, Send | SendRaw) and action.to == self.me:
                 # The replica never addresses itself; a Byzantine wrapper may. Nowhere to send it.
@@ -301,6 +323,12 @@ class Node:
             elif isinstance(action, ViewChange):
                 self.metrics.view_changes.labels(action.via).inc()
                 log.debug(kv(event="view", node=self.me, view=action.view, via=action.via))
+
+    def _note_view(self) -> None:
+        """Remember when the replica entered its current view (read from the replica, not from
+        ViewChange actions, which a Byzantine wrapper may rewrite)."""
+        if self.replica is not None and self.replica.view != self._view_seen[0]:
+            self._view_seen = (self.replica.view, trio.current_time())
 
     def _check_replica(self) -> None:
         """A broken internal invariant is a bug: log it and stop (InvariantViolation leaves the
@@ -349,6 +377,9 @@ class Node:
         """Encode and queue a message. One the transport cannot carry (over its frame limit: only
         a broken budget produces one) is logged, counted and dropped; it never ends the drive loop."""
         data = wire.encode(action.msg)
+        if isinstance(action.msg, Timeout):
+            view, sent = self._timeouts_sent
+            self._timeouts_sent = (action.msg.view, sent + 1 if action.msg.view == view else 1)
         if len(data) > self.transport.max_payload_bytes:
             self.metrics.unsendable.labels(type(action.msg).__name__).inc()
             log.error(
@@ -387,6 +418,7 @@ class Node:
             self.metrics.txs_committed.inc(len(block.txs))
             self.feed.publish(self._event_of(done))
             self._commit_times.append(now)
+            self._last_commit_at = now
             log.info(
                 kv(
                     event="commit",
@@ -560,6 +592,96 @@ class Node:
             "mempool_txs": len(self.mempool),
         }
 
+    def health(self) -> Health:
+        """Connected to a quorum and committing (`bft.node.health`)."""
+        validators = self.replica_config.validators
+        return assess_health(
+            validators=validators.n,
+            quorum=validators.quorum,
+            connected_peers=len(self.transport.connected_peers),
+            height=self.blocks.height,
+            last_commit_age_s=trio.current_time() - self._last_commit_at,
+            window_s=commit_window_s(self.replica_config.base_timeout_s),
+        )
+
+    def consensus_state(self) -> ConsensusState:
+        replica = self.replica
+        assert replica is not None, "the API runs only once the replica is built"
+        now = trio.current_time()
+        view = replica.view
+        safety = replica.safety_state
+        tc = replica.last_tc
+        deadline = replica.next_deadline()
+        sent_view, sent = self._timeouts_sent
+        return ConsensusState(
+            view=int(view),
+            time_in_view_s=now - self._view_seen[1] if self._view_seen[0] == view else 0.0,
+            next_deadline_in_s=None if deadline is None else max(0.0, deadline - now),
+            leader=int(leader_of(self.replica_config, view)),
+            upcoming_leaders=tuple(
+                (v, int(leader_of(self.replica_config, View(v))))
+                for v in range(view + 1, view + 1 + UPCOMING_LEADERS)
+            ),
+            height=replica.committed_height,
+            high_qc=_cert_ref(replica.high_qc),
+            locked_qc=_cert_ref(safety.locked_qc),
+            last_voted_view=int(safety.last_voted_view),
+            last_tc=None
+            if tc is None
+            else TimeoutCertRef(
+                int(tc.view), _cert_ref(tc.high_qc), tuple(int(s) for s, _, _ in tc.signatures)
+            ),
+            timeouts_seen=tuple(sorted(int(v) for v in replica.timeout_authors(view))),
+            timeouts_sent=sent if sent_view == view else 0,
+            quorum=self.replica_config.validators.quorum,
+        )
+
+    def net_info(self) -> NetInfo:
+        """The p2p listen address (with the port actually bound), the API's, and every peer."""
+        now = trio.current_time()
+        stats = self.transport.stats()
+        host = parse_host_port(self.config.p2p_listen)[0]
+        try:
+            listening = [f"{host}:{self.transport.listen_port}"]
+        except RuntimeError:  # not listening (yet): what it was told to listen on
+            listening = [self.config.p2p_listen]
+        if self.api_url is not None:
+            listening.append(self.api_url)
+        peers = []
+        for v in self.genesis.validators:
+            if v.index == self.me:
+                continue
+            i = v.index
+            conn = stats["connections"].get(i)
+            full, expired, incoming = (
+                stats["dropped_outgoing"][i],
+                stats["expired_outgoing"][i],
+                stats["dropped_incoming"][i],
+            )
+            peers.append(
+                PeerInfo(
+                    index=i,
+                    address=v.p2p,
+                    connected=conn is not None,
+                    dialed_by=None if conn is None else "us" if conn["dialed_by"] == self.me else "them",
+                    remote=None if conn is None else conn["remote"],
+                    connected_for_s=None if conn is None else now - conn["connected_at"],
+                    bytes_sent=stats["bytes_sent"][i],
+                    bytes_received=stats["bytes_received"][i],
+                    frames_dropped=full + expired + incoming,
+                    dropped_outgoing_full=full,
+                    dropped_outgoing_expired=expired,
+                    dropped_incoming=incoming,
+                    queued_frames=stats["queued_outgoing"][i],
+                    queued_bytes=stats["queued_outgoing_bytes"][i],
+                )
+            )
+        return NetInfo(listening=tuple(listening), peers=tuple(peers))
+
+    def unconfirmed_txs(self, limit: int) -> PendingTxs:
+        hashes = tuple(self.mempool.oldest_hashes(limit))
+        return PendingTxs(count=len(self.mempool), size_bytes=self.mempool.size_bytes, hashes=hashes)
+
     def block(self, height: int) -> dict[str, Any] | None:
         stored = self.blocks.block_at(height)
         if stored is None:
@@ -576,6 +698,10 @@ def crash_of(exc: BaseException) -> str | None:
     if isinstance(exc, trio.Cancelled | KeyboardInterrupt):
         return None
     return f"{type(exc).__name__}: {exc}"
+
+
+def _cert_ref(qc: QuorumCert) -> CertRef:
+    return CertRef(int(qc.view), qc.block_id)
 
 
 def _chunks(txs: Sequence[bytes], limit_bytes: int) -> list[list[bytes]]:

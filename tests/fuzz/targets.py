@@ -56,6 +56,8 @@ from bft.node import api
 from bft.node.api_json import b64, evidence_json
 from bft.node.commits import CommitFeed
 from bft.node.gossip import Transactions, decode_frame, encode_transactions
+from bft.node.health import Health, assess_health
+from bft.node.operator_views import CertRef, ConsensusState, NetInfo, PeerInfo, PendingTxs
 from bft.node.storage import StoredEvidence
 from crypto.keys import PrivateKey
 from net.errors import FrameError, FrameTruncated, HandshakeRefused, RefusalKind
@@ -522,6 +524,22 @@ class _FuzzNode:
         rows = [e for e in reversed(self.evidence_rows) if before is None or e.seq < before]
         return [evidence_json(e) for e in rows[:limit]]
 
+    def health(self) -> Health:
+        return assess_health(
+            validators=4, quorum=3, connected_peers=1, height=1, last_commit_age_s=0.5, window_s=5.0
+        )
+
+    def net_info(self) -> NetInfo:
+        peer = PeerInfo(1, "127.0.0.1:2", True, "them", "127.0.0.1:3", 1.5, 10, 20, 0, 0, 0, 0, 0, 0)
+        return NetInfo(("127.0.0.1:1",), (peer,))
+
+    def consensus_state(self) -> ConsensusState:
+        qc = CertRef(0, bytes(32))
+        return ConsensusState(1, 0.5, 0.5, 1, ((2, 1), (3, 2)), 0, qc, qc, 0, None, (0,), 1, 3)
+
+    def unconfirmed_txs(self, limit: int) -> PendingTxs:
+        return PendingTxs(2, 10, (bytes(32), b"\x01" * 32)[:limit])
+
     def render_metrics(self) -> bytes:
         return b"bft_committed_height 1.0\n"
 
@@ -530,7 +548,21 @@ class _FuzzNode:
 
 
 _METHODS: Final = ("GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", "GET")
-_PATHS: Final = ("/status", "/blocks/", "/txs", "/tx/", "/kv/", "/evidence", "/metrics", "/events", "/")
+_PATHS: Final = (
+    "/status",
+    "/blocks/",
+    "/txs",
+    "/tx/",
+    "/kv/",
+    "/evidence",
+    "/metrics",
+    "/events",
+    "/",
+    "/health",
+    "/net_info",
+    "/consensus_state",
+    "/unconfirmed_txs",
+)
 _HEADER_NAMES: Final = (b"content-length", b"content-type", b"host", b"transfer-encoding", b"accept")
 _PRINTABLE: Final = string.printable.encode()
 _NODE: _FuzzNode | None = None

@@ -126,7 +126,8 @@ def _call(scope: dict[str, Any]) -> tuple[int, bytes]:
 
 
 @pytest.mark.parametrize(
-    ("path", "status"), [("/nowhere", 404), ("/blocks/x", 400), ("/evidence", 400), ("/status/", 404)]
+    ("path", "status"),
+    [("/nowhere", 404), ("/blocks/x", 400), ("/evidence", 400), ("/status/", 404), ("/unconfirmed_txs", 400)],
 )
 def test_a_refusal_with_a_non_utf8_query_string_is_a_json_4xx(path: str, status: int) -> None:
     """Found by `asgi`: the refusal handler logged `request.url.path`, and building the URL decodes

@@ -25,12 +25,16 @@ from bft.node.api import (
     MAX_BODY_BYTES,
     MAX_EVIDENCE_PAGE,
     MAX_TXS_PER_REQUEST,
+    MAX_UNCONFIRMED_PAGE,
     RETRY_AFTER_S,
+    UNCONFIRMED_PAGE,
     NodeView,
     make_app,
 )
 from bft.node.api_json import b64, evidence_json, qc_json
 from bft.node.commits import FEED_BUFFER_BLOCKS, CommitFeed
+from bft.node.health import Health, assess_health
+from bft.node.operator_views import CertRef, ConsensusState, NetInfo, PeerInfo, PendingTxs, TimeoutCertRef
 from bft.node.storage import StoredEvidence
 from crypto.hashing import sha256
 
@@ -45,6 +49,32 @@ DEADLINE_S = 10.0
 BLOCK_1 = make_block(GENESIS_BLOCK, 1, txs=(b"tx-a", b"tx-b"))
 QC_1 = qc_for(BLOCK_1)
 COMMIT_QC_1 = make_qc(BLOCK_1.id, BLOCK_1.view + 2)
+
+
+HEALTH_ARGS: dict[str, Any] = {"validators": 4, "quorum": 3, "height": 9, "window_s": 5.0}
+HEALTHY = assess_health(connected_peers=3, last_commit_age_s=0.1, **HEALTH_ARGS)
+NET_INFO = NetInfo(
+    listening=("127.0.0.1:26600", "http://127.0.0.1:26601"),
+    peers=(
+        PeerInfo(1, "127.0.0.1:26602", True, "us", "127.0.0.1:26602", 12.5, 1000, 2000, 6, 1, 2, 3, 4, 400),
+        PeerInfo(2, "127.0.0.1:26604", False, None, None, None, 10, 20, 0, 0, 0, 0, 0, 0),
+    ),
+)
+CONSENSUS_STATE = ConsensusState(
+    view=12,
+    time_in_view_s=0.25,
+    next_deadline_in_s=0.75,
+    leader=3,
+    upcoming_leaders=((13, 3), (14, 0), (15, 0)),
+    height=8,
+    high_qc=CertRef(11, b"\x11" * 32),
+    locked_qc=CertRef(10, b"\x10" * 32),
+    last_voted_view=11,
+    last_tc=TimeoutCertRef(9, CertRef(8, b"\x08" * 32), (0, 1, 3)),
+    timeouts_seen=(0, 2),
+    timeouts_sent=1,
+    quorum=3,
+)
 
 
 class Boom(Exception):
@@ -72,6 +102,9 @@ class FakeNode:
             for seq in range(1, 121)
         ]
         self.evidence_asks: list[tuple[int, int | None]] = []
+        self.health_now = HEALTHY
+        self.pending = [b"pending-%d" % i for i in range(150)]
+        self.unconfirmed_asks: list[int] = []
 
     def _enter(self, method: str) -> None:
         self.calls.append(method)
@@ -144,6 +177,24 @@ class FakeNode:
         self.evidence_asks.append((limit, before))
         newest = [e for e in reversed(self.kept_evidence) if before is None or e.seq < before]
         return [evidence_json(e) for e in newest[:limit]]
+
+    def health(self) -> Health:
+        self._enter("health")
+        return self.health_now
+
+    def net_info(self) -> NetInfo:
+        self._enter("net_info")
+        return NET_INFO
+
+    def consensus_state(self) -> ConsensusState:
+        self._enter("consensus_state")
+        return CONSENSUS_STATE
+
+    def unconfirmed_txs(self, limit: int) -> PendingTxs:
+        self._enter("unconfirmed_txs")
+        self.unconfirmed_asks.append(limit)
+        hashes = tuple(sha256(tx) for tx in self.pending[:limit])
+        return PendingTxs(len(self.pending), sum(map(len, self.pending)), hashes)
 
     def render_metrics(self) -> bytes:
         self._enter("render_metrics")
@@ -523,6 +574,10 @@ async def test_a_field_given_twice_is_refused(client: httpx.AsyncClient) -> None
         ("POST", "/blocks/1", "GET"),
         ("PATCH", "/metrics", "GET"),
         ("POST", "/events", "GET"),
+        ("POST", "/health", "GET"),
+        ("PUT", "/net_info", "GET"),
+        ("DELETE", "/consensus_state", "GET"),
+        ("POST", "/unconfirmed_txs", "GET"),
     ],
 )
 async def test_wrong_method_is_405_json(
@@ -547,6 +602,10 @@ async def test_wrong_method_is_405_json(
         ("GET", "/metrics", "render_metrics"),
         ("GET", "/events", "subscribe"),
         ("GET", "/evidence", "evidence"),
+        ("GET", "/health", "health"),
+        ("GET", "/net_info", "net_info"),
+        ("GET", "/consensus_state", "consensus_state"),
+        ("GET", "/unconfirmed_txs", "unconfirmed_txs"),
     ],
 )
 async def test_an_exception_in_the_node_is_500_and_the_app_keeps_serving(
@@ -772,3 +831,128 @@ async def test_events_refused_when_the_feed_is_at_its_bound(node: FakeNode) -> N
         node.feed.publish(_block_event(1))
         assert len(node.feed) == 0
         assert (await client.get("/status")).status_code == 200
+
+
+# --- operator endpoints --------------------------------------------------------------------------
+
+
+async def test_health_is_200_while_healthy_with_the_numbers_it_was_judged_on(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {
+        "healthy": True,
+        "reason": None,
+        "validators": 4,
+        "quorum": 3,
+        "connected_validators": 4,
+        "height": 9,
+        "last_commit_age_s": 0.1,
+        "commit_window_s": 5.0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("connected_peers", "age_s", "reason"),
+    [
+        (1, 0.1, "connected to 2 of 4 validators, a quorum is 3"),
+        (3, 12.34, "no commit for 12.3 s (at most 5.0 s)"),
+        (0, 7.0, "connected to 1 of 4 validators, a quorum is 3; no commit for 7.0 s (at most 5.0 s)"),
+    ],
+)
+async def test_health_is_503_with_the_reason_when_not_healthy(
+    client: httpx.AsyncClient, node: FakeNode, connected_peers: int, age_s: float, reason: str
+) -> None:
+    node.health_now = assess_health(connected_peers=connected_peers, last_commit_age_s=age_s, **HEALTH_ARGS)
+    response = await client.get("/health")
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert (body["healthy"], body["reason"]) == (False, reason)
+    assert body["connected_validators"] == connected_peers + 1
+
+
+async def test_net_info_lists_where_it_listens_and_every_peer(client: httpx.AsyncClient) -> None:
+    response = await client.get("/net_info")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["listening"] == ["127.0.0.1:26600", "http://127.0.0.1:26601"]
+    assert body["n_peers"] == 1
+    connected, away = body["peers"]
+    assert connected == {
+        "index": 1,
+        "address": "127.0.0.1:26602",
+        "connected": True,
+        "dialed_by": "us",
+        "remote": "127.0.0.1:26602",
+        "connected_for_s": 12.5,
+        "bytes_sent": 1000,
+        "bytes_received": 2000,
+        "frames_dropped": 6,
+        "dropped": {"outgoing_full": 1, "outgoing_expired": 2, "incoming": 3},
+        "queued_frames": 4,
+        "queued_bytes": 400,
+    }
+    assert (away["index"], away["connected"], away["dialed_by"], away["connected_for_s"]) == (
+        2,
+        False,
+        None,
+        None,
+    )
+
+
+async def test_consensus_state_shows_view_certificates_timeouts_and_leaders(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/consensus_state")
+    assert response.status_code == 200
+    assert response.json() == {
+        "view": 12,
+        "time_in_view_s": 0.25,
+        "next_deadline_in_s": 0.75,
+        "leader": 3,
+        "upcoming_leaders": [{"view": 13, "leader": 3}, {"view": 14, "leader": 0}, {"view": 15, "leader": 0}],
+        "height": 8,
+        "high_qc": {"view": 11, "block_id": "11" * 32},
+        "locked_qc": {"view": 10, "block_id": "10" * 32},
+        "last_voted_view": 11,
+        "last_tc": {"view": 9, "high_qc": {"view": 8, "block_id": "08" * 32}, "signers": [0, 1, 3]},
+        "timeouts": {"seen": [0, 2], "count": 2, "sent": 1, "quorum": 3},
+    }
+
+
+async def test_unconfirmed_txs_counts_and_lists_the_first_hashes(
+    client: httpx.AsyncClient, node: FakeNode
+) -> None:
+    body = (await client.get("/unconfirmed_txs")).json()
+    assert body["count"] == 150
+    assert body["total_bytes"] == sum(map(len, node.pending))
+    assert body["hashes"] == [sha256(tx).hex() for tx in node.pending[:UNCONFIRMED_PAGE]]
+    assert len((await client.get("/unconfirmed_txs", params={"limit": 2})).json()["hashes"]) == 2
+    assert (await client.get("/unconfirmed_txs", params={"limit": 0})).json()["hashes"] == []
+    largest = (await client.get("/unconfirmed_txs", params={"limit": MAX_UNCONFIRMED_PAGE})).json()
+    assert len(largest["hashes"]) == MAX_UNCONFIRMED_PAGE
+    assert node.unconfirmed_asks == [UNCONFIRMED_PAGE, 2, 0, MAX_UNCONFIRMED_PAGE]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        f"limit={MAX_UNCONFIRMED_PAGE + 1}",
+        "limit=-1",
+        "limit=ten",
+        "limit=",
+        "limit=1.5",
+        "limit=\u00b2",
+        "limit=1&limit=2",
+        "limit=" + "9" * 19,
+        "page=2",
+    ],
+)
+async def test_bad_unconfirmed_txs_query_is_400(
+    client: httpx.AsyncClient, node: FakeNode, query: str
+) -> None:
+    assert_error(await client.get(f"/unconfirmed_txs?{query}"), 400)
+    assert node.unconfirmed_asks == []

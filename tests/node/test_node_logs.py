@@ -59,3 +59,48 @@ def test_a_flood_of_one_kind_writes_one_line_per_window_and_says_how_many_it_lef
     assert "new 0" in lines and "new 2" in lines
     assert any("event=log_suppressed" in line and "suppressed=1" in line for line in lines)
     assert len(limited._keys) <= 3
+
+
+def _close_bft_handlers() -> None:
+    for handler in logging.getLogger("bft").handlers:
+        handler.close()
+    logging.getLogger("bft").handlers.clear()
+
+
+def test_log_stdout_writes_the_same_lines_to_stdout_as_to_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log_file = tmp_path / "node.log"
+    setup_node_logging(log_file, stdout=True)
+    try:
+        logging.getLogger("bft.node").info(kv(event="commit", node=0, height=7))
+        logging.getLogger("bft.net").debug(kv(event="dial_failed", peer=1))
+    finally:
+        _close_bft_handlers()
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == log_file.read_text().splitlines()
+    assert len(printed) == 1 and printed[0].endswith("level=info event=commit node=0 height=7")
+
+
+def test_the_level_is_applied_to_every_bft_logger_and_stdout_is_off_by_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log_file = tmp_path / "node.log"
+    setup_node_logging(log_file, level=logs.LOG_LEVELS["debug"])
+    try:
+        logging.getLogger("bft.net").debug(kv(event="dial_failed", peer=1))
+        logging.getLogger("bft.api").warning(kv(event="slow"))
+    finally:
+        _close_bft_handlers()
+    assert [line.split(" ", 2)[1] for line in log_file.read_text().splitlines()] == [
+        "level=debug",
+        "level=warning",
+    ]
+    assert capsys.readouterr().out == ""
+    setup_node_logging(log_file, level=logs.LOG_LEVELS["error"])
+    try:
+        logging.getLogger("bft.api").warning(kv(event="slow again"))
+    finally:
+        _close_bft_handlers()
+    assert "slow again" not in log_file.read_text()
+    assert sorted(logs.LOG_LEVELS) == ["debug", "error", "info", "warning"]

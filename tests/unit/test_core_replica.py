@@ -532,6 +532,17 @@ def test_one_timeout_does_not_make_a_replica_join_but_f_plus_1_do() -> None:
     assert replica.view == 2
 
 
+def test_the_timeouts_held_for_a_view_are_readable_by_author() -> None:
+    replica = make_replica(0)
+    assert replica.timeout_authors(View(1)) == frozenset()
+    replica.on_message(vi(1), sign_timeout(1, 1, GENESIS_QC), 0.0)
+    replica.on_message(vi(3), sign_timeout(3, 1, GENESIS_QC), 0.0)
+    replica.on_message(vi(3), sign_timeout(3, 1, GENESIS_QC), 0.0)
+    # f+1 made it time out too (its own counts), and the TC they formed moved it on to view 2.
+    assert replica.timeout_authors(View(1)) == {0, 1, 3}
+    assert replica.timeout_authors(View(2)) == frozenset()
+
+
 def test_f_plus_1_timeouts_for_a_later_view_make_a_replica_join_that_view() -> None:
     replica = make_replica(0)
     replica.on_message(vi(1), sign_timeout(1, 5, GENESIS_QC), 0.0)
