@@ -371,18 +371,24 @@ async def test_a_stranger_with_200_connections_of_random_bytes_does_not_disturb_
 # --- memory streams and the autojump clock -------------------------------------------------------
 
 
+async def _authenticate_as_3(client: trio.abc.Stream) -> RawPeer:
+    """Run validator 3's side of the handshake with validator 0 over `client`; its sealer."""
+    handshake = DialerHandshake(KEYS[3], CHAIN_ID, KEYS[0].public_key)
+    await client.send_all(handshake.start())
+    reply = b""
+    while handshake.result is None:
+        reply = handshake.feed(await client.receive_some(4096))
+    await client.send_all(reply)
+    return RawPeer(handshake.result)
+
+
 async def test_an_authenticated_peer_over_a_memory_stream(autojump_clock: trio.testing.MockClock) -> None:
     transport = make_transport(0, KEYS)
     client, server = trio.testing.memory_stream_pair()
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(transport.handle_inbound, server, "peer-3")
-            handshake = DialerHandshake(KEYS[3], CHAIN_ID, KEYS[0].public_key)
-            await client.send_all(handshake.start())
-            while handshake.result is None:
-                reply = handshake.feed(await client.receive_some(4096))
-            await client.send_all(reply)
-            peer = RawPeer(handshake.result)
+            peer = await _authenticate_as_3(client)
             await client.send_all(peer.sealer.seal(b"hello from 3"))
             assert await transport.incoming.receive() == (3, b"hello from 3")
             assert transport.connected_peers == {3}
@@ -436,12 +442,7 @@ async def test_stats_count_each_peers_wire_bytes_and_the_age_of_its_connection(
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(transport.handle_inbound, server, "peer-3")
-            handshake = DialerHandshake(KEYS[3], CHAIN_ID, KEYS[0].public_key)
-            await client.send_all(handshake.start())
-            while handshake.result is None:
-                reply = handshake.feed(await client.receive_some(4096))
-            await client.send_all(reply)
-            peer = RawPeer(handshake.result)
+            peer = await _authenticate_as_3(client)
             frame = peer.sealer.seal(b"x" * 1000)
             await client.send_all(frame)
             assert await transport.incoming.receive() == (3, b"x" * 1000)
