@@ -146,6 +146,7 @@ def _run_cluster(args: argparse.Namespace) -> int:
     from bft.adversary import BEHAVIOURS
     from bft.node.cluster import default_home, run_cluster
     from bft.node.config import load_cluster_defaults
+    from bft.node.errors import NodeError
 
     defaults = load_cluster_defaults()
     nodes = args.nodes if args.nodes is not None else defaults.nodes
@@ -156,7 +157,11 @@ def _run_cluster(args: argparse.Namespace) -> int:
         return 2
     byzantine = {nodes - 1 - k: name for k, name in enumerate(names)}
     home = args.home if args.home is not None else default_home(nodes)
-    code: int = trio.run(run_cluster, home, nodes, base_port, byzantine, Console())
+    try:
+        code: int = trio.run(run_cluster, home, nodes, base_port, byzantine, Console())
+    except NodeError as e:
+        print(f"bft cluster: {e}", file=sys.stderr)
+        return 2
     return code
 
 

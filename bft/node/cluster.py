@@ -37,11 +37,13 @@ from bft.node.cluster_state import (
     last_line,
     node_state,
 )
-from bft.node.config import NodeConfig, load_genesis, load_node_config, parse_host_port
+from bft.node.config import NodeConfig, check_port_range, load_genesis, load_node_config, parse_host_port
 from bft.node.storage import SCHEMA_VERSION, schema_version_of
 from bft.node.testnet import write_testnet
 
 POLL_INTERVAL_S = 0.5
+# The host `write_testnet` puts in every listen address of a local cluster.
+TESTNET_HOST = "127.0.0.1"
 STATUS_TIMEOUT_S = 0.5
 INTERRUPTED_AGAIN = "bft: interrupted again, stopping now (killing the nodes still running)"
 # A node that got SIGTERM has this long to stop cleanly before it gets SIGKILL.
@@ -59,7 +61,7 @@ def default_home(nodes: int) -> Path:
 
 def ensure_testnet(home: Path, nodes: int, base_port: int) -> None:
     if not (home / "genesis.json").exists():
-        write_testnet(nodes, home, base_port)
+        write_testnet(nodes, home, base_port, host=TESTNET_HOST)
 
 
 def _fetch_status(url: str) -> dict[str, Any] | None:
@@ -113,6 +115,11 @@ async def run_cluster(
 async def _run_locked(
     home: Path, nodes: int, base_port: int, byzantine: dict[int, str], console: Console
 ) -> int:
+    if not (home / "genesis.json").exists():
+        # A new home: check the ports before writing them into its configuration, so that a
+        # taken port leaves nothing behind and --base-port on the same home is a way out.
+        check_port_range(base_port, nodes)
+        check_ports_free(_planned_listens(nodes, base_port))
     ensure_testnet(home, nodes, base_port)
     genesis = load_genesis(home / "genesis.json")
     if len(genesis.validators) != nodes:
@@ -209,6 +216,15 @@ def _listens(configs: list[NodeConfig]) -> list[Listen]:
         for what, text in (("p2p", config.p2p_listen), ("API", config.api_listen)):
             host, port = parse_host_port(text)
             listens.append(Listen(f"node {config.index} {what}", host, port))
+    return listens
+
+
+def _planned_listens(nodes: int, base_port: int) -> list[Listen]:
+    """The addresses `write_testnet` gives the nodes of a new cluster (p2p P+2i, API P+2i+1)."""
+    listens = []
+    for i in range(nodes):
+        listens.append(Listen(f"node {i} p2p", TESTNET_HOST, base_port + 2 * i))
+        listens.append(Listen(f"node {i} API", TESTNET_HOST, base_port + 2 * i + 1))
     return listens
 
 

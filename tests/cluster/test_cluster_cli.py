@@ -251,6 +251,8 @@ def test_a_taken_port_is_refused_before_any_node_starts(cluster_home: Path, tmp_
     assert "no node was started" in result.stderr, result.stderr
     for i in range(NODES):
         assert not (cluster_home / f"node{i}" / "stderr.log").exists(), f"node {i} was started"
+    # Nothing written with the taken ports, so that --base-port on the same home is a way out.
+    assert not (cluster_home / "genesis.json").exists(), "a testnet was written on taken ports"
 
 
 def test_ctrl_c_twice_stops_the_cluster_without_a_traceback(cluster_home: Path, tmp_path: Path) -> None:
