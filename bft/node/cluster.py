@@ -30,6 +30,7 @@ from rich.table import Table
 
 from bft.node.cluster_lock import ClusterRefused, Listen, check_ports_free, hold_home_lock
 from bft.node.cluster_state import (
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_REFUSED,
     NodeState,
@@ -81,13 +82,15 @@ def _table(runs: list[_NodeRun], now: float) -> Table:
         role = run.byzantine or "honest"
         state = run.state(now)
         status = run.status
+        # The full URLs are printed above the table; the host:port fits an 80-column terminal.
+        address = run.api.removeprefix("http://")
         if state.kind != "running" or status is None:
-            table.add_row(str(run.index), run.api, state.label, "-", "-", "-", "-", "-", role)
+            table.add_row(str(run.index), address, state.short, "-", "-", "-", "-", "-", role)
             continue
         table.add_row(
             str(run.index),
-            run.api,
-            state.label,
+            address,
+            state.short,
             str(status["view"]),
             str(status["height"]),
             str(status["leader"]),
@@ -296,7 +299,8 @@ def _report_stop(runs: list[_NodeRun], stop: _Stop, console: Console) -> int:
     if code == EXIT_OK:
         _say(console, "all nodes stopped")
     else:
-        _say(console, f"every node this cluster started has stopped; exit status {code}")
+        why = "interrupted again" if code == EXIT_INTERRUPTED else "a node failed"
+        _say(console, f"every node this cluster started has stopped; exit status {code} ({why})")
     return code
 
 

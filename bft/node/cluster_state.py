@@ -44,6 +44,14 @@ class NodeState:
     def label(self) -> str:
         return self.detail or self.kind
 
+    @property
+    def short(self) -> str:
+        """The label for a table cell: "exited 1" without the error line (printed once, in full,
+        when the node exited), "unreachable" without its duration."""
+        if self.kind == "exited":
+            return self.detail.partition(":")[0]
+        return self.kind
+
 
 def node_state(
     returncode: int | None,

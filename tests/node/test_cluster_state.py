@@ -58,9 +58,13 @@ def test_node_state_for_every_combination(
     assert node_state(returncode, answering, running_s, tail, grace_s=GRACE_S) == expected
 
 
-def test_the_label_is_the_detail_or_the_kind() -> None:
-    assert NodeState("starting").label == "starting"
-    assert NodeState("exited", "killed by SIGKILL").label == "killed by SIGKILL"
+def test_the_label_is_the_detail_or_the_kind_and_the_short_one_fits_a_cell() -> None:
+    assert NodeState("starting").label == NodeState("starting").short == "starting"
+    killed = NodeState("exited", "killed by SIGKILL")
+    assert killed.label == killed.short == "killed by SIGKILL"
+    failed = NodeState("exited", f"exited 1: {BIND_ERROR}")
+    assert (failed.label, failed.short) == (f"exited 1: {BIND_ERROR}", "exited 1")
+    assert NodeState("unreachable", "unreachable: no answer to /status after 20 s").short == "unreachable"
 
 
 def test_an_unknown_signal_number_is_still_described() -> None:
