@@ -363,12 +363,18 @@ async def terminate(process: trio.Process, timeout_s: float = STOP_DEADLINE_S) -
 
 async def _live_view(runs: list[_NodeRun], console: Console) -> None:
     """Poll every node still running and redraw the table; return once every node has exited."""
-    with Live(_table(runs, trio.current_time()), console=console, refresh_per_second=4) as live:
-        while True:
-            for run in runs:
-                alive = run.returncode is None
-                run.status = await trio.to_thread.run_sync(_fetch_status, run.api) if alive else None
-            live.update(_table(runs, trio.current_time()))
-            if all(run.returncode is not None for run in runs):
-                return
-            await trio.sleep(POLL_INTERVAL_S)
+    try:
+        with Live(_table(runs, trio.current_time()), console=console, refresh_per_second=4) as live:
+            while True:
+                for run in runs:
+                    alive = run.returncode is None
+                    run.status = await trio.to_thread.run_sync(_fetch_status, run.api) if alive else None
+                live.update(_table(runs, trio.current_time()))
+                if all(run.returncode is not None for run in runs):
+                    return
+                await trio.sleep(POLL_INTERVAL_S)
+    finally:
+        # Off a terminal, Live leaves its last frame without a line end: the next line would
+        # start on the table's bottom border.
+        if not console.is_terminal:
+            console.line()
