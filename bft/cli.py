@@ -34,7 +34,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_bench_command(commands)
     add_attack_command(commands)
     args = parser.parse_args(argv)
-    code: int = args.run(args)
+    try:
+        code: int = args.run(args)
+    except KeyboardInterrupt:
+        return _interrupted(args.command)
+    except BaseExceptionGroup as group:
+        # trio wraps a Ctrl-C that lands in a nursery's task; one made of Ctrl-Cs only is still one.
+        _, rest = group.split(KeyboardInterrupt)
+        if rest is not None:
+            raise
+        return _interrupted(args.command)
     return code
 
 
@@ -46,6 +55,17 @@ def package_version() -> str:
         import bft
 
         return bft.__version__
+
+
+# A Ctrl-C that reached a command outside its own signal handling (before it installed it, after
+# it removed it, or a second one while stopping) exits with the shell's code for SIGINT.
+EXIT_INTERRUPTED = 130
+
+
+def _interrupted(command: str) -> int:
+    """One line instead of a traceback when Ctrl-C ends a command; the exit status."""
+    print(f"bft {command}: interrupted", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def _add_testnet(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -359,8 +359,11 @@ class _Loop:
     def forget(self, slot: _Slot) -> None:
         """Drop the slot's socket without a tally (a connection that never opened)."""
         assert slot.sock is not None
-        del self.by_fd[slot.sock.fileno()]
-        self.epoll.unregister(slot.sock.fileno())
+        fd = slot.sock.fileno()
+        # -1 (or no entry): a Ctrl-C cut an earlier forget of this socket short; the clean-up
+        # that follows must finish, not fail on it (a closed descriptor left epoll by itself).
+        if fd != -1 and self.by_fd.pop(fd, None) is not None:
+            self.epoll.unregister(fd)
         slot.sock.close()
         slot.sock, slot.unsent = None, b""
         slot.generation += 1

@@ -61,17 +61,19 @@ def write_testnet(
     chain_id: str | None = None,
     consensus: ConsensusSettings | None = None,
     host: str = "127.0.0.1",
+    ignored: frozenset[str] = frozenset(),
 ) -> list[Path]:
     """Write a `nodes`-validator testnet under `out` and return the node home directories.
 
     Fresh keys come from the OS CSPRNG; `chain_id` defaults to "bft-testnet-<random hex>".
     ConfigError, before anything is written, if `nodes` < 1, the ports do not fit, or `out`
-    exists and is not an empty directory (the module's header says which messages).
+    exists and is not an empty directory (the module's header says which messages); entries
+    named in `ignored` do not count (`bft cluster` locks its home before it writes the testnet).
     """
     if nodes < 1:
         raise ConfigError(f"a testnet needs at least one node, got {nodes}")
     check_port_range(base_port, nodes)
-    _check_out(out)
+    check_out(out, ignored)
     if chain_id is None:
         chain_id = f"bft-testnet-{secrets.token_hex(4)}"
     consensus = ConsensusSettings() if consensus is None else consensus
@@ -126,13 +128,14 @@ _REMOVE_OR_MOVE = "remove {out} to generate a new one, or choose another directo
 _SHOWN_ENTRIES = 5
 
 
-def _check_out(out: Path) -> None:
-    """ConfigError unless `out` is absent or an empty directory, saying what is there."""
+def check_out(out: Path, ignored: frozenset[str]) -> None:
+    """ConfigError unless `out` is absent or an empty directory (but for `ignored` names), saying
+    what is there."""
     if not out.exists():
         return
     if not out.is_dir():
         raise ConfigError(f"{out} exists and is not a directory")
-    entries = sorted(p.name for p in out.iterdir())
+    entries = sorted(p.name for p in out.iterdir() if p.name not in ignored)
     if not entries:
         return
     genesis_file = out / GENESIS_FILE_NAME

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import pytest
+
 from bft.attack.hostile import HostilePlan, new_tallies, run_hostile
 
 LOCALHOST = "127.0.0.1"
@@ -132,3 +134,35 @@ def test_refused_connects_are_counted_and_retried() -> None:
     run_hostile(plan, tallies)
     tally = tallies["preauth"]
     assert tally.opened == 0 and tally.connect_failed >= 3 * 3, tally
+
+
+def test_a_ctrl_c_that_lands_inside_a_close_ends_the_attack_with_a_keyboard_interrupt_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C (KeyboardInterrupt) can land anywhere; here just after a socket was closed and
+    before the loop forgot it. The clean-up must still close every socket and let the
+    KeyboardInterrupt through (`bft` turns it into one line), not fail on the half-forgotten one."""
+    real_close = socket.socket.close
+    loop_thread = threading.current_thread()
+    interrupted: list[socket.socket] = []
+
+    def close_then_interrupt(sock: socket.socket) -> None:
+        real_close(sock)
+        if threading.current_thread() is loop_thread and not interrupted:
+            interrupted.append(sock)
+            raise KeyboardInterrupt
+
+    with listening(close_after_s=0.1) as listener:
+        plan = HostilePlan(
+            slots={"preauth": 5},
+            duration_s=5.0,
+            p2p=(LOCALHOST, listener.port),
+            api=(LOCALHOST, listener.port),
+            reopen_pause_s=0.05,
+        )
+        monkeypatch.setattr(socket.socket, "close", close_then_interrupt)
+        with pytest.raises(KeyboardInterrupt) as caught:
+            run_hostile(plan, new_tallies(plan))
+        monkeypatch.undo()
+    assert interrupted, "no socket was closed by the loop"
+    assert caught.value.__context__ is None, f"the clean-up failed: {caught.value.__context__!r}"
