@@ -13,9 +13,14 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bft.attack.hostile import API_KINDS, KINDS, P2P_KINDS
+
+if TYPE_CHECKING:
+    from bft.node.config import Genesis, GenesisValidator
+
+from bft.cli_args import non_negative_float, non_negative_int, positive_float, positive_int
 
 # Connections per kind when `--kinds` names kinds without counts.
 DEFAULT_CONNECTIONS = 300
@@ -49,19 +54,29 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     hostile.add_argument(
         "--connections",
-        type=int,
+        type=positive_int,
         default=None,
         help=f"total connections, split over kinds without a count (default {DEFAULT_CONNECTIONS} each)",
     )
-    hostile.add_argument("--duration", type=float, default=30.0, help="seconds (default 30)")
-    hostile.add_argument("--trickle", type=float, default=1.0, help="seconds between slow bytes (default 1)")
+    hostile.add_argument("--duration", type=positive_float, default=30.0, help="seconds (default 30)")
     hostile.add_argument(
-        "--sources", type=int, default=0, help="spread over this many loopback source addresses 127.0.0.2..."
+        "--trickle", type=positive_float, default=1.0, help="seconds between slow bytes (default 1)"
     )
     hostile.add_argument(
-        "--reopen-pause", type=float, default=0.1, help="seconds before reopening a closed connection"
+        "--sources",
+        type=non_negative_int,
+        default=0,
+        help="spread over this many loopback source addresses 127.0.0.2...",
     )
-    hostile.add_argument("--block-height", type=int, default=1, help="height unread-blocks asks for")
+    hostile.add_argument(
+        "--reopen-pause",
+        type=non_negative_float,
+        default=0.1,
+        help="seconds before reopening a closed connection",
+    )
+    hostile.add_argument(
+        "--block-height", type=non_negative_int, default=1, help="height unread-blocks asks for"
+    )
     hostile.add_argument("--json", action="store_true", help="print one JSON object")
     hostile.set_defaults(run=_run_hostile)
 
@@ -75,16 +90,25 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         ),
     )
     validator.add_argument("--home", type=Path, required=True, help="attacking validator's node directory")
-    validator.add_argument("--target", type=int, required=True, help="index of the validator to attack")
+    validator.add_argument(
+        "--target", type=non_negative_int, required=True, help="index of the validator to attack"
+    )
     validator.add_argument(
         "--kind", choices=("sync-flood", "block-flood", "gossip-fill"), default="sync-flood"
     )
-    validator.add_argument("--duration", type=float, default=30.0, help="seconds (default 30)")
-    validator.add_argument("--height", type=int, default=None, help="top of sync ranges (default: target's)")
-    validator.add_argument("--rate", type=float, default=0.0, help="messages per second (default 0: no cap)")
-    validator.add_argument("--tx-size", type=int, default=256, help="bytes per gossiped transaction")
+    validator.add_argument("--duration", type=positive_float, default=30.0, help="seconds (default 30)")
     validator.add_argument(
-        "--message-bytes", type=int, default=None, help="bytes per gossip message (default 1 MiB, max ~4 MiB)"
+        "--height", type=non_negative_int, default=None, help="top of sync ranges (default: target's)"
+    )
+    validator.add_argument(
+        "--rate", type=non_negative_float, default=0.0, help="messages per second (default 0: no cap)"
+    )
+    validator.add_argument("--tx-size", type=positive_int, default=256, help="bytes per gossiped transaction")
+    validator.add_argument(
+        "--message-bytes",
+        type=positive_int,
+        default=None,
+        help="bytes per gossip message (default 1 MiB, max ~4 MiB)",
     )
     validator.add_argument("--json", action="store_true", help="print one JSON object")
     validator.set_defaults(run=_run_validator)
@@ -101,7 +125,9 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         ),
     )
     catalogue.add_argument("--home", type=Path, required=True, help="a node directory (its genesis and key)")
-    catalogue.add_argument("--target", type=int, required=True, help="index of the validator to probe")
+    catalogue.add_argument(
+        "--target", type=non_negative_int, required=True, help="index of the validator to probe"
+    )
     catalogue.add_argument("--stranger", action="store_true", help="only the probes that need no key")
     catalogue.add_argument("--json", action="store_true", help="print one JSON object")
     catalogue.set_defaults(run=_run_catalogue)
@@ -186,7 +212,7 @@ def _run_validator(args: argparse.Namespace) -> int:
         config = load_node_config(args.home)
         genesis = load_genesis(config.genesis_file)
         key = load_private_key(config.key_file)
-        target = genesis.validators[args.target]
+        target = _validator(genesis, args.target)
         status: dict[str, Any] = {}
         if args.height is None or args.kind == "block-flood":
             status = httpx.get(f"http://{target.api}/status", timeout=5.0).json()
@@ -224,7 +250,7 @@ def _run_catalogue(args: argparse.Namespace) -> int:
     try:
         config = load_node_config(args.home)
         genesis = load_genesis(config.genesis_file)
-        node = genesis.validators[args.target]
+        node = _validator(genesis, args.target)
         target = Target(
             address=parse_host_port(node.p2p),
             chain_id=genesis.chain_id,
@@ -237,3 +263,13 @@ def _run_catalogue(args: argparse.Namespace) -> int:
         return 2
     _print({r.name: r.summary() for r in results}, args.json)
     return 0
+
+
+def _validator(genesis: Genesis, index: int) -> GenesisValidator:
+    """The genesis validator `index`; ConfigError naming the range if there is none (a negative or
+    too large --target used to pick the last validator or raise IndexError)."""
+    from bft.node.errors import ConfigError
+
+    if not 0 <= index < len(genesis.validators):
+        raise ConfigError(f"--target {index}: the genesis has validators 0..{len(genesis.validators) - 1}")
+    return genesis.validators[index]

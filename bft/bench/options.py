@@ -16,6 +16,7 @@ from typing import Final
 
 from bft.bench.errors import BenchError
 from bft.bench.txs import check_tx_size
+from bft.cli_args import node_url
 
 DEFAULT_NODES: Final = 4
 DEFAULT_DURATION_S: Final = 20.0
@@ -116,5 +117,8 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
 
 
 def _normalize_url(url: str) -> str:
-    url = url.strip().rstrip("/")
-    return url if "://" in url else f"http://{url}"
+    """A --target URL as `bft.cli_args.node_url` takes it (no path: the bench appends its own)."""
+    try:
+        return node_url(url)
+    except argparse.ArgumentTypeError as e:
+        raise BenchError(f"--target: {e}") from None

@@ -96,3 +96,47 @@ def test_cluster_refuses_a_home_that_holds_something_else(
         "write into it: choose a new or empty directory\n"
     )
     assert [p.name for p in home.iterdir()] == ["todo.txt"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "complaint"),
+    [
+        (["hostile", "--api", "127.0.0.1:1", "--duration", "-1"], "argument --duration: must be more than 0"),
+        (["hostile", "--api", "127.0.0.1:1", "--duration", "nan"], "argument --duration: expected a finite"),
+        (
+            ["hostile", "--api", "127.0.0.1:1", "--connections", "0"],
+            "argument --connections: must be at least 1",
+        ),
+        (["hostile", "--api", "127.0.0.1:1", "--trickle", "0"], "argument --trickle: must be more than 0"),
+        (["hostile", "--api", "127.0.0.1:1", "--sources", "-2"], "argument --sources: must be 0 or more"),
+        (["hostile", "--api", "127.0.0.1:1", "--block-height", "-1"], "argument --block-height: must be 0"),
+        (["validator", "--home", "h", "--target", "-1"], "argument --target: must be 0 or more, got -1"),
+        (["validator", "--home", "h", "--target", "1", "--rate", "-3"], "argument --rate: must be 0 or more"),
+        (
+            ["validator", "--home", "h", "--target", "1", "--tx-size", "0"],
+            "argument --tx-size: must be at least",
+        ),
+        (["catalogue", "--home", "h", "--target", "-1"], "argument --target: must be 0 or more, got -1"),
+    ],
+)
+def test_attacks_refuse_nonsense_arguments(
+    argv: list[str], complaint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = _usage_error(["attack", *argv], capsys)
+    assert f"bft attack {argv[0]}: error: {complaint}" in err
+
+
+def test_attacks_refuse_a_target_the_genesis_does_not_have(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["testnet", "--nodes", "4", "--out", str(tmp_path / "net"), "--base-port", "41500"]) == 0
+    capsys.readouterr()
+    home = str(tmp_path / "net" / "node3")
+    for kind in ("validator", "catalogue"):
+        assert main(["attack", kind, "--home", home, "--target", "4"]) == 2
+        assert "--target 4: the genesis has validators 0..3" in capsys.readouterr().err
+
+
+def test_bench_refuses_a_target_url_with_a_path(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--target", "http://127.0.0.1:26601/api", "--duration", "1"]) == 2
+    assert "bft bench: --target: not a node URL" in capsys.readouterr().err
