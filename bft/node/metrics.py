@@ -128,6 +128,11 @@ class NodeMetrics:
             ["message"],
             registry=self.registry,
         )
+        self.timer_stalls = Counter(
+            "bft_timer_stalls",
+            "Timer steps after which the replica's next deadline was still not later (a core bug)",
+            registry=self.registry,
+        )
         self.equivocations = Counter(
             "bft_equivocations",
             "Equivocations kept as evidence (one per validator, view and kind), by validator",

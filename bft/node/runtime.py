@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import math
 import random
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -51,6 +50,7 @@ from bft.node.config import (
     load_node_config,
     parse_host_port,
 )
+from bft.node.drive import drive
 from bft.node.errors import ConfigError
 from bft.node.executor import ExecutedBlock, Executor
 from bft.node.gossip import Transactions, decode_frame, encode_transactions
@@ -248,19 +248,23 @@ class Node:
             self.program = behaviour(replica, self.key, self.replica_config, random.Random())
 
     async def _drive(self) -> None:
-        """The one task that owns the replica."""
+        """The one task that owns the replica (its schedule: `bft.node.drive`)."""
         program = self.program
         assert program is not None
-        while True:
-            deadline = program.next_deadline()
-            received: tuple[int, bytes] | None = None
-            with trio.move_on_at(math.inf if deadline is None else deadline):
-                received = await self.transport.incoming.receive()
-            now = trio.current_time()
-            if received is None:
-                self._perform(program.on_timer(now))
-            else:
-                self._on_frame(program, received[0], received[1], now)
+        await drive(
+            self.transport.incoming,
+            program.next_deadline,
+            lambda now: self._perform(program.on_timer(now)),
+            lambda peer, data, now: self._on_frame(program, peer, data, now),
+            self._on_timer_stall,
+        )
+
+    def _on_timer_stall(self, now: float, deadline: float) -> None:
+        """A timer step left the program's deadline in the past (a core bug the drive loop
+        survives by spacing timer steps): logged, thinned, and counted."""
+        self.metrics.timer_stalls.inc()
+        line = kv(event="timer_stall", node=self.me, behind_s=round(now - deadline, 6))
+        self._refusal_log.log(logging.ERROR, ("timer_stall",), line)
 
     def _on_frame(self, program: Program, peer: int, data: bytes, now: float) -> None:
         """One frame from an authenticated peer: decoded, then gossip for the mempool, or a
