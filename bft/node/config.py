@@ -246,7 +246,10 @@ class ConsensusSettings:
             is_float = f.name.endswith("_s")  # durations are floats, limits are counts
             if type(value) is not int and (not is_float or type(value) is not float):
                 raise ConfigError(f"[consensus] {f.name} must be {'a number' if is_float else 'an integer'}")
-            if not math.isfinite(value) or value <= 0:
+            if f.name in _MAY_BE_ZERO:
+                if not math.isfinite(value) or value < 0:
+                    raise ConfigError(f"[consensus] {f.name} must be 0 or more, got {value}")
+            elif not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"[consensus] {f.name} must be positive, got {value}")
         if self.max_timeout_s < self.base_timeout_s:
             raise ConfigError(
@@ -262,6 +265,11 @@ class ConsensusSettings:
     def to_toml_table(self) -> dict[str, int | float]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+
+# 0 is a batch delay an operator tuning for latency means: a leader proposes as soon as it may,
+# with whatever the mempool holds (an idle chain then makes empty blocks as fast as a round trip
+# allows, each one journaled and fsynced, instead of one per delay).
+_MAY_BE_ZERO: Final = frozenset({"max_batch_delay_s"})
 
 _CONSENSUS_KEYS: Final = frozenset(
     {

@@ -283,6 +283,10 @@ def test_node_config_defaults_and_absolute_paths(tmp_path: Path) -> None:
             ("max_views_ahead = 16", "max_views_ahead = 16\nmax_batch_delay_s = 1.0"),
             "must be below base_timeout_s",
         ),
+        (
+            ("max_views_ahead = 16", "max_views_ahead = 16\nmax_batch_delay_s = -0.01"),
+            r"\[consensus\] max_batch_delay_s must be 0 or more, got -0.01",
+        ),
         (("[p2p]", "[mempool]\nmax_txs = 0\n[p2p]"), r"\[mempool\] max_txs must be a positive integer"),
         (("[p2p]", "[mempool]\nmax_bytes = 1.5\n[p2p]"), r"\[mempool\] max_bytes must be an integer"),
         (("[p2p]", "[mempool]\ncolour = 1\n[p2p]"), r"\[mempool\]: unknown key 'colour'"),
@@ -439,6 +443,13 @@ def test_a_peers_mempool_share_is_a_validators_slice_unless_set(tmp_path: Path) 
     text = CONFIG_TOML + "\n[mempool]\nmax_txs = 100\npeer_share_txs = 60\npeer_share_bytes = 4096\n"
     config = load_node_config(_home(tmp_path, text))
     assert config.mempool.peer_shares(4) == (60, 4096)
+
+
+def test_a_batch_delay_of_zero_means_propose_at_once(tmp_path: Path) -> None:
+    text = CONFIG_TOML.replace("max_views_ahead = 16", "max_views_ahead = 16\nmax_batch_delay_s = 0.0")
+    config = load_node_config(_home(tmp_path, text))
+    genesis = load_genesis(_write_json(tmp_path / "g.json", _genesis_doc()))
+    assert config.replica_config(genesis).max_batch_delay_s == 0.0
 
 
 def test_mempool_and_app_settings(tmp_path: Path) -> None:
