@@ -5,6 +5,7 @@ backlog of frames does not keep a due timer waiting."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import trio
 import trio.testing
@@ -57,6 +58,23 @@ async def _run(program: Program, frames: list[Frame], run_s: float, send_at_s: f
         nursery.cancel_scope.cancel()
 
 
+async def _with_backlog(
+    frames: int,
+    run_s: float,
+    program: Program,
+    on_timer: Callable[[float], None],
+    on_frame: Callable[[int, bytes, float], None],
+) -> None:
+    """Drive `program` for `run_s` with `frames` frames already waiting at the start."""
+    send, receive = trio.open_memory_channel[Frame](frames)
+    for i in range(frames):
+        send.send_nowait((2, f"b{i}".encode()))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(drive, receive, program.next_deadline, on_timer, on_frame, program.on_stall)
+        await trio.sleep(run_s)
+        nursery.cancel_scope.cancel()
+
+
 async def test_a_deadline_stuck_in_the_past_still_lets_every_frame_through(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -92,13 +110,7 @@ async def test_a_backlog_of_frames_does_not_keep_a_due_timer_waiting(
         program.on_frame(peer, data, now)
         autojump_clock.jump(0.001)
 
-    send, receive = trio.open_memory_channel[Frame](1000)
-    for i in range(1000):
-        send.send_nowait((2, f"b{i}".encode()))
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(drive, receive, program.next_deadline, on_timer, on_frame, program.on_stall)
-        await trio.sleep(1.5)
-        nursery.cancel_scope.cancel()
+    await _with_backlog(1000, 1.5, program, on_timer, on_frame)
     assert program.count("frame") == 1000
     backlog = [(deadline, at) for deadline, at in due if at <= 1.0]
     assert len(backlog) >= 90, len(backlog)
@@ -115,15 +127,7 @@ async def test_a_stalled_timer_and_a_backlog_take_turns(autojump_clock: trio.tes
         program.on_frame(peer, data, now)
         autojump_clock.jump(0.0001)
 
-    send, receive = trio.open_memory_channel[Frame](1000)
-    for i in range(1000):
-        send.send_nowait((3, f"c{i}".encode()))
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(
-            drive, receive, program.next_deadline, program.on_timer, on_frame, program.on_stall
-        )
-        await trio.sleep(1.0)
-        nursery.cancel_scope.cancel()
+    await _with_backlog(1000, 1.0, program, program.on_timer, on_frame)
     assert program.count("frame") == 1000
     times = [at for step, at in program.steps if step == "timer"]
     assert all(b - a >= MIN_TIMER_INTERVAL_S - 1e-9 for a, b in itertools.pairwise(times))
