@@ -204,7 +204,8 @@ def _add_sim(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description=(
             "Run n replicas of the real core in a deterministic simulator with message delays, drops, "
             "duplicates, partitions (by time and by view) that heal, a second asynchronous period "
-            "after GST, crashes and restarts, and Byzantine behaviours; check agreement, validity "
+            "after GST, crashes and restarts, pauses (a stopped process whose clock jumps), and "
+            "Byzantine behaviours; check agreement, validity "
             "(proposer and certificates of every committed block), no double signing, safety-state "
             "monotonicity after every step, and liveness after the last fault. Exits 1 on any "
             "violation and prints the seed and the command that replays it."
@@ -231,6 +232,12 @@ def _add_sim(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "with its time in ms, and the outcome",
     )
     sim.add_argument("--no-crashes", action="store_true", help="no crash/restart faults")
+    sim.add_argument(
+        "--short-timeouts",
+        action="store_true",
+        help="each seed draws a base view timeout of 20 to 50 ms, a batch delay of 0 to 5 ms and a "
+        "delay bound after GST of a few ms (as on one machine), and more plans pause a node",
+    )
     sim.add_argument("--quiet", action="store_true", help="no live progress display")
     sim.add_argument(
         "--jobs",
@@ -304,7 +311,13 @@ def _run_sim(args: argparse.Namespace) -> int:
         return 2
     byzantine, twins = parsed
     try:
-        spec = SimSpec(nodes=args.nodes, byzantine=byzantine, twins=twins, crashes=not args.no_crashes)
+        spec = SimSpec(
+            nodes=args.nodes,
+            byzantine=byzantine,
+            twins=twins,
+            crashes=not args.no_crashes,
+            short_timeouts=args.short_timeouts,
+        )
     except ValueError as e:
         print(f"bft sim: {e}", file=sys.stderr)
         return 2

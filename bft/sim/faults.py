@@ -23,6 +23,20 @@ restart, the end of the last asynchronous period, the last heal (`FaultPlan.last
 Each of these draws comes from its own stream of the seed, so plans drawn before it existed
 stay as they were.
 
+Pauses (`Pause`, issue 14): an honest validator's process stops for a while, before or after
+GST, as a SIGSTOP, a long garbage collection or a stalled disk stops it, and then goes on. It
+is not a crash: it keeps its state, and what is sent to it waits in its socket buffer (held in
+order, not lost), while its timers cannot fire. When it resumes its clock has jumped: its first
+step is a timer step with every deadline far in the past, then it reads what was held. A pause
+lasts 2 to 10 base timeouts. Like an asynchronous period it is a timing fault, not a validator
+fault (the budget does not count it), and its end counts in `last_fault_s`; it never overlaps a
+crash of the same validator (a process that is stopped neither steps nor dies half-way).
+Half of the pauses are aimed (`Pause.aimed`): armed at `at_s`, the process stops right after
+the step in which it next enters a view it leads (a leader that waits for a fuller batch then
+holds a deferred proposal, due together with its view timer when it resumes: issue 14's shape),
+if that comes within `PAUSE_AIM_WINDOW_BASE_TIMEOUTS`; it resumes at `resume_s`, so the stop
+lasts the pause's drawn length plus what was left of that window.
+
 Crash kinds (each occupies the interval [at_s, restart_s) of the fault budget):
 - PLAIN: the node dies at `at_s` and restarts at `restart_s`.
 - AFTER_STEP: from `at_s`, the next event the node processes runs to completion (so what it
@@ -52,6 +66,14 @@ VIEW_PARTITION_RATE = 0.3
 VIEW_PARTITION_FIRST_VIEWS = (1, 40)
 MAX_VIEW_PARTITION_VIEWS = 6
 MAX_VIEW_PARTITION_HEAL_AFTER_GST_S = 8.0
+# Pauses: how often (unless the caller says otherwise), how many, how long in base timeouts, and
+# how long after GST one may start.
+PAUSE_RATE = 0.3
+PAUSE_COUNTS = (1, 1, 2, 3)
+PAUSE_BASE_TIMEOUTS = (2.0, 10.0)
+PAUSE_AIMED_RATE = 1 / 2
+PAUSE_AIM_WINDOW_BASE_TIMEOUTS = 3.0
+PAUSE_START_AFTER_GST_S = (0.0, 6.0)
 
 
 class CrashKind(enum.StrEnum):
@@ -71,6 +93,34 @@ class CrashEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class Pause:
+    """Validator `index` is stopped in [at_s, resume_s): no event is handled, what arrives is held.
+    An `aimed` pause is armed at `at_s` and stops the process after its next entry into a view
+    it leads, if that comes by `latest_stop_s`."""
+
+    index: int
+    at_s: float
+    resume_s: float
+    aimed: bool = False
+    latest_stop_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.at_s < self.resume_s:
+            raise ValueError("need 0 <= at_s < resume_s")
+
+    def describe(self) -> str:
+        if self.aimed:
+            return (
+                f"pause of {self.index} at its next entry into a view it leads in "
+                f"{self.at_s:.3f}..{self.latest_stop_s:.3f}s, resume {self.resume_s:.3f}s"
+            )
+        return (
+            f"pause of {self.index} at {self.at_s:.3f}s, resume {self.resume_s:.3f}s "
+            f"(the clock jumps {self.resume_s - self.at_s:.3f}s)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class FaultPlan:
     """Everything that goes wrong in one schedule. Printable, and a pure function of its seed."""
 
@@ -85,17 +135,19 @@ class FaultPlan:
     crashes: tuple[CrashEvent, ...]
     async_periods: tuple[AsyncPeriod, ...] = ()
     view_partitions: tuple[ViewPartition, ...] = ()
+    pauses: tuple[Pause, ...] = ()
 
     @property
     def last_fault_s(self) -> float:
         """When the last fault ends: GST, a later restart, the end of an asynchronous period
-        after GST, or the heal of a partition by view."""
+        after GST, the heal of a partition by view, or a resume from a pause."""
         return max(
             [
                 self.gst_s,
                 *(c.restart_s for c in self.crashes),
                 *(a.end_s for a in self.async_periods),
                 *(v.heal_s for v in self.view_partitions),
+                *(p.resume_s for p in self.pauses),
             ]
         )
 
@@ -131,6 +183,7 @@ class FaultPlan:
             lines.append(
                 f"crash {c.kind.value}{extra} of {c.index} at {c.at_s:.3f}s, restart {c.restart_s:.3f}s"
             )
+        lines += [p.describe() for p in self.pauses]
         return "\n".join(lines)
 
 
@@ -174,9 +227,14 @@ def generate_fault_plan(
     late_crashes: bool = True,
     late_async: bool = True,
     view_partitions: bool = True,
+    pause_rate: float = PAUSE_RATE,
+    time_scale: float = 1.0,
 ) -> FaultPlan:
     """A varied plan from `seed`: from calm to harsh, with crashes only of validators not in
-    `faulty` and at most f - len(faulty) of them down (or armed) at any instant."""
+    `faulty` and at most f - len(faulty) of them down (or armed) at any instant. `pause_rate` is
+    the share of (non-calm) plans with pauses (0: none). `time_scale` shortens what happens
+    after GST (when a late crash, asynchronous period, heal or pause comes and how long a late
+    crash or asynchronous period lasts) for schedules whose views are that much shorter."""
     rng = random.Random(f"faults/{seed}")
     min_delay_s = delta_s / 20
     calm = rng.random() < 0.1
@@ -219,8 +277,8 @@ def generate_fault_plan(
     # Its own stream, so that plans drawn before this existed stay as they were.
     late = random.Random(f"faults-after-gst/{seed}")
     if late_crashes and crashes and not total_crash and budget > 0 and honest and late.random() < 0.35:
-        at_s = gst_s + late.uniform(0.0, 3.0)
-        restart_s = at_s + late.uniform(8.0, 40.0)
+        at_s = gst_s + late.uniform(0.0, 3.0) * time_scale
+        restart_s = at_s + late.uniform(8.0, 40.0) * time_scale
         spans = [(c.at_s, c.restart_s) for c in events]
         if _max_overlap([*spans, (at_s, restart_s)]) <= budget:
             events.append(CrashEvent(late.choice(honest), CrashKind.PLAIN, at_s, restart_s))
@@ -228,11 +286,11 @@ def generate_fault_plan(
     periods: list[AsyncPeriod] = []
     again = random.Random(f"faults-async-after-gst/{seed}")
     if late_async and not calm and again.random() < ASYNC_AGAIN_RATE:
-        start_s = gst_s + again.uniform(*ASYNC_AGAIN_START_AFTER_GST_S)
+        start_s = gst_s + again.uniform(*ASYNC_AGAIN_START_AFTER_GST_S) * time_scale
         periods.append(
             AsyncPeriod(
                 start_s=start_s,
-                end_s=start_s + again.uniform(*ASYNC_AGAIN_DURATION_S),
+                end_s=start_s + again.uniform(*ASYNC_AGAIN_DURATION_S) * time_scale,
                 drop_rate=again.choice([0.0, 0.02, 0.1, 0.3]),
                 dup_rate=again.choice([0.0, 0.02, 0.1]),
                 max_delay_s=again.choice([base_timeout_s * 0.5, base_timeout_s * 1.5, base_timeout_s * 4]),
@@ -246,8 +304,17 @@ def generate_fault_plan(
             first_view = by_view.randint(*VIEW_PARTITION_FIRST_VIEWS)
             end_view = first_view + by_view.randint(1, MAX_VIEW_PARTITION_VIEWS)
             groups = tuple(frozenset(Instance(i) for i in g) for g in _split(by_view, n))
-            heal_s = gst_s + by_view.uniform(0.0, MAX_VIEW_PARTITION_HEAL_AFTER_GST_S)
+            heal_s = gst_s + by_view.uniform(0.0, MAX_VIEW_PARTITION_HEAL_AFTER_GST_S) * time_scale
             splits.append(ViewPartition(first_view, end_view, groups, heal_s))
+    pauses = _pauses(
+        random.Random(f"faults-pauses/{seed}"),
+        honest if not calm and pause_rate > 0 else [],
+        events,
+        gst_s=gst_s,
+        base_timeout_s=base_timeout_s,
+        rate=pause_rate,
+        time_scale=time_scale,
+    )
     return FaultPlan(
         seed=seed,
         gst_s=gst_s,
@@ -260,7 +327,44 @@ def generate_fault_plan(
         crashes=tuple(events),
         async_periods=tuple(periods),
         view_partitions=tuple(splits),
+        pauses=pauses,
     )
+
+
+def _pauses(
+    rng: random.Random,
+    honest: list[int],
+    crashes: list[CrashEvent],
+    *,
+    gst_s: float,
+    base_timeout_s: float,
+    rate: float,
+    time_scale: float,
+) -> tuple[Pause, ...]:
+    """Pauses of honest validators, before or after GST, none overlapping another pause or a
+    crash of the same validator."""
+    if not honest or rng.random() >= rate:
+        return ()
+    pauses: list[Pause] = []
+    for _ in range(rng.choice(PAUSE_COUNTS)):
+        index = rng.choice(honest)
+        if gst_s > 0 and rng.random() < 0.5:
+            at_s = rng.uniform(0.0, gst_s)
+        else:
+            at_s = gst_s + rng.uniform(*PAUSE_START_AFTER_GST_S) * time_scale
+        length_s = base_timeout_s * rng.uniform(*PAUSE_BASE_TIMEOUTS)
+        if rng.random() < PAUSE_AIMED_RATE:
+            latest_stop_s = at_s + base_timeout_s * PAUSE_AIM_WINDOW_BASE_TIMEOUTS
+            pause = Pause(index, at_s, latest_stop_s + length_s, aimed=True, latest_stop_s=latest_stop_s)
+        else:
+            pause = Pause(index, at_s, at_s + length_s)
+        same = [(c.at_s, c.restart_s) for c in crashes if c.index == index]
+        same += [(p.at_s, p.resume_s) for p in pauses if p.index == index]
+        if _max_overlap([*same, (pause.at_s, pause.resume_s)]) > 1:
+            continue
+        pauses.append(pause)
+    pauses.sort(key=lambda p: (p.at_s, p.index))
+    return tuple(pauses)
 
 
 def _crash(rng: random.Random, index: int, at_s: float, restart_s: float) -> CrashEvent:

@@ -7,12 +7,21 @@ transactions, so block sync, hash fetches and their byte budgets run at their li
 at a rate that makes the batch delay matter (from bursts far faster than views to a trickle
 that leaves most blocks empty).
 May not: run anything; the world builds each node's ReplicaConfig and payload from these values.
+
+Short timeouts (issue 14): a node run with a base view timeout of a few tens of milliseconds and
+a batch delay of a few (as on one machine) stalled for good at its first view: its deferred
+proposal and its view timer were due in the same step. In that mode each seed also draws the
+base timeout (20 to 50 ms), the batch delay (0 to 5 ms) and the network's delay bound after GST
+(1 to 5 ms, as on localhost, and at most a quarter of the base timeout: the pacemaker resets its
+backoff on every QC, so a delay bound near the base timeout would time out every fresh view,
+which is not the bug looked for), from a stream of their own, so that every other draw of the
+seed stays what it is without the mode.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bft.core.config import DEFAULT_MAX_BLOCK_BYTES, DEFAULT_MAX_BLOCK_TXS
 
@@ -23,8 +32,19 @@ _BLOCK_LIMITS = ((DEFAULT_MAX_BLOCK_TXS, DEFAULT_MAX_BLOCK_BYTES), (64, 256 * 10
 MAX_LARGE_TXS = 24
 
 
+# Short-timeout mode: the ranges each seed draws from.
+SHORT_BASE_TIMEOUT_S = (0.02, 0.05)
+SHORT_MAX_BATCH_DELAY_S = 0.005
+SHORT_DELTA_S = (0.001, 0.005)
+# Of the short-timeout seeds, those that propose at once (no batch delay, no deferred proposal).
+SHORT_NO_BATCH_DELAY_RATE = 0.25
+
+
 @dataclass(frozen=True, slots=True)
 class SimSettings:
+    # The base view timeout and the network's delay bound after GST: the spec's, or drawn.
+    base_timeout_s: float
+    delta_s: float
     max_batch_delay_s: float
     max_timeout_s: float
     max_block_txs: int
@@ -39,7 +59,8 @@ class SimSettings:
 
     def describe(self) -> str:
         return (
-            f"settings: batch delay {self.max_batch_delay_s}s, timeout cap {self.max_timeout_s}s, "
+            f"settings: base timeout {self.base_timeout_s}s, "
+            f"batch delay {self.max_batch_delay_s}s, timeout cap {self.max_timeout_s}s, "
             f"blocks <= {self.max_block_txs} txs / {self.max_block_bytes} bytes, "
             f"fetch {self.max_fetch_blocks} blocks, "
             f"large txs {self.large_tx_rate:.0%} up to {self.max_large_tx_bytes} bytes, "
@@ -47,20 +68,38 @@ class SimSettings:
         )
 
 
-def fixed_settings(max_timeout_s: float) -> SimSettings:
-    """What a schedule runs with when the spec does not draw: proposals at once (no batch delay),
-    the default block limits, small payloads arriving every 0.25 s per node."""
+def fixed_settings(base_timeout_s: float, delta_s: float, max_timeout_s: float) -> SimSettings:
+    """What a schedule runs with when the spec does not draw: the spec's timeouts and delay
+    bound, proposals at once (no batch delay), the default block limits, small payloads arriving
+    every 0.25 s per node."""
     txs, size = _BLOCK_LIMITS[0]
-    return SimSettings(0.0, max_timeout_s, txs, size, 32, 0.0, 0, 0.25)
+    return SimSettings(
+        base_timeout_s=base_timeout_s,
+        delta_s=delta_s,
+        max_batch_delay_s=0.0,
+        max_timeout_s=max_timeout_s,
+        max_block_txs=txs,
+        max_block_bytes=size,
+        max_fetch_blocks=32,
+        large_tx_rate=0.0,
+        max_large_tx_bytes=0,
+        tx_interval_s=0.25,
+    )
 
 
-def draw_settings(seed: int, base_timeout_s: float, max_timeout_s: float) -> SimSettings:
-    """The settings of schedule `seed`; `max_timeout_s` is the spec's cap (one of the choices)."""
+def draw_settings(
+    seed: int, base_timeout_s: float, delta_s: float, max_timeout_s: float, *, short_timeouts: bool = False
+) -> SimSettings:
+    """The settings of schedule `seed`; `max_timeout_s` is the spec's cap (one of the choices).
+    With `short_timeouts`, the base timeout, batch delay and delay bound are drawn (above), not
+    the spec's `base_timeout_s` and `delta_s`."""
     rng = random.Random(f"settings/{seed}")
     delays = [d for d in (0.0, 0.005, 0.02, 0.05) if d < base_timeout_s]
     txs, size = rng.choice(_BLOCK_LIMITS)
     large_rate = rng.choice((0.0, 0.0, 0.1, 0.3))
-    return SimSettings(
+    drawn = SimSettings(
+        base_timeout_s=base_timeout_s,
+        delta_s=delta_s,
         max_batch_delay_s=rng.choice(delays),
         max_timeout_s=rng.choice((max_timeout_s, max(max_timeout_s, 10.0))),
         max_block_txs=txs,
@@ -70,4 +109,18 @@ def draw_settings(seed: int, base_timeout_s: float, max_timeout_s: float) -> Sim
         max_large_tx_bytes=min(size, 512 * 1024) if large_rate else 0,
         # Drawn last, so that the draws above are what they were before arrivals existed.
         tx_interval_s=rng.choice((0.25, 1.0, 4.0)),
+    )
+    if not short_timeouts:
+        return drawn
+    short = random.Random(f"short-timeouts/{seed}")
+    base_s = round(short.uniform(*SHORT_BASE_TIMEOUT_S), 3)
+    batch_s = short.uniform(0.0005, SHORT_MAX_BATCH_DELAY_S)
+    if short.random() < SHORT_NO_BATCH_DELAY_RATE:
+        batch_s = 0.0
+    low_s, high_s = SHORT_DELTA_S
+    return replace(
+        drawn,
+        base_timeout_s=base_s,
+        delta_s=round(short.uniform(low_s, min(high_s, base_s / 4)), 4),
+        max_batch_delay_s=round(batch_s, 4),
     )

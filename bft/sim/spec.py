@@ -12,13 +12,20 @@ from dataclasses import dataclass, field
 
 from bft.core.config import DEFAULT_BASE_TIMEOUT_S
 from bft.core.types import max_faulty
-from bft.sim.faults import FaultPlan
+from bft.sim.faults import PAUSE_RATE, FaultPlan
 from bft.sim.invariants import Violation
 from bft.sim.settings import SimSettings
 from bft.sim.twins import DEFAULT_ROUNDS, TwinsScenario
 
 HONEST = "honest"
 TWINS = "twins"
+
+# Short-timeout mode: views are some 20 to 100 times shorter than with the default timeouts and
+# delay bound, so the time before GST, a schedule's least duration and the faults after GST
+# shrink by this factor (a schedule still runs thousands of views, at a cost close to a default
+# one's); and more plans pause a node, since a clock that jumps is what the mode is for.
+SHORT_TIME_SCALE = 0.1
+SHORT_PAUSE_RATE = 0.6
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,12 @@ class SimSpec:
     # Each seed draws the consensus settings and payload shape (`bft.sim.settings`); off, every
     # schedule proposes at once with small payloads (for the harness's own tests).
     production: bool = True
+    # Some plans pause an honest node's process for a while (`bft.sim.faults.Pause`).
+    pauses: bool = True
+    # The configuration of issue 14: each seed draws a base timeout of 20 to 50 ms, a batch delay
+    # of 0 to 5 ms and a delay bound after GST of a few ms (`bft.sim.settings`), in place of
+    # `base_timeout_s` and `delta_s`; times before and after GST shrink (`SHORT_TIME_SCALE`).
+    short_timeouts: bool = False
 
     def __post_init__(self) -> None:
         if self.nodes < 1:
@@ -76,6 +89,18 @@ class SimSpec:
             raise ValueError("need 0 < delta_s < base_timeout_s")
 
     @property
+    def time_scale(self) -> float:
+        """What the spec's times before GST and the plan's faults after it are multiplied by."""
+        return SHORT_TIME_SCALE if self.short_timeouts else 1.0
+
+    @property
+    def pause_rate(self) -> float:
+        """The share of (non-calm) plans that pause a node."""
+        if not self.pauses:
+            return 0.0
+        return SHORT_PAUSE_RATE if self.short_timeouts else PAUSE_RATE
+
+    @property
     def twin_count(self) -> int:
         return max_faulty(self.nodes) - len(self.byzantine) if self.twins else 0
 
@@ -90,6 +115,8 @@ class SimSpec:
             cmd += f" --byzantine {','.join(names)}"
         if not self.crashes:
             cmd += " --no-crashes"
+        if self.short_timeouts:
+            cmd += " --short-timeouts"
         return f"{cmd} --seed {seed}"
 
 

@@ -40,7 +40,7 @@ def format_header(result: ScheduleResult) -> list[str]:
     crashes = "on" if spec.crashes else "off"
     lines = [
         f"seed {result.seed}: {spec.nodes} validators (f = {max_faulty(spec.nodes)}), "
-        f"chain {spec.chain_id}, crashes {crashes}"
+        f"chain {spec.chain_id}, crashes {crashes}" + (", short timeouts" if spec.short_timeouts else "")
     ]
     byzantine = ", ".join(f"node {i} {b}" for i, b in sorted(result.byzantine.items()))
     lines.append(f"Byzantine: {byzantine or 'none'}")

@@ -3,10 +3,12 @@
 Owns: `World`, the event types and the per-event step: deliver (decode, hand to the program),
 fire timers, hand client transactions arriving to the node's mempool and tell the program
 (`on_payload`, as the node's drive loop does), carry out the fault plan (half of the long crashes after
-GST and a third of the mid-save crashes aimed at the node's next application commit), tell the checker
-the app hashes each node's application reaches, perform the returned actions (encode and route sends,
-record commits, trace refusals and evidence, counting the evidence honest instances report per
-validator it names) and feed every observation to the invariant checker.
+GST and a third of the mid-save crashes aimed at the node's next application commit; pauses, during
+which what reaches the node is held in arrival order and its timer does not fire, and after which it
+takes one timer step at the jumped clock, then reads what was held, as a stopped process does),
+tell the checker the app hashes each node's application reaches, perform the returned actions
+(encode and route sends, record commits, trace refusals and evidence, counting the evidence
+honest instances report per validator it names) and feed every observation to the invariant checker.
 Every message is encoded with `wire.encode` when sent and decoded with `wire.decode` when
 delivered; a DecodeError at delivery is a refusal, never a crash. Any exception a program raises
 is a `program-error` violation (the node then stays down); SimCrash is an injected crash.
@@ -30,10 +32,10 @@ from bft.core.messages import Message, Proposal, SafetyState, Timeout, Vote
 from bft.core.program import Program
 from bft.core.replica import Replica
 from bft.core.serving import ServingLimits
-from bft.core.types import ValidatorIndex, ValidatorSet
+from bft.core.types import ValidatorIndex, ValidatorSet, View
 from bft.core.wire import MAX_MESSAGE_SIZE_BYTES, decode, encode
 from bft.sim.disk import SimCrash
-from bft.sim.faults import CrashEvent, CrashKind, FaultPlan, generate_fault_plan
+from bft.sim.faults import CrashEvent, CrashKind, FaultPlan, Pause, generate_fault_plan
 from bft.sim.invariants import InvariantChecker
 from bft.sim.network import Instance, Network
 from bft.sim.node import Factories, SimNode, honest_factory
@@ -82,6 +84,16 @@ class FaultEnd:
 
 
 @dataclass(frozen=True, slots=True)
+class PauseStart:
+    pause: Pause
+
+
+@dataclass(frozen=True, slots=True)
+class PauseEnd:
+    pause: Pause
+
+
+@dataclass(frozen=True, slots=True)
 class Gst:
     pass
 
@@ -96,7 +108,30 @@ class WindowEnd:
     pass
 
 
-Event = Start | Deliver | TimerFired | TxArrival | FaultStart | FaultEnd | Gst | LastFault | WindowEnd
+Event = (
+    Start
+    | Deliver
+    | TimerFired
+    | TxArrival
+    | FaultStart
+    | FaultEnd
+    | PauseStart
+    | PauseEnd
+    | Gst
+    | LastFault
+    | WindowEnd
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HeldTxs:
+    """Client transactions that reached a paused node (its API's socket holds them too)."""
+
+    txs: tuple[bytes, ...]
+
+
+# What waits for a paused node, in the order it arrived.
+Held = Deliver | HeldTxs
 
 
 def view_of(msg: Message) -> int | None:
@@ -152,20 +187,34 @@ class World:
             self.twins = generate_twins_scenario(
                 random.Random(f"twins/{seed}"), spec.nodes, twin_indices, spec.twins_rounds
             )
-        min_gst = spec.twins_rounds * spec.base_timeout_s if spec.twins else 0.0
+        self.settings = (
+            draw_settings(
+                seed,
+                spec.base_timeout_s,
+                spec.delta_s,
+                spec.max_timeout_s,
+                short_timeouts=spec.short_timeouts,
+            )
+            if spec.production
+            else fixed_settings(spec.base_timeout_s, spec.delta_s, spec.max_timeout_s)
+        )
+        base_timeout_s = self.settings.base_timeout_s
+        min_gst = spec.twins_rounds * base_timeout_s if spec.twins else 0.0
         self.plan: FaultPlan = generate_fault_plan(
             seed,
             spec.nodes,
             faulty,
-            base_timeout_s=spec.base_timeout_s,
-            delta_s=spec.delta_s,
-            max_gst_s=max(spec.max_gst_s, min_gst),
+            base_timeout_s=base_timeout_s,
+            delta_s=self.settings.delta_s,
+            max_gst_s=max(spec.max_gst_s * spec.time_scale, min_gst),
             min_gst_s=min_gst,
             crashes=spec.crashes,
             total_crashes=spec.total_crashes,
             late_crashes=spec.late_crashes,
             late_async=spec.late_async,
             view_partitions=spec.view_partitions,
+            pause_rate=spec.pause_rate,
+            time_scale=spec.time_scale,
         )
         validators = ValidatorSet(tuple(keys(i).public_key for i in range(spec.nodes)))
         leaders = self.twins.leaders if self.twins is not None else ()
@@ -182,24 +231,19 @@ class World:
         leader_config = ReplicaConfig(
             chain_id=spec.chain_id, validators=validators, me=ValidatorIndex(0), leaders=leaders
         )
-        self.settings = (
-            draw_settings(seed, spec.base_timeout_s, spec.max_timeout_s)
-            if spec.production
-            else fixed_settings(spec.max_timeout_s)
-        )
         # Every replica's serving budgets (they depend on n, the base timeout and the pending bound).
         serving = ServingLimits.of(
             ReplicaConfig(
                 chain_id=spec.chain_id,
                 validators=validators,
                 me=ValidatorIndex(0),
-                base_timeout_s=spec.base_timeout_s,
+                base_timeout_s=base_timeout_s,
                 max_timeout_s=self.settings.max_timeout_s,
+                max_batch_delay_s=self.settings.max_batch_delay_s,
             )
         )
-        self.checker = InvariantChecker(
-            honest, spec.min_new_commits, certifier, lambda view: leader_of(leader_config, view), serving
-        )
+        self.leader: Callable[[View], ValidatorIndex] = lambda view: leader_of(leader_config, view)
+        self.checker = InvariantChecker(honest, spec.min_new_commits, certifier, self.leader, serving)
         self.nodes: dict[Instance, SimNode] = {}
         for inst in instances:
             behaviour = self.byzantine.get(inst.index, HONEST)
@@ -214,7 +258,7 @@ class World:
                 chain_id=spec.chain_id,
                 validators=validators,
                 me=ValidatorIndex(inst.index),
-                base_timeout_s=spec.base_timeout_s,
+                base_timeout_s=base_timeout_s,
                 max_timeout_s=self.settings.max_timeout_s,
                 max_block_txs=self.settings.max_block_txs,
                 max_block_bytes=self.settings.max_block_bytes,
@@ -252,12 +296,20 @@ class World:
         self.evidence: dict[int, int] = {}
         self.after_gst = False
         self.done = False
+        # What waits for each paused instance (`bft.sim.faults.Pause`), in arrival order.
+        self.held: dict[Instance, list[Held]] = {}
+        self.stopped_at: dict[Instance, float] = {}
+        # Aimed pauses armed and waiting for their instance to enter a view it leads.
+        self.aimed: dict[Instance, Pause] = {}
         for inst in instances:
             self.sched.schedule(0.0, Start(inst))
             self.sched.schedule(self.nodes[inst].clients.gap_s(), TxArrival(inst))
         for crash in self.plan.crashes:
             self.sched.schedule(crash.at_s, FaultStart(crash))
             self.sched.schedule(crash.restart_s, FaultEnd(crash))
+        for pause in self.plan.pauses:
+            self.sched.schedule(pause.at_s, PauseStart(pause))
+            self.sched.schedule(pause.resume_s, PauseEnd(pause))
         self.sched.schedule(self.plan.gst_s, Gst())
         # Liveness is demanded over a window after the last fault, not just after GST.
         self.sched.schedule(self.plan.last_fault_s, LastFault())
@@ -290,7 +342,8 @@ class World:
                 break
             if (
                 self.after_gst
-                and self.sched.now >= max(self.spec.min_duration_s, self.plan.last_fault_s)
+                and self.sched.now
+                >= max(self.spec.min_duration_s * self.spec.time_scale, self.plan.last_fault_s)
                 and self.checker.has_baseline
                 and not self.checker.lagging(self._halted())
             ):
@@ -323,17 +376,23 @@ class World:
     def _handle(self, event: Event) -> None:
         now = self.sched.now
         match event:
+            case Deliver(dst=dst) if dst in self.held:
+                self.held[dst].append(event)  # in the socket buffer of a stopped process
             case Deliver(dst=dst, src=src, data=data):
                 self._deliver(self.nodes[dst], src, data)
+            case TimerFired(inst=inst) if inst in self.held:
+                pass  # a stopped process's timers do not fire; it steps once at its resume
             case TimerFired(inst=inst, generation=gen):
                 node = self.nodes[inst]
                 if node.program is not None and gen == node.timer_generation:
                     node.timer_at = None
-                    self._trace(inst, "timer")
-                    self._step(node, lambda p: p.on_timer(now))
-                    self._check_timer_progress(node, now)
+                    self._timer_step(node)
             case TxArrival(inst=inst):
                 self._tx_arrival(self.nodes[inst])
+            case PauseStart(pause=pause):
+                self._pause(pause)
+            case PauseEnd(pause=pause):
+                self._resume(pause)
             case Start(inst=inst):
                 self._start(self.nodes[inst])
             case FaultStart(crash=crash):
@@ -353,6 +412,67 @@ class World:
             case WindowEnd():
                 self.checker.finish_liveness(now, self.spec.window_s, self._halted())
                 self.done = True
+
+    def _timer_step(self, node: SimNode, why: str = "") -> None:
+        now = self.sched.now
+        self._trace(node.inst, f"timer{why}")
+        self._step(node, lambda p: p.on_timer(now))
+        self._check_timer_progress(node, now)
+
+    def _pause(self, pause: Pause) -> None:
+        """The process stops (SIGSTOP, a long GC or disk stall): from now it handles nothing;
+        what reaches it waits (`held`). An aimed pause is armed instead (`_step` stops the
+        process). Plans never pause a node that is down or armed to crash."""
+        node = self.nodes[Instance(pause.index)]
+        if not node.alive:
+            return
+        if pause.aimed:
+            self.aimed[node.inst] = pause
+            latest_ms = pause.latest_stop_s * 1000
+            self._trace(
+                node.inst, f"pause armed: stops after it next enters a view it leads, by {latest_ms:.1f} ms"
+            )
+            return
+        self._stop(node, pause)
+
+    def _stop(self, node: SimNode, pause: Pause) -> None:
+        self.held[node.inst] = []
+        self.stopped_at[node.inst] = self.sched.now
+        until_ms = pause.resume_s * 1000
+        self._trace(node.inst, f"pause until {until_ms:.1f} ms (stopped: no timer fires, nothing is read)")
+
+    def _resume(self, pause: Pause) -> None:
+        """The process goes on with its clock jumped: one timer step at the new time, with every
+        deadline due long ago, then what was held, in order, as a process reads a full socket
+        buffer when it runs again."""
+        inst = Instance(pause.index)
+        if self.aimed.pop(inst, None) is not None:
+            self._trace(inst, "pause disarmed: it entered no view it leads in time")
+        held = self.held.pop(inst, None)
+        if held is None:
+            return
+        node = self.nodes[inst]
+        messages = sum(isinstance(h, Deliver) for h in held)
+        jump_ms = (self.sched.now - self.stopped_at.pop(inst)) * 1000
+        self._trace(
+            inst,
+            f"resume: the clock jumped {jump_ms:.1f} ms; "
+            f"{messages} message(s) and {len(held) - messages} transaction arrival(s) held",
+        )
+        # The timer armed before the pause is stale: the resume step below replaces it.
+        node.timer_generation += 1
+        node.timer_at = None
+        if node.program is not None:
+            self._timer_step(node, " (on resume)")
+        for item in held:
+            self.events += 1
+            if node.program is None:
+                break  # the program raised in an earlier step
+            match item:
+                case Deliver(src=src, data=data):
+                    self._deliver(node, src, data)
+                case HeldTxs(txs=txs):
+                    self._admit(node, list(txs))
 
     def _start(self, node: SimNode) -> None:
         now = self.sched.now
@@ -388,6 +508,13 @@ class World:
         txs = node.clients.draw()
         if node.program is None:
             return
+        if node.inst in self.held:
+            self.held[node.inst].append(HeldTxs(tuple(txs)))
+            return
+        self._admit(node, txs)
+
+    def _admit(self, node: SimNode, txs: list[bytes]) -> None:
+        now = self.sched.now
         admitted = node.payload.add(txs)
         self._trace(node.inst, f"{admitted} of {len(txs)} tx(s) arrive ({len(node.payload)} pending)")
         self._step(node, lambda p: p.on_payload(now))
@@ -476,6 +603,15 @@ class World:
                 self.checker.on_state_error(self.sched.now, node.inst, str(exc))
             self.checker.on_sync_target(self.sched.now, node.inst, program.statistics()["sync_target"])
         self._arm_timer(node)
+        aimed = self.aimed.get(node.inst)
+        if aimed is not None and self.sched.now > aimed.latest_stop_s:
+            del self.aimed[node.inst]
+            self._trace(node.inst, "pause disarmed: it entered no view it leads in time")
+        elif aimed is not None and any(
+            isinstance(a, ViewChange) and self.leader(a.view) == node.inst.index for a in actions
+        ):
+            del self.aimed[node.inst]
+            self._stop(node, aimed)
 
     def _check_timer_progress(self, node: SimNode, now: float) -> None:
         """After on_timer(now) the next deadline is strictly later: one that stays in the past

@@ -43,6 +43,7 @@ def test_never_more_than_f_faulty_at_once_except_in_a_total_crash() -> None:
                 *(c.restart_s for c in plan.crashes),
                 *(a.end_s for a in plan.async_periods),
                 *(v.heal_s for v in plan.view_partitions),
+                *(p.resume_s for p in plan.pauses),
             ]
             assert plan.last_fault_s == max(ends)
             if _is_total_crash(plan, n, faulty):

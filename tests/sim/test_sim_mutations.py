@@ -19,10 +19,12 @@ import crypto.certs as certs_module
 import crypto.signing as signing_module
 from bft.campaign import FACTORIES
 from bft.core import wire
+from bft.core.actions import Action
 from bft.core.blocktree import BlockTree
 from bft.core.messages import Block, SafetyState, Vote
 from bft.core.proposer import Proposer
 from bft.core.refusals import RefusalReason, Refused
+from bft.core.replica import Replica
 from bft.core.safety import SafetyRules
 from bft.core.serving import ServingBudget
 from bft.core.types import View
@@ -220,6 +222,31 @@ def test_a_deadline_left_in_the_past_is_caught(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(Proposer, "expire", keep_armed)
     _first_violation(SimSpec(nodes=4, twins=True), range(100), {TIMER_PROGRESS})
+
+
+def test_a_due_proposal_left_armed_when_the_view_also_timed_out_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Issue 14's shape: on_timer handles the view's timeout alone when it fired (`if timed out:
+    # ... elif proposal due: ...`), so a deferred proposal due in the same step is neither sent
+    # nor disarmed and next_deadline() stays in the past. Both are due at once only when the
+    # clock jumps past them: a node paused while it defers a proposal (an aimed pause), in the
+    # short-timeout mode; without pauses no seed in 0..99 shows it.
+    original = Replica.on_timer
+
+    def timeout_alone(self: Replica, now: float) -> list[Action]:
+        if now < self._pacemaker.deadline:
+            return original(self, now)
+        proposer = self._proposer
+        vars(proposer)["expire"] = lambda view, now: False  # nothing is due but the timeout
+        try:
+            return original(self, now)
+        finally:
+            del vars(proposer)["expire"]
+
+    monkeypatch.setattr(Replica, "on_timer", timeout_alone)
+    _, report = _first_violation(SimSpec(nodes=4, short_timeouts=True), range(30), {TIMER_PROGRESS})
+    assert "--short-timeouts" in report
 
 
 def test_answering_requests_without_a_serving_budget_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
