@@ -146,7 +146,13 @@ def test_a_worker_that_dies_fails_the_campaign_naming_the_seed() -> None:
 # Ctrl-C as a terminal sends it: SIGINT to the whole process group, workers included.
 DRIVER = textwrap.dedent(
     """
-    import multiprocessing, sys
+    import multiprocessing, signal, sys
+    # As an interactive program starts: Ctrl-C raises KeyboardInterrupt. A process started by
+    # the test runner may inherit SIGINT ignored or blocked (it then never arrives); say which.
+    inherited = (signal.getsignal(signal.SIGINT), sorted(signal.pthread_sigmask(signal.SIG_BLOCK, [])))
+    print("inherited SIGINT handler and blocked signals:", *inherited, file=sys.stderr, flush=True)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     from bft.campaign import run_campaign_jobs
     from bft.sim import SimSpec
 
@@ -178,7 +184,11 @@ def test_ctrl_c_leaves_no_worker_behind() -> None:
         pids = [int(p) for p in proc.stdout.readline().split()]
         assert len(pids) == 2, proc.stderr.read() if proc.stderr else ""
         os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=TIMEOUT_S)
+        try:
+            out, err = proc.communicate(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise AssertionError(f"the driver ignored SIGINT; its stderr: {proc.communicate()[1]}") from None
     finally:
         if proc.poll() is None:
             proc.kill()
