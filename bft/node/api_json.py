@@ -10,6 +10,7 @@ May not: import a web framework, do I/O, or read JSON (the client's verification
 from __future__ import annotations
 
 import base64
+import dataclasses
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -90,17 +91,8 @@ def evidence_json(evidence: EvidenceRecord) -> dict[str, Any]:
 
 
 def health_json(health: Health) -> dict[str, Any]:
-    """`GET /health`; `reason` is null when healthy."""
-    return {
-        "healthy": health.healthy,
-        "reason": health.reason,
-        "validators": health.validators,
-        "quorum": health.quorum,
-        "connected_validators": health.connected_validators,
-        "height": health.height,
-        "last_commit_age_s": health.last_commit_age_s,
-        "commit_window_s": health.commit_window_s,
-    }
+    """`GET /health`: the verdict's fields as they are named; `reason` is null when healthy."""
+    return dataclasses.asdict(health)
 
 
 def _cert_ref_json(ref: CertRef) -> dict[str, Any]:

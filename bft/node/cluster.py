@@ -47,7 +47,7 @@ from bft.node.config import (
     parse_host_port,
 )
 from bft.node.storage import SCHEMA_VERSION, schema_version_of
-from bft.node.testnet import check_out, write_testnet
+from bft.node.testnet import check_out, testnet_ports, write_testnet
 
 POLL_INTERVAL_S = 0.5
 # The host `write_testnet` puts in every listen address of a local cluster.
@@ -241,8 +241,9 @@ def _planned_listens(nodes: int, base_port: int) -> list[Listen]:
     """The addresses `write_testnet` gives the nodes of a new cluster (p2p P+2i, API P+2i+1)."""
     listens = []
     for i in range(nodes):
-        listens.append(Listen(f"node {i} p2p", TESTNET_HOST, base_port + 2 * i))
-        listens.append(Listen(f"node {i} API", TESTNET_HOST, base_port + 2 * i + 1))
+        p2p, api = testnet_ports(base_port, i)
+        listens.append(Listen(f"node {i} p2p", TESTNET_HOST, p2p))
+        listens.append(Listen(f"node {i} API", TESTNET_HOST, api))
     return listens
 
 

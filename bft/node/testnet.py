@@ -49,6 +49,11 @@ _CONFIG_HEADER = (
 )
 
 
+def testnet_ports(base_port: int, index: int) -> tuple[int, int]:
+    """Node `index`'s p2p and API ports in a testnet whose first port is `base_port`."""
+    return base_port + 2 * index, base_port + 2 * index + 1
+
+
 def node_home(out: Path, index: int) -> Path:
     return out / f"node{index}"
 
@@ -87,8 +92,8 @@ def write_testnet(
             )
 
     keys = [PrivateKey.generate() for _ in range(nodes)]
-    p2p = [format_host_port(host, base_port + 2 * i) for i in range(nodes)]
-    api = [format_host_port(host, base_port + 2 * i + 1) for i in range(nodes)]
+    p2p = [format_host_port(host, testnet_ports(base_port, i)[0]) for i in range(nodes)]
+    api = [format_host_port(host, testnet_ports(base_port, i)[1]) for i in range(nodes)]
     genesis = Genesis(
         chain_id,
         tuple(GenesisValidator(i, keys[i].public_key, p2p[i], api[i]) for i in range(nodes)),
