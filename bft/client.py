@@ -161,6 +161,15 @@ class KvEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class KvRead:
+    """A read of `key` at committed `height`: its value then, or None if it was absent."""
+
+    key: str
+    value: str | None
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
 class VerifiedBlock:
     """A block whose contents hash to `id`, whose `qc` certifies that id, and, once verified against
     the genesis validators, whose commit is proven.
@@ -323,12 +332,15 @@ class _Endpoints:
         return _Call("GET", f"/tx/{wanted}", None, partial(_read_tx, wanted))
 
     def get(self, key: str) -> _Call[KvEntry | None]:
-        if not key:
-            raise ValueError("a key is a non-empty string")
-        segment = urllib.parse.quote(key, safe="")
-        if segment in (".", ".."):  # a bare dot segment would be resolved away by URL normalisation
-            segment = segment.replace(".", "%2E")
-        return _Call("GET", f"/kv/{segment}", None, partial(_read_kv, key))
+        return _Call("GET", _kv_path(key), None, partial(_read_kv, key))
+
+    def read(self, key: str, min_height: int | None) -> _Call[KvRead]:
+        path = _kv_path(key)
+        if min_height is not None:
+            if type(min_height) is not int or min_height < 0:
+                raise ValueError(f"min_height is a non-negative integer, not {min_height!r}")
+            path += f"?min_height={min_height}"
+        return _Call("GET", path, None, partial(_read_kv_at, key))
 
     def status(self) -> _Call[dict[str, Any]]:
         return _Call("GET", "/status", None, _read_status)
@@ -408,6 +420,11 @@ class Client:
         """`key`'s committed value; None if absent."""
         return self._run(self._api.get(key))
 
+    def read(self, key: str, min_height: int | None = None) -> KvRead:
+        """`key`'s committed value (None if absent) and the height read at, which is at least
+        `min_height` (the node waits a few seconds for it, else RequestRefused with 503)."""
+        return self._run(self._api.read(key, min_height))
+
     def status(self) -> dict[str, Any]:
         """The node's status object (node, chain_id, view, height, leader, last_block_id, peers...)."""
         return self._run(self._api.status())
@@ -483,6 +500,9 @@ class AsyncClient:
     async def get(self, key: str) -> KvEntry | None:
         return await self._run(self._api.get(key))
 
+    async def read(self, key: str, min_height: int | None = None) -> KvRead:
+        return await self._run(self._api.read(key, min_height))
+
     async def status(self) -> dict[str, Any]:
         return await self._run(self._api.status())
 
@@ -549,6 +569,24 @@ def _read_tx(wanted: str, response: httpx.Response) -> dict[str, Any] | None:
     if found != wanted:
         raise _Invalid(f"asked for transaction {wanted}, got {_show(found)}")
     return doc.value
+
+
+def _kv_path(key: str) -> str:
+    if not key:
+        raise ValueError("a key is a non-empty string")
+    segment = urllib.parse.quote(key, safe="")
+    if segment in (".", ".."):  # a bare dot segment would be resolved away by URL normalisation
+        segment = segment.replace(".", "%2E")
+    return f"/kv/{segment}"
+
+
+def _read_kv_at(key: str, response: httpx.Response) -> KvRead:
+    if response.status_code == 404:
+        doc = _Doc(_json(response), "")
+        return KvRead(key, None, doc.uint("height"))
+    entry = _read_kv(key, response)
+    assert entry is not None  # only a 404 reads as absent
+    return KvRead(entry.key, entry.value, entry.height)
 
 
 def _read_kv(key: str, response: httpx.Response) -> KvEntry | None:

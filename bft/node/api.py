@@ -57,6 +57,8 @@ EVIDENCE_PAGE: Final = 50
 MAX_EVIDENCE_PAGE: Final = 100
 # `GET /unconfirmed_txs` lists this many hashes unless `limit` asks otherwise (0 up to the max),
 # as CometBFT's does.
+# How long `GET /kv/<key>?min_height=H` waits for this node to reach H.
+MIN_HEIGHT_WAIT_S: Final = 5.0
 UNCONFIRMED_PAGE: Final = 30
 MAX_UNCONFIRMED_PAGE: Final = 100
 # An answer larger than this is charged to the AnswerBudget while it is sent, in slices.
@@ -71,7 +73,8 @@ class NodeView(Protocol):
     def block(self, height: int) -> dict[str, Any] | None: ...
     async def submit(self, txs: list[bytes], wait_commit: bool) -> tuple[list[dict[str, Any]], bool]: ...
     def tx(self, h: bytes) -> dict[str, Any] | None: ...
-    def kv(self, key: str) -> dict[str, Any] | None: ...
+    def kv(self, key: str) -> dict[str, Any]: ...
+    async def wait_height(self, height: int, timeout_s: float) -> int: ...
     def evidence(self, limit: int, before: int | None) -> list[dict[str, Any]]: ...
     def health(self) -> Health: ...
     def net_info(self) -> NetInfo: ...
@@ -325,15 +328,32 @@ def make_app(
         return _answer(found, answers)
 
     async def key_value(request: Request) -> Response:
+        """`GET /kv/<key>[?min_height=H]`: the committed value and the height it was read at.
+        With `min_height`, the read waits (at most `MIN_HEIGHT_WAIT_S`) until this node has
+        committed height H, else a 503: a client that passes the highest height it was ever
+        acknowledged never reads a state older than its own writes, whichever node it asks."""
         key = request.path_params["key"]
         if not key:
             raise HTTPException(400, "empty key")
+        unknown = set(request.query_params) - {"min_height"}
+        if unknown:
+            raise HTTPException(400, f"unknown query parameters: {sorted(unknown)}")
+        min_height = _query_int(request, "min_height", 0, None)
+        if min_height is not None:
+            reached = await view.wait_height(min_height, MIN_HEIGHT_WAIT_S)
+            if reached < min_height:
+                detail = (
+                    f"this node is at height {reached}, below min_height {min_height}; retry or ask another"
+                )
+                body = _render({"error": detail, "height": reached})
+                return Response(body, 503, headers={"Retry-After": "1"}, media_type="application/json")
         try:
             found = view.kv(key)
         except ValueError as exc:
             raise HTTPException(404, str(exc)) from exc
-        if found is None:
-            raise HTTPException(404, f"no committed value for key {key!r}")
+        if found["value"] is None:
+            detail = f"no committed value for key {key!r}"
+            return _answer({"error": detail, "key": key, "height": found["height"]}, answers, 404)
         return _answer(found, answers)
 
     async def evidence(request: Request) -> Response:

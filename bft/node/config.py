@@ -423,6 +423,12 @@ class NodeConfig:
     # "module:callable" returning an `Application` given the data directory; "" = the built-in
     # key-value ledger.
     app_factory: str = ""
+    # [p2p] dial: where this node dials some peers instead of their genesis address (a relay, a
+    # NAT's outside address); validator index -> "host:port".
+    dial: Mapping[int, str] = field(default_factory=dict)
+    # [chaos] clock_rate: this node's clock runs this many times as fast as real time (its view
+    # timeouts, batch delays and health windows with it); 1.0 outside fault-injection runs.
+    clock_rate: float = 1.0
 
     def replica_config(self, genesis: Genesis) -> ReplicaConfig:
         """The core's configuration for this node in `genesis` (call `check_identity` first)."""
@@ -457,7 +463,9 @@ def load_node_config(home: Path) -> NodeConfig:
     path = home / CONFIG_FILE_NAME
     doc = _load_toml(path, "node config")
     source = str(path)
-    _check_keys(doc, {"node", "p2p", "api", "consensus", "mempool", "app"}, {"node", "p2p", "api"}, source)
+    _check_keys(
+        doc, {"node", "p2p", "api", "consensus", "mempool", "app", "chaos"}, {"node", "p2p", "api"}, source
+    )
     node = _table(doc, "node", source)
     _check_keys(node, set(_NODE_KEYS), {"index"}, f"{source}: [node]")
     index = _int(node, "index", f"{source}: [node]", -1)
@@ -473,7 +481,7 @@ def load_node_config(home: Path) -> NodeConfig:
     listens = {}
     for name in ("p2p", "api"):
         table = _table(doc, name, source)
-        extra = _API_KEYS if name == "api" else frozenset()
+        extra = _API_KEYS if name == "api" else frozenset({"dial"})
         _check_keys(table, {"listen", *extra}, {"listen"}, f"{source}: [{name}]")
         listen = _str(table, "listen", f"{source}: [{name}]", "")
         try:
@@ -489,6 +497,14 @@ def load_node_config(home: Path) -> NodeConfig:
     mempool = (
         _mempool_from_table(_table(doc, "mempool", source), source) if "mempool" in doc else MempoolSettings()
     )
+    dial = _dial_from_table(_table(doc, "p2p", source), source, index)
+    clock_rate = 1.0
+    if "chaos" in doc:
+        chaos = _table(doc, "chaos", source)
+        _check_keys(chaos, {"clock_rate"}, set(), f"{source}: [chaos]")
+        clock_rate = _float(chaos, "clock_rate", f"{source}: [chaos]", 1.0)
+        if not (math.isfinite(clock_rate) and 0.01 <= clock_rate <= 100):
+            raise ConfigError(f"{source}: [chaos] clock_rate must be in 0.01..100, got {clock_rate}")
     app_factory = ""
     if "app" in doc:
         app = _table(doc, "app", source)
@@ -509,7 +525,33 @@ def load_node_config(home: Path) -> NodeConfig:
         mempool=mempool,
         api=_api_from_table(_table(doc, "api", source), source),
         app_factory=app_factory,
+        dial=dial,
+        clock_rate=clock_rate,
     )
+
+
+def _dial_from_table(p2p: Mapping[str, Any], source: str, me: int) -> dict[int, str]:
+    """[p2p] dial = { 1 = "host:port", ... }: validator indices (as TOML keys) to addresses."""
+    where = f"{source}: [p2p] dial"
+    if "dial" not in p2p:
+        return {}
+    table = p2p["dial"]
+    if not isinstance(table, dict):
+        raise ConfigError(f'{where} must be a table of validator index = "host:port"')
+    dial: dict[int, str] = {}
+    for key, address in table.items():
+        if not re.fullmatch(r"\d{1,6}", key) or int(key) == me:
+            raise ConfigError(f"{where}: {key!r} is not the index of another validator")
+        if type(address) is not str:
+            raise ConfigError(f'{where}: {key} must be a "host:port" string')
+        try:
+            _, port = parse_host_port(address)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {key}: {exc}") from exc
+        if port == 0:
+            raise ConfigError(f"{where}: {key}: cannot dial port 0")
+        dial[int(key)] = address
+    return dial
 
 
 def check_identity(config: NodeConfig, genesis: Genesis, public_key: bytes) -> None:

@@ -29,6 +29,8 @@ from typing import Final, Protocol
 
 import trio
 
+from bft.node.clock import NodeClock
+
 Frame = tuple[int, bytes]
 
 
@@ -48,15 +50,17 @@ async def drive(
     on_timer: Callable[[float], None],
     on_frame: Callable[[int, bytes, float], None],
     on_stall: Callable[[float, float], None],
+    clock: NodeClock,
 ) -> None:
     """Run the program's steps until cancelled (or the channel closes): `on_timer(now)` when its
     `next_deadline()` is due, `on_frame(peer, data, now)` for each frame. `on_stall(now, deadline)`
-    is called when a timer step left the deadline at or before its `now`."""
+    is called when a timer step left the deadline at or before its `now`. Every time is the
+    `clock`'s."""
     not_before = -math.inf
     while True:
         deadline = next_deadline()
         due_at = math.inf if deadline is None else max(deadline, not_before)
-        now = trio.current_time()
+        now = clock.now()
         if due_at <= now:
             on_timer(now)
             after = next_deadline()
@@ -66,7 +70,7 @@ async def drive(
             await trio.lowlevel.checkpoint()
             continue
         received: Frame | None = None
-        with trio.move_on_at(due_at):
+        with trio.move_on_at(clock.trio_time(due_at)):
             received = await incoming.receive()
         if received is not None:
-            on_frame(received[0], received[1], trio.current_time())
+            on_frame(received[0], received[1], clock.now())

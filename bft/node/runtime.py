@@ -40,6 +40,7 @@ from bft.core.types import ValidatorIndex, View
 from bft.node.api import AnswerBudget, make_app
 from bft.node.api_json import b64, block_json, evidence_json
 from bft.node.api_server import ApiServer
+from bft.node.clock import NodeClock
 from bft.node.commits import CommitFeed, CommitWaiters
 from bft.node.compose import open_ports
 from bft.node.config import (
@@ -109,6 +110,17 @@ def load_application(config: NodeConfig) -> Application:
     return app
 
 
+def read_kv(app: Application, key: str) -> dict[str, Any]:
+    """`GET /kv/<key>`'s answer: the committed value of `key` (None if absent) and the height it
+    was read at. ValueError if the application does not answer key-value queries."""
+    answer = app.query("/kv", key.encode("utf-8", "surrogatepass"))
+    if answer.code == QUERY_NOT_FOUND:
+        return {"key": key, "value": None, "height": answer.height}
+    if answer.code != QUERY_OK or answer.value is None:
+        raise ValueError(f"the application cannot answer /kv queries (code {answer.code})")
+    return {"key": key, "value": answer.value.decode("utf-8"), "height": answer.height}
+
+
 class Node:
     def __init__(self, home: Path, byzantine: str | None = None, app: Application | None = None) -> None:
         """The node at `home`; `app` replaces the configured application (for embedding)."""
@@ -150,7 +162,12 @@ class Node:
         self.feed = CommitFeed(max_subscribers=MAX_EVENT_SUBSCRIBERS)
         self._answers = AnswerBudget(self.config.api.max_answer_bytes_in_flight)
         self.safety_store = DurableFileStore(OsFilesystem(self.config.data_dir))
+        self.clock = NodeClock(self.config.clock_rate)
         addresses = {v.index: parse_host_port(v.p2p) for v in self.genesis.validators}
+        for peer, address in self.config.dial.items():
+            if peer not in addresses:
+                raise ConfigError(f"[p2p] dial: {peer} is not a validator of {self.genesis.chain_id}")
+            addresses[ValidatorIndex(peer)] = parse_host_port(address)
         addresses[self.me] = parse_host_port(self.config.p2p_listen)
         self.transport = Transport(
             self.me,
@@ -167,6 +184,8 @@ class Node:
         self.program: Program | None = None
         self.api_url: str | None = None
         self._commit_times: deque[float] = deque()
+        # Set and replaced on every commit: what `wait_height` waits on.
+        self._committed = trio.Event()
         # For /health and /consensus_state: the last commit (before the first, the replica's
         # start), when the current view was entered, and our timeouts broadcast in a view.
         self._last_commit_at = 0.0
@@ -234,7 +253,7 @@ class Node:
                 log.critical(kv(event="crashed", node=self.me, height=height, error=error), exc_info=crash)
 
     def _start_program(self, ports: Ports) -> None:
-        now = trio.current_time()
+        now = self.clock.now()
         replica = build_replica(self.replica_config, self.key, ports, now, SignatureCache())
         self.replica = replica
         self._last_commit_at = now
@@ -257,6 +276,7 @@ class Node:
             lambda now: self._perform(program.on_timer(now)),
             lambda peer, data, now: self._on_frame(program, peer, data, now),
             self._on_timer_stall,
+            self.clock,
         )
 
     def _on_timer_stall(self, now: float, deadline: float) -> None:
@@ -332,12 +352,12 @@ class Node:
         """Remember when the replica entered its current view (read from the replica, not from
         ViewChange actions, which a Byzantine wrapper may rewrite)."""
         if self.replica is not None and self.replica.view != self._view_seen[0]:
-            self._view_seen = (self.replica.view, trio.current_time())
+            self._view_seen = (self.replica.view, self.clock.now())
 
     def _check_replica(self) -> None:
         """A broken internal invariant is a bug: log it and stop (InvariantViolation leaves the
         drive loop), rather than go on voting from a state nobody can reason about."""
-        now = trio.current_time()
+        now = self.clock.now()
         if self.replica is None or now < self._next_self_check:
             return
         self._next_self_check = now + SELF_CHECK_INTERVAL_S
@@ -414,7 +434,7 @@ class Node:
         stored and executed (see `Executor`) before returning, so whoever hears of them can rely
         on it. Read from the executor, not from Commit actions, which a Byzantine wrapper may
         rewrite."""
-        now = trio.current_time()
+        now = self.clock.now()
         for done in self.executor.take_executed():
             block = done.block
             self.mempool.remove_committed(block.txs)
@@ -423,6 +443,8 @@ class Node:
             self.feed.publish(self._event_of(done))
             self._commit_times.append(now)
             self._last_commit_at = now
+            self._committed.set()
+            self._committed = trio.Event()
             log.info(
                 kv(
                     event="commit",
@@ -512,6 +534,7 @@ class Node:
                 awaited.append(added.tx_hash)
             results.append(result)
         if wait_commit and awaited:
+            # A client waits in real time, whatever the node's clock does.
             await self.waiters.wait(awaited, trio.current_time() + WAIT_COMMIT_TIMEOUT_S)
             for result in results:
                 if result["status"] == "accepted":
@@ -542,15 +565,16 @@ class Node:
         )
         return {"hash": h.hex(), "height": height, "index": index, "result": result}
 
-    def kv(self, key: str) -> dict[str, Any] | None:
-        """The committed value of `key`; None if absent. ValueError if the application does not
-        answer key-value queries."""
-        answer = self.app.query("/kv", key.encode("utf-8", "surrogatepass"))
-        if answer.code == QUERY_NOT_FOUND:
-            return None
-        if answer.code != QUERY_OK or answer.value is None:
-            raise ValueError(f"the application cannot answer /kv queries (code {answer.code})")
-        return {"key": key, "value": answer.value.decode("utf-8"), "height": answer.height}
+    def kv(self, key: str) -> dict[str, Any]:
+        return read_kv(self.app, key)
+
+    async def wait_height(self, height: int, timeout_s: float) -> int:
+        """Wait (in real time, at most `timeout_s`) until blocks up to `height` are committed and
+        executed; the committed height then."""
+        with trio.move_on_after(timeout_s):
+            while self.blocks.height < height:
+                await self._committed.wait()
+        return self.blocks.height
 
     def evidence(self, limit: int, before: int | None) -> list[dict[str, Any]]:
         """Kept evidence of equivocation, newest first (`BlockStore.evidence`)."""
@@ -579,7 +603,7 @@ class Node:
         replica = self.replica
         view = replica.view if replica is not None else View(0)
         last = replica.last_committed if replica is not None else None
-        now = trio.current_time()
+        now = self.clock.now()
         recent = sum(1 for t in self._commit_times if t >= now - RATE_WINDOW_S)
         return {
             "node": int(self.me),
@@ -604,14 +628,14 @@ class Node:
             quorum=validators.quorum,
             connected_peers=len(self.transport.connected_peers),
             height=self.blocks.height,
-            last_commit_age_s=trio.current_time() - self._last_commit_at,
+            last_commit_age_s=self.clock.now() - self._last_commit_at,
             window_s=commit_window_s(self.replica_config.base_timeout_s),
         )
 
     def consensus_state(self) -> ConsensusState:
         replica = self.replica
         assert replica is not None, "the API runs only once the replica is built"
-        now = trio.current_time()
+        now = self.clock.now()
         view = replica.view
         safety = replica.safety_state
         tc = replica.last_tc
@@ -642,7 +666,7 @@ class Node:
 
     def net_info(self) -> NetInfo:
         """The p2p listen address (with the port actually bound), the API's, and every peer."""
-        now = trio.current_time()
+        now = self.clock.now()
         stats = self.transport.stats()
         host = parse_host_port(self.config.p2p_listen)[0]
         try:

@@ -58,6 +58,7 @@ from bft.node.commits import CommitFeed
 from bft.node.gossip import Transactions, decode_frame, encode_transactions
 from bft.node.health import Health, assess_health
 from bft.node.operator_views import CertRef, ConsensusState, NetInfo, PeerInfo, PendingTxs
+from bft.node.runtime import read_kv
 from bft.node.storage import StoredEvidence
 from crypto.keys import PrivateKey
 from net.errors import FrameError, FrameTruncated, HandshakeRefused, RefusalKind
@@ -511,14 +512,12 @@ class _FuzzNode:
     def tx(self, h: bytes) -> dict[str, Any] | None:
         return None
 
-    def kv(self, key: str) -> dict[str, Any] | None:
-        # As `bft.node.runtime.Node.kv` does it.
-        answer = self.ledger.query("/kv", key.encode("utf-8", "surrogatepass"))
-        if answer.code == 1:
-            return None
-        if answer.code != 0 or answer.value is None:
-            raise ValueError(f"the application cannot answer /kv queries (code {answer.code})")
-        return {"key": key, "value": answer.value.decode("utf-8"), "height": answer.height}
+    def kv(self, key: str) -> dict[str, Any]:
+        return read_kv(self.ledger, key)
+
+    async def wait_height(self, height: int, timeout_s: float) -> int:
+        await trio.lowlevel.checkpoint()
+        return 0
 
     def evidence(self, limit: int, before: int | None) -> list[dict[str, Any]]:
         rows = [e for e in reversed(self.evidence_rows) if before is None or e.seq < before]

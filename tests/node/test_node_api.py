@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 from starlette.types import Message, Scope
 
 from bft.core.messages import Block, QuorumCert
+from bft.node import api
 from bft.node.api import (
     EVENTS_KEEPALIVE_S,
     EVIDENCE_PAGE,
@@ -87,6 +88,7 @@ class FakeNode:
 
     def __init__(self, max_subscribers: int = 4) -> None:
         self.feed = CommitFeed(max_subscribers=max_subscribers)
+        self.height = 1
         self.blocks: dict[int, tuple[Block, QuorumCert, QuorumCert]] = {1: (BLOCK_1, QC_1, COMMIT_QC_1)}
         self.committed: dict[bytes, tuple[int, int]] = {
             sha256(tx): (1, i) for i, tx in enumerate(BLOCK_1.txs)
@@ -164,13 +166,17 @@ class FakeNode:
         height, index = self.committed[h]
         return {"hash": h.hex(), "height": height, "index": index, "result": {"code": 0, "log": "ok"}}
 
-    def kv(self, key: str) -> dict[str, Any] | None:
+    def kv(self, key: str) -> dict[str, Any]:
         self._enter("kv")
         if key == "unanswerable":
             raise ValueError("the application cannot answer /kv queries (code 2)")
-        if key not in self.values:
-            return None
-        return {"key": key, "value": self.values[key], "height": 1}
+        return {"key": key, "value": self.values.get(key), "height": self.height}
+
+    async def wait_height(self, height: int, timeout_s: float) -> int:
+        with trio.move_on_after(timeout_s):
+            while self.height < height:
+                await trio.sleep(0.01)
+        return self.height
 
     def evidence(self, limit: int, before: int | None) -> list[dict[str, Any]]:
         self._enter("evidence")
@@ -372,7 +378,44 @@ async def test_kv(client: httpx.AsyncClient) -> None:
 
 
 async def test_kv_absent_is_404(client: httpx.AsyncClient) -> None:
-    assert_error(await client.get("/kv/nothing-here"), 404, mentions="nothing-here")
+    response = await client.get("/kv/nothing-here")
+    assert_error(response, 404, mentions="nothing-here")
+    assert response.json()["height"] == 1  # an absent key is also read at a height
+
+
+async def test_kv_min_height_reached_reads_at_once(client: httpx.AsyncClient) -> None:
+    response = await client.get("/kv/colour?min_height=1")
+    assert response.status_code == 200
+    assert response.json()["height"] == 1
+
+
+async def test_kv_min_height_waits_for_the_node_to_commit_it(
+    client: httpx.AsyncClient, node: FakeNode
+) -> None:
+    async def commit_later() -> None:
+        await trio.sleep(0.05)
+        node.height = 3
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(commit_later)
+        response = await client.get("/kv/colour?min_height=3")
+    assert response.status_code == 200
+    assert response.json()["height"] == 3
+
+
+async def test_kv_min_height_not_reached_in_time_is_503_with_the_height(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(api, "MIN_HEIGHT_WAIT_S", 0.05)
+    response = await client.get("/kv/colour?min_height=7")
+    assert_error(response, 503, mentions="below min_height 7")
+    assert response.json()["height"] == 1
+    assert response.headers["retry-after"] == "1"
+
+
+@pytest.mark.parametrize("query", ["min_height=-1", "min_height=x", "min_height=1&min_height=2", "at=3"])
+async def test_kv_bad_query_is_400(client: httpx.AsyncClient, query: str) -> None:
+    assert_error(await client.get(f"/kv/colour?{query}"), 400)
 
 
 async def test_kv_empty_key_and_unanswerable_query(client: httpx.AsyncClient) -> None:

@@ -65,6 +65,7 @@ def _write_json(path: Path, doc: object) -> Path:
     return path
 
 
+L = 'listen = "127.0.0.1:26604"'
 CONFIG_TOML = """\
 [node]
 index = 2
@@ -311,6 +312,15 @@ def test_node_config_defaults_and_absolute_paths(tmp_path: Path) -> None:
             ('listen = "0.0.0.0:26605"', 'listen = "0.0.0.0:26605"\nheader_timeout_s = "10"'),
             "must be a number",
         ),
+        ((L, L + "\ndial = 3"), r"\[p2p\] dial must be a table"),
+        ((L, L + '\ndial = { x = "h:1" }'), r"\[p2p\] dial: 'x' is not the index of another validator"),
+        ((L, L + '\ndial = { 2 = "h:1" }'), r"\[p2p\] dial: '2' is not the index of another validator"),
+        ((L, L + "\ndial = { 1 = 5 }"), r'\[p2p\] dial: 1 must be a "host:port" string'),
+        ((L, L + '\ndial = { 1 = "h" }'), r"\[p2p\] dial: 1: .*host:port"),
+        ((L, L + '\ndial = { 1 = "h:0" }'), r"\[p2p\] dial: 1: cannot dial port 0"),
+        (("[p2p]", "[chaos]\nclock_rate = 0\n[p2p]"), r"\[chaos\] clock_rate must be in 0.01..100, got 0"),
+        (("[p2p]", "[chaos]\nclock_rate = 'fast'\n[p2p]"), r"\[chaos\] clock_rate must be a number"),
+        (("[p2p]", "[chaos]\nskew = 2\n[p2p]"), r"\[chaos\]: unknown key 'skew'"),
     ],
 )
 def test_node_config_refusals_name_the_key(tmp_path: Path, edit: tuple[str, str], message: str) -> None:
@@ -318,6 +328,18 @@ def test_node_config_refusals_name_the_key(tmp_path: Path, edit: tuple[str, str]
     assert old in CONFIG_TOML
     with pytest.raises(ConfigError, match=message):
         load_node_config(_home(tmp_path, CONFIG_TOML.replace(old, new, 1)))
+
+
+def test_dial_overrides_and_the_clock_rate_are_read(tmp_path: Path) -> None:
+    text = CONFIG_TOML.replace(
+        'listen = "127.0.0.1:26604"',
+        'listen = "127.0.0.1:26604"\ndial = { 0 = "127.0.0.1:40000", 3 = "relay:9" }',
+    )
+    config = load_node_config(_home(tmp_path, text + "\n[chaos]\nclock_rate = 1.5\n"))
+    assert config.dial == {0: "127.0.0.1:40000", 3: "relay:9"}
+    assert config.clock_rate == 1.5
+    plain = load_node_config(_home(tmp_path))
+    assert (plain.dial, plain.clock_rate) == ({}, 1.0)
 
 
 def test_api_settings_are_read_from_the_api_table(tmp_path: Path) -> None:

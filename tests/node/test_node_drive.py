@@ -7,9 +7,11 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 
+import pytest
 import trio
 import trio.testing
 
+from bft.node.clock import NodeClock
 from bft.node.drive import MIN_TIMER_INTERVAL_S, Frame, drive
 
 
@@ -49,7 +51,13 @@ async def _run(program: Program, frames: list[Frame], run_s: float, send_at_s: f
     send, receive = trio.open_memory_channel[Frame](len(frames) + 1)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
-            drive, receive, program.next_deadline, program.on_timer, program.on_frame, program.on_stall
+            drive,
+            receive,
+            program.next_deadline,
+            program.on_timer,
+            program.on_frame,
+            program.on_stall,
+            NodeClock(),
         )
         await trio.sleep(send_at_s)
         for frame in frames:
@@ -70,7 +78,9 @@ async def _with_backlog(
     for i in range(frames):
         send.send_nowait((2, f"b{i}".encode()))
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(drive, receive, program.next_deadline, on_timer, on_frame, program.on_stall)
+        nursery.start_soon(
+            drive, receive, program.next_deadline, on_timer, on_frame, program.on_stall, NodeClock()
+        )
         await trio.sleep(run_s)
         nursery.cancel_scope.cancel()
 
@@ -144,3 +154,34 @@ async def test_a_healthy_deadline_is_waited_for(autojump_clock: trio.testing.Moc
     assert times == [round(0.1 * k, 6) for k in range(1, 11)], times
     assert program.stalls == 0
     assert ("frame 1 x", 0.35) in [(s, round(t, 6)) for s, t in program.steps]
+
+
+@pytest.mark.parametrize("rate", [0.5, 1.0, 2.0])
+async def test_a_skewed_clock_runs_the_timers_rate_times_as_fast(
+    autojump_clock: trio.testing.MockClock, rate: float
+) -> None:
+    """A deadline 1 s ahead on the node's clock fires after 1/rate s of real time, and the
+    program is handed the node's time, not trio's."""
+    fired: list[tuple[float, float]] = []
+    clock = NodeClock(rate)
+    deadline = clock.now() + 1.0
+    start = trio.current_time()
+
+    def next_deadline() -> float | None:
+        return None if fired else deadline
+
+    def on_timer(now: float) -> None:
+        fired.append((now, trio.current_time() - start))
+
+    _, receive = trio.open_memory_channel[Frame](1)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                drive, receive, next_deadline, on_timer, lambda *a: None, lambda *a: None, clock
+            )
+            await trio.sleep(3)
+            nursery.cancel_scope.cancel()
+    assert len(fired) == 1
+    node_now, real_elapsed_s = fired[0]
+    assert node_now == pytest.approx(deadline)
+    assert real_elapsed_s == pytest.approx(1.0 / rate)

@@ -25,6 +25,7 @@ from bft.client import (
     Client,
     ClientError,
     KvEntry,
+    KvRead,
     NodeUnavailable,
     RequestRefused,
     SubmitResult,
@@ -408,6 +409,32 @@ def test_get_refuses_an_answer_for_another_key(node: FakeNode) -> None:
     node.on("GET", "/kv/a", body={"key": "b", "value": "v", "height": 1})
     with node.client() as client, pytest.raises(BadResponse, match="asked for key 'a'"):
         client.get("a")
+
+
+def test_read_gives_the_height_of_a_present_and_of_an_absent_key(node: FakeNode) -> None:
+    node.on("GET", "/kv/a", body={"key": "a", "value": "v", "height": 5})
+    node.on(
+        "GET", "/kv/gone", 404, {"error": "no committed value for key 'gone'", "key": "gone", "height": 6}
+    )
+    with node.client() as client:
+        assert client.read("a") == KvRead("a", "v", 5)
+        assert client.read("gone") == KvRead("gone", None, 6)
+
+
+def test_read_with_min_height_asks_for_it_and_a_node_behind_is_refused(node: FakeNode) -> None:
+    node.on("GET", "/kv/a?min_height=9", body={"key": "a", "value": "v", "height": 9})
+    node.on(
+        "GET",
+        "/kv/b?min_height=9",
+        503,
+        {"error": "this node is at height 4, below min_height 9", "height": 4},
+    )
+    with node.client() as client:
+        assert client.read("a", min_height=9) == KvRead("a", "v", 9)
+        with pytest.raises(RequestRefused, match="below min_height 9"):
+            client.read("b", min_height=9)
+        with pytest.raises(ValueError, match="min_height"):
+            client.read("a", min_height=-1)
 
 
 def test_tx_returns_the_record_or_none_before_commit(node: FakeNode) -> None:
