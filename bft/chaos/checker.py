@@ -30,9 +30,12 @@ The rules, each a `ViolationKind` (only honest nodes' dumps and samples count):
   acknowledged (complete_s) strictly before the get was invoked (invoke_s). A refused cas (code
   non-zero) writes nothing and does not count as a write here.
 - liveness_stall: for each recovery point at t, with H(t) the highest honest height sampled at
-  or before t (0 if none): some honest sample after t must show a height above H(t) within
-  `record.liveness_bound_s`. If none does and the last honest sample is less than the bound
-  after t, the point is not judged (a figure), not a violation.
+  or before t or in each honest node's first sample at or after t (0 if none; the first look
+  counts as "at t", so that a commit made just before t but sampled after it is not taken for a
+  resumption, at the price of up to one sampling interval in the measured recovery): some
+  honest sample must show a height above H(t) within `record.liveness_bound_s` of t. If none
+  does and the last honest sample is less than the bound after t, the point is not judged (a
+  figure), not a violation. The recovery time is when the first such sample was taken, minus t.
 - memory_growth: see `MEMORY_*` and `_memory_violations`.
 
 The reference chain is the honest dump with the longest valid prefix (heights 1..p, each linked
@@ -577,13 +580,24 @@ def _liveness(
                 longest, longest_start = stop - start, start
         if longest_start is None:
             longest_start = rise_t[0]
+    per_node: dict[int, tuple[list[float], list[int | None]]] = {}
+    for s in ordered:
+        times, heights = per_node.setdefault(s.node, ([], []))
+        times.append(s.t_s)
+        heights.append(s.height)
     bound = record.liveness_bound_s
     figures: list[RecoveryFigure] = []
     for point in sorted(record.recoveries, key=lambda r: r.t_s):
         i = bisect.bisect_right(rise_t, point.t_s)
         base = rise_h[i - 1] if i > 0 else 0
-        while i < len(rise_t) and rise_h[i] <= base:
-            i += 1
+        # Each node's first look at or after t belongs to "the value at t": a commit made before
+        # t but first sampled after it is no resumption.
+        for times, heights in per_node.values():
+            j = bisect.bisect_left(times, point.t_s)
+            first_look = heights[j] if j < len(heights) else None
+            if first_look is not None:
+                base = max(base, first_look)
+        i = bisect.bisect_right(rise_h, base)
         after = rise_t[i] - point.t_s if i < len(rise_t) else None
         judged = after is not None or end_s - point.t_s >= bound
         figures.append(RecoveryFigure(point.t_s, point.what, judged, after))
