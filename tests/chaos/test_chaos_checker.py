@@ -110,6 +110,9 @@ def test_a_clean_record_passes_with_the_right_figures() -> None:
     assert f.longest_stall_start_s is not None
     assert "PASS" in summary and "replay:" not in summary
     assert "writes acknowledged 5" in summary
+    # `bft chaos check RECORD` re-judges a saved run: the same verdict and figures.
+    again = check(RunRecord.from_json(record.to_json()))
+    assert again.ok and again.figures == f
 
 
 def test_a_byzantine_nodes_dump_and_samples_are_ignored_but_would_fail_an_honest_one() -> None:
@@ -285,6 +288,11 @@ def test_memory_that_keeps_growing_is_caught_and_a_flat_or_modest_one_is_not() -
         return int((1000 + 2 * t_s) * MIB)  # +100 MiB but only 1.1x
 
     assert check(_long_run(large_but_proportionally_small)).ok
+
+    def doubled_but_small(node: int, t_s: float) -> int:
+        return int((10 + 0.5 * t_s) * MIB)  # 2x over the run, but only +30 MiB
+
+    assert check(_long_run(doubled_but_small)).ok
 
     short = _long_run(leaking, duration_s=45.0)
     report = check(short)
