@@ -1,6 +1,6 @@
 """The cluster `bft bench` drives: a local one it starts, and the wait until a cluster is ready.
 
-Owns: free 127.0.0.1 ports (the package's one copy of these helpers), the testnet in the data
+Owns: the testnet in the data
 directory (`prepare_home`), one `bft node` process per validator in a nursery the caller owns
 (`start_nodes`), and readiness (`wait_ready`: every node answers `/status`, with all its peers
 for a local cluster, no process exited, before a deadline).
@@ -11,8 +11,6 @@ does); import trio or httpx at module level.
 
 from __future__ import annotations
 
-import random
-import socket
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -30,37 +28,15 @@ READY_TIMEOUT_S: Final = 60.0
 READY_POLL_S: Final = 0.2
 
 
-def _ephemeral_low() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((LOCALHOST, port))
-        except OSError:
-            return False
-    return True
-
-
 def free_base_port(count: int, attempts: int = 200) -> int:
-    """A base port P with P .. P+count-1 free on 127.0.0.1 now. Preferably below the kernel's
-    ephemeral range, where the nodes' own outgoing connections cannot take a listen port."""
-    low = _ephemeral_low()
-    rng = random.Random()
-    for attempt in range(attempts):
-        if low - count > 20000 and attempt < attempts // 2:
-            base = rng.randrange(20000, low - count)
-        else:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                s.bind((LOCALHOST, 0))
-                base = s.getsockname()[1]
-        if base + count <= 65535 and all(_port_is_free(base + k) for k in range(count)):
-            return base
-    raise BenchError(f"no run of {count} free ports on {LOCALHOST} in {attempts} attempts")
+    """A base port P with P .. P+count-1 free on 127.0.0.1 now (`bft.node.testnet.free_base_port`)."""
+    from bft.node.errors import ConfigError
+    from bft.node.testnet import free_base_port as find
+
+    try:
+        return find(count, attempts, LOCALHOST)
+    except ConfigError as exc:
+        raise BenchError(str(exc)) from exc
 
 
 def prepare_home(home: Path, nodes: int) -> list[str]:

@@ -13,16 +13,26 @@ from bft.core.config import ReplicaConfig
 from bft.core.ports import Ports
 from bft.core.replica import Replica
 from bft.core.safety import SafetyRules
+from bft.core.wire import RECOVERY_NONCE_BYTES
 from crypto.keys import PrivateKey
 from crypto.signing import SignatureCache
 
 
 def build_replica(
-    config: ReplicaConfig, key: PrivateKey, ports: Ports, now: float, sig_cache: SignatureCache
+    config: ReplicaConfig,
+    key: PrivateKey,
+    ports: Ports,
+    now: float,
+    sig_cache: SignatureCache,
+    recovery_nonce: bytes,
 ) -> Replica:
     """A replica of `config.me` that starts (or restarts) from the durable state behind `ports`;
-    `sig_cache` may be shared by replicas of one process (a simulation) to verify each signature once."""
+    `sig_cache` may be shared by replicas of one process (a simulation) to verify each signature
+    once; `recovery_nonce` (`wire.RECOVERY_NONCE_BYTES` random bytes, fresh for each start) is
+    the probe's nonce should the safety record be missing (`bft.core.recovery`)."""
+    if len(recovery_nonce) != RECOVERY_NONCE_BYTES:
+        raise ValueError(f"a recovery nonce is {RECOVERY_NONCE_BYTES} bytes, not {len(recovery_nonce)}")
     genesis_qc = genesis(config.chain_id)[1]
     certifier = Certifier(config.chain_id, config.validators, genesis_qc, sig_cache)
     safety = SafetyRules(key, config.me, ports.safety_store, certifier, genesis_qc)
-    return Replica(config, ports, certifier, safety, now)
+    return Replica(config, ports, certifier, safety, now, recovery_nonce)

@@ -141,7 +141,37 @@ class SyncResponse:
     qc: QuorumCert | None
 
 
-Message = Proposal | Vote | Timeout | SyncInfo | BlockRequest | BlockResponse | SyncRequest | SyncResponse
+@dataclass(frozen=True, slots=True)
+class RecoveryProbe:
+    """Sent by a validator that lost its safety record (`bft.core.recovery`): "what view are you
+    in?". `nonce` is fresh for each start, so that only answers made after it count."""
+
+    nonce: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    """The answer to a RecoveryProbe: the sender's current view and highest certificates. Not
+    signed: the transport authenticates the sender, and only the prober reads it."""
+
+    nonce: bytes
+    view: View
+    high_qc: QuorumCert
+    high_tc: TimeoutCert | None
+
+
+Message = (
+    Proposal
+    | Vote
+    | Timeout
+    | SyncInfo
+    | BlockRequest
+    | BlockResponse
+    | SyncRequest
+    | SyncResponse
+    | RecoveryProbe
+    | RecoveryReport
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,7 @@ class RefusalReason(enum.StrEnum):
     LOCK_CONFLICT = "lock-conflict"  # the block does not respect our lock
     BELOW_LAST_VOTE = "below-last-vote"  # a timeout for a view below the one we voted in
     NOT_OURS = "not-ours"  # a block to sign whose proposer is not us (a bug if ever seen)
+    RECOVERING = "recovering"  # our safety record was lost: nothing is signed until recovery ends
     # Fetching and sync.
     UNKNOWN_BLOCK = "unknown-block"  # asked for a block we do not have
     NOT_REQUESTED = "not-requested"  # a response we did not ask for (or not from that peer)
@@ -75,6 +76,7 @@ class Subject(enum.StrEnum):
     SYNC_REQUEST = "sync request"
     SYNC_RESPONSE = "sync response"
     FETCHED_BLOCK = "fetched block"
+    RECOVERY = "recovery"  # a recovery probe or report (`bft.core.recovery`)
     MESSAGE = "message"  # a message refused before its type mattered (e.g. an unknown sender)
     OWN_PROPOSAL = "own proposal"
     OWN_TIMEOUT = "own timeout"

@@ -27,6 +27,8 @@ from bft.core.messages import (
     Message,
     Proposal,
     QuorumCert,
+    RecoveryProbe,
+    RecoveryReport,
     SafetyState,
     SyncInfo,
     SyncRequest,
@@ -39,6 +41,7 @@ from bft.core.pacemaker import Pacemaker
 from bft.core.ports import Ports
 from bft.core.proposal_rules import check_proposal, check_timeout, check_vote
 from bft.core.proposer import Proposer
+from bft.core.recovery import Recovery
 from bft.core.refusals import RefusalReason, Refused, Subject
 from bft.core.safety import SafetyRules
 from bft.core.types import BlockId, ValidatorIndex, View
@@ -48,10 +51,17 @@ from bft.core.votes import VoteCollector, double_vote_detail
 
 class Replica:
     def __init__(
-        self, config: ReplicaConfig, ports: Ports, certifier: Certifier, safety: SafetyRules, now: float
+        self,
+        config: ReplicaConfig,
+        ports: Ports,
+        certifier: Certifier,
+        safety: SafetyRules,
+        now: float,
+        recovery_nonce: bytes,
     ) -> None:
         """Start (or restart) from durable state: the chain state reloads the committed tip and
-        the journal, view sync the highest TC, `safety` loaded the safety state."""
+        the journal, view sync the highest TC, `safety` loaded the safety state; if it found
+        none, a recovery (`bft.core.recovery`) probing with `recovery_nonce` starts."""
         self._config = config
         self._me = config.me
         self._ports = ports
@@ -65,6 +75,20 @@ class Replica:
         self._fetcher = BlockFetcher(config, certifier)
         self._proposals = ProposalLog()
         self._out: list[Action] = []
+        self._recovery = (
+            Recovery(
+                config.validators,
+                config.me,
+                recovery_nonce,
+                config.base_timeout_s,
+                config.max_views_ahead,
+                now,
+            )
+            if safety.recovering
+            else None
+        )
+        # When we last answered each validator's recovery probe (one answer per half base timeout).
+        self._reported_at: dict[ValidatorIndex, float] = {}
         # The first on_timer call (due at once) lets the leader of the start view propose.
         self._started_at: float | None = now
 
@@ -118,11 +142,18 @@ class Replica:
             raise InvariantViolation(f"votes or timeouts held for more than {window} views")
         self._fetcher.check_bounds()
 
+    @property
+    def recovery(self) -> Recovery | None:
+        """The recovery of a lost safety record, while it runs (None otherwise)."""
+        return self._recovery if self._recovery is not None and self._recovery.done is None else None
+
     def next_deadline(self) -> float | None:
         if self._started_at is not None:
             return self._started_at
-        deferred = self._proposer.deadline(self.view)
-        return self._pacemaker.deadline if deferred is None else min(deferred, self._pacemaker.deadline)
+        deadlines = [self._pacemaker.deadline, self._proposer.deadline(self.view)]
+        if self._recovery is not None:
+            deadlines.append(self._recovery.deadline)
+        return min(d for d in deadlines if d is not None)
 
     # Inputs.
 
@@ -139,6 +170,10 @@ class Replica:
                 self._on_timeout(sender, msg, now)
             case SyncInfo():
                 self._on_sync_info(sender, msg, now)
+            case RecoveryProbe():
+                self._on_recovery_probe(sender, msg, now)
+            case RecoveryReport():
+                self._on_recovery_report(sender, msg, now)
             case BlockRequest() | BlockResponse() | SyncRequest() | SyncResponse():
                 tree, committed = self._chain.tree, self._ports.committed
                 fetched = self._fetcher.on_message(sender, msg, tree, committed, now, self._out)
@@ -160,6 +195,9 @@ class Replica:
                 self._propose(now)
         if self._proposer.expire(self.view, now):
             self._propose(now, wait=False)
+        probe = self._recovery.probe(now) if self._recovery is not None else None
+        if probe is not None:
+            self._out.append(Broadcast(probe))
         if now >= self._pacemaker.deadline:
             self._pacemaker.on_local_timeout(now)
             self._local_timeout(self._pacemaker.view, now)
@@ -312,6 +350,40 @@ class Replica:
         self._sync.record_tc(tc)
         self._on_qc(tc.high_qc, now, None)
         self._enter(View(tc.view + 1), now, via="tc")
+
+    # Recovering a lost safety record (`bft.core.recovery`).
+
+    def _on_recovery_probe(self, sender: ValidatorIndex, probe: RecoveryProbe, now: float) -> None:
+        if self.recovery is not None:
+            return  # a recovering validator's own view proves nothing; it stays silent
+        if now < self._reported_at.get(sender, -float("inf")) + self._config.base_timeout_s / 2:
+            detail = "another recovery probe within half a base timeout"
+            self._refuse(sender, None, Subject.RECOVERY, Refused(RefusalReason.RATE_LIMITED, detail))
+            return
+        self._reported_at[sender] = now
+        self._out.append(Send(sender, RecoveryReport(probe.nonce, self.view, self.high_qc, self.last_tc)))
+
+    def _on_recovery_report(self, sender: ValidatorIndex, report: RecoveryReport, now: float) -> None:
+        recovery = self.recovery
+        if recovery is None:
+            detail = "a recovery report while not recovering"
+            self._refuse(sender, report.view, Subject.RECOVERY, Refused(RefusalReason.NOT_REQUESTED, detail))
+            return
+        refused = self._certifier.check_qc(report.high_qc)
+        if refused is None and report.high_tc is not None:
+            refused = self._certifier.check_tc(report.high_tc)
+        if refused is None:
+            refused = recovery.on_report(sender, report)
+        if refused is not None:
+            self._refuse(sender, report.view, Subject.RECOVERY, refused)
+            return
+        done = recovery.done
+        if done is not None:
+            self._safety.finish_recovery(done.floor, done.high_qc)
+        # Its certificates are as good as a SyncInfo's: catch up with them.
+        self._on_qc(report.high_qc, now, sender)
+        if report.high_tc is not None:
+            self._on_tc(report.high_tc, now)
 
     # Catching up.
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from bft.core import wire
-from bft.core.blocktree import BlockTree
+from bft.core.blocktree import BlockTree, genesis
 from bft.core.certs import Certifier
 from bft.core.errors import InvariantViolation
 from bft.core.messages import Block, Proposal, QuorumCert, SafetyState, Timeout, TimeoutCert, Vote
@@ -31,6 +31,13 @@ def initial_state(genesis_qc: QuorumCert) -> SafetyState:
         last_vote=None,
         last_timeout=None,
     )
+
+
+def first_state(chain_id: str) -> SafetyState:
+    """The safety record a validator starts a new chain with: `bft testnet` and the simulator
+    write it before a validator's first start, so that a missing record always means a lost one
+    (`bft.core.recovery`)."""
+    return initial_state(genesis(chain_id)[1])
 
 
 def respects_lock(block: Block, tree: BlockTree, locked_qc: QuorumCert) -> bool:
@@ -52,6 +59,9 @@ def _acted_in(view: View, state: SafetyState) -> Refused | None:
     return None
 
 
+_RECOVERING = Refused(RefusalReason.RECOVERING, "the safety record was lost; recovering")
+
+
 class SafetyRules:
     """Holds the safety state of one validator; persisted on every signature."""
 
@@ -68,11 +78,34 @@ class SafetyRules:
         self._store = store
         self._certifier = certifier
         loaded = store.load()
+        # No record is a lost record (`bft testnet` writes the first one): sign nothing until
+        # `finish_recovery` (see `bft.core.recovery`).
+        self._recovering = loaded is None
         self._state = loaded if loaded is not None else initial_state(genesis_qc)
 
     @property
     def state(self) -> SafetyState:
         return self._state
+
+    @property
+    def recovering(self) -> bool:
+        return self._recovering
+
+    def finish_recovery(self, floor: View, high_qc: QuorumCert) -> None:
+        """End a recovery (`bft.core.recovery`): durably, sign nothing at or below `floor` and
+        lock on `high_qc` if it is newer than the lock; then signing may resume."""
+        if not self._recovering:
+            raise InvariantViolation("finish_recovery without a recovery")
+        state = self._state
+        self._persist(
+            replace(
+                state,
+                last_voted_view=max(state.last_voted_view, floor),
+                highest_timeout_view=max(state.highest_timeout_view, floor),
+                locked_qc=high_qc if high_qc.view > state.locked_qc.view else state.locked_qc,
+            )
+        )
+        self._recovering = False
 
     def observe_certified(self, certified: Block) -> None:
         """A verified QC certifies `certified`: its own QC becomes the lock if newer.
@@ -85,6 +118,8 @@ class SafetyRules:
 
     def vote(self, block: Block, tree: BlockTree) -> Vote | Refused:
         """A vote for `block` (already checked valid and in the tree), or the reason for none."""
+        if self._recovering:
+            return _RECOVERING
         state = self._state
         if block.view == state.last_voted_view and state.last_vote is not None:
             previous = wire.decode(state.last_vote)
@@ -104,6 +139,8 @@ class SafetyRules:
         """Our signed proposal of `block`, or the reason for none: only for a view above every
         view we voted or timed out in (a restarted leader that already acted in a view must not
         propose a second block for it; its vote for its own proposal is what records the view)."""
+        if self._recovering:
+            return _RECOVERING
         state = self._state
         if block.proposer != self._me:
             return Refused(
@@ -116,6 +153,8 @@ class SafetyRules:
 
     def timeout(self, view: View, high_qc: QuorumCert) -> Timeout | Refused:
         """A timeout for `view` carrying `high_qc`, or the reason for none."""
+        if self._recovering:
+            return _RECOVERING
         state = self._state
         if view == state.highest_timeout_view and state.last_timeout is not None:
             previous = wire.decode(state.last_timeout)

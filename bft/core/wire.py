@@ -45,6 +45,8 @@ from bft.core.messages import (
     Message,
     Proposal,
     QuorumCert,
+    RecoveryProbe,
+    RecoveryReport,
     SafetyState,
     SyncInfo,
     SyncRequest,
@@ -63,11 +65,14 @@ __all__ = [
     "MAX_TXS_PER_BLOCK",
     "MAX_TX_SIZE_BYTES",
     "MESSAGE_CODECS",
+    "RECOVERY_NONCE_BYTES",
     "SAFETY_STATE_FORMAT_VERSION",
     "SIGNATURE_SIZE_BYTES",
     "TAG_BLOCK_REQUEST",
     "TAG_BLOCK_RESPONSE",
     "TAG_PROPOSAL",
+    "TAG_RECOVERY_PROBE",
+    "TAG_RECOVERY_REPORT",
     "TAG_RESERVED_FOR_NODE",
     "TAG_SYNC_INFO",
     "TAG_SYNC_REQUEST",
@@ -114,6 +119,10 @@ TAG_BLOCK_RESPONSE: Final = 6
 TAG_RESERVED_FOR_NODE: Final = 7
 TAG_SYNC_REQUEST: Final = 8
 TAG_SYNC_RESPONSE: Final = 9
+TAG_RECOVERY_PROBE: Final = 10
+TAG_RECOVERY_REPORT: Final = 11
+# A recovery probe's nonce: fresh random bytes per start of a validator that lost its record.
+RECOVERY_NONCE_BYTES: Final = 16
 
 SAFETY_STATE_FORMAT_VERSION: Final = 1
 
@@ -395,6 +404,33 @@ def _to_sync_response(f: list[Any]) -> SyncResponse:
     return SyncResponse(blocks=_to_blocks(blocks, "SyncResponse blocks"), qc=_to_optional_qc(qc))
 
 
+def _nonce(obj: object, what: str) -> bytes:
+    return byte_string(obj, what, exact=RECOVERY_NONCE_BYTES)
+
+
+def _recovery_probe_fields(m: RecoveryProbe) -> list[Any]:
+    return [m.nonce]
+
+
+def _to_recovery_probe(f: list[Any]) -> RecoveryProbe:
+    (nonce,) = f
+    return RecoveryProbe(nonce=_nonce(nonce, "RecoveryProbe nonce"))
+
+
+def _recovery_report_fields(m: RecoveryReport) -> list[Any]:
+    return [m.nonce, m.view, qc_array(m.high_qc), _optional_tc_array(m.high_tc)]
+
+
+def _to_recovery_report(f: list[Any]) -> RecoveryReport:
+    nonce, view, high_qc, high_tc = f
+    return RecoveryReport(
+        nonce=_nonce(nonce, "RecoveryReport nonce"),
+        view=_view(view, "RecoveryReport view"),
+        high_qc=_to_qc(high_qc),
+        high_tc=_to_optional_tc(high_tc),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class MessageCodec(Generic[_M]):
     """One message type: its tag, its class, and its fields after the tag (`arity` of them) to
@@ -416,6 +452,8 @@ MESSAGE_CODECS: Final[tuple[MessageCodec[Any], ...]] = (
     MessageCodec(TAG_BLOCK_RESPONSE, BlockResponse, 1, _block_response_fields, _to_block_response),
     MessageCodec(TAG_SYNC_REQUEST, SyncRequest, 2, _sync_request_fields, _to_sync_request),
     MessageCodec(TAG_SYNC_RESPONSE, SyncResponse, 2, _sync_response_fields, _to_sync_response),
+    MessageCodec(TAG_RECOVERY_PROBE, RecoveryProbe, 1, _recovery_probe_fields, _to_recovery_probe),
+    MessageCodec(TAG_RECOVERY_REPORT, RecoveryReport, 4, _recovery_report_fields, _to_recovery_report),
 )
 _BY_CLASS: Final[Mapping[type, MessageCodec[Any]]] = {c.cls: c for c in MESSAGE_CODECS}
 _BY_TAG: Final[Mapping[int, MessageCodec[Any]]] = {c.tag: c for c in MESSAGE_CODECS}

@@ -84,6 +84,7 @@ class NodeMetrics:
         mempool_txs: Callable[[], float],
         mempool_bytes: Callable[[], float],
         peers_connected: Callable[[], float],
+        recovering: Callable[[], float],
     ) -> None:
         # `*_created` series double the output and nobody reads them.
         disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -99,6 +100,10 @@ class NodeMetrics:
                 peers_connected,
             ),
             "bft_process_peak_rss_bytes": ("Peak resident memory of the node process", peak_rss_bytes),
+            "bft_recovering": (
+                "1 while the node recovers a lost safety record and signs nothing (bft.core.recovery)",
+                recovering,
+            ),
         }
         for name, (doc, read) in gauges.items():
             Gauge(name, doc, registry=self.registry).set_function(read)
@@ -126,6 +131,11 @@ class NodeMetrics:
             "bft_messages_unsendable",
             "Messages dropped because they exceed the transport's frame limit, by message type",
             ["message"],
+            registry=self.registry,
+        )
+        self.timeouts_sent = Counter(
+            "bft_timeouts_sent",
+            "Timeout messages this node broadcast (re-sends included)",
             registry=self.registry,
         )
         self.timer_stalls = Counter(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import random
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -195,12 +196,14 @@ class Node:
         # Refusal lines per peer, kind and reason, thinned (the metrics count every one).
         self._refusal_log = RateLimitedLog(log)
         self._next_self_check = 0.0
+        self._recovering = False
         self.metrics = NodeMetrics(
             committed_height=lambda: self.blocks.height,
             view=lambda: self.replica.view if self.replica is not None else 0,
             mempool_txs=lambda: len(self.mempool),
             mempool_bytes=lambda: self.mempool.size_bytes,
             peers_connected=lambda: len(self.transport.connected_peers),
+            recovering=lambda: 1 if self.replica is not None and self.replica.recovery is not None else 0,
         )
 
     def _check_tx(self, tx: bytes) -> str | None:
@@ -254,8 +257,21 @@ class Node:
 
     def _start_program(self, ports: Ports) -> None:
         now = self.clock.now()
-        replica = build_replica(self.replica_config, self.key, ports, now, SignatureCache())
+        replica = build_replica(
+            self.replica_config, self.key, ports, now, SignatureCache(), os.urandom(wire.RECOVERY_NONCE_BYTES)
+        )
         self.replica = replica
+        recovery = replica.recovery
+        self._recovering = recovery is not None
+        if recovery is not None:
+            log.warning(
+                kv(
+                    event="recovering",
+                    node=self.me,
+                    reason=f"no safety record in {self.config.data_dir}: lost or wiped",
+                    signs_nothing_until=f"{recovery.needed} other validators report their views",
+                )
+            )
         self._last_commit_at = now
         self._view_seen = (replica.view, now)
         if self.byzantine is None:
@@ -332,6 +348,7 @@ class Node:
         self._announce_commits()
         self._check_replica()
         self._note_view()
+        self._note_recovery()
         for action in actions:
             if isinstance(action, Send | SendRaw) and action.to == self.me:
                 # The replica never addresses itself; a Byzantine wrapper may. Nowhere to send it.
@@ -347,6 +364,21 @@ class Node:
             elif isinstance(action, ViewChange):
                 self.metrics.view_changes.labels(action.via).inc()
                 log.debug(kv(event="view", node=self.me, view=action.view, via=action.via))
+
+    def _note_recovery(self) -> None:
+        """Log the end of a recovery of a lost safety record (`bft.core.recovery`)."""
+        if self._recovering and self.replica is not None and self.replica.recovery is None:
+            self._recovering = False
+            safety = self.replica.safety_state
+            log.warning(
+                kv(
+                    event="recovered",
+                    node=self.me,
+                    signs_above_view=int(safety.last_voted_view),
+                    locked_view=int(safety.locked_view),
+                    height=self.blocks.height,
+                )
+            )
 
     def _note_view(self) -> None:
         """Remember when the replica entered its current view (read from the replica, not from
@@ -402,6 +434,7 @@ class Node:
         a broken budget produces one) is logged, counted and dropped; it never ends the drive loop."""
         data = wire.encode(action.msg)
         if isinstance(action.msg, Timeout):
+            self.metrics.timeouts_sent.inc()
             view, sent = self._timeouts_sent
             self._timeouts_sent = (action.msg.view, sent + 1 if action.msg.view == view else 1)
         if len(data) > self.transport.max_payload_bytes:

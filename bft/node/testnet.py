@@ -22,10 +22,14 @@ refused before anything is written, with a message saying what is there:
 from __future__ import annotations
 
 import os
+import random
 import secrets
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 
+from bft.core.safety import first_state
+from bft.core.safety_store import DurableFileStore
 from bft.node.config import (
     CONFIG_FILE_NAME,
     GENESIS_FILE_NAME,
@@ -40,6 +44,7 @@ from bft.node.config import (
     load_genesis,
 )
 from bft.node.errors import ConfigError
+from bft.node.osfs import OsFilesystem
 from crypto.errors import KeyFileError
 from crypto.keys import PrivateKey, write_private_key
 
@@ -47,6 +52,40 @@ _CONFIG_HEADER = (
     "Written by `bft testnet`. Paths are relative to this directory.\n"
     "Every node of the cluster must use the same [consensus] settings."
 )
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_base_port(count: int, attempts: int = 200, host: str = "127.0.0.1") -> int:
+    """A base port P with P .. P+count-1 free on `host` now (ConfigError if none is found).
+    Preferably below the kernel's ephemeral range, where the nodes' own outgoing connections
+    cannot take the listen port of a node that is down for a restart."""
+    low = _ephemeral_low()
+    rng = random.Random()
+    for attempt in range(attempts):
+        if low - count > 20000 and attempt < attempts // 2:
+            base = rng.randrange(20000, low - count)
+        else:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind((host, 0))
+                base = s.getsockname()[1]
+        if base + count <= 65535 and all(_port_is_free(host, base + k) for k in range(count)):
+            return base
+    raise ConfigError(f"no run of {count} free ports on {host} in {attempts} attempts")
 
 
 def testnet_ports(base_port: int, index: int) -> tuple[int, int]:
@@ -122,6 +161,11 @@ def write_testnet(
             "consensus": consensus.to_toml_table(),
         }
         _write_atomic(home / CONFIG_FILE_NAME, format_toml(config, header=_CONFIG_HEADER))
+        # The validator's first safety record: from now on, a data directory without one lost it
+        # (wiped, restored from an old backup) and the node recovers before it signs anything.
+        data = home / "data"
+        data.mkdir(mode=0o700, exist_ok=True)
+        DurableFileStore(OsFilesystem(data)).save(first_state(chain_id))
     # Last: the top-level genesis marks a complete network (`bft cluster` sets up a directory
     # without one, and readers that see it find every node's files in place).
     _write_atomic(out / GENESIS_FILE_NAME, genesis_json)

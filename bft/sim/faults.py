@@ -37,6 +37,12 @@ holds a deferred proposal, due together with its view timer when it resumes: iss
 if that comes within `PAUSE_AIM_WINDOW_BASE_TIMEOUTS`; it resumes at `resume_s`, so the stop
 lasts the pause's drawn length plus what was left of that window.
 
+Wipes (issue 11): a quarter of the crashes (never a total crash) also lose the node's data
+directory while it is down: it restarts with no safety record and no blocks, as a validator
+restored onto an empty disk does, and must recover before it signs (`bft.core.recovery`) and
+sync the chain from its peers. `double-sign` is what would catch it signing again in a view it
+signed in before.
+
 Crash kinds (each occupies the interval [at_s, restart_s) of the fault budget):
 - PLAIN: the node dies at `at_s` and restarts at `restart_s`.
 - AFTER_STEP: from `at_s`, the next event the node processes runs to completion (so what it
@@ -50,7 +56,7 @@ from __future__ import annotations
 import enum
 import random
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bft.core.types import max_faulty
 from bft.sim.network import AsyncPeriod, Instance, NetworkParams, TimePartition, ViewPartition, format_groups
@@ -69,6 +75,8 @@ MAX_VIEW_PARTITION_HEAL_AFTER_GST_S = 8.0
 # Pauses: how often (unless the caller says otherwise), how many, how long in base timeouts, and
 # how long after GST one may start.
 PAUSE_RATE = 0.3
+# The share of crashes (not total crashes) whose node restarts with its data directory wiped.
+WIPE_RATE = 0.25
 PAUSE_COUNTS = (1, 1, 2, 3)
 PAUSE_BASE_TIMEOUTS = (2.0, 10.0)
 PAUSE_AIMED_RATE = 1 / 2
@@ -90,6 +98,9 @@ class CrashEvent:
     restart_s: float
     # MID_SAVE only: which disk operation from `at_s` on dies (a save is 4 operations).
     after_ops: int = 0
+    # The node's data directory is lost while it is down: it restarts with an empty disk, no
+    # safety record and no blocks, so it must recover (`bft.core.recovery`) and sync.
+    wipe: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,9 +191,9 @@ class FaultPlan:
             lines.append(f"partition by view, {v.describe()}")
         for c in self.crashes:
             extra = f" (disk op {c.after_ops})" if c.kind is CrashKind.MID_SAVE else ""
-            lines.append(
-                f"crash {c.kind.value}{extra} of {c.index} at {c.at_s:.3f}s, restart {c.restart_s:.3f}s"
-            )
+            wiped = ", data wiped" if c.wipe else ""
+            at = f"at {c.at_s:.3f}s, restart {c.restart_s:.3f}s"
+            lines.append(f"crash {c.kind.value}{extra} of {c.index} {at}{wiped}")
         lines += [p.describe() for p in self.pauses]
         return "\n".join(lines)
 
@@ -229,10 +240,12 @@ def generate_fault_plan(
     view_partitions: bool = True,
     pause_rate: float = PAUSE_RATE,
     time_scale: float = 1.0,
+    wipe_rate: float = WIPE_RATE,
 ) -> FaultPlan:
     """A varied plan from `seed`: from calm to harsh, with crashes only of validators not in
     `faulty` and at most f - len(faulty) of them down (or armed) at any instant. `pause_rate` is
-    the share of (non-calm) plans with pauses (0: none). `time_scale` shortens what happens
+    the share of (non-calm) plans with pauses (0: none), `wipe_rate` the share of crashes that
+    lose their node's data directory (0: none). `time_scale` shortens what happens
     after GST (when a late crash, asynchronous period, heal or pause comes and how long a late
     crash or asynchronous period lasts) for schedules whose views are that much shorter."""
     rng = random.Random(f"faults/{seed}")
@@ -283,6 +296,11 @@ def generate_fault_plan(
         if _max_overlap([*spans, (at_s, restart_s)]) <= budget:
             events.append(CrashEvent(late.choice(honest), CrashKind.PLAIN, at_s, restart_s))
     events.sort(key=lambda c: (c.at_s, c.index))
+    if not total_crash and wipe_rate > 0:
+        # Its own stream too; a total crash is never wiped (with every record lost at once
+        # nobody could answer a recovering node, and the chain itself would be gone).
+        wipes = random.Random(f"faults-wipes/{seed}")
+        events = [replace(c, wipe=True) if wipes.random() < wipe_rate else c for c in events]
     periods: list[AsyncPeriod] = []
     again = random.Random(f"faults-async-after-gst/{seed}")
     if late_async and not calm and again.random() < ASYNC_AGAIN_RATE:

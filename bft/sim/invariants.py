@@ -494,6 +494,19 @@ class InvariantChecker:
                     self._violate(SAFETY_REGRESSION, time_s, inst, f"saved {name} {new} after {old}")
         self._last_save[inst] = state
 
+    def on_first_record(self, inst: Instance, state: SafetyState) -> None:
+        """`inst`'s disk was created holding `state`, its first safety record (`bft testnet`
+        writes one): what its first start must load."""
+        self._last_save[inst] = state
+
+    def on_wipe(self, inst: Instance) -> None:
+        """`inst` lost its data directory while down: it must load no safety record, and its
+        commits start again from height 1 (re-committing what it had is agreement, checked
+        against the other nodes' blocks as ever). What it signed before still counts for
+        double-sign: forgetting is no excuse."""
+        self._last_save.pop(inst, None)
+        self._tip.pop(inst, None)
+
     def on_load(self, time_s: float, inst: Instance, loaded: SafetyState | None) -> None:
         """A (re)started `inst` loaded its safety state."""
         if inst not in self.honest:

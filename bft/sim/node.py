@@ -16,6 +16,7 @@ May not: schedule events or route messages (that is the world), or judge invaria
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -27,9 +28,10 @@ from bft.core.messages import SafetyState
 from bft.core.ports import Ports
 from bft.core.program import Program
 from bft.core.replica import Replica
+from bft.core.safety import first_state
 from bft.core.safety_store import DurableFileStore, Filesystem, SafetyStore
 from bft.core.types import ValidatorIndex, View
-from bft.core.wire import decode_safety_state
+from bft.core.wire import RECOVERY_NONCE_BYTES, decode_safety_state
 from bft.sim.disk import SimDisk
 from bft.sim.network import Instance
 from bft.sim.settings import MAX_LARGE_TXS, SimSettings
@@ -219,12 +221,9 @@ class SimNode:
         self.sig_cache = sig_cache
         self.checked = checked
         self.rng = random.Random(f"node/{seed}/{inst.index}/{inst.copy}")
-        self.disk = SimDisk()
-        # The committed chain, the journal and the application: every COMMIT is a crash point
-        # of the disk, so armed mid-save crashes fall on them too.
-        self.storage: NodeStorage = storage(
-            StorageContext(str(inst), config.chain_id, self.disk.commit_point)
-        )
+        self._seed = seed
+        self._storage_factory = storage
+        self._new_disk(first_record=True)
         self.payload = SimPayload()
         self.clients = SimClients(seed, inst, settings, txs)
         self.program: Program | None = None
@@ -236,6 +235,25 @@ class SimNode:
         self.incarnation = 0
         self.refusals = 0
         # The highest height whose app hash the checker was told of (-1: not even genesis's).
+        self.reported_app_height = -1
+
+    def _new_disk(self, first_record: bool) -> None:
+        """A fresh disk, holding the validator's first safety record (as `bft testnet` writes
+        it) if `first_record`, and fresh storage on it: the committed chain, the journal and
+        the application, each COMMIT a crash point of the disk, so armed mid-save crashes fall
+        on them too."""
+        self.disk = SimDisk()
+        if first_record:
+            DurableFileStore(self.disk).save(first_state(self.config.chain_id))
+        self.storage: NodeStorage = self._storage_factory(
+            StorageContext(str(self.inst), self.config.chain_id, self.disk.commit_point)
+        )
+
+    def wipe(self) -> None:
+        """The node is down and its data directory is lost: an empty disk (no safety record:
+        the next start recovers, `bft.core.recovery`) and empty storage."""
+        assert self.program is None, "wipe a node that is down"
+        self._new_disk(first_record=False)
         self.reported_app_height = -1
 
     @property
@@ -265,8 +283,12 @@ class SimNode:
         ports = replace(opened, executed=ObservedExecuted(opened.executed, self.storage, on_commit))
         config, key, sig_cache = self.config, self.key, self.sig_cache
 
+        # Fresh for each start (`bft.core.recovery`), and drawn from no shared stream.
+        nonce = hashlib.sha256(f"recovery/{self._seed}/{self.inst}/{self.incarnation}".encode()).digest()
+        nonce = nonce[:RECOVERY_NONCE_BYTES]
+
         def honest() -> Replica:
-            return build_replica(config, key, ports, now, sig_cache)
+            return build_replica(config, key, ports, now, sig_cache, nonce)
 
         return NodeContext(
             index=ValidatorIndex(self.inst.index),

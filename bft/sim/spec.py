@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from bft.core.config import DEFAULT_BASE_TIMEOUT_S
 from bft.core.types import max_faulty
-from bft.sim.faults import PAUSE_RATE, FaultPlan
+from bft.sim.faults import PAUSE_RATE, WIPE_RATE, FaultPlan
 from bft.sim.invariants import Violation
 from bft.sim.settings import SimSettings
 from bft.sim.twins import DEFAULT_ROUNDS, TwinsScenario
@@ -73,6 +73,9 @@ class SimSpec:
     # of 0 to 5 ms and a delay bound after GST of a few ms (`bft.sim.settings`), in place of
     # `base_timeout_s` and `delta_s`; times before and after GST shrink (`SHORT_TIME_SCALE`).
     short_timeouts: bool = False
+    # The share of (non-total) crashes whose node loses its data directory while down and must
+    # recover before it signs (`bft.core.recovery`, `bft.sim.faults`).
+    wipe_rate: float = WIPE_RATE
 
     def __post_init__(self) -> None:
         if self.nodes < 1:
@@ -85,6 +88,8 @@ class SimSpec:
             raise ValueError(f"{len(self.byzantine)} Byzantine nodes exceed f = {f}")
         if self.twins and len(self.byzantine) >= f:
             raise ValueError(f"twins need a fault budget: f = {f}, {len(self.byzantine)} used")
+        if not 0 <= self.wipe_rate <= 1:
+            raise ValueError(f"wipe_rate must be in [0, 1], not {self.wipe_rate}")
         if not 0 < self.delta_s < self.base_timeout_s:
             raise ValueError("need 0 < delta_s < base_timeout_s")
 

@@ -31,6 +31,7 @@ from bft.core.leader import leader_of
 from bft.core.messages import Message, Proposal, SafetyState, Timeout, Vote
 from bft.core.program import Program
 from bft.core.replica import Replica
+from bft.core.safety import first_state
 from bft.core.serving import ServingLimits
 from bft.core.types import ValidatorIndex, ValidatorSet, View
 from bft.core.wire import MAX_MESSAGE_SIZE_BYTES, decode, encode
@@ -215,6 +216,7 @@ class World:
             view_partitions=spec.view_partitions,
             pause_rate=spec.pause_rate,
             time_scale=spec.time_scale,
+            wipe_rate=spec.wipe_rate,
         )
         validators = ValidatorSet(tuple(keys(i).public_key for i in range(spec.nodes)))
         leaders = self.twins.leaders if self.twins is not None else ()
@@ -278,6 +280,7 @@ class World:
                 checked=inst in self.checker.honest,
                 settings=self.settings,
             )
+            self.checker.on_first_record(inst, first_state(config.chain_id))
         self.network = Network(
             instances,
             self.plan.network_params(),
@@ -548,6 +551,10 @@ class World:
             node.disk.cancel_crash()
             self._trace(node.inst, "fault disarmed")
             return
+        if crash.wipe:
+            self._trace(node.inst, "data directory wiped: no safety record, no blocks")
+            node.wipe()
+            self.checker.on_wipe(node.inst)
         self._start(node)
 
     def _crash(self, node: SimNode, why: str) -> None:

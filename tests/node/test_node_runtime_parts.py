@@ -35,6 +35,7 @@ def _metrics() -> NodeMetrics:
         mempool_txs=lambda: 2,
         mempool_bytes=lambda: 64,
         peers_connected=lambda: 3,
+        recovering=lambda: 0,
     )
 
 

@@ -333,7 +333,6 @@ def test_bft_cluster_refuses_a_home_of_an_older_version_with_what_to_do(tmp_path
 
     write_testnet(4, tmp_path, 29900)
     assert _stale_schema(tmp_path, 4) is None
-    (tmp_path / "node2" / "data").mkdir()
     db = sqlite3.connect(tmp_path / "node2" / "data" / "blocks.sqlite")
     db.execute("PRAGMA user_version=2")
     db.close()

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from bft.core.safety import first_state
+from bft.core.safety_store import DurableFileStore
 from bft.node.config import (
     ConsensusSettings,
     check_identity,
@@ -15,6 +17,7 @@ from bft.node.config import (
     load_node_config,
 )
 from bft.node.errors import ConfigError
+from bft.node.osfs import OsFilesystem
 from bft.node.testnet import write_testnet
 from crypto.keys import load_private_key
 
@@ -46,7 +49,11 @@ def test_four_node_testnet(tmp_path: Path) -> None:
         assert config.replica_config(node_genesis).me == i
     assert len({v.public_key for v in genesis.validators}) == 4
     assert sorted(p.name for p in out.iterdir()) == ["genesis.json", "node0", "node1", "node2", "node3"]
-    assert sorted(p.name for p in homes[0].iterdir()) == ["config.toml", "genesis.json", "node_key"]
+    assert sorted(p.name for p in homes[0].iterdir()) == ["config.toml", "data", "genesis.json", "node_key"]
+    # Each validator's first safety record: a data directory without one lost it.
+    first = DurableFileStore(OsFilesystem(homes[0] / "data")).load()
+    assert first == first_state(genesis.chain_id)
+    assert (homes[0] / "data").stat().st_mode & 0o777 == 0o700
 
 
 def test_options_reach_the_files(tmp_path: Path) -> None:

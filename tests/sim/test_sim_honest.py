@@ -96,7 +96,7 @@ def test_store_without_directory_sync_is_caught() -> None:
     def sloppy(ctx: NodeContext) -> Program:
         store = DurableFileStore(_NoDirSync(ctx.fs))
         ports = dataclasses.replace(ctx.ports, safety_store=store)
-        return build_replica(ctx.config, ctx.key, ports, ctx.now, ctx.sig_cache)
+        return build_replica(ctx.config, ctx.key, ports, ctx.now, ctx.sig_cache, bytes(16))
 
     r = run_schedule(SimSpec(nodes=4), 1, factories_with({HONEST: sloppy}))
     assert PERSIST_BEFORE_SEND in {v.kind for v in r.violations}

@@ -257,3 +257,20 @@ def test_answering_requests_without_a_serving_budget_is_caught(monkeypatch: pyte
     monkeypatch.setattr(ServingBudget, "admit_block_request", lambda self, peer, now: None)
     spec = SimSpec(nodes=4, byzantine={0: "request-flood"})
     _first_violation(spec, range(20), {SERVING_BUDGET})
+
+
+def test_a_wiped_validator_that_starts_over_instead_of_recovering_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A validator whose data directory was wiped treats the missing safety record as a new
+    # chain's: it signs again from view 1, as a node without `bft.core.recovery` would, and
+    # sooner or later signs a second, different timeout or vote for a view it signed in before.
+    original = SafetyRules.__init__
+
+    def start_over(self: SafetyRules, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+        vars(self)["_recovering"] = False
+
+    monkeypatch.setattr(SafetyRules, "__init__", start_over)
+    spec = SimSpec(nodes=4, wipe_rate=1.0)
+    _first_violation(spec, range(300), {DOUBLE_SIGN})

@@ -178,9 +178,15 @@ def fake(*, save_first: bool = True) -> Callable[[NodeContext], Program]:
 
 FACTORIES = factories_with({HONEST: fake()})
 # The fake chain is no consensus protocol: it cannot survive every node crashing at once, nor
-# catch up after a long absence.
+# catch up after a long absence, nor a wiped data directory.
 SPEC = SimSpec(
-    nodes=4, max_gst_s=10.0, window_s=30.0, total_crashes=False, late_crashes=False, production=False
+    nodes=4,
+    max_gst_s=10.0,
+    window_s=30.0,
+    total_crashes=False,
+    late_crashes=False,
+    production=False,
+    wipe_rate=0.0,
 )
 
 

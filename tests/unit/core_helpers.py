@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from bft.core import wire
 from bft.core.actions import Action, Broadcast, Commit, Refusal, Send, SendRaw, ViewChange
@@ -33,7 +33,7 @@ from bft.core.messages import (
 )
 from bft.core.ports import PayloadSource, Ports
 from bft.core.replica import Replica
-from bft.core.safety import SafetyRules
+from bft.core.safety import SafetyRules, initial_state
 from bft.core.types import BlockId, ValidatorIndex, ValidatorSet, View
 from crypto.keys import PrivateKey
 from crypto.signing import SignatureCache
@@ -45,6 +45,8 @@ N = 4
 KEYS = [PrivateKey.from_seed(bytes([i + 1]) * 32) for i in range(N)]
 VALIDATORS = ValidatorSet(tuple(k.public_key for k in KEYS))
 GENESIS_BLOCK, GENESIS_QC = genesis(CHAIN)
+# The recovery probe's nonce of every replica built here (`bft.core.recovery`).
+NONCE: Final = bytes(range(16))
 
 
 def vi(i: int) -> ValidatorIndex:
@@ -133,10 +135,16 @@ def tree_with(blocks: Iterable[Block]) -> BlockTree:
     return tree
 
 
-class MemoryStore:
-    """An in-memory SafetyStore recording every save; `fail` makes save raise before storing."""
+FIRST_STATE: Final = initial_state(GENESIS_QC)
+LOST: Final = None
 
-    def __init__(self, state: SafetyState | None = None) -> None:
+
+class MemoryStore:
+    """An in-memory SafetyStore recording every save; `fail` makes save raise before storing.
+    It starts with the first record of a new chain, as `bft testnet` writes it; `LOST` (None) is
+    a validator whose record is gone."""
+
+    def __init__(self, state: SafetyState | None = FIRST_STATE) -> None:
         self.saves: list[SafetyState] = []
         self.state = state
         self.fail = False
@@ -192,7 +200,7 @@ def make_replica(
         chain,
         payload if payload is not None else Payload(me),
     )
-    return build_replica(config(me, **overrides), KEYS[me], ports, now, SignatureCache())
+    return build_replica(config(me, **overrides), KEYS[me], ports, now, SignatureCache(), NONCE)
 
 
 def of_type(actions: Iterable[Action], kind: type[_A]) -> list[_A]:

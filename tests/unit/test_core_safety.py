@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 from core_helpers import (
+    CHAIN,
     GENESIS_BLOCK,
     GENESIS_QC,
     KEYS,
@@ -28,7 +29,7 @@ from bft.core import wire
 from bft.core.errors import InvariantViolation
 from bft.core.messages import Block, Timeout, Vote
 from bft.core.refusals import RefusalReason, Refused
-from bft.core.safety import SafetyRules
+from bft.core.safety import SafetyRules, first_state
 from bft.core.safety_store import DurableFileStore
 from bft.core.types import View
 
@@ -361,6 +362,8 @@ def test_durable_store_writes_temp_fsyncs_renames_then_fsyncs_the_directory() ->
     fs = RecordingFs()
     store = DurableFileStore(fs)
     assert store.load() is None
+    store.save(first_state(CHAIN))  # as `bft testnet` does
+    fs.ops.clear()
     b1 = make_block(GENESIS_BLOCK, 1)
     s = SafetyRules(KEYS[0], vi(0), store, certifier(), GENESIS_QC)
     vote = voted(s.vote(b1, tree_with([b1])))
@@ -381,6 +384,7 @@ def test_durable_store_writes_temp_fsyncs_renames_then_fsyncs_the_directory() ->
 def test_durable_store_failure_releases_nothing(failing: str) -> None:
     fs = RecordingFs()
     store = DurableFileStore(fs)
+    store.save(first_state(CHAIN))
     s = SafetyRules(KEYS[0], vi(0), store, certifier(), GENESIS_QC)
     fs.fail_on = failing
     b1 = make_block(GENESIS_BLOCK, 1)

@@ -30,6 +30,8 @@ from bft.core.messages import (
     Message,
     Proposal,
     QuorumCert,
+    RecoveryProbe,
+    RecoveryReport,
     SafetyState,
     SyncInfo,
     SyncRequest,
@@ -47,6 +49,9 @@ from bft.core.wire import (
     MAX_TX_SIZE_BYTES,
     MAX_TXS_PER_BLOCK,
     MESSAGE_CODECS,
+    RECOVERY_NONCE_BYTES,
+    TAG_RECOVERY_PROBE,
+    TAG_RECOVERY_REPORT,
     TAG_RESERVED_FOR_NODE,
     block_id_of,
     certificate_digest,
@@ -55,6 +60,7 @@ from bft.core.wire import (
     decode_safety_state,
     encode,
     encode_block,
+    encode_qc,
     encode_safety_state,
     proposal_signing_payload,
     timeout_signing_payload,
@@ -695,11 +701,22 @@ def test_the_message_table_covers_every_message_type_once() -> None:
     assert TAG_RESERVED_FOR_NODE not in tags  # mempool gossip, bft.node.gossip
 
 
+@pytest.mark.parametrize("size", [0, RECOVERY_NONCE_BYTES - 1, RECOVERY_NONCE_BYTES + 1])
+def test_a_recovery_nonce_of_the_wrong_size_is_refused(size: int) -> None:
+    with pytest.raises(DecodeError, match="nonce"):
+        decode(dumps([TAG_RECOVERY_PROBE, bytes(size)]))
+    with pytest.raises(DecodeError, match="nonce"):
+        decode(dumps([TAG_RECOVERY_REPORT, bytes(size), 1, cbor2.loads(encode_qc(GENESIS_QC)), None]))
+
+
 def test_every_message_type_encodes_through_its_table_entry() -> None:
     sync_samples: list[Message] = [
         SyncRequest(start_height=3, max_blocks=7),
         SyncResponse(blocks=(block(8), block(9, txs=())), qc=qc(9)),
         SyncResponse(blocks=(), qc=None),
+        RecoveryProbe(nonce=bytes(range(RECOVERY_NONCE_BYTES))),
+        RecoveryReport(nonce=bytes(RECOVERY_NONCE_BYTES), view=View(9), high_qc=qc(8), high_tc=tc(7)),
+        RecoveryReport(nonce=b"\xff" * RECOVERY_NONCE_BYTES, view=View(1), high_qc=GENESIS_QC, high_tc=None),
     ]
     samples = {type(m): m for m in [*SAMPLE_MESSAGES, *sync_samples]}
     for codec in MESSAGE_CODECS:
