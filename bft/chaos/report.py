@@ -214,6 +214,7 @@ class _Entry:
     label: str
     lines: tuple[str, ...]
     wrap: bool = True  # the replay command stays one line, so that it can be copied
+    mono: bool = False  # columns that line up in a terminal are monospaced in the HTML too
 
 
 def _recovery_text(what: str, t_s: float, judged: bool, after_s: float | None) -> str:
@@ -253,7 +254,7 @@ def _entries(record: RunRecord, report: CheckReport) -> list[_Entry]:
     return [
         _Entry("scenario", (report.scenario,)),
         _Entry("seed", (str(report.seed),)),
-        _Entry("replay", (report.command,), wrap=False),
+        _Entry("replay", (report.command,), wrap=False, mono=True),
         _Entry(
             "duration",
             (f"{_secs(record.duration_s)}, liveness bound {_secs(record.liveness_bound_s)}",),
@@ -266,6 +267,7 @@ def _entries(record: RunRecord, report: CheckReport) -> list[_Entry]:
                 + "".join(f" {outcome} {f.ops_by_kind[kind][outcome]:<6}" for outcome in OUTCOMES)
                 for kind in OP_KINDS
             ),
+            mono=True,
         ),
         _Entry("final height", (heights or "none",)),
         _Entry("faults", (", ".join(f"{kind} {n}" for kind, n in faults.items()) or "none",)),
@@ -663,7 +665,7 @@ table { border-collapse: collapse; margin: 0.5em 0; }
 th, td { text-align: left; padding: 0.2em 0.8em 0.2em 0; vertical-align: top; }
 table.grid td, table.grid th { border-bottom: 1px solid #eee; padding-right: 1.2em; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
-code { background: #f4f4f4; padding: 0.1em 0.3em; border-radius: 3px; }
+code { background: #f4f4f4; padding: 0.1em 0.3em; border-radius: 3px; white-space: pre; }
 img { max-width: 100%; height: auto; border: 1px solid #eee; }
 .swatch { display: inline-block; width: 0.9em; height: 0.9em; margin-right: 0.4em;
           vertical-align: middle; border-radius: 2px; }
@@ -782,7 +784,7 @@ def write_html(record: RunRecord, report: CheckReport, path: Path) -> Path:
         figure = f'<p class="note">No figure: {_e(FIGURE_HINT)}.</p>'
     key = "".join(
         f"<tr><th>{_e(entry.label)}</th><td>"
-        + "<br>".join(f"<code>{_e(line)}</code>" if not entry.wrap else _e(line) for line in entry.lines)
+        + "<br>".join(f"<code>{_e(line.rstrip())}</code>" if entry.mono else _e(line) for line in entry.lines)
         + "</td></tr>"
         for entry in _entries(record, report)
     )

@@ -15,7 +15,7 @@ import pytest
 from report_helpers import COMMAND, FAULTS, KILL, SEED, minimal_run, realistic_run
 
 from bft.chaos.checker import CheckReport, ViolationKind, check
-from bft.chaos.record import ClientOp, RunRecord, StatusSample
+from bft.chaos.record import ClientOp, FaultEvent, RunRecord, StatusSample
 from bft.chaos.report import (
     FIGURE_HINT,
     TERMINAL_VIOLATIONS,
@@ -182,3 +182,15 @@ def test_latency_bins_use_nearest_rank_percentiles_by_completion_time() -> None:
     assert (first.p50_s, first.p90_s, first.p99_s) == pytest.approx((0.50, 0.90, 0.99))
     assert bins[1].p99_s == pytest.approx(5.0)
     assert latency_bins([], 2.0) == []
+
+
+def test_an_unknown_fault_kind_and_a_node_outside_the_cluster_are_drawn_not_fatal(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    record = dataclasses.replace(
+        minimal_run(),
+        faults=[FaultEvent(0.1, "bitflip", "flip bits on 0", (0,), 0.4), FaultEvent(0.2, "kill", "", (9,))],
+    )
+    report = check(record)
+    assert "bitflip 1, kill 1" in format_terminal(record, report)
+    page = write_html(record, report, tmp_path / "odd.html").read_text(encoding="utf-8")
+    assert "</span>bitflip</td>" in page and "data:image/png;base64," in page
