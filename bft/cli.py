@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bft.attack.command import add_command as add_attack_command
 from bft.bench import add_command as add_bench_command
+from bft.chaos.command import add_command as add_chaos_command
 from bft.cli_args import non_negative_int, port, positive_int
 from bft.cli_ledger import add_commands as add_ledger_commands
 from bft.core.types import max_faulty
@@ -33,6 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_ledger_commands(commands)
     add_bench_command(commands)
     add_attack_command(commands)
+    add_chaos_command(commands)
     args = parser.parse_args(argv)
     try:
         code: int = args.run(args)
