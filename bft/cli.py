@@ -14,8 +14,9 @@ from pathlib import Path
 
 from bft.attack.command import add_command as add_attack_command
 from bft.bench import add_command as add_bench_command
+from bft.chaos.command import CONTROL_USAGE
 from bft.chaos.command import add_command as add_chaos_command
-from bft.cli_args import non_negative_int, port, positive_int
+from bft.cli_args import non_negative_float, non_negative_int, port, positive_int
 from bft.cli_ledger import add_commands as add_ledger_commands
 from bft.core.types import max_faulty
 
@@ -164,9 +165,32 @@ def _add_cluster(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     cluster.add_argument(
         "--byzantine",
         default="",
-        help=f"comma-separated behaviours for the last nodes ({', '.join(sorted(BEHAVIOURS))})",
+        help=(
+            "comma-separated behaviours, I=NAME for node I or NAME for the last nodes, e.g. "
+            f"2=equivocate,3=double-vote ({', '.join(sorted(BEHAVIOURS))})"
+        ),
+    )
+    cluster.add_argument(
+        "--chaos",
+        action="store_true",
+        help="route every p2p link through the fault relay and take `bft ctl` commands (a fresh "
+        "cluster in --home, default chaos-runs/live-TIME); judged by the chaos checker on Ctrl-C",
+    )
+    cluster.add_argument(
+        "--load",
+        type=non_negative_float,
+        default=20.0,
+        help="with --chaos: client operations per second (default 20; 0 for none)",
     )
     cluster.set_defaults(run=_run_cluster)
+    ctl = commands.add_parser(
+        "ctl",
+        help="perturb a running `bft cluster --chaos`: partition, heal, kill, restart, pause, delay...",
+        description="Send one command to a running `bft cluster --chaos`. " + CONTROL_USAGE,
+    )
+    ctl.add_argument("--home", type=Path, required=True, help="the chaos cluster's directory")
+    ctl.add_argument("words", nargs="+", help="the command, e.g. partition 0,1 2,3")
+    ctl.set_defaults(run=_run_ctl)
 
 
 def _run_cluster(args: argparse.Namespace) -> int:
@@ -181,11 +205,12 @@ def _run_cluster(args: argparse.Namespace) -> int:
     defaults = load_cluster_defaults()
     nodes = args.nodes if args.nodes is not None else defaults.nodes
     base_port = args.base_port if args.base_port is not None else defaults.base_port
-    names = _behaviour_list(nodes, args.byzantine, sorted(BEHAVIOURS))
-    if isinstance(names, str):
-        print(f"bft cluster: {names}", file=sys.stderr)
+    byzantine = _byzantine_map(nodes, args.byzantine, sorted(BEHAVIOURS))
+    if isinstance(byzantine, str):
+        print(f"bft cluster: {byzantine}", file=sys.stderr)
         return 2
-    byzantine = {nodes - 1 - k: name for k, name in enumerate(names)}
+    if args.chaos:
+        return _run_chaos_cluster(args, nodes, byzantine)
     home = args.home if args.home is not None else default_home(nodes)
     try:
         code: int = trio.run(run_cluster, home, nodes, base_port, byzantine, Console())
@@ -195,6 +220,24 @@ def _run_cluster(args: argparse.Namespace) -> int:
         print(f"bft cluster: {e}", file=sys.stderr)
         return 2
     return code
+
+
+def _run_ctl(args: argparse.Namespace) -> int:
+    import trio
+
+    from bft.chaos.control import CONTROL_SOCKET, send_words
+
+    path = args.home / CONTROL_SOCKET
+    if not path.exists():
+        print(f"bft ctl: no chaos cluster runs in {args.home} ({path} is missing)", file=sys.stderr)
+        return 2
+    try:
+        ok, detail = trio.run(send_words, path, args.words)
+    except (OSError, trio.TooSlowError, ValueError) as exc:
+        print(f"bft ctl: {exc}", file=sys.stderr)
+        return 2
+    print(detail if ok else f"bft ctl: {detail}", file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 2
 
 
 def _add_sim(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -283,6 +326,56 @@ def _behaviour_list(nodes: int, text: str, allowed: list[str]) -> list[str] | st
             f"{nodes} nodes tolerate f = {f}"
         )
     return names
+
+
+def _byzantine_map(nodes: int, text: str, allowed: list[str]) -> dict[int, str] | str:
+    """`--byzantine` of `bft cluster`: `I=NAME` items at index I, bare `NAME` items at the last
+    nodes not taken (`equivocate` alone is node N-1); or the reason it cannot run."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    names = [item.partition("=")[2].strip() if "=" in item else item for item in items]
+    checked = _behaviour_list(nodes, ",".join(names), allowed)
+    if isinstance(checked, str):
+        return checked
+    placed: dict[int, str] = {}
+    for item in items:
+        index, sep, name = item.partition("=")
+        if not sep:
+            continue
+        if not index.strip().isdigit() or int(index) >= nodes:
+            return f"{index.strip()!r} in {item!r} is not a node index (0..{nodes - 1})"
+        if int(index) in placed:
+            return f"node {int(index)} is given two behaviours"
+        placed[int(index)] = name.strip()
+    free = [i for i in reversed(range(nodes)) if i not in placed]
+    for item in items:
+        if "=" not in item:
+            placed[free.pop(0)] = item
+    return dict(sorted(placed.items()))
+
+
+def _run_chaos_cluster(args: argparse.Namespace, nodes: int, byzantine: dict[int, str]) -> int:
+    import time
+
+    import trio
+    from rich.console import Console
+
+    from bft.chaos.live import run_live
+    from bft.chaos.runner import ChaosError
+    from bft.node.errors import NodeError
+
+    out = (
+        args.home if args.home is not None else Path("chaos-runs") / f"live-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
+    if out.exists() and any(out.iterdir()):
+        print(f"bft cluster --chaos: {out} is not empty (a fresh cluster is written there)", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        code: int = trio.run(run_live, out, nodes, byzantine, args.load, Console())
+    except (ChaosError, NodeError) as exc:
+        print(f"bft cluster --chaos: {exc}", file=sys.stderr)
+        return 2
+    return code
 
 
 def _parse_behaviours(nodes: int, text: str) -> tuple[dict[int, str], bool] | str:

@@ -34,8 +34,10 @@ The rules, each a `ViolationKind` (only honest nodes' dumps and samples count):
   counts as "at t", so that a commit made just before t but sampled after it is not taken for a
   resumption, at the price of up to one sampling interval in the measured recovery): some
   honest sample must show a height above H(t) within `record.liveness_bound_s` of t. If none
-  does and the last honest sample is less than the bound after t, the point is not judged (a
-  figure), not a violation. The recovery time is when the first such sample was taken, minus t.
+  does and the last honest sample is less than the bound after t, or a new fault began (a
+  `FaultEvent` of a fault kind) after t and before commits resumed and within the bound, the
+  point is not judged (a figure), not a violation: the cluster was not left alone for the bound.
+  The recovery time is when the first such sample was taken, minus t.
 - memory_growth: see `MEMORY_*` and `_memory_violations`.
 
 The reference chain is the honest dump with the longest valid prefix (heights 1..p, each linked
@@ -52,11 +54,13 @@ import bisect
 import enum
 import hashlib
 import itertools
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from bft.chaos.model import KvModel, Replayed, TxEffect
 from bft.chaos.record import OP_KINDS, OUTCOMES, BlockRecord, ClientOp, RunRecord, StatusSample
+from bft.chaos.scenario import FAULT_KINDS
 
 # memory_growth: judged only for runs of at least MEMORY_MIN_RUN_S, for a node with at least
 # MEMORY_MIN_SAMPLES RSS samples in the second quarter [d/4, d/2) and in the last quarter
@@ -586,6 +590,7 @@ def _liveness(
         times.append(s.t_s)
         heights.append(s.height)
     bound = record.liveness_bound_s
+    fault_starts = sorted(f.t_s for f in record.faults if f.kind in FAULT_KINDS)
     figures: list[RecoveryFigure] = []
     for point in sorted(record.recoveries, key=lambda r: r.t_s):
         i = bisect.bisect_right(rise_t, point.t_s)
@@ -599,7 +604,10 @@ def _liveness(
                 base = max(base, first_look)
         i = bisect.bisect_right(rise_h, base)
         after = rise_t[i] - point.t_s if i < len(rise_t) else None
-        judged = after is not None or end_s - point.t_s >= bound
+        k = bisect.bisect_right(fault_starts, point.t_s)
+        next_fault = fault_starts[k] - point.t_s if k < len(fault_starts) else math.inf
+        interrupted = next_fault < bound and (after is None or after > next_fault)
+        judged = not interrupted and (after is not None or end_s - point.t_s >= bound)
         figures.append(RecoveryFigure(point.t_s, point.what, judged, after))
         if judged and (after is None or after > bound):
             if after is None:

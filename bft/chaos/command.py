@@ -27,6 +27,12 @@ EXIT_OK: Final = 0
 EXIT_VIOLATIONS: Final = 1
 EXIT_ERROR: Final = 2
 DEFAULT_SETTLE_S: Final = 60.0
+# The commands of `bft ctl` (`bft.chaos.control` parses them).
+CONTROL_USAGE: Final = (
+    "commands: partition 0,1 2,3 | heal | kill N | restart N | pause N | resume N | wipe N | "
+    "delay MS [JITTER_MS] [LINKS] | drop RATE [LINKS] | duplicate RATE [LINKS] | reorder RATE [LINKS] | "
+    "bandwidth BYTES_PER_S [LINKS] | cut A B | clear [LINKS]   (LINKS: all, node=K, or A>B,C>D)"
+)
 
 
 def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -28,10 +28,11 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from bft.chaos.checker import AgreementWatch, Violation
+from bft.chaos.control import serve_control
 from bft.chaos.load import Load
 from bft.chaos.nemesis import Plan, Step, describe_action
 from bft.chaos.record import BlockRecord, FaultEvent, RecoveryPoint, RunRecord, StatusSample
-from bft.chaos.scenario import Restart, Skew, Wipe
+from bft.chaos.scenario import Action, Restart, Skew, Wipe
 from bft.chaos.testbed import Testbed
 from bft.node.logs import kv
 
@@ -59,10 +60,25 @@ class Progress:
 
 
 class ChaosRun:
+    """One run of `plan` on `testbed`. With `control`, it also takes commands on that Unix
+    socket (`bft ctl`, `bft.chaos.control`) and runs until `stop()` rather than for the plan's
+    duration; `live_line` prints a progress line every few seconds."""
+
     def __init__(
-        self, plan: Plan, testbed: Testbed, command: str, settle_s: float, say: Callable[[str], None]
+        self,
+        plan: Plan,
+        testbed: Testbed,
+        command: str,
+        settle_s: float,
+        say: Callable[[str], None],
+        *,
+        control: Path | None = None,
+        live_line: bool = True,
     ) -> None:
         self.plan = plan
+        self.control = control
+        self.live_line = live_line
+        self._stop = trio.Event()
         self.bed = testbed
         self.command = command
         self.settle_s = settle_s
@@ -100,9 +116,13 @@ class ChaosRun:
                         nursery.start_soon(self.load.run)
                         nursery.start_soon(self._sample, http)
                         nursery.start_soon(self._fetch_blocks, http)
-                        nursery.start_soon(self._live_line)
+                        if self.live_line:
+                            nursery.start_soon(self._live_line)
+                        if self.control is not None:
+                            await nursery.start(serve_control, self.control, bed.nodes, self.act)
                         await self._steps()
-                        await trio.sleep_until(self._t0 + self.plan.duration_s)
+                        with trio.move_on_at(self._t0 + self.plan.duration_s):
+                            await self._stop.wait()
                         nursery.cancel_scope.cancel()  # the load stops with the run
                     await self._settle(http)
             finally:
@@ -111,6 +131,26 @@ class ChaosRun:
                 outer.cancel_scope.cancel()
         self.record.ops = self.load.history.ops
         return self.record
+
+    def stop(self) -> None:
+        """End the run now (then settle and hand over the record), e.g. on Ctrl-C."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    async def act(self, action: Action) -> str:
+        """A command from live control: applied and recorded as a scenario step would be; a
+        recovery point if it leaves the cluster with no active fault."""
+        step = Step(round(self.now(), 3), action, "live control")
+        await self._apply(step)
+        if not self.bed.active_faults() and step.kind in ("heal", "restart", "resume", "clear"):
+            if isinstance(action, _RESTARTS):
+                await self._wait_node(step)
+            self.record.recoveries.append(RecoveryPoint(round(self.now(), 3), f"{step.kind} (live)"))
+        faults = ", ".join(self.bed.active_faults()) or "none"
+        return f"{describe_action(action, self.bed.nodes)}; active faults: {faults}"
 
     # Readiness and steps.
 

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from bft.app.kv import KeyValueLedger, cas_tx, del_tx, put_tx
 from bft.chaos.checker import AgreementWatch, CheckReport, ViolationKind, check
 from bft.chaos.model import KvModel, TxEffect, parse_kv_tx
-from bft.chaos.record import Outcome, RunRecord
+from bft.chaos.record import FaultEvent, Outcome, RunRecord
 
 JUNK = (b"\xff\xfe not utf-8", b'{"op":"put","key":"a"}', b'{"op":"put","key":"a","value":"x","extra":1}')
 
@@ -486,3 +486,21 @@ def test_a_100k_op_record_is_judged_in_a_few_seconds() -> None:
     assert report.ok, report.format_summary()
     assert report.figures.reads_checked == 25_000
     assert report.figures.txs_checked == 75_000
+
+
+def test_a_recovery_interrupted_by_a_new_fault_within_the_bound_is_not_judged() -> None:
+    """The cluster was not left alone for the bound: a partition 2 s after the heal, before any
+    commit, says nothing about how long the heal took. The same stall without the new fault is
+    a violation (the previous test)."""
+    b = _clean()
+    b.recover("heal")
+    b.idle(10.0)
+    r = b.build()
+    heal_at = r.recoveries[-1].t_s
+    r.faults.append(FaultEvent(heal_at + 2.0, "partition", "{0,1} | {2,3}", (0, 1, 2, 3), heal_at + 9.0))
+    report = check(r)
+    assert report.ok, report.format_summary()
+    assert report.figures.recoveries_not_judged == 1
+    # A lift (restart, heal) within the bound is no new fault: the stall is still judged.
+    r.faults[-1] = FaultEvent(heal_at + 2.0, "restart", "restart 1", (1,), heal_at + 2.0)
+    assert {v.kind for v in check(r).violations} == {ViolationKind.LIVENESS_STALL}
