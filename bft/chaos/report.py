@@ -32,7 +32,9 @@ from typing import TYPE_CHECKING, Final
 from bft.bench.stats import percentile
 from bft.chaos.checker import CheckReport, Violation
 from bft.chaos.record import OP_KINDS, OUTCOMES, ClientOp, FaultEvent, RunRecord, StatusSample
-from bft.chaos.scenario import TIMELINE_ACTIONS
+from bft.chaos.scenario import FAULT_KINDS, TIMELINE_ACTIONS
+
+_LIFT_KINDS = frozenset(TIMELINE_ACTIONS) - frozenset(FAULT_KINDS)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -247,7 +249,9 @@ def _entries(record: RunRecord, report: CheckReport) -> list[_Entry]:
     heights = ", ".join(
         f"node {n} {f.final_height.get(n, 0)}" if n in honest else f"node {n} byzantine" for n in nodes
     )
-    faults = Counter(fault.kind for fault in record.faults)
+    # Faults injected, by kind; the steps that lift them (heal, restart, resume, clear) apart.
+    faults = Counter(fault.kind for fault in record.faults if fault.kind not in _LIFT_KINDS)
+    lifts = Counter(fault.kind for fault in record.faults if fault.kind in _LIFT_KINDS)
     stall = f"{_secs(f.longest_stall_s)}" + (
         "" if f.longest_stall_start_s is None else f" from t={f.longest_stall_start_s:.2f}s"
     )
@@ -271,6 +275,7 @@ def _entries(record: RunRecord, report: CheckReport) -> list[_Entry]:
         ),
         _Entry("final height", (heights or "none",)),
         _Entry("faults", (", ".join(f"{kind} {n}" for kind, n in faults.items()) or "none",)),
+        _Entry("lifted by", (", ".join(f"{kind} {n}" for kind, n in lifts.items()) or "none",)),
         _Entry("longest stall", (stall,)),
         _Entry(
             "latency",

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,6 @@ from typing import Any, Final
 
 import httpx
 import trio
-from prometheus_client.parser import text_string_to_metric_families
 
 from bft.chaos.checker import AgreementWatch, Violation
 from bft.chaos.control import serve_control
@@ -35,6 +33,7 @@ from bft.chaos.record import BlockRecord, FaultEvent, RecoveryPoint, RunRecord, 
 from bft.chaos.scenario import Action, Restart, Skew, Wipe
 from bft.chaos.testbed import Testbed
 from bft.node.logs import kv
+from bft.node.metrics import NodeCounters, read_counters
 
 log = logging.getLogger("bft.chaos")
 
@@ -235,7 +234,7 @@ class ChaosRun:
         status = await _status(http, self.bed.api_url(i)) if proc.running and not proc.paused else None
         height = _int(status, "height")
         self.progress.heights[i] = height
-        counters: dict[str, Any] = {}
+        counters = None
         if with_metrics and status is not None:
             counters = await _metrics(http, self.bed.api_url(i))
         self.record.samples.append(
@@ -245,9 +244,9 @@ class ChaosRun:
                 height=height,
                 view=_int(status, "view"),
                 rss_bytes=proc.rss_bytes(),
-                timeouts=counters.get("timeouts"),
-                tcs=counters.get("tcs"),
-                refusals=counters.get("refusals", {}),
+                timeouts=None if counters is None else counters.timeouts,
+                tcs=None if counters is None else counters.tcs,
+                refusals={} if counters is None else counters.refusals,
             )
         )
 
@@ -361,24 +360,13 @@ async def _block(http: httpx.AsyncClient, url: str, height: int) -> BlockRecord 
         return None
 
 
-async def _metrics(http: httpx.AsyncClient, url: str) -> dict[str, Any]:
-    """This node's timeouts sent, TCs (view changes through one) and refusals by reason."""
+async def _metrics(http: httpx.AsyncClient, url: str) -> NodeCounters | None:
+    """This node's timeouts sent, TCs and refusals by reason (None if it did not answer)."""
     try:
         response = await http.get(f"{url}/metrics")
-        text = response.text if response.status_code == 200 else ""
-    except httpx.HTTPError:
-        return {}
-    out: dict[str, Any] = {"refusals": {}}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "bft_timeouts_sent_total":
-                out["timeouts"] = int(sample.value)
-            elif sample.name == "bft_view_changes_total" and sample.labels.get("via") == "tc":
-                out["tcs"] = int(sample.value)
-            elif sample.name == "bft_refusals_total" and sample.value > 0 and math.isfinite(sample.value):
-                reason = sample.labels.get("reason", "?")
-                out["refusals"][reason] = out["refusals"].get(reason, 0) + int(sample.value)
-    return out
+        return read_counters(response.text) if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
 
 
 def record_path(out: Path) -> Path:

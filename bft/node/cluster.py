@@ -46,6 +46,7 @@ from bft.node.config import (
     load_node_config,
     parse_host_port,
 )
+from bft.node.metrics import NodeCounters, read_counters
 from bft.node.storage import SCHEMA_VERSION, schema_version_of
 from bft.node.testnet import check_out, testnet_ports, write_testnet
 
@@ -86,10 +87,21 @@ def _fetch_status(url: str) -> dict[str, Any] | None:
         return None
 
 
+def _fetch_counters(url: str) -> NodeCounters | None:
+    try:
+        with urllib.request.urlopen(url + "/metrics", timeout=STATUS_TIMEOUT_S) as response:
+            return read_counters(response.read().decode("utf-8", "replace"))
+    except (OSError, ValueError):
+        return None
+
+
 def _table(runs: list[_NodeRun], now: float) -> Table:
     table = Table(title="bft cluster — Ctrl-C stops every node")
-    for column in ("node", "api", "state", "view", "height", "leader", "commits/s", "peers", "role"):
-        table.add_column(column, justify="left" if column in ("api", "state", "role") else "right")
+    columns = ("node", "api", "state", "view", "height", "leader", "commits/s", "peers", "TCs", "timeouts")
+    for column in (*columns, "refused (top)", "role"):
+        table.add_column(
+            column, justify="left" if column in ("api", "state", "refused (top)", "role") else "right"
+        )
     for run in runs:
         role = run.byzantine or "honest"
         state = run.state(now)
@@ -97,8 +109,11 @@ def _table(runs: list[_NodeRun], now: float) -> Table:
         # The full URLs are printed above the table; the host:port fits an 80-column terminal.
         address = run.api.removeprefix("http://")
         if state.kind != "running" or status is None:
-            table.add_row(str(run.index), address, state.short, "-", "-", "-", "-", "-", role)
+            table.add_row(str(run.index), address, state.short, *["-"] * 8, role)
             continue
+        counters = run.counters
+        # A Byzantine node shows in what the honest ones refuse (vote-conflict, duplicate-vote...).
+        refused = ", ".join(f"{reason} {n}" for reason, n in counters.top_refusals(2)) if counters else "-"
         table.add_row(
             str(run.index),
             address,
@@ -108,6 +123,9 @@ def _table(runs: list[_NodeRun], now: float) -> Table:
             str(status["leader"]),
             f"{status.get('commits_per_s', 0):.1f}",
             str(status["peers"]),
+            str(counters.tcs) if counters else "-",
+            str(counters.timeouts) if counters else "-",
+            refused or "-",
             role,
         )
     return table
@@ -200,6 +218,7 @@ class _NodeRun:
     # Bytes already in `output` before this run: its last line must be this run's.
     output_offset: int = 0
     status: dict[str, Any] | None = None
+    counters: NodeCounters | None = None
 
     @property
     def returncode(self) -> int | None:
@@ -385,6 +404,7 @@ async def _live_view(runs: list[_NodeRun], console: Console) -> None:
                 for run in runs:
                     alive = run.returncode is None
                     run.status = await trio.to_thread.run_sync(_fetch_status, run.api) if alive else None
+                    run.counters = await trio.to_thread.run_sync(_fetch_counters, run.api) if alive else None
                 live.update(_table(runs, trio.current_time()))
                 if all(run.returncode is not None for run in runs):
                     return

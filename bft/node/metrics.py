@@ -21,6 +21,7 @@ import enum
 import resource
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Final
 
 from prometheus_client import (
@@ -32,6 +33,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.parser import text_string_to_metric_families
 
 from bft.core import errors as core_errors
 from bft.core.actions import Refusal
@@ -164,3 +166,32 @@ class NodeMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeCounters:
+    """What a node's `/metrics` says of its consensus troubles, for live views: timeout
+    broadcasts, views entered through a TC, and refusals summed by reason."""
+
+    timeouts: int = 0
+    tcs: int = 0
+    refusals: dict[str, int] = field(default_factory=dict)
+
+    def top_refusals(self, count: int = 3) -> list[tuple[str, int]]:
+        return sorted(self.refusals.items(), key=lambda item: (-item[1], item[0]))[:count]
+
+
+def read_counters(text: str) -> NodeCounters:
+    """The counters in a `/metrics` page (Prometheus text format); ValueError if it is not one."""
+    timeouts = tcs = 0
+    refusals: dict[str, int] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "bft_timeouts_sent_total":
+                timeouts = int(sample.value)
+            elif sample.name == "bft_view_changes_total" and sample.labels.get("via") == "tc":
+                tcs = int(sample.value)
+            elif sample.name == "bft_refusals_total" and sample.value > 0:
+                reason = sample.labels.get("reason", "?")
+                refusals[reason] = refusals.get(reason, 0) + int(sample.value)
+    return NodeCounters(timeouts, tcs, refusals)

@@ -15,7 +15,14 @@ from bft.core.refusals import RefusalReason, Subject
 from bft.core.types import ValidatorIndex, View
 from bft.node.config import NodeConfig
 from bft.node.errors import ConfigError
-from bft.node.metrics import NodeMetrics, NodeReason, NodeSubject, decode_error_label
+from bft.node.metrics import (
+    NodeCounters,
+    NodeMetrics,
+    NodeReason,
+    NodeSubject,
+    decode_error_label,
+    read_counters,
+)
 from bft.node.runtime import _chunks, load_application
 
 
@@ -261,3 +268,21 @@ async def test_a_flood_of_refusals_is_counted_exactly_but_logged_once_per_window
     assert metric in node.render_metrics().decode()
     assert node.refusals == 5_001
     node.blocks.close()
+
+
+def test_the_counters_a_live_view_shows_are_read_back_from_metrics() -> None:
+    """What `bft cluster` and `bft cluster --chaos` show per node: timeouts sent, views entered
+    through a TC, refusals summed by reason (over every `what`)."""
+    metrics = _metrics()
+    for _ in range(3):
+        metrics.timeouts_sent.inc()
+    metrics.view_changes.labels("tc").inc(2)
+    metrics.view_changes.labels("qc").inc(40)
+    metrics.refusals.labels("vote", "vote-conflict").inc(5)
+    metrics.refusals.labels("proposal", "vote-conflict").inc(1)
+    metrics.refusals.labels("proposal", "stale-view").inc(2)
+    counters = read_counters(metrics.render().decode())
+    assert (counters.timeouts, counters.tcs) == (3, 2)
+    assert counters.refusals == {"vote-conflict": 6, "stale-view": 2}
+    assert counters.top_refusals(1) == [("vote-conflict", 6)]
+    assert read_counters("") == NodeCounters()
