@@ -432,7 +432,7 @@ def _draw_nodes(
             honest_rate = max([honest_rate, *(r for r in rates if not math.isnan(r))])
     if honest_rate > 0:
         rates_ax.set_ylim(0, honest_rate * 1.15)
-    heights_ax.legend(loc="upper left", fontsize=9)
+    heights_ax.legend(loc="lower right", fontsize=9)
     return honest_top
 
 
@@ -484,7 +484,7 @@ def _draw_latency(ax: Axes, record: RunRecord) -> None:
     bin_s = latency_bin_s(record.duration_s)
     writes = latency_bins(_acked_writes(record), bin_s)
     reads = latency_bins(_acked_reads(record), bin_s)
-    ax.set_title(f"(c) client latency by completion time ({bin_s:g} s bins; points: ops not acknowledged)")
+    ax.set_title(f"(c) client latency by completion time ({bin_s:.3g} s bins; points: ops not acknowledged)")
     if not record.ops:
         _no_data(ax, "no client ops")
         return

@@ -108,6 +108,19 @@ class ChainState:
         self._ports.journal.prune_to(block.height)
         return commit
 
+    def highest_commit_within(self, run: Sequence[Block]) -> QuorumCert | None:
+        """The QC inside `run` (blocks in the tree, oldest first, each the parent of the next)
+        that commits the most of it: the one a block carries for its parent, where that parent
+        closes a three-chain of consecutive views above the root. None if no block does."""
+        for child in reversed(run):
+            certified = self.tree.get(child.qc.block_id)
+            if certified is None or child.qc.view != certified.view:
+                continue
+            committed = committed_by(self.tree, certified)
+            if committed is not None and committed.height > self.tree.root.height:
+                return child.qc
+        return None
+
     def insert_chain(self, chain: Sequence[Block]) -> tuple[list[Block], Refused | None]:
         """Insert fetched blocks, oldest first (hash-linked to a verified QC), journaled. Stops
         at the first block that does not follow its parent."""

@@ -280,3 +280,41 @@ def test_a_height_no_chain_can_have_reached_is_refused_as_a_sync_target(
     assert any(isinstance(m, SyncRequest) for _, m in sends(out))
     assert lagging.statistics()["sync_target"] == honest.height - 1
     lagging.check_invariants()
+
+
+def _skipping_views(heights: int) -> list[int]:
+    """Views for blocks 1..heights where the two blocks at the top of every sync range (heights
+    256k - 1 and 256k) each skip a view (a timeout before them), so that no range's top blocks
+    form a three-chain; the three-chains are inside the ranges."""
+    views, view = [], 0
+    for height in range(1, heights + 1):
+        view += 2 if height % SYNC_BATCH_BLOCKS in (0, SYNC_BATCH_BLOCKS - 1) else 1
+        views.append(view)
+    return views
+
+
+def test_a_synced_range_whose_top_is_no_three_chain_is_committed_by_the_one_inside() -> None:
+    """Found by a chaos run: a node wiped and restarted 900 blocks behind synced two ranges whose
+    top blocks skipped views, committed neither (only the top QC was applied), and then stopped
+    syncing until a commit that could not come. Each range commits up to its highest inner
+    three-chain now, so the replica catches up the whole chain."""
+    long = chain(GENESIS_BLOCK, _skipping_views(1202))
+    tops = [long[k * SYNC_BATCH_BLOCKS - 1] for k in range(1, 4)]
+    assert all(t.view != long[k * SYNC_BATCH_BLOCKS - 2].view + 1 for k, t in enumerate(tops, 1))
+    top = long[-1]
+    view = top.view + 1
+    proposer = leader(view)
+    lag = next(i for i in range(4) if i != proposer)
+    journal = MemoryJournal()
+    journal.add(long[-2:])
+    server = make_replica(proposer, chain=committed_chain(long), journal=journal)
+    lagging = make_replica(lag)
+    claimed = long[-3]
+    block = replace(make_block(top, view), app_height=claimed.height, app_hash=block_chain_hash(claimed))
+    first = lagging.on_message(proposer, make_proposal(block), 0.0)
+    out: list[Action] = []
+    pump(lagging, server, lag, proposer, first, out)
+    assert lagging.committed_height == len(long) - 2
+    assert lagging.last_committed.id == long[-3].id
+    assert not [r for r in refusals(out) if r.reason is RefusalReason.BUFFER_FULL]
+    lagging.check_invariants()
