@@ -116,7 +116,7 @@ def parse_words(words: Sequence[str], nodes: int) -> Action:
         rest = tuple(n for n in range(nodes) if n not in listed)
         return Partition(tuple(groups) + ((rest,) if rest else ()))
     if verb == "cut" and len(args) == 2:
-        return SetLinks(((_node(args[0], nodes), _node(args[1], nodes)),), {"cut": True})
+        return SetLinks(_links([f"{args[0]}>{args[1]}"], nodes), {"cut": True})
     if verb == "clear":
         return ClearLinks(_links(args, nodes), LINK_FAULT_FIELDS)
     if verb == "delay" and args:

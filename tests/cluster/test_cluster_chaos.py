@@ -11,8 +11,10 @@ verdict is read from that record (heights over time, recovery times, /metrics co
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from bft.chaos.checker import CheckReport, check
@@ -147,3 +149,61 @@ def test_the_ci_scenario_passes(tmp_path: Path) -> None:
     # The Byzantine node is visible by what the honest nodes refused from it.
     refused = [_last_counters(record, node) for node in record.honest]
     assert any(counters for counters in refused), json.dumps(refused)
+
+
+def test_a_live_chaos_cluster_takes_ctl_commands_and_is_judged_on_ctrl_c(tmp_path: Path) -> None:
+    """`bft cluster --chaos` with a Byzantine node at index 2; `bft ctl` partitions, heals,
+    pauses and resumes it, a bad command is refused; Ctrl-C heals, settles and judges."""
+    home = tmp_path / "live"
+    cluster = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bft",
+            "cluster",
+            "--chaos",
+            "--home",
+            str(home),
+            "--byzantine",
+            "2=double-vote",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+
+        def ctl(*words: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "bft", "ctl", "--home", str(home), *words],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+
+        deadline = time.monotonic() + 60
+        while not (home / "ctl.sock").exists():
+            assert time.monotonic() < deadline and cluster.poll() is None, "no control socket"
+            time.sleep(0.2)
+        time.sleep(3)  # commits first
+        for words in (["partition", "0,1", "2,3"], ["heal"], ["pause", "1"], ["resume", "1"]):
+            done = ctl(*words)
+            assert done.returncode == 0, done.stderr
+        refused = ctl("kill", "9")
+        assert refused.returncode == 2 and "'9' is not a node" in refused.stderr
+        time.sleep(4)
+        cluster.send_signal(signal.SIGINT)
+        out, _ = cluster.communicate(timeout=120)
+    finally:
+        if cluster.poll() is None:
+            cluster.kill()
+            cluster.wait()
+    assert cluster.returncode == 0, out[-4000:]
+    assert "chaos run: PASS" in out
+    record = RunRecord.from_json((home / "record.json").read_text())
+    assert [f.kind for f in record.faults if f.kind != "heal"][:3] == ["partition", "pause", "resume"]
+    report = check(record)
+    assert report.ok and report.figures.writes_acknowledged > 0, report.format_summary()
