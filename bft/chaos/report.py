@@ -219,14 +219,17 @@ class _Entry:
     mono: bool = False  # columns that line up in a terminal are monospaced in the HTML too
 
 
-def _recovery_text(what: str, t_s: float, judged: bool, after_s: float | None) -> str:
+def _recovery_outcome(judged: bool, after_s: float | None) -> str:
+    """How commits resumed after a recovery point; "not judged" when the checker did not judge
+    it (a new fault came within the bound, or the run ended first)."""
     if after_s is not None:
         outcome = f"commits resumed after {_secs(after_s)}"
-    elif judged:
-        outcome = "no commit seen"
-    else:
-        outcome = "not judged (the run ended too soon)"
-    return f"t={t_s:.2f}s {what}: {outcome}"
+        return outcome if judged else f"{outcome} (not judged: a new fault came first)"
+    return "no commit seen" if judged else "not judged (a new fault, or the end of the run, came first)"
+
+
+def _recovery_text(what: str, t_s: float, judged: bool, after_s: float | None) -> str:
+    return f"t={t_s:.2f}s {what}: {_recovery_outcome(judged, after_s)}"
 
 
 def _counters_text(s: StatusSample) -> str:
@@ -721,11 +724,8 @@ def _recoveries_html(report: CheckReport) -> str:
         return '<p class="note">No recovery points.</p>'
     rows = []
     for r in figures:
-        if r.recovered_after_s is not None:
-            after = _e(_secs(r.recovered_after_s))
-        else:
-            after = "no commit seen" if r.judged else '<span class="note">not judged (run ended)</span>'
-        rows.append((f"{r.t_s:.2f}", _e(r.what), after))
+        after = _e(_recovery_outcome(r.judged, r.recovered_after_s))
+        rows.append((f"{r.t_s:.2f}", _e(r.what), after if r.judged else f'<span class="note">{after}</span>'))
     return _table(["t (s)", "recovery point", "commits resumed after"], rows, numeric=(0,))
 
 
