@@ -54,7 +54,6 @@ class Progress:
 
     heights: dict[int, int | None] = field(default_factory=dict)
     acked: int = 0
-    last_step: str = ""
     violations: list[Violation] = field(default_factory=list)
 
 
@@ -188,7 +187,6 @@ class ChaosRun:
         t = round(self.now(), 3)
         nodes = await self.bed.apply(step.action)
         text = describe_action(step.action, self.bed.nodes)
-        self.progress.last_step = f"{t:.1f}s {text}"
         log.info(kv(event="chaos_step", t_s=t, step=text))
         kind = step.kind
         self._close(_LIFTS.get(kind, set()), None if kind == "heal" else set(nodes), t)

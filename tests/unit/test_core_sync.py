@@ -32,7 +32,7 @@ from bft.core.blocktree import BlockTree
 from bft.core.chain import MemoryChain
 from bft.core.fetcher import SYNC_BATCH_BLOCKS, answer_block_request, answer_sync_request
 from bft.core.journal import MemoryJournal
-from bft.core.messages import Block, BlockRequest, BlockResponse, Message, SyncRequest, SyncResponse
+from bft.core.messages import Block, BlockRequest, BlockResponse, Message, Proposal, SyncRequest, SyncResponse
 from bft.core.refusals import RefusalReason
 from bft.core.replica import Replica
 from bft.core.types import ValidatorIndex, View
@@ -84,20 +84,25 @@ def long_chain() -> list[Block]:
     return chain(GENESIS_BLOCK, range(1, 1203))  # 1,200 committed and the two above
 
 
-def test_a_replica_far_behind_syncs_by_height_and_commits_the_same_chain(long_chain: list[Block]) -> None:
+def _far_behind(long_chain: list[Block]) -> tuple[Replica, Replica, int, ValidatorIndex, Proposal]:
+    """A server that committed all but the top two of `long_chain` (its journal holds those), a
+    fresh replica far behind it, and the server's proposal for the next view, which shows the lag;
+    it claims the app hash after the height the QC for its parent commits (`claim_height`)."""
     top = long_chain[-1]
     view = top.view + 1
     proposer = leader(view)
     lag = next(i for i in range(4) if i != proposer)
-    # The server committed all but the top two, which its journal holds (uncommitted, in its tree).
     journal = MemoryJournal()
     journal.add(long_chain[-2:])
     server = make_replica(proposer, chain=committed_chain(long_chain), journal=journal)
-    lagging = make_replica(lag)
-    # It claims the app hash after the height the QC for its parent commits (`claim_height`).
     claimed = long_chain[-3]
     block = replace(make_block(top, view), app_height=claimed.height, app_hash=block_chain_hash(claimed))
-    proposal = make_proposal(block)
+    return make_replica(lag), server, lag, proposer, make_proposal(block)
+
+
+def test_a_replica_far_behind_syncs_by_height_and_commits_the_same_chain(long_chain: list[Block]) -> None:
+    lagging, server, lag, proposer, proposal = _far_behind(long_chain)
+    view = proposal.block.view
     first = lagging.on_message(proposer, proposal, 0.0)
     msgs = [m for _, m in sends(first)]
     assert SyncRequest(1, SYNC_BATCH_BLOCKS) in msgs
@@ -301,17 +306,8 @@ def test_a_synced_range_whose_top_is_no_three_chain_is_committed_by_the_one_insi
     long = chain(GENESIS_BLOCK, _skipping_views(1202))
     tops = [long[k * SYNC_BATCH_BLOCKS - 1] for k in range(1, 4)]
     assert all(t.view != long[k * SYNC_BATCH_BLOCKS - 2].view + 1 for k, t in enumerate(tops, 1))
-    top = long[-1]
-    view = top.view + 1
-    proposer = leader(view)
-    lag = next(i for i in range(4) if i != proposer)
-    journal = MemoryJournal()
-    journal.add(long[-2:])
-    server = make_replica(proposer, chain=committed_chain(long), journal=journal)
-    lagging = make_replica(lag)
-    claimed = long[-3]
-    block = replace(make_block(top, view), app_height=claimed.height, app_hash=block_chain_hash(claimed))
-    first = lagging.on_message(proposer, make_proposal(block), 0.0)
+    lagging, server, lag, proposer, proposal = _far_behind(long)
+    first = lagging.on_message(proposer, proposal, 0.0)
     out: list[Action] = []
     pump(lagging, server, lag, proposer, first, out)
     assert lagging.committed_height == len(long) - 2
