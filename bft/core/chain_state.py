@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from bft.core.actions import Commit
 from bft.core.blocktree import BlockTree, genesis
-from bft.core.commit_rule import committed_by
+from bft.core.commit_rule import COMMIT_CHAIN_BLOCKS, committed_by
 from bft.core.config import ReplicaConfig
 from bft.core.errors import InvariantViolation
 from bft.core.journal import reload_journal
@@ -69,6 +69,22 @@ class ChainState:
 
     def pending_txs(self, tip: Block) -> set[bytes]:
         return {tx for b in self.tree.ancestors(tip) for tx in b.txs}
+
+    def awaits_descendants(self, tip: Block) -> bool:
+        """Whether transactions near `tip` wait for blocks above it: `tip` or one of its two
+        ancestors (the committed root included, genesis never: its payload is the chain's name)
+        holds some. Under the three-chain rule a QC for
+        `tip` commits its grandparent, and followers learn that from the next proposal, which
+        carries that QC; so even a just-committed grandparent's transactions need one more block
+        before every replica (and every waiting client) knows."""
+        current: Block | None = tip
+        for _ in range(COMMIT_CHAIN_BLOCKS):
+            if current is None or current.height == 0:
+                return False
+            if current.txs:
+                return True
+            current = self.tree.parent(current)
+        return False
 
     def _is_committed(self, tx: bytes) -> bool:
         # The executed-state port made every commit durable before returning, so the committed

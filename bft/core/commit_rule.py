@@ -6,8 +6,13 @@ May not: mutate the tree.
 
 from __future__ import annotations
 
+from typing import Final
+
 from bft.core.blocktree import BlockTree
 from bft.core.messages import Block
+
+# The blocks of a commit's chain: b, b' and b'' (the QC that certifies b'' commits b).
+COMMIT_CHAIN_BLOCKS: Final = 3
 
 
 def committed_by(tree: BlockTree, certified: Block) -> Block | None:

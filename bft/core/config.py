@@ -41,9 +41,9 @@ class ReplicaConfig:
     max_fetch_blocks: int = 32
     max_pending_blocks: int = 256
     max_buffered_bytes: int = 16 * 1024 * 1024
-    # A leader whose batch is not full waits at most this long for more transactions, unless the
-    # chain above the committed root holds transactions (they commit only once descendants are
-    # certified, so those blocks go out at once). Also paces empty blocks in an idle cluster.
+    # An idle leader (nothing in its mempool, no transactions in the chain waiting for blocks to
+    # commit or for the news of their commit) waits at most this long before proposing an empty
+    # block; transactions arriving end the wait (`bft.core.proposer`). Paces an idle cluster.
     # 0: propose at once, always. Must stay below base_timeout_s or idle views would time out.
     max_batch_delay_s: float = DEFAULT_MAX_BATCH_DELAY_S
     # Leaders of views 1, 2, ... len(leaders); round-robin (view mod n) after. Twins sets it.

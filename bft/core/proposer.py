@@ -1,9 +1,17 @@
 """The leader's side: when to propose, with which transactions, and the block it builds.
 
 Owns: when the leader of a view may propose (its justification, the high QC's block and, after
-a view without a QC, the TC for it, are here), the batching rule (propose at once when the batch
-is ready, else wait up to `max_batch_delay_s` for a fuller one), the block limits applied to the
-payload, the one proposal per view, and the block itself; the safety rules sign it.
+a view without a QC, the TC for it, are here), the pacing rule (below), the block limits applied
+to the payload, the one proposal per view, and the block itself; the safety rules sign it.
+
+Pacing: no batch clock. A leader proposes the moment it may if there is anything to propose:
+transactions in the mempool, or transactions in the chain that need descendants, either to
+commit (uncommitted blocks with transactions) or to tell the others they committed (the QC a
+proposal carries is how followers learn of a commit, so the three blocks ending at the high QC's
+block count). Only an idle leader waits, up to `max_batch_delay_s`, and a transaction arriving
+meanwhile (`on_payload`) ends the wait: empty blocks are paced, transactions never are. Under
+load the batch is what arrived during the previous view, so blocks grow with the load by
+themselves.
 May not: check other proposals or send: the replica does.
 """
 
@@ -25,11 +33,11 @@ class Proposer:
         self._payload = payload
         self._safety = safety
         self._proposed_view = View(0)
-        # A proposal waiting for a fuller batch: (view, when it goes out regardless).
+        # An idle leader's proposal, paced: (view, when it goes out regardless).
         self._deferred: tuple[View, float] | None = None
 
     def deadline(self, view: View) -> float | None:
-        """When the deferred proposal for `view` goes out regardless, if one waits."""
+        """When the paced (idle) proposal for `view` goes out regardless, if one waits."""
         return self._deferred[1] if self._deferred is not None and self._deferred[0] == view else None
 
     def expire(self, view: View, now: float) -> bool:
@@ -49,8 +57,8 @@ class Proposer:
     ) -> Proposal | Refused | None:
         """Our proposal for `view` if we lead it and have not proposed in it yet, extending the
         high QC's block, with none of the uncommitted ancestors' transactions (the payload source
-        leaves out committed ones). None until the justification is here, or while it is deferred
-        for a fuller batch (only with `wait`); the reason if refused."""
+        leaves out committed ones). None until the justification is here, or while an idle
+        proposal is paced (only with `wait`); the reason if refused."""
         high_qc = chain.high_qc
         if leader_of(self._config, view) != self._config.me or self.has_proposed(view):
             return None
@@ -60,7 +68,7 @@ class Proposer:
             return None  # proposes once the high QC's block lands, or a TC for the previous view
         pending = chain.pending_txs(parent)
         txs = self._fit_limits(self._payload.payload_for(view, pending))
-        if wait and self._config.max_batch_delay_s > 0 and not self._batch_ready(txs, pending):
+        if wait and self._config.max_batch_delay_s > 0 and self._idle(txs, pending, chain, parent):
             if self._deferred is None or self._deferred[0] != view:
                 self._deferred = (view, now + self._config.max_batch_delay_s)
             return None
@@ -76,12 +84,11 @@ class Proposer:
             self._proposed_view = view
         return proposal
 
-    def _batch_ready(self, txs: tuple[bytes, ...], pending: set[bytes]) -> bool:
-        """Propose at once: the batch is full, or uncommitted ancestors hold transactions that
-        need descendants to commit."""
-        if pending or len(txs) >= self._config.max_block_txs:
-            return True
-        return 2 * sum(len(tx) for tx in txs) >= self._config.max_block_bytes
+    @staticmethod
+    def _idle(txs: tuple[bytes, ...], pending: set[bytes], chain: ChainState, parent: Block) -> bool:
+        """Nothing to propose: no transactions for the block, none in uncommitted ancestors, and
+        none in the blocks whose commit (or its news) the next blocks carry."""
+        return not txs and not pending and not chain.awaits_descendants(parent)
 
     def _fit_limits(self, txs: tuple[bytes, ...]) -> tuple[bytes, ...]:
         fitted: list[bytes] = []

@@ -10,7 +10,10 @@ peers sent, and its two guarantees:
   `now` its timer step was given (a core bug: a deadline left in the past), the next timer step
   waits at least `MIN_TIMER_INTERVAL_S`, and `on_stall` is told (the runtime logs and counts it).
 A due timer is never kept waiting by a backlog of frames either: the deadline is checked before
-every frame.
+every frame. Another task (the API admitting a client's transactions) may end the wait with a
+`Waker`: the loop then gives the program a payload step (`on_wake`) before the next frame, so a
+leader waiting idle proposes the moment its own clients' transactions arrive instead of at its
+pacing deadline.
 May not: decode, decide or send anything; the runtime passes in what a timer step and a frame do.
 
 Why: the loop used to wait for a frame under `move_on_at(deadline)`. With a deadline already in
@@ -24,7 +27,8 @@ simulator checks the core side (`timer-progress`); this loop makes the node surv
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Final, Protocol
 
 import trio
@@ -44,6 +48,32 @@ class FrameSource(Protocol):
 MIN_TIMER_INTERVAL_S: Final = 0.001
 
 
+class Waker:
+    """A flag another task sets to end the drive loop's wait (`wake`); the loop takes it once."""
+
+    def __init__(self) -> None:
+        self._pending = False
+        self._scope: trio.CancelScope | None = None
+
+    def wake(self) -> None:
+        self._pending = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def take(self) -> bool:
+        pending, self._pending = self._pending, False
+        return pending
+
+    @contextmanager
+    def ends(self, scope: trio.CancelScope) -> Iterator[None]:
+        """While in this block, `wake` cancels `scope` (the loop's wait for a frame)."""
+        self._scope = scope
+        try:
+            yield
+        finally:
+            self._scope = None
+
+
 async def drive(
     incoming: FrameSource,
     next_deadline: Callable[[], float | None],
@@ -51,11 +81,13 @@ async def drive(
     on_frame: Callable[[int, bytes, float], None],
     on_stall: Callable[[float, float], None],
     clock: NodeClock,
+    waker: Waker | None = None,
+    on_wake: Callable[[float], None] | None = None,
 ) -> None:
     """Run the program's steps until cancelled (or the channel closes): `on_timer(now)` when its
     `next_deadline()` is due, `on_frame(peer, data, now)` for each frame. `on_stall(now, deadline)`
-    is called when a timer step left the deadline at or before its `now`. Every time is the
-    `clock`'s."""
+    is called when a timer step left the deadline at or before its `now`; `on_wake(now)` after
+    the `waker` was woken (once however many wakes came). Every time is the `clock`'s."""
     not_before = -math.inf
     while True:
         deadline = next_deadline()
@@ -69,8 +101,14 @@ async def drive(
                 not_before = now + MIN_TIMER_INTERVAL_S
             await trio.lowlevel.checkpoint()
             continue
+        if waker is not None and waker.take():
+            if on_wake is not None:
+                on_wake(now)
+            await trio.lowlevel.checkpoint()
+            continue
         received: Frame | None = None
-        with trio.move_on_at(clock.trio_time(due_at)):
-            received = await incoming.receive()
+        with trio.move_on_at(clock.trio_time(due_at)) as scope:
+            with waker.ends(scope) if waker is not None else nullcontext():
+                received = await incoming.receive()
         if received is not None:
             on_frame(received[0], received[1], clock.now())

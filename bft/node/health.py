@@ -8,7 +8,8 @@ Owns: the rule and its window. A node is healthy while both hold:
 May not: read the node or a clock; the runtime passes the numbers in.
 
 Why "committing" is simply a recent commit: an idle chain keeps committing. A leader proposes
-as soon as it holds its justification (after at most `max_batch_delay_s`), empty block or not,
+as soon as it holds its justification (an idle one after at most `max_batch_delay_s`), empty
+block or not,
 so a healthy 4-node testnet with no load commits about 15 blocks a second. A node that has not
 committed for several view timeouts is therefore cut off or stuck, not idle.
 

@@ -52,7 +52,7 @@ from bft.node.config import (
     load_node_config,
     parse_host_port,
 )
-from bft.node.drive import drive
+from bft.node.drive import Waker, drive
 from bft.node.errors import ConfigError
 from bft.node.executor import ExecutedBlock, Executor
 from bft.node.gossip import Transactions, decode_frame, encode_transactions
@@ -78,9 +78,9 @@ log = logging.getLogger("bft.node")
 
 # Commits remembered for the commits-per-second figure of the live view.
 RATE_WINDOW_S: Final = 5.0
-# Newly admitted client transactions go to every peer this often, in messages of at most
-# GOSSIP_MAX_TXS transactions and a quarter of the transport's frame limit.
-GOSSIP_INTERVAL_S: Final = 0.01
+# Newly admitted client transactions go to every peer as soon as they are admitted (those admitted
+# in the same scheduling turn together), in messages of at most GOSSIP_MAX_TXS transactions and a
+# quarter of the transport's frame limit.
 GOSSIP_MAX_TXS: Final = 1000
 # A `wait=commit` request answers after this long even if not everything committed yet.
 WAIT_COMMIT_TIMEOUT_S: Final = 30.0
@@ -160,6 +160,9 @@ class Node:
             v.index: TokenBucket(capacity=share_txs, rate_per_s=share_txs) for v in self.genesis.validators
         }
         self.waiters = CommitWaiters(max_waiting=limits.max_txs)
+        # Set when clients' transactions were admitted: gossip sends them, the drive loop wakes.
+        self._admitted = trio.Event()
+        self._waker = Waker()
         self.feed = CommitFeed(max_subscribers=MAX_EVENT_SUBSCRIBERS)
         self._answers = AnswerBudget(self.config.api.max_answer_bytes_in_flight)
         self.safety_store = DurableFileStore(OsFilesystem(self.config.data_dir))
@@ -293,6 +296,8 @@ class Node:
             lambda peer, data, now: self._on_frame(program, peer, data, now),
             self._on_timer_stall,
             self.clock,
+            self._waker,
+            lambda now: self._perform(program.on_payload(now)),
         )
 
     def _on_timer_stall(self, now: float, deadline: float) -> None:
@@ -539,9 +544,12 @@ class Node:
         validators are fully connected, and a peer that misses them still gets them in a block)."""
         limit_bytes = self.transport.max_payload_bytes // 4
         while True:
-            await trio.sleep(GOSSIP_INTERVAL_S)
-            for chunk in _chunks(self.mempool.take_new(GOSSIP_MAX_TXS), limit_bytes):
-                self.transport.broadcast(encode_transactions(Transactions(tuple(chunk))))
+            await self._admitted.wait()
+            self._admitted = trio.Event()
+            await trio.lowlevel.checkpoint()  # what the other requests of this turn admit joins in
+            while new := self.mempool.take_new(GOSSIP_MAX_TXS):
+                for chunk in _chunks(new, limit_bytes):
+                    self.transport.broadcast(encode_transactions(Transactions(tuple(chunk))))
 
     # What the API reads and submits (bft.node.api.NodeView).
 
@@ -566,6 +574,9 @@ class Node:
             else:
                 awaited.append(added.tx_hash)
             results.append(result)
+        if awaited:
+            self._admitted.set()  # gossip them now
+            self._waker.wake()  # and let an idle leader propose them now
         if wait_commit and awaited:
             # A client waits in real time, whatever the node's clock does.
             await self.waiters.wait(awaited, trio.current_time() + WAIT_COMMIT_TIMEOUT_S)

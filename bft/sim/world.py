@@ -504,8 +504,8 @@ class World:
 
     def _tx_arrival(self, node: SimNode) -> None:
         """Client transactions reach the node's mempool, and the replica hears of it as the
-        node's drive loop tells it (`on_payload`): a leader waiting for a fuller batch may
-        propose now. A node that is down misses them. The next arrival is drawn at once."""
+        node's drive loop tells it (`on_payload`): an idle leader pacing its empty block
+        proposes now. A node that is down misses them. The next arrival is drawn at once."""
         now = self.sched.now
         self.sched.schedule(now + node.clients.gap_s(), TxArrival(node.inst))
         txs = node.clients.draw()

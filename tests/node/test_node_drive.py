@@ -12,7 +12,7 @@ import trio
 import trio.testing
 
 from bft.node.clock import NodeClock
-from bft.node.drive import MIN_TIMER_INTERVAL_S, Frame, drive
+from bft.node.drive import MIN_TIMER_INTERVAL_S, Frame, Waker, drive
 
 
 class Program:
@@ -185,3 +185,38 @@ async def test_a_skewed_clock_runs_the_timers_rate_times_as_fast(
     node_now, real_elapsed_s = fired[0]
     assert node_now == pytest.approx(deadline)
     assert real_elapsed_s == pytest.approx(1.0 / rate)
+
+
+async def test_a_wake_ends_the_wait_at_once_and_loses_no_frame(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Another task's wake (the API admitting transactions) gives the program a step at once,
+    not at its deadline 10 s away; many wakes before the loop runs make one step; frames sent
+    around the wakes all arrive, in order."""
+    program = Program(first_deadline=10.0, period_s=10.0)
+    waker = Waker()
+    wakes: list[float] = []
+    send, receive = trio.open_memory_channel[Frame](10)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            drive,
+            receive,
+            program.next_deadline,
+            program.on_timer,
+            program.on_frame,
+            program.on_stall,
+            NodeClock(),
+            waker,
+            wakes.append,
+        )
+        await trio.sleep(1.0)
+        for _ in range(5):
+            waker.wake()
+        await trio.sleep(1.0)
+        send.send_nowait((1, b"a"))
+        waker.wake()
+        send.send_nowait((1, b"b"))
+        await trio.sleep(1.0)
+        nursery.cancel_scope.cancel()
+    assert [round(t, 3) for t in wakes] == [1.0, 2.0], wakes
+    assert [step for step, _ in program.steps] == ["frame 1 a", "frame 1 b"]

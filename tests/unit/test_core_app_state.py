@@ -121,7 +121,7 @@ def test_replicas_agree_on_every_claim_and_refuse_none() -> None:
     assert max(claimed) >= 5, "claims move up the chain as blocks commit"
 
 
-# Batching by size and by a maximum delay.
+# Pacing: a leader with transactions proposes at once; only an idle one waits the batch delay.
 
 
 class Trickle:
@@ -144,25 +144,29 @@ def proposals_in(actions: list[Action]) -> list[Proposal]:
     return [m for m in sent_messages(actions) if isinstance(m, Proposal)]
 
 
-def test_a_leader_with_a_partial_batch_waits_at_most_the_batch_delay() -> None:
+def test_a_leader_with_one_transaction_proposes_at_once() -> None:
     replica, payload = batching_leader()
     payload.txs = [b"one"]
-    assert proposals_in(list(replica.on_timer(0.0))) == []
-    assert replica.next_deadline() == 0.2
-    assert proposals_in(list(replica.on_timer(0.1))) == []
-    sent = proposals_in(list(replica.on_timer(0.2)))
+    sent = proposals_in(list(replica.on_timer(0.0)))
     assert [p.block.txs for p in sent] == [(b"one",)]
 
 
-def test_a_full_batch_goes_out_as_soon_as_the_payload_fills() -> None:
+def test_an_idle_leader_waits_the_batch_delay_and_a_transaction_ends_the_wait() -> None:
     replica, payload = batching_leader(max_block_txs=3)
     assert proposals_in(list(replica.on_timer(0.0))) == []
-    payload.txs = [b"a", b"b"]
-    assert proposals_in(list(replica.on_payload(0.05))) == []
-    payload.txs = [b"a", b"b", b"c"]
-    sent = proposals_in(list(replica.on_payload(0.06)))
-    assert [p.block.txs for p in sent] == [(b"a", b"b", b"c")]
+    assert replica.next_deadline() == 0.2
+    payload.txs = [b"a"]
+    sent = proposals_in(list(replica.on_payload(0.05)))
+    assert [p.block.txs for p in sent] == [(b"a",)]
     assert proposals_in(list(replica.on_timer(0.2))) == [], "one proposal per view"
+
+
+def test_an_idle_leader_proposes_an_empty_block_after_the_batch_delay() -> None:
+    replica, _ = batching_leader()
+    assert proposals_in(list(replica.on_timer(0.0))) == []
+    assert proposals_in(list(replica.on_timer(0.1))) == []
+    sent = proposals_in(list(replica.on_timer(0.2)))
+    assert [p.block.txs for p in sent] == [()]
 
 
 def test_batch_delay_must_stay_below_the_view_timeout() -> None:
@@ -179,7 +183,39 @@ def test_an_idle_cluster_with_a_batch_delay_keeps_committing_without_timeouts() 
     cluster.run(lambda: min(cluster.heights()) >= 6)
     vias = {c.via for changes in cluster.view_changes for c in changes}
     assert vias == {"qc"}, f"views advanced only through QCs, not timeouts: {vias}"
-    assert cluster.now >= 0.1 * 6, "each view waited for its batch delay"
+    assert cluster.now >= 0.1 * 6 - 1e-9, "each view waited for its batch delay"
+
+
+class Once:
+    """A payload that hands out its transactions to one proposal only."""
+
+    def __init__(self, txs: list[bytes]) -> None:
+        self.txs = txs
+
+    def payload_for(self, view: View, exclude: Collection[bytes]) -> tuple[bytes, ...]:
+        out, self.txs = tuple(self.txs), []
+        return out
+
+
+def test_a_lone_transaction_commits_everywhere_without_waiting_the_batch_delay() -> None:
+    """The leaders after a block with transactions propose at once, empty blocks or not, until
+    every replica knows it committed: the fourth view's proposal carries the QC that tells the
+    followers (it used to wait the whole batch delay, seeing nothing pending)."""
+    cluster = Cluster(overrides={"max_batch_delay_s": 0.1})
+    first = leader(1)
+    for i in range(4):
+        payload = Once([b"lone"] if i == first else [])
+        cluster.replicas[i] = make_replica(
+            i, cluster.stores[i], chain=cluster.chains[i], payload=payload, max_batch_delay_s=0.1
+        )
+
+    def everywhere() -> bool:
+        return all(any(b"lone" in b.txs for b in cluster.commits[i]) for i in range(4))
+
+    cluster.run(everywhere)
+    assert cluster.now == 0.0, f"a leader waited the batch delay: committed everywhere at {cluster.now}s"
+    cluster.run(lambda: cluster.now >= 0.35)
+    assert max(cluster.heights()) <= 8, "then, idle, the chain paces its empty blocks"
 
 
 # No transaction commits twice, even when the payload offers committed ones again.
