@@ -73,10 +73,10 @@ class ChainState:
     def awaits_descendants(self, tip: Block) -> bool:
         """Whether transactions near `tip` wait for blocks above it: `tip` or one of its two
         ancestors (the committed root included, genesis never: its payload is the chain's name)
-        holds some. Under the three-chain rule a QC for
-        `tip` commits its grandparent, and followers learn that from the next proposal, which
-        carries that QC; so even a just-committed grandparent's transactions need one more block
-        before every replica (and every waiting client) knows."""
+        holds some. Under the three-chain rule a QC for `tip` commits its grandparent, and
+        followers learn that from the next proposal, which carries that QC; so even a
+        just-committed grandparent's transactions need one more block before every replica (and
+        every waiting client) knows."""
         current: Block | None = tip
         for _ in range(COMMIT_CHAIN_BLOCKS):
             if current is None or current.height == 0:

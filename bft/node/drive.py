@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Final, Protocol
 
 import trio
@@ -82,13 +82,14 @@ async def drive(
     on_stall: Callable[[float, float], None],
     clock: NodeClock,
     waker: Waker | None = None,
-    on_wake: Callable[[float], None] | None = None,
+    on_wake: Callable[[float], None] = lambda now: None,
 ) -> None:
     """Run the program's steps until cancelled (or the channel closes): `on_timer(now)` when its
     `next_deadline()` is due, `on_frame(peer, data, now)` for each frame. `on_stall(now, deadline)`
     is called when a timer step left the deadline at or before its `now`; `on_wake(now)` after
     the `waker` was woken (once however many wakes came). Every time is the `clock`'s."""
     not_before = -math.inf
+    waker = Waker() if waker is None else waker
     while True:
         deadline = next_deadline()
         due_at = math.inf if deadline is None else max(deadline, not_before)
@@ -101,14 +102,13 @@ async def drive(
                 not_before = now + MIN_TIMER_INTERVAL_S
             await trio.lowlevel.checkpoint()
             continue
-        if waker is not None and waker.take():
-            if on_wake is not None:
-                on_wake(now)
+        if waker.take():
+            on_wake(now)
             await trio.lowlevel.checkpoint()
             continue
         received: Frame | None = None
         with trio.move_on_at(clock.trio_time(due_at)) as scope:
-            with waker.ends(scope) if waker is not None else nullcontext():
+            with waker.ends(scope):
                 received = await incoming.receive()
         if received is not None:
             on_frame(received[0], received[1], clock.now())

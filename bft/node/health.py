@@ -9,9 +9,8 @@ May not: read the node or a clock; the runtime passes the numbers in.
 
 Why "committing" is simply a recent commit: an idle chain keeps committing. A leader proposes
 as soon as it holds its justification (an idle one after at most `max_batch_delay_s`), empty
-block or not,
-so a healthy 4-node testnet with no load commits about 15 blocks a second. A node that has not
-committed for several view timeouts is therefore cut off or stuck, not idle.
+block or not, so a healthy 4-node testnet with no load commits about 15 blocks a second. A node
+that has not committed for several view timeouts is therefore cut off or stuck, not idle.
 
 Why the window is HEALTH_COMMIT_TIMEOUTS base timeouts (5 s at the default base of 1 s): with up
 to f validators down the chain stays live, and one down leader's term of two views costs a base

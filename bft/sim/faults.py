@@ -32,8 +32,8 @@ lasts 2 to 10 base timeouts. Like an asynchronous period it is a timing fault, n
 fault (the budget does not count it), and its end counts in `last_fault_s`; it never overlaps a
 crash of the same validator (a process that is stopped neither steps nor dies half-way).
 Half of the pauses are aimed (`Pause.aimed`): armed at `at_s`, the process stops right after
-the step in which it next enters a view it leads (an idle leader then
-holds a paced proposal, due together with its view timer when it resumes: issue 14's shape),
+the step in which it next enters a view it leads (an idle leader then holds a paced proposal,
+due together with its view timer when it resumes: issue 14's shape),
 if that comes within `PAUSE_AIM_WINDOW_BASE_TIMEOUTS`; it resumes at `resume_s`, so the stop
 lasts the pause's drawn length plus what was left of that window.
 

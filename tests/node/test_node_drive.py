@@ -47,18 +47,31 @@ class Program:
         return sum(1 for step, _ in self.steps if step.startswith(kind))
 
 
+def _start(
+    nursery: trio.Nursery,
+    program: Program,
+    receive: trio.MemoryReceiveChannel[Frame],
+    waker: Waker | None = None,
+    on_wake: Callable[[float], None] = lambda now: None,
+) -> None:
+    """Drive `program` on the frames of `receive` in `nursery`, on a real-rate node clock."""
+    nursery.start_soon(
+        drive,
+        receive,
+        program.next_deadline,
+        program.on_timer,
+        program.on_frame,
+        program.on_stall,
+        NodeClock(),
+        waker,
+        on_wake,
+    )
+
+
 async def _run(program: Program, frames: list[Frame], run_s: float, send_at_s: float = 0.0) -> None:
     send, receive = trio.open_memory_channel[Frame](len(frames) + 1)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(
-            drive,
-            receive,
-            program.next_deadline,
-            program.on_timer,
-            program.on_frame,
-            program.on_stall,
-            NodeClock(),
-        )
+        _start(nursery, program, receive)
         await trio.sleep(send_at_s)
         for frame in frames:
             send.send_nowait(frame)
@@ -198,17 +211,7 @@ async def test_a_wake_ends_the_wait_at_once_and_loses_no_frame(
     wakes: list[float] = []
     send, receive = trio.open_memory_channel[Frame](10)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(
-            drive,
-            receive,
-            program.next_deadline,
-            program.on_timer,
-            program.on_frame,
-            program.on_stall,
-            NodeClock(),
-            waker,
-            wakes.append,
-        )
+        _start(nursery, program, receive, waker, wakes.append)
         await trio.sleep(1.0)
         for _ in range(5):
             waker.wake()
