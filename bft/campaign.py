@@ -95,13 +95,19 @@ class NodeSimStorage:
     def __init__(self, ctx: StorageContext) -> None:
         self._name = ctx.name
         self._genesis_id = genesis(ctx.chain_id)[0].id
+        self._commit_chain = ctx.commit_chain
         self._blocks_db = _memory_db(f"blocks of node {ctx.name}", ctx.crash_point)
         self._app_db = _memory_db(f"{APP_COMMIT}, the ledger of node {ctx.name}", ctx.crash_point)
         self._blocks = self._open_blocks()
         self._app = self._open_app()
 
     def _open_blocks(self) -> BlockStore:
-        return BlockStore.over(self._blocks_db, f"blocks:{self._name}", genesis_id=self._genesis_id)
+        return BlockStore.over(
+            self._blocks_db,
+            f"blocks:{self._name}",
+            genesis_id=self._genesis_id,
+            commit_chain=self._commit_chain,
+        )
 
     def _open_app(self) -> KeyValueLedger:
         return KeyValueLedger.over(self._app_db, f"ledger:{self._name}")

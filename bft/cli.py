@@ -17,7 +17,9 @@ from bft.bench import add_command as add_bench_command
 from bft.chaos.command import CONTROL_USAGE
 from bft.chaos.command import add_command as add_chaos_command
 from bft.cli_args import non_negative_float, non_negative_int, port, positive_int
+from bft.cli_commit_chain import add_commit_chain_option
 from bft.cli_ledger import add_commands as add_ledger_commands
+from bft.core.commit_rule import DEFAULT_COMMIT_CHAIN
 from bft.core.types import max_faulty
 
 # How many schedules `bft sim` runs unless told.
@@ -86,6 +88,7 @@ def _add_testnet(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     testnet.add_argument(
         "--base-port", type=port, default=None, help="first port (default from configs/local-4.toml: 26600)"
     )
+    add_commit_chain_option(testnet)
     testnet.set_defaults(run=_run_testnet)
 
 
@@ -96,7 +99,7 @@ def _run_testnet(args: argparse.Namespace) -> int:
 
     try:
         base_port = args.base_port if args.base_port is not None else load_cluster_defaults().base_port
-        homes = write_testnet(args.nodes, args.out, base_port)
+        homes = write_testnet(args.nodes, args.out, base_port, commit_chain=args.commit_chain)
     except NodeError as e:
         print(f"bft testnet: {e}", file=sys.stderr)
         return 2
@@ -182,6 +185,11 @@ def _add_cluster(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=20.0,
         help="with --chaos: client operations per second (default 20; 0 for none)",
     )
+    add_commit_chain_option(
+        cluster,
+        more_help=f"default {DEFAULT_COMMIT_CHAIN}; a two-chain cluster's default data directory is "
+        "~/.bft/cluster-N-two-chain, and a data directory keeps the rule it was set up with",
+    )
     cluster.set_defaults(run=_run_cluster)
     ctl = commands.add_parser(
         "ctl",
@@ -210,10 +218,14 @@ def _run_cluster(args: argparse.Namespace) -> int:
         print(f"bft cluster: {byzantine}", file=sys.stderr)
         return 2
     if args.chaos:
+        if args.commit_chain != DEFAULT_COMMIT_CHAIN:
+            # The chaos testbed writes its scenario's testnet, which has no commit rule to choose.
+            print("bft cluster: --chaos runs the three-chain rule only; drop --commit-chain", file=sys.stderr)
+            return 2
         return _run_chaos_cluster(args, nodes, byzantine)
-    home = args.home if args.home is not None else default_home(nodes)
+    home = args.home if args.home is not None else default_home(nodes, args.commit_chain)
     try:
-        code: int = trio.run(run_cluster, home, nodes, base_port, byzantine, Console())
+        code: int = trio.run(run_cluster, home, nodes, base_port, byzantine, Console(), args.commit_chain)
     except NodeError as e:
         # Setting up the data directory failed (it holds something else, a port range that
         # does not fit): before any node process started.
@@ -283,6 +295,7 @@ def _add_sim(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="each seed draws a base view timeout of 20 to 50 ms, a batch delay of 0 to 5 ms and a "
         "delay bound after GST of a few ms (as on one machine), and more plans pause a node",
     )
+    add_commit_chain_option(sim)
     sim.add_argument("--quiet", action="store_true", help="no live progress display")
     sim.add_argument(
         "--jobs",
@@ -412,6 +425,7 @@ def _run_sim(args: argparse.Namespace) -> int:
             twins=twins,
             crashes=not args.no_crashes,
             short_timeouts=args.short_timeouts,
+            commit_chain=args.commit_chain,
         )
     except ValueError as e:
         print(f"bft sim: {e}", file=sys.stderr)

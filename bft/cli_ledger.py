@@ -102,11 +102,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description=(
             "Fetch the committed block at HEIGHT, check that its contents hash to its id, that its "
             "QC carries 2f+1 valid signatures of the genesis validators over that id, and that it is "
-            "committed: its commit proof links it to a three-chain of consecutive views whose last "
-            "block is certified by the commit QC, checked against the same validators. Print it as "
-            "JSON, proof included. Exit 1 if the block is absent or does not verify. The validators "
-            "are those of the genesis of the chain the node runs (its /status names the chain): "
-            "--genesis FILE, else the one among the local clusters' (~/.bft/cluster-N/genesis.json) "
+            "committed: its commit proof links it to a commit chain of consecutive views, of the "
+            'genesis\' rule (a three-chain, or a two-chain if the genesis says "commit_chain": 2), '
+            "whose last block is certified by the commit QC, checked against the same validators. "
+            "Print it as JSON, proof included. Exit 1 if the block is absent or does not verify. The "
+            "validators and the rule are those of the genesis of the chain the node runs (its /status "
+            "names the chain): --genesis FILE, else the one among the local clusters' "
+            "(~/.bft/cluster-N/genesis.json) "
             "that is that chain's; exit 2 if none is."
         ),
     )

@@ -9,8 +9,9 @@ May not: trust a node beyond what it checks. A certified block is not yet a comm
 chained HotStuff a certified block can be abandoned), so a block comes back as a `VerifiedBlock`
 only after its commit is proven: its id is recomputed from its contents, its QC carries 2f+1 valid
 signatures of distinct genesis validators over that id, and its commit proof links it by parent
-ids to a three-chain b <- b' <- b'' of consecutive views (b is the block or a descendant of it)
-whose b'' is certified by a commit QC of 2f+1 genesis validators. Nor may it hold protocol logic:
+ids to a commit chain of consecutive views, of the genesis' commit rule (a three-chain
+b <- b' <- b'', or a two-chain b <- b'; b is the block or a descendant of it), whose last block
+is certified by a commit QC of 2f+1 genesis validators. Nor may it hold protocol logic:
 blocks, ids and QC checks are `bft.core`'s, transaction encoding is `bft.app.kv`'s, the API's
 JSON shapes are `bft.node.api_json`'s.
 
@@ -40,6 +41,7 @@ from bft.app.interface import CODE_OK
 from bft.app.kv import cas_tx, del_tx, put_tx
 from bft.core.blocktree import genesis as genesis_of
 from bft.core.certs import Certifier
+from bft.core.commit_rule import DEFAULT_COMMIT_CHAIN, THREE_CHAIN, TWO_CHAIN, check_commit_chain
 from bft.core.messages import Block, QuorumCert
 from bft.core.types import BLOCK_ID_SIZE_BYTES, MAX_APP_HASH_SIZE_BYTES, BlockId, ValidatorIndex, View
 from bft.node.api_json import b64, block_json
@@ -67,10 +69,14 @@ _HEX_RE: Final = re.compile(r"(?:[0-9a-f]{2})*")
 # How much of a refusal's body ends up in an error message.
 _MAX_MESSAGE_CHARS: Final = 300
 
-# The most blocks a commit proof may list. A proof reaches from the block up to b'' of the three-chain
-# that committed it: a few blocks, unless views failed to follow each other for a long stretch
-# before that commit. Longer proofs are refused rather than rebuilt and hashed block by block.
+# The most blocks a commit proof may list. A proof reaches from the block up to the last block of
+# the commit chain that committed it: a few blocks, unless views failed to follow each other for a
+# long stretch before that commit. Longer proofs are refused rather than rebuilt and hashed block
+# by block.
 MAX_COMMIT_PROOF_BLOCKS: Final = 1000
+
+# Each commit rule's name and the blocks of its chain above b, as the refusals name them.
+_RULE_NAMES: Final = {THREE_CHAIN: ("three-chain", "b' and b''"), TWO_CHAIN: ("two-chain", "b'")}
 
 _T = TypeVar("_T")
 
@@ -102,8 +108,8 @@ class BadResponse(ClientError):
 class CertificateError(BadResponse):
     """A block that does not prove itself committed: malformed, an id that is not the hash of its
     contents, a QC that does not certify it with 2f+1 valid signatures of genesis validators, or a
-    commit proof that is missing, broken, not a three-chain of consecutive views, or not closed by
-    a valid commit QC."""
+    commit proof that is missing, broken, not a commit chain of consecutive views of the genesis'
+    rule (a three-chain or a two-chain), or not closed by a valid commit QC."""
 
 
 class _Invalid(Exception):
@@ -178,8 +184,10 @@ class VerifiedBlock:
     (its `qc` is the justify QC, certifying the parent).
 
     `commit_proof` holds the blocks above this one, oldest first, each the child of the one before;
-    its last two are b' and b'' of the three-chain b <- b' <- b'' (consecutive views) that committed
-    b, which is this block or its descendant at `commit_height`; `commit_qc` certifies b''.
+    it ends with the commit chain (consecutive views) that committed b, which is this block or its
+    descendant at `commit_height`: its last two blocks are b' and b'' of a three-chain
+    b <- b' <- b'', or its last one is b' of a two-chain b <- b', as the genesis' rule says;
+    `commit_qc` certifies that last block.
     `commit_height` is None when nothing was checked against keys (`verify=False`): such a block
     is only self-consistent, neither its QC nor its commit is proven. The genesis block is
     committed by definition: `commit_height` 0, with no proof needed (`commit_qc` None and
@@ -223,28 +231,40 @@ def certifier_for(genesis: Genesis) -> Certifier:
     )
 
 
-def verify_block(doc: object, certifier: Certifier | None, where: str = "block") -> VerifiedBlock:
-    """Rebuild a block from the API's JSON and check that it proves itself committed.
+def verify_block(
+    doc: object,
+    certifier: Certifier | None,
+    where: str = "block",
+    *,
+    commit_chain: int = DEFAULT_COMMIT_CHAIN,
+) -> VerifiedBlock:
+    """Rebuild a block from the API's JSON and check that it proves itself committed under the
+    commit rule of length `commit_chain` (the genesis' "commit_chain": 3 or 2, ValueError
+    otherwise).
 
     Checks: every field well formed (strict base64 and lowercase hex); the recomputed id equals
     `id`; the justify QC certifies `parent_id`; `qc` is for this id and view. With a `certifier`,
     also that `qc` verifies (2f+1 distinct validators, valid signatures, this chain) and that the
     block is committed:
-    - `commit_proof` lists 2 to `MAX_COMMIT_PROOF_BLOCKS` blocks, each rebuilt and checked like the
-      block itself (recomputed id, justify QC for its parent), each the child of the one before (the
-      first of the block), one height higher, with a higher view, its justify QC of its parent's view;
-    - its last two blocks b' and b'', with b the block before them, form a three-chain: views
-      b.view + 1 == b'.view and b'.view + 1 == b''.view (the commit rule of `bft.core.commit_rule`);
-    - `commit_qc` is for b'' (its id and view) and verifies, and so do the justify QCs of b' and b''
-      (the QCs of b and b'): each block of the three-chain is certified by 2f+1 genesis validators.
+    - `commit_proof` lists `commit_chain - 1` (b' and b'', or b') to `MAX_COMMIT_PROOF_BLOCKS`
+      blocks, each rebuilt and checked like the block itself (recomputed id, justify QC for its
+      parent), each the child of the one before (the first of the block), one height higher, with
+      a higher view, its justify QC of its parent's view;
+    - its last `commit_chain` blocks, counting the block itself, form a commit chain of
+      consecutive views: b <- b' <- b'' (three-chain) or b <- b' (two-chain), each one view after
+      its parent (the commit rule of `bft.core.commit_rule`);
+    - `commit_qc` is for the chain's last block (its id and view) and verifies, and so do the
+      justify QCs of the blocks above b (the QCs of b, and of b' under the three-chain rule): each
+      block of the commit chain is certified by 2f+1 genesis validators.
     The genesis block of the certifier's chain needs no proof (committed by definition); a proof
     sent with it is checked all the same.
     Without a certifier nothing is checked against keys and the commit proof is not read: the
     result is only self-consistent, and not proven committed (`commit_height` None).
     Raises `CertificateError` naming `where` and the first problem found.
     """
+    check_commit_chain(commit_chain)
     try:
-        return _verify_block(_Doc(doc, ""), certifier)
+        return _verify_block(_Doc(doc, ""), certifier, commit_chain)
     except _Invalid as exc:
         raise CertificateError(f"{where}: {exc}") from None
 
@@ -290,11 +310,13 @@ class _Call(Generic[_T]):
 
 
 class _Endpoints:
-    """The API's requests for one node, and (with a genesis) the verifier of its blocks."""
+    """The API's requests for one node, and (with a genesis) the verifier of its blocks and the
+    commit rule their proofs follow."""
 
     def __init__(self, url: str, genesis: Genesis | None) -> None:
         self.url = node_url(url)
         self.certifier = None if genesis is None else certifier_for(genesis)
+        self.commit_chain = DEFAULT_COMMIT_CHAIN if genesis is None else genesis.commit_chain
 
     def submit(self, txs: Sequence[bytes], wait: str) -> _Call[list[SubmitResult]]:
         if wait not in WAIT_MODES:
@@ -351,7 +373,9 @@ class _Endpoints:
         if verify and self.certifier is None:
             raise ValueError("verifying a block needs the chain's genesis: pass genesis= to the client")
         certifier = self.certifier if verify else None
-        return _Call("GET", f"/blocks/{height}", None, partial(_read_block, height, certifier))
+        return _Call(
+            "GET", f"/blocks/{height}", None, partial(_read_block, height, certifier, self.commit_chain)
+        )
 
 
 # Clients
@@ -604,17 +628,19 @@ def _read_status(response: httpx.Response) -> dict[str, Any]:
     return _Doc(_json(response), "").value
 
 
-def _read_block(height: int, certifier: Certifier | None, response: httpx.Response) -> VerifiedBlock | None:
+def _read_block(
+    height: int, certifier: Certifier | None, commit_chain: int, response: httpx.Response
+) -> VerifiedBlock | None:
     doc = _found(response)
     if doc is None:
         return None
-    verified = verify_block(doc.value, certifier, f"block {height}")
+    verified = verify_block(doc.value, certifier, f"block {height}", commit_chain=commit_chain)
     if verified.height != height:
         raise CertificateError(f"block {height}: the node sent block {verified.height} instead")
     return verified
 
 
-def _verify_block(doc: _Doc, certifier: Certifier | None) -> VerifiedBlock:
+def _verify_block(doc: _Doc, certifier: Certifier | None, commit_chain: int) -> VerifiedBlock:
     block = _block(doc)
     qc = _qc(doc.obj("qc"))
     if qc.block_id != block.id:
@@ -631,7 +657,7 @@ def _verify_block(doc: _Doc, certifier: Certifier | None) -> VerifiedBlock:
         if block.id == genesis_of(certifier.chain_id)[0].id and not doc.present("commit_proof"):
             commit_height = 0
         else:
-            commit_qc, proof, commit_height = _verify_commit(doc, block, certifier)
+            commit_qc, proof, commit_height = _verify_commit(doc, block, certifier, commit_chain)
     return VerifiedBlock(
         height=block.height,
         view=int(block.view),
@@ -676,20 +702,47 @@ def _block(doc: _Doc) -> Block:
 
 
 def _verify_commit(
-    doc: _Doc, block: Block, certifier: Certifier
+    doc: _Doc, block: Block, certifier: Certifier, commit_chain: int
 ) -> tuple[QuorumCert, tuple[Block, ...], int]:
-    """Check `doc`'s commit proof and commit QC (see `verify_block`); the QC, the proof's blocks and
-    the height of the block the three-chain commits."""
+    """Check `doc`'s commit proof and commit QC under the `commit_chain` rule (see
+    `verify_block`); the QC, the proof's blocks and the height of the block the commit chain
+    commits."""
+    rule, above_b = _RULE_NAMES[commit_chain]
     if not doc.present("commit_proof"):
         raise _Invalid("commit proof: missing (a certified block is not proven committed without it)")
     items = doc.array("commit_proof")
-    if len(items) < 2:
-        raise _Invalid(f"commit proof: {len(items)} block(s), need at least 2 (b' and b'' of a three-chain)")
+    if len(items) < commit_chain - 1:
+        raise _Invalid(
+            f"commit proof: {len(items)} block(s), need at least {commit_chain - 1} ({above_b} of a {rule})"
+        )
     if len(items) > MAX_COMMIT_PROOF_BLOCKS:
         raise _Invalid(f"commit proof: {len(items)} blocks, more than the {MAX_COMMIT_PROOF_BLOCKS} accepted")
     name = doc.path("commit_proof")
     proof = tuple(_block(_Doc(item, f"{name}[{i}]")) for i, item in enumerate(items))
     chain = (block, *proof)
+    _check_proof_links(chain, name)
+    # b and the blocks above it that close the commit chain: the last `commit_chain` of the chain.
+    tail = chain[-commit_chain:]
+    if any(child.view != parent.view + 1 for parent, child in pairwise(tail)):
+        views = ", ".join(str(b.view) for b in tail)
+        heights = ", ".join(str(b.height) for b in tail)
+        raise _Invalid(
+            f"commit proof: views {views} are not consecutive (blocks {heights} are certified, not a {rule})"
+        )
+    commit_qc = _commit_qc(doc, tail[-1], certifier)
+    for certified, carrier in pairwise(tail):
+        reason = certifier.check_qc(carrier.qc)
+        if reason is not None:
+            raise _Invalid(
+                f"commit proof: the QC of block {certified.height} (the justify QC of block {carrier.height})"
+                f" does not verify against the genesis validators: {reason}"
+            )
+    return commit_qc, proof, tail[0].height
+
+
+def _check_proof_links(chain: Sequence[Block], name: str) -> None:
+    """Each block of `chain` after the first (the proof `name`'s entries) is the child of the one
+    before, one height higher, of a later view, with a justify QC of its parent's view."""
     for i, (parent, child) in enumerate(pairwise(chain)):
         entry = f"{name}[{i}] (height {child.height}, view {child.view})"
         if child.parent_id != parent.id:
@@ -704,12 +757,11 @@ def _verify_commit(
             raise _Invalid(
                 f"{entry} carries a justify QC of view {child.qc.view} for a block of view {parent.view}"
             )
-    first, middle, last = chain[-3:]
-    if middle.view != first.view + 1 or last.view != middle.view + 1:
-        raise _Invalid(
-            f"commit proof: views {first.view}, {middle.view}, {last.view} are not consecutive"
-            f" (blocks {first.height}, {middle.height}, {last.height} are certified, not a three-chain)"
-        )
+
+
+def _commit_qc(doc: _Doc, last: Block, certifier: Certifier) -> QuorumCert:
+    """`doc`'s commit QC, once checked to certify `last` (the commit chain's last block) with 2f+1
+    genesis validators."""
     commit_qc = _qc(doc.obj("commit_qc"))
     if commit_qc.block_id != last.id:
         raise _Invalid(
@@ -724,14 +776,7 @@ def _verify_commit(
     reason = certifier.check_qc(commit_qc)
     if reason is not None:
         raise _Invalid(f"the commit QC does not verify against the genesis validators: {reason}")
-    for certified, carrier in ((first, middle), (middle, last)):
-        reason = certifier.check_qc(carrier.qc)
-        if reason is not None:
-            raise _Invalid(
-                f"commit proof: the QC of block {certified.height} (the justify QC of block {carrier.height})"
-                f" does not verify against the genesis validators: {reason}"
-            )
-    return commit_qc, proof, first.height
+    return commit_qc
 
 
 def _qc(doc: _Doc) -> QuorumCert:

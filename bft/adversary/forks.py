@@ -137,8 +137,9 @@ class ForkParent(Behaviour):
 
 
 class DetachedParent(Behaviour):
-    """As leader after a three-chain b <- b' <- b'' of consecutive views, withholds the QC for b''
-    that its inner replica formed (the QC that commits b): drops the proposal that carries it and
+    """As leader after a three-chain b <- b' <- b'' of consecutive views (b <- b' under the
+    two-chain rule: read b' for b'' below), withholds the QC for b'' that its inner replica formed
+    (the QC that commits b): drops the proposal that carries it and
     every message of its own that would. Honest replicas time out in the view of b''; from their
     timeouts (and one of its own) it builds the TC for that view, whose high QC is the one for b',
     and proposes in its view a block that carries that QC but hangs off the parent of b, as a
@@ -167,7 +168,7 @@ class DetachedParent(Behaviour):
             if (
                 isinstance(action, Broadcast)
                 and isinstance(msg, Proposal)
-                and self._closes_three_chain(msg)
+                and self._closes_commit_chain(msg)
                 and self.rng.random() < 0.5
             ):
                 self._withheld, self._template, self._forked = msg.block.qc, msg.block, False
@@ -194,14 +195,18 @@ class DetachedParent(Behaviour):
         self._timeouts[msg.author] = msg
         return self._fork(withheld, template)
 
-    def _closes_three_chain(self, proposal: Proposal) -> bool:
-        """Whether the proposal's QC (for b'') commits b: b <- b' <- b'' in consecutive views."""
-        top = self.blocks.get(proposal.block.qc.block_id)
-        middle = None if top is None else self.blocks.get(top.parent_id)
-        first = None if middle is None else self.blocks.get(middle.parent_id)
-        if top is None or middle is None or first is None or first.height < 1 or proposal.tc is not None:
+    def _closes_commit_chain(self, proposal: Proposal) -> bool:
+        """Whether the proposal's QC commits a block (height 1 or more) under the genesis'
+        rule: b <- b' <- b'' (or b <- b' for the two-chain) in consecutive views."""
+        if proposal.tc is not None:
             return False
-        return first.view + 1 == middle.view and middle.view + 1 == top.view
+        current = self.blocks.get(proposal.block.qc.block_id)
+        for _ in range(self.config.commit_chain - 1):
+            parent = None if current is None else self.blocks.get(current.parent_id)
+            if current is None or parent is None or parent.view + 1 != current.view:
+                return False
+            current = parent
+        return current is not None and current.height >= 1
 
     def _fork(self, withheld: QuorumCert, template: Block) -> list[Action]:
         if len(self._timeouts) + 1 < self.config.validators.quorum:

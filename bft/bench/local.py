@@ -39,20 +39,26 @@ def free_base_port(count: int, attempts: int = 200) -> int:
         raise BenchError(str(exc)) from exc
 
 
-def prepare_home(home: Path, nodes: int) -> list[str]:
-    """Write a testnet of `nodes` validators into `home` unless one is there; the API URLs."""
+def prepare_home(home: Path, nodes: int, commit_chain: int) -> list[str]:
+    """Write a testnet of `nodes` validators with the `commit_chain` rule into `home` unless one
+    is there; the API URLs. BenchError if the one there has another size or rule."""
     from bft.node.config import load_genesis
     from bft.node.errors import NodeError
     from bft.node.testnet import write_testnet
 
     try:
         if not (home / "genesis.json").exists():
-            write_testnet(nodes, home, free_base_port(2 * nodes))
+            write_testnet(nodes, home, free_base_port(2 * nodes), commit_chain=commit_chain)
         genesis = load_genesis(home / "genesis.json")
     except NodeError as exc:
         raise BenchError(str(exc)) from exc
     if len(genesis.validators) != nodes:
         raise BenchError(f"{home} holds a {len(genesis.validators)}-node testnet, not {nodes}")
+    if genesis.commit_chain != commit_chain:
+        raise BenchError(
+            f"{home} holds a testnet of commit chain {genesis.commit_chain}, not {commit_chain} "
+            f"(pass --commit-chain {genesis.commit_chain}, or another --home)"
+        )
     return [f"http://{v.api}" for v in genesis.validators]
 
 

@@ -17,6 +17,8 @@ from typing import Final
 from bft.bench.errors import BenchError
 from bft.bench.txs import check_tx_size
 from bft.cli_args import node_url
+from bft.cli_commit_chain import add_commit_chain_option
+from bft.core.commit_rule import DEFAULT_COMMIT_CHAIN
 
 DEFAULT_NODES: Final = 4
 DEFAULT_DURATION_S: Final = 20.0
@@ -38,6 +40,9 @@ class BenchOptions:
     targets: tuple[str, ...]
     home: Path | None
     json: bool
+    # The local cluster's commit rule (its genesis' "commit_chain"); None with --target: a
+    # running cluster's rule is its genesis', which the bench does not read.
+    commit_chain: int | None = DEFAULT_COMMIT_CHAIN
 
     @property
     def local(self) -> bool:
@@ -82,6 +87,12 @@ def add_arguments(bench: argparse.ArgumentParser) -> None:
         default=None,
         help="data directory of the local cluster (default: a temporary one)",
     )
+    add_commit_chain_option(
+        bench,
+        default=None,
+        more_help=f"default {DEFAULT_COMMIT_CHAIN}, for the local cluster (one reached with --target "
+        "runs its genesis' rule)",
+    )
     bench.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
 
 
@@ -99,6 +110,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         targets=targets,
         home=args.home,
         json=args.json,
+        commit_chain=_commit_chain(args.commit_chain, local=not targets),
     )
     problems = [
         (opts.nodes < 1, "--nodes must be at least 1"),
@@ -108,12 +120,21 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         (opts.batch < 1, "--batch must be at least 1"),
         (not 0 <= opts.rate_per_s < math.inf, "--rate must be a non-negative number (0: unlimited)"),
         (opts.home is not None and not opts.local, "--home and --target exclude each other"),
+        (args.commit_chain is not None and not opts.local, "--commit-chain and --target exclude each other"),
     ]
     for bad, message in problems:
         if bad:
             raise BenchError(message)
     check_tx_size(opts.tx_size_bytes)
     return opts
+
+
+def _commit_chain(given: int | None, *, local: bool) -> int | None:
+    """The commit rule of the cluster measured: the one given, or the default, for a local one;
+    unknown (None) for targets."""
+    if not local:
+        return None
+    return DEFAULT_COMMIT_CHAIN if given is None else given
 
 
 def _normalize_url(url: str) -> str:

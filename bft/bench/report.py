@@ -50,6 +50,8 @@ class BenchReport:
             "mempool_full_retries": self.window.mempool_full_retries,
             "per_node": self.per_node,
             "target": "local" if self.opts.local else list(self.opts.targets),
+            # The local cluster's commit rule (2 or 3); null for --target, whose rule is not known.
+            "commit_chain": self.opts.commit_chain,
         }
 
 
@@ -65,6 +67,7 @@ def report_table(report: BenchReport) -> Table:
     rows = [
         ("committed tx/s", f"{data['tx_per_s']:.1f}"),
         ("latency p50 / p90 / p99 (ms)", " / ".join(format_ms(latency[p]) for p in ("p50", "p90", "p99"))),
+        ("commit chain", "the cluster's" if data["commit_chain"] is None else str(data["commit_chain"])),
         ("tx size (bytes)", str(data["tx_size"])),
         ("clients x batch", f"{data['clients']} x {data['batch']}"),
         ("target rate (tx/s)", "unlimited" if not data["rate"] else f"{data['rate']:g}"),

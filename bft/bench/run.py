@@ -100,9 +100,9 @@ async def _cluster(
 ) -> tuple[list[str], list[trio.Process]]:
     if not opts.local:
         return list(opts.targets), []
-    assert home is not None
-    apis = prepare_home(home, opts.nodes)
-    console.print(f"starting {opts.nodes} nodes in {home}")
+    assert home is not None and opts.commit_chain is not None
+    apis = prepare_home(home, opts.nodes, opts.commit_chain)
+    console.print(f"starting {opts.nodes} nodes in {home} (commit chain {opts.commit_chain})")
     return apis, await start_nodes(nursery, home, opts.nodes)
 
 

@@ -34,8 +34,9 @@ class Commit:
     """`blocks` (oldest first, heights consecutive) are committed.
 
     `qcs[i]` certifies `blocks[i]`; `proof` is (b', b''), the two blocks above the last one whose
-    views follow it, and `commit_qc` certifies b'': together they close the three-chain that
-    commits the blocks, a proof anyone holding the validator set can check.
+    views follow it (b' alone under the two-chain rule), and `commit_qc` certifies the last of
+    them: together they close the commit chain that commits the blocks, a proof anyone holding
+    the validator set and the genesis' commit rule can check.
     """
 
     blocks: tuple[Block, ...]

@@ -7,8 +7,10 @@ about, and `BlockHashChain`, the stand-in where no application runs (simulations
 May not: execute transactions itself; the node's executor does, behind the protocol.
 
 The claim rule. A block B with parent P claims the app hash after height
-`claim_height(P, middle) = max(P.app_height, h)`, where h = P.height - 2 if P, its parent (middle)
-and grandparent have consecutive views (the three-chain that a QC for P commits), else 0. Every
+`claim_height(P, middle, length) = max(P.app_height, h)`, where h is the height a QC for P
+commits under the `length`-chain rule (`bft.core.commit_rule`), else 0: for the three-chain,
+P.height - 2 if P, its parent (middle) and grandparent have consecutive views; for the two-chain,
+P.height - 1 if P and middle have. Every
 replica that votes for B has just processed B's QC for P, so it has committed, and executed,
 height h; a claim equal to P's is P's own hash, which a quorum checked when it certified P. So an
 honest replica can always check a claim before voting, and refuses a false one: a certified
@@ -21,6 +23,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from bft.core.actions import Commit
+from bft.core.commit_rule import TWO_CHAIN
 from bft.core.messages import Block
 from bft.core.types import GENESIS_APP_HASH
 from crypto.hashing import sha256
@@ -37,17 +40,15 @@ class ExecutedState(Protocol):
         ...
 
 
-def claim_height(parent: Block, middle: Block | None) -> int:
-    """The height whose app hash a child of `parent` commits to; `middle` is `parent`'s parent
-    (None if unknown, e.g. above genesis)."""
+def claim_height(parent: Block, middle: Block | None, length: int) -> int:
+    """The height whose app hash a child of `parent` commits to under the `length`-chain
+    rule; `middle` is `parent`'s parent (None if unknown, e.g. above genesis)."""
     committed = 0
-    if (
-        middle is not None
-        and parent.height >= 2
-        and middle.view + 1 == parent.view
-        and middle.qc.view + 1 == middle.view
-    ):
-        committed = parent.height - 2
+    if middle is not None and parent.height >= length - 1 and middle.view + 1 == parent.view:
+        if length == TWO_CHAIN:
+            committed = parent.height - 1
+        elif middle.qc.view + 1 == middle.view:
+            committed = parent.height - 2
     return max(parent.app_height, committed)
 
 

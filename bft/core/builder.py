@@ -34,5 +34,5 @@ def build_replica(
         raise ValueError(f"a recovery nonce is {RECOVERY_NONCE_BYTES} bytes, not {len(recovery_nonce)}")
     genesis_qc = genesis(config.chain_id)[1]
     certifier = Certifier(config.chain_id, config.validators, genesis_qc, sig_cache)
-    safety = SafetyRules(key, config.me, ports.safety_store, certifier, genesis_qc)
+    safety = SafetyRules(key, config.me, ports.safety_store, certifier, genesis_qc, config.commit_chain)
     return Replica(config, ports, certifier, safety, now, recovery_nonce)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from bft.core.actions import Commit
 from bft.core.blocktree import BlockTree, genesis
-from bft.core.commit_rule import COMMIT_CHAIN_BLOCKS, committed_by
+from bft.core.commit_rule import commit_proof, committed_by
 from bft.core.config import ReplicaConfig
 from bft.core.errors import InvariantViolation
 from bft.core.journal import reload_journal
@@ -36,6 +36,7 @@ class ChainState:
         go back in the tree and their QCs (and the lock) count towards the high QC."""
         self._ports = ports
         self._safety = safety
+        self._length = config.commit_chain
         root = ports.committed.tip() or genesis(config.chain_id)
         self.tree = BlockTree(*root)
         reloaded = reload_journal(self.tree, ports.journal)
@@ -65,20 +66,21 @@ class ChainState:
 
     def claim(self, parent: Block) -> AppClaim:
         grandparent = self._known_block(parent.parent_id) if parent.height > 0 else None
-        return app_claim(parent, grandparent, self._ports.executed)
+        return app_claim(parent, grandparent, self._ports.executed, self._length)
 
     def pending_txs(self, tip: Block) -> set[bytes]:
         return {tx for b in self.tree.ancestors(tip) for tx in b.txs}
 
     def awaits_descendants(self, tip: Block) -> bool:
-        """Whether transactions near `tip` wait for blocks above it: `tip` or one of its two
-        ancestors (the committed root included, genesis never: its payload is the chain's name)
-        holds some. Under the three-chain rule a QC for `tip` commits its grandparent, and
-        followers learn that from the next proposal, which carries that QC; so even a
-        just-committed grandparent's transactions need one more block before every replica (and
-        every waiting client) knows."""
+        """Whether transactions near `tip` wait for blocks above it: `tip` or one of the
+        ancestors a QC for it may commit (the commit chain's length less one: its grandparent
+        under the three-chain rule, its parent under the two-chain; the committed root included,
+        genesis never: its payload is the chain's name) holds some. Followers learn of that
+        commit from the next proposal, which carries the QC; so even a just-committed block's
+        transactions need one more block before every replica (and every waiting client)
+        knows."""
         current: Block | None = tip
-        for _ in range(COMMIT_CHAIN_BLOCKS):
+        for _ in range(self._length):
             if current is None or current.height == 0:
                 return False
             if current.txs:
@@ -108,16 +110,13 @@ class ChainState:
         if certified is None:
             return None
         self.tree.record_qc(qc)
-        self._safety.observe_certified(certified)
-        block = committed_by(self.tree, certified)
+        self._safety.observe_certified(certified, qc)
+        block = committed_by(self.tree, certified, self._length)
         if block is None or block.height <= self.tree.root.height:
             return None
-        # `certified` (b'', certified by `qc`) and its parent b' close the three-chain and go with
-        # the commit as its proof. (No proof if they do not chain to `block`: only a broken commit
-        # rule does that, and whoever checks proofs, the simulator's checkers or a client, then
-        # refuses the commit.)
-        middle = self.tree.parent(certified)
-        proof = (middle, certified) if middle is not None and middle.parent_id == block.id else ()
+        # The blocks above `block` up to `certified` (b' and b'', or b' alone under the two-chain
+        # rule) go with the commit as its proof.
+        proof = commit_proof(self.tree, block, certified, self._length)
         blocks, qcs = self.tree.commit(block)
         commit = Commit(blocks, qcs, qc, proof)
         self._ports.executed.on_commit(commit)
@@ -127,12 +126,12 @@ class ChainState:
     def highest_commit_within(self, run: Sequence[Block]) -> QuorumCert | None:
         """The QC inside `run` (blocks in the tree, oldest first, each the parent of the next)
         that commits the most of it: the one a block carries for its parent, where that parent
-        closes a three-chain of consecutive views above the root. None if no block does."""
+        closes a commit chain of consecutive views above the root. None if no block does."""
         for child in reversed(run):
             certified = self.tree.get(child.qc.block_id)
             if certified is None or child.qc.view != certified.view:
                 continue
-            committed = committed_by(self.tree, certified)
+            committed = committed_by(self.tree, certified, self._length)
             if committed is not None and committed.height > self.tree.root.height:
                 return child.qc
         return None

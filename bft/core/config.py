@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from bft.core.commit_rule import DEFAULT_COMMIT_CHAIN, check_commit_chain
 from bft.core.types import ValidatorIndex, ValidatorSet
 from bft.core.wire import check_block_limits
 
@@ -48,6 +49,9 @@ class ReplicaConfig:
     max_batch_delay_s: float = DEFAULT_MAX_BATCH_DELAY_S
     # Leaders of views 1, 2, ... len(leaders); round-robin (view mod n) after. Twins sets it.
     leaders: tuple[ValidatorIndex, ...] = ()
+    # The commit rule's chain length, a genesis parameter (`bft.core.commit_rule`): 3 (chained
+    # HotStuff) or 2 (Jolteon's two-chain with its vote and timeout rules).
+    commit_chain: int = DEFAULT_COMMIT_CHAIN
 
     def __post_init__(self) -> None:
         if not self.validators.contains(self.me):
@@ -56,6 +60,7 @@ class ReplicaConfig:
             raise ValueError("timeouts must satisfy 0 < base_timeout_s <= max_timeout_s")
         if not 0 <= self.max_batch_delay_s < self.base_timeout_s:
             raise ValueError("max_batch_delay_s must satisfy 0 <= max_batch_delay_s < base_timeout_s")
+        check_commit_chain(self.commit_chain)
         if self.timeout_backoff < 1:
             raise ValueError("timeout_backoff must be >= 1")
         reason = check_block_limits(self.max_block_bytes, self.max_block_txs, self.validators.n)

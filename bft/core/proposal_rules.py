@@ -148,10 +148,10 @@ def check_extension(
     return None
 
 
-def app_claim(parent: Block, grandparent: Block | None, executed: ExecutedState) -> AppClaim:
+def app_claim(parent: Block, grandparent: Block | None, executed: ExecutedState, length: int) -> AppClaim:
     """The (height, app hash) a child of `parent` must claim (`bft.core.app_state`); the hash is
     None if that height is not executed here (never the case after handling the QC for `parent`)."""
-    height = claim_height(parent, grandparent)
+    height = claim_height(parent, grandparent, length)
     if height == parent.app_height:
         return height, parent.app_hash
     return height, executed.app_hash_at(height)

@@ -34,8 +34,9 @@ w >= V - 1. So V <= w + 1, and X signs only in views it never signed in. A Byzan
 only raise w (X then waits longer to sign: liveness, never safety); reports for a view more
 than `max_views_ahead` above their own certificates are refused so that a liar cannot push the
 floor out of reach. The lock: the same counting over the voters of any committed block's
-three-chain shows one of the `needed` reporters holds a QC at least as high as the lock that
-protects it, so X's new lock is at least as strong as the one it lost.
+commit chain (b'' of a three-chain, b' of a two-chain) shows one of the `needed` reporters holds
+a QC at least as high as the lock that protects it, so X's new lock is at least as strong as the
+one it lost.
 
 What it costs: a wiped validator rejoins only once `needed` others answer. In a 4-validator
 network that is every other validator; if one of them is down or Byzantine and silent, the wiped

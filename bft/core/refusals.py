@@ -50,6 +50,8 @@ class RefusalReason(enum.StrEnum):
     ALREADY_TIMED_OUT = "already-timed-out"
     LOCK_CONFLICT = "lock-conflict"  # the block does not respect our lock
     BELOW_LAST_VOTE = "below-last-vote"  # a timeout for a view below the one we voted in
+    BELOW_TC_HIGH_QC = "below-tc-high-qc"  # two-chain: the block's QC is older than its TC's high QC
+    BELOW_LOCK = "below-lock"  # a timeout whose high QC is below our lock
     NOT_OURS = "not-ours"  # a block to sign whose proposer is not us (a bug if ever seen)
     RECOVERING = "recovering"  # our safety record was lost: nothing is signed until recovery ends
     # Fetching and sync.

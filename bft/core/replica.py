@@ -253,16 +253,19 @@ class Replica:
             if refused is not None:
                 self._refuse(sender, block.view, Subject.PROPOSAL, refused)
             return
-        self._on_valid_block(sender, block, now)
+        self._on_valid_block(sender, block, proposal.tc, now)
 
-    def _on_valid_block(self, sender: ValidatorIndex, block: Block, now: float) -> None:
-        """A checked proposal for the current view whose parent is in the tree: store and vote."""
+    def _on_valid_block(
+        self, sender: ValidatorIndex, block: Block, tc: TimeoutCert | None, now: float
+    ) -> None:
+        """A checked proposal (`block` and its `tc`) for the current view whose parent is in the
+        tree: store and vote."""
         if block.id not in self._chain.tree:
             refused = self._chain.add_block(block)
             if refused is not None:
                 self._refuse(sender, block.view, Subject.PROPOSAL, refused)
                 return
-        vote = self._safety.vote(block, self._chain.tree)
+        vote = self._safety.vote(block, self._chain.tree, tc)
         if isinstance(vote, Refused):
             self._refuse(sender, block.view, Subject.PROPOSAL, Refused(vote.reason, f"not voting: {vote}"))
             return
@@ -279,7 +282,7 @@ class Replica:
             self._refuse(self._me, self.view, Subject.OWN_PROPOSAL, proposal)
         elif proposal is not None:
             self._out.append(Broadcast(proposal))
-            self._on_valid_block(self._me, proposal.block, now)
+            self._on_valid_block(self._me, proposal.block, proposal.tc, now)
 
     # Votes, QCs and commits.
 

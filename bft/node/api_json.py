@@ -55,8 +55,9 @@ def block_json(
     commit_proof: Sequence[Block] | None = None,
 ) -> dict[str, Any]:
     """A block. For a committed block: `qc` certifies it; `commit_proof` lists the blocks above
-    it, oldest first, up to b'' of a three-chain that commits it, and `commit_qc` certifies b''
-    (an entry of a proof is written with none of these)."""
+    it, oldest first, up to the last block of a commit chain that commits it (b'' of a three-chain
+    b <- b' <- b'', or b' of a two-chain b <- b', as the genesis' rule says), and `commit_qc`
+    certifies that last block (an entry of a proof is written with none of these)."""
     doc: dict[str, Any] = {
         "height": block.height,
         "view": int(block.view),

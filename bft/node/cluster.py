@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from bft.core.commit_rule import DEFAULT_COMMIT_CHAIN
 from bft.node.cluster_lock import LOCK_FILE_NAME, ClusterRefused, Listen, check_ports_free, hold_home_lock
 from bft.node.cluster_state import (
     EXIT_INTERRUPTED,
@@ -64,18 +65,21 @@ def _say(console: Console, text: str) -> None:
     console.print(text, soft_wrap=True)
 
 
-def default_home(nodes: int) -> Path:
-    return Path.home() / ".bft" / f"cluster-{nodes}"
+def default_home(nodes: int, commit_chain: int = DEFAULT_COMMIT_CHAIN) -> Path:
+    """~/.bft/cluster-N, or ~/.bft/cluster-N-two-chain for the two-chain rule: a home keeps the
+    rule it was set up with, so trying the other rule must not need another --home."""
+    suffix = "" if commit_chain == DEFAULT_COMMIT_CHAIN else "-two-chain"
+    return Path.home() / ".bft" / f"cluster-{nodes}{suffix}"
 
 
 # What the cluster itself keeps in a home besides the testnet.
 _OURS: Final = frozenset({LOCK_FILE_NAME})
 
 
-def ensure_testnet(home: Path, nodes: int, base_port: int) -> None:
+def ensure_testnet(home: Path, nodes: int, base_port: int, commit_chain: int = DEFAULT_COMMIT_CHAIN) -> None:
     if not (home / GENESIS_FILE_NAME).exists():
         # The home is locked (its lock file made) before the testnet is written into it.
-        write_testnet(nodes, home, base_port, host=TESTNET_HOST, ignored=_OURS)
+        write_testnet(nodes, home, base_port, host=TESTNET_HOST, ignored=_OURS, commit_chain=commit_chain)
 
 
 def _fetch_status(url: str) -> dict[str, Any] | None:
@@ -132,34 +136,47 @@ def _table(runs: list[_NodeRun], now: float) -> Table:
 
 
 async def run_cluster(
-    home: Path, nodes: int, base_port: int, byzantine: dict[int, str], console: Console
+    home: Path,
+    nodes: int,
+    base_port: int,
+    byzantine: dict[int, str],
+    console: Console,
+    commit_chain: int = DEFAULT_COMMIT_CHAIN,
 ) -> int:
-    """Run the cluster at `home` until Ctrl-C, SIGTERM or SIGHUP (or until every node has exited);
-    the exit status is `cluster_exit_status`'s, or 2 if the cluster cannot start (nothing was
-    started then)."""
+    """Run the cluster at `home` (set up with the `commit_chain` rule if new) until Ctrl-C,
+    SIGTERM or SIGHUP (or until every node has exited); the exit status is
+    `cluster_exit_status`'s, or 2 if the cluster cannot start (nothing was started then): among
+    other reasons, when `home` holds a cluster of another size or commit rule."""
     if not (home / GENESIS_FILE_NAME).exists():
         # A home that holds something else is refused before the lock file is made in it.
         check_out(home, _OURS)
     try:
         with hold_home_lock(home):
-            return await _run_locked(home, nodes, base_port, byzantine, console)
+            return await _run_locked(home, nodes, base_port, byzantine, console, commit_chain)
     except ClusterRefused as e:
         print(f"bft cluster: {e}", file=sys.stderr)
         return EXIT_REFUSED
 
 
 async def _run_locked(
-    home: Path, nodes: int, base_port: int, byzantine: dict[int, str], console: Console
+    home: Path, nodes: int, base_port: int, byzantine: dict[int, str], console: Console, commit_chain: int
 ) -> int:
     if not (home / GENESIS_FILE_NAME).exists():
         # A new home: check the ports before writing them into its configuration, so that a
         # taken port leaves nothing behind and --base-port on the same home is a way out.
         check_port_range(base_port, nodes)
         check_ports_free(_planned_listens(nodes, base_port))
-    ensure_testnet(home, nodes, base_port)
+    ensure_testnet(home, nodes, base_port, commit_chain)
     genesis = load_genesis(home / GENESIS_FILE_NAME)
     if len(genesis.validators) != nodes:
         _say(console, f"{home} holds a {len(genesis.validators)}-node cluster; use --home for another")
+        return EXIT_REFUSED
+    if genesis.commit_chain != commit_chain:
+        _say(
+            console,
+            f"{home} holds a cluster of commit chain {genesis.commit_chain}; pass --commit-chain "
+            f"{genesis.commit_chain}, or --home for another",
+        )
         return EXIT_REFUSED
     stale = _stale_schema(home, nodes)
     if stale is not None:
@@ -177,7 +194,7 @@ async def _run_locked(
         )
         for i, v in enumerate(genesis.validators)
     ]
-    _say(console, f"data directory: {home}")
+    _say(console, f"data directory: {home} (commit chain {genesis.commit_chain})")
     for run in runs:
         _say(console, f"node {run.index}: API {run.api}  logs {configs[run.index].log_file}")
 

@@ -11,7 +11,13 @@ genesis.json:
 
     {"chain_id": "bft-local",
      "validators": [{"index": 0, "public_key": "<64 hex>", "p2p": "127.0.0.1:26600",
-                     "api": "127.0.0.1:26601"}, ...]}
+                     "api": "127.0.0.1:26601"}, ...],
+     "commit_chain": 2}
+
+"commit_chain" is optional: the commit rule's chain length (`bft.core.commit_rule`), 3 (chained
+HotStuff's three-chain) when absent, or 2 (Jolteon's two-chain). It is written only when it is
+not 3, so a three-chain genesis reads and writes as it did before the field existed, and an older
+node refuses a two-chain genesis (an unknown key) instead of running it under the wrong rule.
 
 config.toml: tables [node] (index; key_file, genesis_file, data_dir, log_file, relative to the
 home directory), [p2p] listen, [api] listen (and optionally the `ApiSettings` keys: deadlines and
@@ -31,6 +37,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final
 
+from bft.core.commit_rule import COMMIT_CHAINS, DEFAULT_COMMIT_CHAIN
 from bft.core.config import (
     DEFAULT_BASE_TIMEOUT_S,
     DEFAULT_MAX_BATCH_DELAY_S,
@@ -106,18 +113,22 @@ class GenesisValidator:
 
 @dataclass(frozen=True, slots=True)
 class Genesis:
-    """The chain's identity and its validators, ordered by index (0..n-1).
+    """The chain's identity, its validators, ordered by index (0..n-1), and its commit rule.
 
     Construction validates: ConfigError for an empty chain id, indices not 0..n-1 in order,
-    invalid or duplicate public keys, or bad or duplicate addresses.
+    invalid or duplicate public keys, bad or duplicate addresses, or a `commit_chain` that is not
+    the integer 2 or 3.
     """
 
     chain_id: str
     validators: tuple[GenesisValidator, ...]
+    # The commit rule's chain length: every node of the chain must run the same one.
+    commit_chain: int = DEFAULT_COMMIT_CHAIN
 
     def __post_init__(self) -> None:
         if not isinstance(self.chain_id, str) or not self.chain_id:
             raise ConfigError("genesis: chain_id must be a non-empty string")
+        _check_commit_chain(self.commit_chain)
         if not self.validators:
             raise ConfigError("genesis: no validators")
         seen_keys: set[bytes] = set()
@@ -150,14 +161,26 @@ class Genesis:
         return ValidatorSet(tuple(v.public_key for v in self.validators))
 
 
+def _check_commit_chain(value: object) -> None:
+    # `type(...) is int`: JSON's true is a Python int, and "2" is a string; neither is a length.
+    if type(value) is not int or value not in COMMIT_CHAINS:
+        raise ConfigError(
+            "genesis: commit_chain must be the integer 3 (chained HotStuff's three-chain) or 2 "
+            f"(Jolteon's two-chain), got {type(value).__name__} {value!r}"
+        )
+
+
 def genesis_to_json(genesis: Genesis) -> str:
-    doc = {
+    """The genesis JSON of `genesis`; "commit_chain" only when it is not the default (module header)."""
+    doc: dict[str, Any] = {
         "chain_id": genesis.chain_id,
         "validators": [
             {"index": int(v.index), "public_key": v.public_key.hex(), "p2p": v.p2p, "api": v.api}
             for v in genesis.validators
         ],
     }
+    if genesis.commit_chain != DEFAULT_COMMIT_CHAIN:
+        doc["commit_chain"] = genesis.commit_chain
     return json.dumps(doc, indent=2) + "\n"
 
 
@@ -185,7 +208,7 @@ def genesis_from_json(text: str, source: str = "genesis") -> Genesis:
         raise ConfigError(f"{source}: field {exc.args[0]!r} appears twice in one object") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"{source}: expected a JSON object at the top level")
-    _check_keys(doc, {"chain_id", "validators"}, {"chain_id", "validators"}, source)
+    _check_keys(doc, {"chain_id", "validators", "commit_chain"}, {"chain_id", "validators"}, source)
     chain_id = doc["chain_id"]
     if not isinstance(chain_id, str):
         raise ConfigError(f"{source}: chain_id must be a string")
@@ -211,7 +234,7 @@ def genesis_from_json(text: str, source: str = "genesis") -> Genesis:
         validators.append(GenesisValidator(index, bytes.fromhex(key_hex), entry["p2p"], entry["api"]))
     validators.sort(key=lambda v: v.index)
     try:
-        return Genesis(chain_id, tuple(validators))
+        return Genesis(chain_id, tuple(validators), doc.get("commit_chain", DEFAULT_COMMIT_CHAIN))
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
 
@@ -449,6 +472,7 @@ class NodeConfig:
                 max_block_txs=c.max_block_txs,
                 max_block_bytes=c.max_block_bytes,
                 max_batch_delay_s=c.max_batch_delay_s,
+                commit_chain=genesis.commit_chain,
             )
         except ValueError as exc:  # e.g. a block limit whose largest block would not fit a frame
             raise ConfigError(f"[consensus]: {exc}") from exc

@@ -84,9 +84,9 @@ class Executor:
         return replayed
 
     def on_commit(self, commit: Commit) -> None:
-        """Store one commit (with the three-chain proof above it) durably, then execute its
-        blocks in order; `take_executed` hands them over for announcing. The replica calls this
-        while handling the input that committed them."""
+        """Store one commit (with its proof, the commit chain's blocks above it) durably, then
+        execute its blocks in order; `take_executed` hands them over for announcing. The replica
+        calls this while handling the input that committed them."""
         self._store.append(commit.blocks, commit.qcs, commit.commit_qc, commit.proof)
         self._executed.extend(self._execute(block) for block in commit.blocks)
         for block in commit.blocks:

@@ -134,7 +134,9 @@ class Node:
         self.byzantine = byzantine
         self.me = ValidatorIndex(self.config.index)
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.blocks = BlockStore(self.config.data_dir / "blocks.sqlite")
+        self.blocks = BlockStore(
+            self.config.data_dir / "blocks.sqlite", commit_chain=self.genesis.commit_chain
+        )
         self.app = app if app is not None else load_application(self.config)
         self.executor = Executor(
             self.app, self.blocks, on_mismatch=lambda: self.metrics.app_hash_mismatches.inc()

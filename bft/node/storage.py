@@ -26,7 +26,7 @@ Schema (version 5, in `PRAGMA user_version`):
            commit_height INTEGER  -- key of the commit that included this block, in commits)
     commits(height INTEGER PRIMARY KEY  -- height of the last block of that commit
             commit_qc BLOB              -- wire.encode_qc of the QC that committed it
-            proof BLOB)                 -- (b', b''), the blocks it certifies the three-chain with
+            proof BLOB)                 -- the commit chain's blocks above b: (b', b'') or (b',)
     txs(hash BLOB PRIMARY KEY  -- sha256(tx)
         height, position)      -- the first committed occurrence of the tx
     journal(id BLOB PRIMARY KEY, height, block BLOB)  -- uncommitted blocks
@@ -38,6 +38,10 @@ Schema (version 5, in `PRAGMA user_version`):
              first BLOB, second BLOB)       -- wire.encode of the two signed messages
 
 Heights start at 1 (genesis, height 0, is never stored) and have no gaps.
+
+Commit proofs follow the genesis' commit rule (`bft.core.commit_rule`), which the store is told:
+a commit chain b <- b' <- b'' of consecutive views (three-chain) or b <- b' (two-chain), with the
+QC for its last block.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from typing import Final
 
 from bft.core import wire
 from bft.core.actions import Evidence
+from bft.core.commit_rule import DEFAULT_COMMIT_CHAIN, check_commit_chain
 from bft.core.errors import DecodeError
 from bft.core.messages import Block, BlockResponse, QuorumCert, TimeoutCert
 from bft.core.types import BlockId
@@ -62,7 +67,8 @@ SCHEMA_VERSION: Final = 5
 # Evidence rows kept per validator; and the most one read returns.
 MAX_EVIDENCE_PER_VALIDATOR: Final = 64
 MAX_EVIDENCE_PAGE: Final = 100
-# A block's commit proof (the blocks up to a three-chain above it) is served up to this length.
+# A block's commit proof (the blocks up to the last of a commit chain above it) is served up to
+# this length.
 MAX_COMMIT_PROOF_BLOCKS: Final = 64
 
 _SCHEMA = """
@@ -158,9 +164,10 @@ class StoredEvidence:
 @dataclass(frozen=True, slots=True)
 class StoredBlock:
     """A committed block, the QC certifying it, and the proof that it is committed: the blocks
-    above it, oldest first, up to b'' of a three-chain (b, b', b'' direct parents in consecutive
-    views, b the block itself or a descendant), and `commit_qc` certifying b''. `commit_proof`
-    is empty when no proof of at most MAX_COMMIT_PROOF_BLOCKS blocks exists (a rare long commit)."""
+    above it, oldest first, up to the last block of a commit chain (b <- b' <- b'' under the
+    three-chain rule, b <- b' under the two-chain: direct parents in consecutive views, b the
+    block itself or a descendant), and `commit_qc` certifying that last block. `commit_proof` is
+    empty when no proof of at most MAX_COMMIT_PROOF_BLOCKS blocks exists (a rare long commit)."""
 
     block: Block
     qc: QuorumCert
@@ -176,32 +183,54 @@ class BlockStore:
     """The committed chain in one SQLite file. Appends are atomic; every read sees whole commits.
 
     If `genesis_id` is given, the first block ever stored must have it as its parent.
+    `commit_chain` is the genesis' commit rule (3 or 2, ValueError otherwise): the length of the
+    commit chains `block_at` proves commits with.
     """
 
-    def __init__(self, path: Path, *, genesis_id: BlockId | None = None) -> None:
+    def __init__(
+        self, path: Path, *, genesis_id: BlockId | None = None, commit_chain: int = DEFAULT_COMMIT_CHAIN
+    ) -> None:
+        check_commit_chain(commit_chain)
         try:
             # isolation_level=None: no implicit transactions; append() brackets its own.
             db = sqlite3.connect(path, isolation_level=None)
         except sqlite3.Error as exc:
             raise StorageError(f"{path}: cannot open block store: {exc}") from exc
-        self._open(db, path, genesis_id, on_disk=True)
+        self._open(db, path, genesis_id, commit_chain, on_disk=True)
 
     @classmethod
-    def over(cls, db: sqlite3.Connection, name: str, *, genesis_id: BlockId | None = None) -> BlockStore:
+    def over(
+        cls,
+        db: sqlite3.Connection,
+        name: str,
+        *,
+        genesis_id: BlockId | None = None,
+        commit_chain: int = DEFAULT_COMMIT_CHAIN,
+    ) -> BlockStore:
         """A block store in the open database `db`, e.g. an in-memory one that outlives this object
         (the simulator keeps it across a simulated crash and opens a new store over it on restart,
         as a restarted node opens its file). The same schema, reads and transactions as on disk;
         only the WAL and `synchronous=FULL` pragmas, which mean nothing in memory, are skipped: a
         transaction is kept once its COMMIT returned, and one that did not commit is rolled back.
         `close()` closes `db`."""
+        check_commit_chain(commit_chain)
         store = cls.__new__(cls)
         db.isolation_level = None
-        store._open(db, Path(name), genesis_id, on_disk=False)
+        store._open(db, Path(name), genesis_id, commit_chain, on_disk=False)
         return store
 
-    def _open(self, db: sqlite3.Connection, path: Path, genesis_id: BlockId | None, *, on_disk: bool) -> None:
+    def _open(
+        self,
+        db: sqlite3.Connection,
+        path: Path,
+        genesis_id: BlockId | None,
+        commit_chain: int,
+        *,
+        on_disk: bool,
+    ) -> None:
         self._path = path
         self._genesis_id = genesis_id
+        self._commit_chain = commit_chain
         self._db = db
         try:
             self._setup(on_disk)
@@ -284,7 +313,8 @@ class BlockStore:
         proof: Sequence[Block] = (),
     ) -> None:
         """Store one commit: `blocks` oldest first, `qcs[i]` certifying `blocks[i]`, the QC that
-        committed them and the (b', b'') it certifies the three-chain with, in one transaction.
+        committed them and the commit chain's blocks above the last of them (`Commit.proof`:
+        (b', b'') or (b',)), in one transaction.
 
         Raises StorageError, storing nothing, unless the blocks continue the stored chain (first
         height is the tip's + 1, each parent is the block before, heights consecutive) and each
@@ -363,29 +393,33 @@ class BlockStore:
         if row is None:
             return None
         block, qc = self._decode_block(row[0]), self._decode_qc(row[1])
-        proof = self._stored_three_chain(height)
+        proof = self._stored_commit_chain(height)
         if proof is None:
             proof = self._commit_record_proof(height, int(row[2]), row[3], row[4])
         if proof is None:
             return StoredBlock(block, qc, self._decode_qc(row[3]))
         return StoredBlock(block, qc, proof[1], proof[0])
 
-    def _stored_three_chain(self, height: int) -> tuple[tuple[Block, ...], QuorumCert] | None:
-        """The shortest proof from committed blocks alone: the lowest k >= height where k, k+1 and
-        k+2 are stored with consecutive views; the proof is height+1 .. k+2 and k+2's QC."""
+    def _stored_commit_chain(self, height: int) -> tuple[tuple[Block, ...], QuorumCert] | None:
+        """The shortest proof from committed blocks alone: the lowest k >= height where the
+        commit chain's blocks k .. k+L-1 (L = the commit chain length) are stored with consecutive
+        views; the proof is height+1 .. k+L-1 and k+L-1's QC, at most MAX_COMMIT_PROOF_BLOCKS
+        blocks. (Under the two-chain rule k and k+1, even when k is `height`: a proof of one block.)"""
+        links = self._commit_chain - 1
         views = dict(
             self._db.execute(
                 "SELECT height, view FROM blocks WHERE height BETWEEN ? AND ?",
                 (height, height + MAX_COMMIT_PROOF_BLOCKS),
             ).fetchall()
         )
-        for k in range(height, height + MAX_COMMIT_PROOF_BLOCKS - 1):
-            if k + 2 not in views:
+        for k in range(height, height + MAX_COMMIT_PROOF_BLOCKS - links + 1):
+            top = k + links
+            if top not in views:
                 return None
-            if views[k + 1] == views[k] + 1 and views[k + 2] == views[k + 1] + 1:
+            if all(views[h + 1] == views[h] + 1 for h in range(k, top)):
                 rows = self._db.execute(
                     "SELECT block, qc FROM blocks WHERE height > ? AND height <= ? ORDER BY height",
-                    (height, k + 2),
+                    (height, top),
                 ).fetchall()
                 return tuple(self._decode_block(r[0]) for r in rows), self._decode_qc(rows[-1][1])
         return None
@@ -394,14 +428,16 @@ class BlockStore:
         self, height: int, commit_height: int, commit_qc: bytes, proof: bytes
     ) -> tuple[tuple[Block, ...], QuorumCert] | None:
         """The proof the commit that included `height` was made with: the blocks up to its last
-        one, then its (b', b'')."""
-        if commit_height - height + 2 > MAX_COMMIT_PROOF_BLOCKS:
+        one, then the commit chain's blocks above it ((b', b'') or (b',)); None if that is longer
+        than MAX_COMMIT_PROOF_BLOCKS, or the record is not of this store's commit rule."""
+        links = self._commit_chain - 1
+        if commit_height - height + links > MAX_COMMIT_PROOF_BLOCKS:
             return None
         try:
             above = wire.decode(bytes(proof))
         except DecodeError as exc:
             raise StorageError(f"{self._path}: corrupt commit proof record: {exc}") from exc
-        if not isinstance(above, BlockResponse) or len(above.blocks) != 2:
+        if not isinstance(above, BlockResponse) or len(above.blocks) != links:
             return None
         rows = self._db.execute(
             "SELECT block FROM blocks WHERE height > ? AND height <= ? ORDER BY height",

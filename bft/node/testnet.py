@@ -28,6 +28,7 @@ import socket
 from collections.abc import Mapping
 from pathlib import Path
 
+from bft.core.commit_rule import DEFAULT_COMMIT_CHAIN
 from bft.core.safety import first_state
 from bft.core.safety_store import DurableFileStore
 from bft.node.config import (
@@ -106,13 +107,15 @@ def write_testnet(
     consensus: ConsensusSettings | None = None,
     host: str = "127.0.0.1",
     ignored: frozenset[str] = frozenset(),
+    commit_chain: int = DEFAULT_COMMIT_CHAIN,
 ) -> list[Path]:
     """Write a `nodes`-validator testnet under `out` and return the node home directories.
 
-    Fresh keys come from the OS CSPRNG; `chain_id` defaults to "bft-testnet-<random hex>".
-    ConfigError, before anything is written, if `nodes` < 1, the ports do not fit, or `out`
-    exists and is not an empty directory (the module's header says which messages); entries
-    named in `ignored` do not count (`bft cluster` locks its home before it writes the testnet).
+    Fresh keys come from the OS CSPRNG; `chain_id` defaults to "bft-testnet-<random hex>";
+    `commit_chain` is the genesis' commit rule (3 or 2). ConfigError, before anything is
+    written, if `nodes` < 1, the ports do not fit, `commit_chain` is neither, or `out` exists and
+    is not an empty directory (the module's header says which messages); entries named in
+    `ignored` do not count (`bft cluster` locks its home before it writes the testnet).
     """
     if nodes < 1:
         raise ConfigError(f"a testnet needs at least one node, got {nodes}")
@@ -136,6 +139,7 @@ def write_testnet(
     genesis = Genesis(
         chain_id,
         tuple(GenesisValidator(i, keys[i].public_key, p2p[i], api[i]) for i in range(nodes)),
+        commit_chain,
     )
     genesis_json = genesis_to_json(genesis)
 

@@ -7,9 +7,9 @@ any instance proposes; the checker records each broken invariant as a `Violation
 - agreement: no two honest replicas commit different blocks at one height; each replica's
   commits are consecutive heights, each extending its own previous commit (across restarts).
 - conflicting-qc: no valid QC seen anywhere, at a view at or above the view of a block that
-  closed a commit's three-chain, certifies a block that does not extend that block. This is the
-  key lemma of HotStuff's safety proof; it fails before conflicting commits can, so it catches
-  weakened rules sooner.
+  closed a commit's chain, certifies a block that does not extend that block. This is the key
+  lemma of the safety proofs of HotStuff and Jolteon alike; it fails before conflicting commits
+  can, so it catches weakened rules sooner.
 - validity: every committed block was proposed by the leader of its view (`leader_of`), and its
   own QC and the QC its commit carries for it verify against the validator set; every committed
   transaction was seen in some proposal on the network, and no transaction is committed at two
@@ -25,8 +25,9 @@ any instance proposes; the checker records each broken invariant as a `Violation
 - safety-regression: successive saves of one node never lower the last voted view, the locked
   view or the highest timeout view; what a restarted node loads equals its last completed save.
 - certified-commit: every commit an honest instance makes carries a QC for each block, and its
-  proof (b', b'') closes a three-chain of direct parents in consecutive views above the last
-  block, with a valid commit QC for b''.
+  proof (b', b'', or b' alone under the two-chain rule) closes a chain of the genesis' commit
+  length (`bft.core.commit_rule`) of direct parents in consecutive views above the last block,
+  with a valid commit QC for its top.
 - frame-limit: no honest instance produces a message over the wire's size limit (one that the
   transport could not carry; a response built without a byte budget does).
 - bounded-state: after every step, an honest replica's own invariants hold (the lock is not
@@ -55,10 +56,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 
 from bft.core.actions import Commit
 from bft.core.app_state import claim_height
 from bft.core.certs import Certifier
+from bft.core.commit_rule import DEFAULT_COMMIT_CHAIN
 from bft.core.messages import (
     Block,
     BlockResponse,
@@ -129,11 +132,14 @@ class InvariantChecker:
         certifier: Certifier | None = None,
         leader_of: Callable[[View], ValidatorIndex] | None = None,
         serving: ServingLimits | None = None,
+        commit_chain: int = DEFAULT_COMMIT_CHAIN,
     ) -> None:
         """Without a `certifier` no certificate is verified (conflicting-qc, and the QC checks of
         validity and certified-commit, are off); without `leader_of` no proposer is checked;
-        without `serving` no answer is counted against a budget."""
+        without `serving` no answer is counted against a budget. `commit_chain` is the genesis'
+        commit rule, which proofs and app claims are checked against."""
         self.honest = frozenset(honest)
+        self._commit_chain = commit_chain
         self._serving = serving
         # serving-budget: per (honest instance, peer), the second counted and what was sent in
         # it: sync answers with blocks, block answers, bytes; and the peers already flagged.
@@ -317,7 +323,7 @@ class InvariantChecker:
             self._violate(VALIDITY, time_s, inst, f"{what}: {reason}")
 
     def _check_certified(self, time_s: float, inst: Instance, commit: Commit) -> None:
-        """The commit's own evidence proves it: QCs for its blocks, a consecutive three-chain."""
+        """The commit's own evidence proves it: QCs for its blocks, a consecutive commit chain."""
         reason = None
         if not commit.blocks or len(commit.qcs) != len(commit.blocks):
             reason = f"{len(commit.blocks)} blocks with {len(commit.qcs)} QCs"
@@ -325,16 +331,17 @@ class InvariantChecker:
             qc.block_id != b.id or qc.view != b.view for b, qc in zip(commit.blocks, commit.qcs, strict=True)
         ):
             reason = "a QC does not certify its block"
-        elif len(commit.proof) != 2:
-            reason = f"a proof of {len(commit.proof)} blocks, not (b', b'')"
+        elif len(commit.proof) != self._commit_chain - 1:
+            reason = f"a proof of {len(commit.proof)} blocks under the {self._commit_chain}-chain rule"
         else:
-            first, (middle, top), qc = commit.blocks[-1], commit.proof, commit.commit_qc
-            if middle.parent_id != first.id or top.parent_id != middle.id:
+            run, qc = (commit.blocks[-1], *commit.proof), commit.commit_qc
+            views = ", ".join(str(b.view) for b in run)
+            if any(child.parent_id != parent.id for parent, child in pairwise(run)):
                 reason = "the proof's blocks are not direct descendants of the last block"
-            elif first.view + 1 != middle.view or middle.view + 1 != top.view:
-                reason = f"views {first.view}, {middle.view}, {top.view} are not consecutive"
-            elif qc.block_id != top.id or qc.view != top.view:
-                reason = "the commit QC does not certify b''"
+            elif any(parent.view + 1 != child.view for parent, child in pairwise(run)):
+                reason = f"views {views} are not consecutive"
+            elif qc.block_id != run[-1].id or qc.view != run[-1].view:
+                reason = "the commit QC does not certify the top of the proof"
             elif self._certifier is not None:
                 refused = self._certifier.check_qc(qc)
                 reason = None if refused is None else refused.detail
@@ -403,7 +410,8 @@ class InvariantChecker:
 
     def _check_app_claim(self, time_s: float, inst: Instance, block: Block) -> None:
         parent = self._by_height.get(block.height - 1)
-        height = 0 if parent is None else claim_height(parent, self._by_height.get(block.height - 2))
+        middle = self._by_height.get(block.height - 2)
+        height = 0 if parent is None else claim_height(parent, middle, self._commit_chain)
         if block.app_height != height:
             self._violate(
                 APP_STATE,
@@ -454,7 +462,7 @@ class InvariantChecker:
                 self._check_extends(time_s, qc.view, qc.block_id, committed[-1])
 
     def _on_direct_commit(self, time_s: float, block: Block) -> None:
-        """The last block of a commit closed a three-chain itself. The lemma speaks of QCs at its
+        """The last block of a commit closed a commit chain itself. The lemma speaks of QCs at its
         view or later; its ancestors were committed through it, so older dead forks are fine."""
         if any(b.id == block.id for b in self._committed_chain[-4:]):
             return

@@ -246,7 +246,9 @@ class SimNode:
         if first_record:
             DurableFileStore(self.disk).save(first_state(self.config.chain_id))
         self.storage: NodeStorage = self._storage_factory(
-            StorageContext(str(self.inst), self.config.chain_id, self.disk.commit_point)
+            StorageContext(
+                str(self.inst), self.config.chain_id, self.disk.commit_point, self.config.commit_chain
+            )
         )
 
     def wipe(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from bft.core.commit_rule import DEFAULT_COMMIT_CHAIN, check_commit_chain
 from bft.core.config import DEFAULT_BASE_TIMEOUT_S
 from bft.core.types import max_faulty
 from bft.sim.faults import PAUSE_RATE, WIPE_RATE, FaultPlan
@@ -76,10 +77,13 @@ class SimSpec:
     # The share of (non-total) crashes whose node loses its data directory while down and must
     # recover before it signs (`bft.core.recovery`, `bft.sim.faults`).
     wipe_rate: float = WIPE_RATE
+    # The genesis' commit rule (`bft.core.commit_rule`): 3 (chained HotStuff) or 2 (Jolteon).
+    commit_chain: int = DEFAULT_COMMIT_CHAIN
 
     def __post_init__(self) -> None:
         if self.nodes < 1:
             raise ValueError("nodes must be at least 1")
+        check_commit_chain(self.commit_chain)
         f = max_faulty(self.nodes)
         for index in self.byzantine:
             if not 0 <= index < self.nodes:
@@ -122,6 +126,8 @@ class SimSpec:
             cmd += " --no-crashes"
         if self.short_timeouts:
             cmd += " --short-timeouts"
+        if self.commit_chain != DEFAULT_COMMIT_CHAIN:
+            cmd += f" --commit-chain {self.commit_chain}"
         return f"{cmd} --seed {seed}"
 
 

@@ -32,6 +32,7 @@ from typing import Protocol
 
 from bft.core.actions import Commit
 from bft.core.app_state import ExecutedState
+from bft.core.commit_rule import DEFAULT_COMMIT_CHAIN
 from bft.core.ports import PayloadSource, Ports
 from bft.core.safety_store import SafetyStore
 
@@ -46,6 +47,8 @@ class StorageContext:
     # Called before each durable write takes effect (with what it is, starting with APP_COMMIT
     # for the application's commit); raises SimCrash when an injected crash falls on it.
     crash_point: Callable[[str], None]
+    # The genesis' commit rule (`bft.core.commit_rule`), which the block store's proofs follow.
+    commit_chain: int = DEFAULT_COMMIT_CHAIN
 
 
 class NodeStorage(Protocol):

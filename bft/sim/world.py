@@ -245,7 +245,9 @@ class World:
             )
         )
         self.leader: Callable[[View], ValidatorIndex] = lambda view: leader_of(leader_config, view)
-        self.checker = InvariantChecker(honest, spec.min_new_commits, certifier, self.leader, serving)
+        self.checker = InvariantChecker(
+            honest, spec.min_new_commits, certifier, self.leader, serving, spec.commit_chain
+        )
         self.nodes: dict[Instance, SimNode] = {}
         for inst in instances:
             behaviour = self.byzantine.get(inst.index, HONEST)
@@ -267,6 +269,7 @@ class World:
                 max_batch_delay_s=self.settings.max_batch_delay_s,
                 max_fetch_blocks=self.settings.max_fetch_blocks,
                 leaders=leaders,
+                commit_chain=spec.commit_chain,
             )
             self.nodes[inst] = SimNode(
                 inst,

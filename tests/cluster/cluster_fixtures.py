@@ -21,8 +21,10 @@ def cluster_maker(root: Path) -> Iterator[MakeCluster]:
     SIGKILL past 10 s) and fail if one crashed, exited non-zero on SIGTERM or had to be killed."""
     made: list[Cluster] = []
 
-    def make(nodes: int = 4, byzantine: Mapping[int, str] | None = None) -> Cluster:
-        cluster = Cluster(root / f"cluster{len(made)}", nodes, dict(byzantine or {}))
+    def make(nodes: int = 4, byzantine: Mapping[int, str] | None = None, *, commit_chain: int = 3) -> Cluster:
+        cluster = Cluster(
+            root / f"cluster{len(made)}", nodes, dict(byzantine or {}), commit_chain=commit_chain
+        )
         made.append(cluster)
         return cluster
 

@@ -221,16 +221,19 @@ class NodeProcess:
 
 @dataclass
 class Cluster:
-    """`nodes` validators written by `bft testnet` under `root`; node i is Byzantine if in `byzantine`."""
+    """`nodes` validators written by `bft testnet` under `root`; node i is Byzantine if in `byzantine`;
+    the genesis has the `commit_chain` rule (3: chained HotStuff's three-chain, 2: Jolteon's two-chain)."""
 
     root: Path
     nodes: int
     byzantine: Mapping[int, str] = field(default_factory=dict)
     procs: list[NodeProcess] = field(default_factory=list)
+    commit_chain: int = 3
 
     def __post_init__(self) -> None:
         base = free_base_port(2 * self.nodes)
-        run_bft(["testnet", "--nodes", str(self.nodes), "--out", str(self.root), "--base-port", str(base)])
+        where = ["--nodes", str(self.nodes), "--out", str(self.root), "--base-port", str(base)]
+        run_bft(["testnet", *where, "--commit-chain", str(self.commit_chain)])
         self.procs = []
         for i in range(self.nodes):
             home = self.root / f"node{i}"
@@ -446,7 +449,9 @@ class Cluster:
 class MakeCluster(Protocol):
     """The `make_cluster` fixture: a fresh testnet whose processes are stopped at teardown."""
 
-    def __call__(self, nodes: int = 4, byzantine: Mapping[int, str] | None = None) -> Cluster: ...
+    def __call__(
+        self, nodes: int = 4, byzantine: Mapping[int, str] | None = None, *, commit_chain: int = 3
+    ) -> Cluster: ...
 
 
 def assert_same_chain(cluster: Cluster, nodes: Sequence[int], heights: Iterable[int]) -> dict[int, str]:

@@ -231,6 +231,63 @@ def test_genesis_constructor_validates_too() -> None:
     # write_genesis writes only what Genesis accepts, so a written file always loads.
     with pytest.raises(ConfigError, match=r"validator 0: .*32 bytes"):
         Genesis("c", (GenesisValidator(0, b"short", "h:1", "h:2"),))
+    with pytest.raises(ConfigError, match="commit_chain must be the integer 3"):
+        Genesis("c", _doc_validators(), commit_chain=4)
+
+
+def _doc_validators() -> tuple[GenesisValidator, ...]:
+    return tuple(
+        GenesisValidator(v["index"], bytes.fromhex(v["public_key"]), v["p2p"], v["api"])
+        for v in _genesis_doc()["validators"]
+    )
+
+
+# Genesis: the commit rule
+
+
+def test_a_genesis_without_commit_chain_runs_the_three_chain(tmp_path: Path) -> None:
+    genesis = load_genesis(_write_json(tmp_path / "genesis.json", _genesis_doc()))
+    assert genesis.commit_chain == 3
+    assert load_node_config(_home(tmp_path)).replica_config(genesis).commit_chain == 3
+
+
+def test_a_two_chain_genesis_round_trips_and_reaches_the_replica(tmp_path: Path) -> None:
+    doc = {**_genesis_doc(), "commit_chain": 2}
+    genesis = load_genesis(_write_json(tmp_path / "genesis.json", doc))
+    assert genesis.commit_chain == 2
+    assert load_node_config(_home(tmp_path)).replica_config(genesis).commit_chain == 2
+    write_genesis(tmp_path / "copy.json", genesis)
+    assert json.loads((tmp_path / "copy.json").read_text()) == doc
+    assert load_genesis(tmp_path / "copy.json") == genesis
+
+
+def test_an_explicit_three_chain_is_the_default_and_written_as_absent(tmp_path: Path) -> None:
+    # Writing the default as absence keeps every three-chain genesis as it was before the field.
+    genesis = load_genesis(_write_json(tmp_path / "g.json", {**_genesis_doc(), "commit_chain": 3}))
+    assert genesis == load_genesis(_write_json(tmp_path / "plain.json", _genesis_doc()))
+    write_genesis(tmp_path / "copy.json", genesis)
+    assert json.loads((tmp_path / "copy.json").read_text()) == _genesis_doc()
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (4, "int 4"),
+        (1, "int 1"),
+        ("2", "str '2'"),
+        (True, "bool True"),
+        (2.0, "float 2.0"),
+        (None, "NoneType None"),
+    ],
+)
+def test_a_commit_chain_that_is_not_2_or_3_is_refused(tmp_path: Path, value: object, shown: str) -> None:
+    path = _write_json(tmp_path / "g.json", {**_genesis_doc(), "commit_chain": value})
+    with pytest.raises(ConfigError) as info:
+        load_genesis(path)
+    assert str(info.value) == (
+        f"{path}: genesis: commit_chain must be the integer 3 (chained HotStuff's three-chain) or 2 "
+        f"(Jolteon's two-chain), got {shown}"
+    )
 
 
 # Node config

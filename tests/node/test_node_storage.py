@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
@@ -109,6 +110,73 @@ def test_commit_proofs_prefer_committed_three_chains_then_the_commit_record(tmp_
         assert four.commit_proof == (blocks[4], *above) and four.commit_qc == _qc(blocks[6])
         five = store.block_at(5)
         assert five is not None and five.commit_proof == above
+
+
+def _blocks_of_views(views: list[int]) -> list[Block]:
+    """Blocks at heights 1.. extending genesis, each the child of the one before, in `views`."""
+    blocks: list[Block] = []
+    parent, parent_qc = GENESIS, GENESIS_QC
+    for height, view in enumerate(views, start=1):
+        parent = Block(
+            View(view), height, parent.id, ValidatorIndex(height % 4), parent_qc, (b"%d" % height,)
+        )
+        parent_qc = _qc(parent)
+        blocks.append(parent)
+    return blocks
+
+
+def test_two_chain_commit_proofs_prefer_committed_two_chains_then_the_commit_record(tmp_path: Path) -> None:
+    # Views 1, 2, 4, 5, 7, 8: under the two-chain rule the QCs for heights 2, 4 and 6 commit.
+    blocks = _blocks_of_views([1, 2, 4, 5, 7, 8])
+    path = tmp_path / "blocks.sqlite"
+    with BlockStore(path, genesis_id=GENESIS.id, commit_chain=2) as store:
+        store.append(blocks[:1], _qcs(blocks[:1]), _qc(blocks[1]), (blocks[1],))
+        store.append(blocks[1:3], _qcs(blocks[1:3]), _qc(blocks[3]), (blocks[3],))
+        store.append(blocks[3:5], _qcs(blocks[3:5]), _qc(blocks[5]), (blocks[5],))  # b' not stored
+        served = {h: store.block_at(h) for h in range(1, 6)}
+    proofs = {h: (b.commit_proof, b.commit_qc) for h, b in served.items() if b is not None}
+    # Heights 1..3: blocks k, k+1 in consecutive views are stored (the lowest k >= height): the
+    # shortest proof, one block when k is the height itself.
+    assert proofs[1] == ((blocks[1],), _qc(blocks[1]))
+    assert proofs[2] == ((blocks[2], blocks[3]), _qc(blocks[3]))
+    assert proofs[3] == ((blocks[3],), _qc(blocks[3]))
+    # Heights 4 and 5: nothing stored above closes a two-chain; the commit's own b'.
+    assert proofs[4] == ((blocks[4], blocks[5]), _qc(blocks[5]))
+    assert proofs[5] == ((blocks[5],), _qc(blocks[5]))
+    # A store told the three-chain rule finds no three-chain here, and no commit record of its
+    # rule: it serves no proof rather than one a three-chain client would refuse.
+    with BlockStore(path) as three:
+        assert all(
+            stored is not None and stored.commit_proof == () for stored in map(three.block_at, range(1, 6))
+        )
+
+
+def test_a_two_chain_proof_is_served_up_to_the_longest_allowed(tmp_path: Path) -> None:
+    # Views 1, 3, 5, ...: no two consecutive views among the stored blocks; b' closes the commit.
+    blocks = _blocks_of_views([2 * h - 1 for h in range(1, MAX_COMMIT_PROOF_BLOCKS + 2)])
+    b1 = Block(
+        View(blocks[-1].view + 1), len(blocks) + 1, blocks[-1].id, ValidatorIndex(0), _qc(blocks[-1]), ()
+    )
+    with BlockStore(tmp_path / "blocks.sqlite", commit_chain=2) as store:
+        store.append(blocks, _qcs(blocks), _qc(b1), (b1,))
+        top = store.block_at(len(blocks))
+        assert top is not None and top.commit_proof == (b1,)
+        longest = store.block_at(2)
+        assert longest is not None and len(longest.commit_proof) == MAX_COMMIT_PROOF_BLOCKS
+        assert longest.commit_proof[-1] == b1 and longest.commit_qc == _qc(b1)
+        bottom = store.block_at(1)
+        assert bottom is not None and bottom.commit_proof == ()
+
+
+def test_a_block_store_refuses_an_unknown_commit_rule(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="commit_chain must be one of"):
+        BlockStore(tmp_path / "blocks.sqlite", commit_chain=4)
+    assert not (tmp_path / "blocks.sqlite").exists()
+    with (
+        contextlib.closing(sqlite3.connect(":memory:")) as db,
+        pytest.raises(ValueError, match="commit_chain must be one of"),
+    ):
+        BlockStore.over(db, "blocks", commit_chain=1)
 
 
 def test_a_commit_proof_too_long_to_serve_is_left_out(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from bft.adversary import BEHAVIOURS
 from bft.campaign import FACTORIES
+from bft.core.commit_rule import TWO_CHAIN
 from bft.sim import SimSpec, run_campaign
 
 # CI's short version: since the simulator runs the node's block store, executor and ledger, a
@@ -74,6 +75,23 @@ def test_n4_one_byzantine(behaviour: str) -> None:
 def test_n7_two_byzantine(behaviours: tuple[str, str]) -> None:
     spec = SimSpec(nodes=7, byzantine=dict(enumerate(behaviours)))
     _campaign(spec, range(N7_SEEDS))
+
+
+# The Byzantine leaders that probe the two-chain rule's vote and timeout rules hardest (forks off
+# older certified blocks after a TC, equivocation, withheld QCs), under that rule.
+TWO_CHAIN_BEHAVIOURS = (
+    "fork-parent",
+    "equivocate",
+    "equivocate-same",
+    "detached-parent",
+    "forged-qc",
+    "silent",
+)
+
+
+@pytest.mark.parametrize("behaviour", TWO_CHAIN_BEHAVIOURS)
+def test_n4_one_byzantine_two_chain(behaviour: str) -> None:
+    _campaign(SimSpec(nodes=4, byzantine={0: behaviour}, commit_chain=TWO_CHAIN), range(N4_SEEDS // 4))
 
 
 def test_n7_byzantine_with_twins() -> None:

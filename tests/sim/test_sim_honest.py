@@ -11,6 +11,7 @@ import bft.core.chain_state as chain_state_module
 from bft.campaign import FACTORIES, factories_with
 from bft.core.blocktree import BlockTree
 from bft.core.builder import build_replica
+from bft.core.commit_rule import TWO_CHAIN
 from bft.core.messages import Block
 from bft.core.program import Program
 from bft.core.safety_store import DurableFileStore, Filesystem
@@ -44,6 +45,21 @@ def test_twins_campaign_n7() -> None:
     _campaign(SimSpec(nodes=7, twins=True), range(30))
 
 
+# The two-chain commit option (Jolteon), in CI's short version too.
+@pytest.mark.parametrize(
+    ("spec", "seeds"),
+    [
+        (SimSpec(nodes=4, commit_chain=TWO_CHAIN), 24),
+        (SimSpec(nodes=7, commit_chain=TWO_CHAIN), 12),
+        (SimSpec(nodes=4, twins=True, commit_chain=TWO_CHAIN), 24),
+        (SimSpec(nodes=4, short_timeouts=True, commit_chain=TWO_CHAIN), 24),
+    ],
+    ids=["n4", "n7", "twins-n4", "short-timeouts-n4"],
+)
+def test_two_chain_campaign(spec: SimSpec, seeds: int) -> None:
+    _campaign(spec, range(seeds))
+
+
 def test_replay_is_exact() -> None:
     spec = SimSpec(nodes=4)
     for seed in (3, 17):
@@ -55,7 +71,7 @@ def test_replay_is_exact() -> None:
 
 def test_weakened_commit_rule_is_caught_by_twins(monkeypatch: pytest.MonkeyPatch) -> None:
     # Commit a block as soon as it is certified (a one-chain): unsafe under equivocation.
-    def one_chain(tree: BlockTree, certified: Block) -> Block | None:
+    def one_chain(tree: BlockTree, certified: Block, length: int) -> Block | None:
         return certified
 
     monkeypatch.setattr(chain_state_module, "committed_by", one_chain)

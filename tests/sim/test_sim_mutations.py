@@ -21,7 +21,8 @@ from bft.campaign import FACTORIES
 from bft.core import wire
 from bft.core.actions import Action
 from bft.core.blocktree import BlockTree
-from bft.core.messages import Block, SafetyState, Vote
+from bft.core.commit_rule import TWO_CHAIN
+from bft.core.messages import Block, SafetyState, TimeoutCert, Vote
 from bft.core.proposer import Proposer
 from bft.core.refusals import RefusalReason, Refused
 from bft.core.replica import Replica
@@ -80,7 +81,7 @@ def test_a_parent_other_than_the_qcs_block_is_caught(monkeypatch: pytest.MonkeyP
 
 
 def test_commit_over_non_consecutive_views_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
-    def any_three_chain(tree: BlockTree, certified: Block) -> Block | None:
+    def any_three_chain(tree: BlockTree, certified: Block, length: int) -> Block | None:
         middle = tree.parent(certified)
         return None if middle is None else tree.parent(middle)
 
@@ -150,12 +151,14 @@ def test_voting_twice_in_a_view_is_caught(monkeypatch: pytest.MonkeyPatch) -> No
     # and client arrivals in the simulator it caught this in none of 400 seeds.)
     original = SafetyRules.vote
 
-    def vote_again(self: SafetyRules, block: Block, tree: BlockTree) -> Vote | Refused:
+    def vote_again(
+        self: SafetyRules, block: Block, tree: BlockTree, tc: TimeoutCert | None = None
+    ) -> Vote | Refused:
         state = self.state
         if state.last_voted_view == block.view:
             earlier = View(block.view - 1)
             vars(self)["_state"] = dataclasses.replace(state, last_voted_view=earlier, last_vote=None)
-        return original(self, block, tree)
+        return original(self, block, tree, tc)
 
     monkeypatch.setattr(SafetyRules, "vote", vote_again)
     spec = SimSpec(nodes=4, byzantine={0: "equivocate-same"})
@@ -163,12 +166,43 @@ def test_voting_twice_in_a_view_is_caught(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_a_two_chain_commit_rule_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
-    def two_chain(tree: BlockTree, certified: Block) -> Block | None:
+    def two_chain(tree: BlockTree, certified: Block, length: int) -> Block | None:
         middle = tree.parent(certified)
         return middle if middle is not None and middle.view + 1 == certified.view else None
 
     monkeypatch.setattr(chain_state_module, "committed_by", two_chain)
     _first_violation(SimSpec(nodes=4), range(20), {CERTIFIED_COMMIT, AGREEMENT, CONFLICTING_QC})
+
+
+# The two-chain rule's own teeth (the genesis' commit_chain = 2).
+
+
+def test_a_two_chain_vote_that_ignores_the_tcs_high_qc_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Any block after a TC for the previous view gets a vote, whatever QC it carries: fork-parent's
+    # forks off older certified blocks then gather QCs that do not extend committed blocks.
+    def any_after_tc(block: Block, tc: TimeoutCert | None) -> Refused | None:
+        if block.qc.view + 1 == block.view or (tc is not None and tc.view + 1 == block.view):
+            return None
+        return Refused(RefusalReason.BELOW_TC_HIGH_QC, "skips views without a TC")
+
+    monkeypatch.setattr(safety_module, "follows_its_certificate", any_after_tc)
+    spec = SimSpec(nodes=4, byzantine={0: "fork-parent"}, commit_chain=TWO_CHAIN)
+    _first_violation(spec, range(100), {CONFLICTING_QC, AGREEMENT})
+
+
+def test_a_two_chain_commit_over_non_consecutive_views_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    def any_parent(tree: BlockTree, certified: Block, length: int) -> Block | None:
+        return tree.parent(certified)
+
+    monkeypatch.setattr(chain_state_module, "committed_by", any_parent)
+    spec = SimSpec(nodes=4, byzantine={0: "equivocate"}, commit_chain=TWO_CHAIN)
+    _first_violation(spec, range(200), {CONFLICTING_QC, AGREEMENT, CERTIFIED_COMMIT})
+
+
+def test_a_one_chain_commit_under_the_two_chain_rule_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(chain_state_module, "committed_by", lambda tree, certified, length: certified)
+    spec = SimSpec(nodes=4, twins=True, commit_chain=TWO_CHAIN)
+    _first_violation(spec, range(200), {CONFLICTING_QC, AGREEMENT})
 
 
 def test_no_future_view_window_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,6 +17,7 @@ from bft.core.actions import Action, Broadcast, Commit, Send, SendRaw
 from bft.core.app_state import claim_height
 from bft.core.blocktree import genesis
 from bft.core.certs import Certifier
+from bft.core.commit_rule import THREE_CHAIN
 from bft.core.leader import leader_of
 from bft.core.messages import (
     Block,
@@ -144,7 +145,7 @@ class FakeChain:
                 acts += self._extend(self.proposed)
             parent = self.blocks[-1]
             middle = self.blocks[-2] if len(self.blocks) > 1 else None
-            app_height = claim_height(parent, middle)
+            app_height = claim_height(parent, middle, THREE_CHAIN)
             app_hash = self.ctx.ports.executed.app_hash_at(app_height)
             assert app_hash is not None
             txs = self.ctx.ports.payload.payload_for(View(parent.view + 1), ())

@@ -159,8 +159,8 @@ class MemoryStore:
         self.state = state
 
 
-def safety_rules(store: MemoryStore | None = None, me: int = 0) -> SafetyRules:
-    return SafetyRules(KEYS[me], vi(me), store or MemoryStore(), _SIGNER, GENESIS_QC)
+def safety_rules(store: MemoryStore | None = None, me: int = 0, commit_chain: int = 3) -> SafetyRules:
+    return SafetyRules(KEYS[me], vi(me), store or MemoryStore(), _SIGNER, GENESIS_QC, commit_chain)
 
 
 class Payload:

@@ -16,6 +16,7 @@ from bft.adversary.base import Behaviour
 from bft.adversary.noise import MAX_SIBLING_GROWTH, SIBLING_CHAIN_SUFFIX, CrossChain, SiblingChain
 from bft.core.actions import Action, Broadcast, Refusal, Send, ViewChange
 from bft.core.chain import MemoryChain
+from bft.core.commit_rule import THREE_CHAIN
 from bft.core.messages import (
     Block,
     BlockRequest,
@@ -230,7 +231,7 @@ def test_fork_parent_extends_an_older_certified_block_with_a_valid_claim_and_a_t
         assert block.height == parent.height + 1
         assert block.qc.view < high_qc.view
         grandparent = pump.byz.blocks.get(parent.parent_id, GENESIS_BLOCK) if parent.height > 0 else None
-        assert check_app_claim(block, app_claim(parent, grandparent, honest_chain)) is None
+        assert check_app_claim(block, app_claim(parent, grandparent, honest_chain, THREE_CHAIN)) is None
     # Honest replicas refused the forks, if at all, only by the vote rule (the lock, the view).
     pump.run(500)
     fork_views = {p.view for p, _ in _forks(pump)}
@@ -388,7 +389,7 @@ def test_detached_parent_hangs_a_block_off_the_parent_of_the_locked_block_after_
         assert block.parent_id == locked.parent_id and block.height == locked.height
         parent = pump.byz.blocks.get(block.parent_id, GENESIS_BLOCK)
         grandparent = pump.byz.blocks.get(parent.parent_id, GENESIS_BLOCK) if parent.height > 0 else None
-        assert check_app_claim(block, app_claim(parent, grandparent, honest_chain)) is None
+        assert check_app_claim(block, app_claim(parent, grandparent, honest_chain, THREE_CHAIN)) is None
         # Only the parent link refuses it.
         refused = check_proposal(config(1), certifier(), block.view, vi(BYZ), proposal, False)
         assert refused is not None and refused.reason is RefusalReason.PARENT_MISMATCH

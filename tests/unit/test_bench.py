@@ -1,6 +1,7 @@
 """The pure parts of `bft bench`: options, transactions of an exact size, percentiles, the
 measured window, token-bucket pacing and back-off on a fake clock, metric parsing, the report's
-JSON shape; and the client loop against fake clients on trio's mock clock (no sockets)."""
+JSON shape; the local cluster's testnet (`prepare_home`, files only); and the client loop against
+fake clients on trio's mock clock (no sockets)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,12 +26,14 @@ from bft.app.kv import MAX_TX_BYTES, Put, parse_tx
 from bft.bench import add_command
 from bft.bench.errors import BenchError
 from bft.bench.load import ClientKit, LoadPlan, Submitter, run_client
+from bft.bench.local import prepare_home
 from bft.bench.options import BenchOptions, options_from_args
 from bft.bench.pacing import Backoff, TokenBucket, bucket_for
 from bft.bench.report import BenchReport, report_table
 from bft.bench.stats import Recorder, Tally, latency_summary_ms, percentile
 from bft.bench.txs import bench_key, build_tx, check_tx_size, tx_size_limits
 from bft.bench.usage import NodeSample, merge_samples, node_usage, parse_metrics, proc_sample
+from bft.node.config import load_genesis
 
 RUN = "0123abcd"
 
@@ -71,6 +75,13 @@ def test_targets_are_normalized_and_set_the_node_count() -> None:
     opts = options_from_args(parse("--target", "127.0.0.1:26601, http://127.0.0.1:26603/", "--nodes", "7"))
     assert opts.targets == ("http://127.0.0.1:26601", "http://127.0.0.1:26603")
     assert opts.nodes == 2 and not opts.local
+    # A running cluster's commit rule is its genesis', which the bench does not read.
+    assert opts.commit_chain is None
+
+
+@pytest.mark.parametrize(("argv", "commit_chain"), [((), 3), (("--commit-chain", "2"), 2)])
+def test_the_local_cluster_runs_the_commit_rule_asked_for(argv: tuple[str, ...], commit_chain: int) -> None:
+    assert options_from_args(parse(*argv)).commit_chain == commit_chain
 
 
 @pytest.mark.parametrize(
@@ -86,11 +97,28 @@ def test_targets_are_normalized_and_set_the_node_count() -> None:
         (("--tx-size", "10"), "too small"),
         (("--tx-size", str(MAX_TX_BYTES + 1)), "too large"),
         (("--target", "127.0.0.1:1", "--home", "/tmp/x"), "--home"),
+        (
+            ("--target", "127.0.0.1:1", "--commit-chain", "2"),
+            "--commit-chain and --target exclude each other",
+        ),
     ],
 )
 def test_bad_options_are_refused_with_the_reason(argv: tuple[str, ...], complaint: str) -> None:
     with pytest.raises(BenchError, match=complaint):
         options_from_args(parse(*argv))
+
+
+# The local cluster's testnet.
+
+
+def test_the_local_testnet_has_the_commit_rule_asked_for_and_keeps_it(tmp_path: Path) -> None:
+    apis = prepare_home(tmp_path, 4, 2)
+    genesis = load_genesis(tmp_path / "genesis.json")
+    assert genesis.commit_chain == 2
+    assert apis == [f"http://{v.api}" for v in genesis.validators]
+    assert prepare_home(tmp_path, 4, 2) == apis  # the same testnet, not a new one
+    with pytest.raises(BenchError, match="holds a testnet of commit chain 2, not 3"):
+        prepare_home(tmp_path, 4, 3)
 
 
 # Transactions.
@@ -296,6 +324,7 @@ REPORT_KEYS = {
     "mempool_full_retries",
     "per_node",
     "target",
+    "commit_chain",
 }
 
 
@@ -311,6 +340,7 @@ def test_report_json_shape() -> None:
     assert data["tx_per_s"] == 5.0
     assert data["latency_ms"] == {"p50": 100.0, "p90": 100.0, "p99": 100.0}
     assert (data["nodes"], data["tx_size"], data["duration_s"], data["target"]) == (4, 256, 10.0, "local")
+    assert data["commit_chain"] == 3
     assert (data["submitted"], data["committed"], data["rejected"], data["mempool_full_retries"]) == (
         60,
         50,
@@ -320,9 +350,11 @@ def test_report_json_shape() -> None:
     assert [set(n) for n in data["per_node"]] == [
         {"node", "api", "cpu_s", "cpu_percent", "peak_rss_bytes"}
     ] * 4
-    remote = BenchReport(options(targets=("http://a:1", "http://b:2"), nodes=2), Tally(), [])
+    remote_opts = options(targets=("http://a:1", "http://b:2"), nodes=2, commit_chain=None)
+    remote = BenchReport(remote_opts, Tally(), [])
     assert remote.to_json()["target"] == ["http://a:1", "http://b:2"]
     assert remote.to_json()["latency_ms"] == {"p50": None, "p90": None, "p99": None}
+    assert remote.to_json()["commit_chain"] is None
     assert report_table(remote).row_count > 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import hashlib
 import json
 import re
@@ -818,6 +819,91 @@ def test_a_certified_block_whose_views_skip_is_not_committed() -> None:
         "block 1: commit proof: views 1, 2, 4 are not consecutive"
         " (blocks 1, 2, 3 are certified, not a three-chain)"
     )
+
+
+# Blocks under the two-chain rule (a genesis with "commit_chain": 2): a QC for b' commits b when
+# b' is b's child in the next view, so a proof may be one block.
+
+TWO_CHAIN_GENESIS = dataclasses.replace(GENESIS, commit_chain=2)
+
+
+@pytest.mark.parametrize(
+    ("block", "proof", "commit_height"),
+    [
+        (B1, (B2,), 1),  # the block is b itself: exactly b'
+        (B1, (B2, B3), 2),  # the block is below b = B2
+        (GAPPED[0], GAPPED[1:2], 1),  # views 1, 2: consecutive
+        (GAPPED[1], GAPPED[2:4], 3),  # views 2, 4 skip; blocks 2 and 3 committed by the two-chain 3, 4
+    ],
+    ids=["block-is-b", "block-below-b", "consecutive-views", "batch"],
+)
+def test_a_two_chain_client_accepts_a_two_chain_proof(
+    block: Block, proof: tuple[Block, ...], commit_height: int
+) -> None:
+    with serving(block_doc(block, proof=proof), height=block.height).client(TWO_CHAIN_GENESIS) as client:
+        got = client.block(block.height)
+    assert got is not None and got.block == block and got.proven_committed
+    assert got.commit_proof == proof and got.commit_qc == qc_for(proof[-1])
+    assert got.commit_height == commit_height
+
+
+def test_a_one_block_proof_commits_under_the_two_chain_rule_only() -> None:
+    doc = block_doc(B1, proof=(B2,))
+    with serving(doc).client(GENESIS) as three, pytest.raises(CertificateError) as info:
+        three.block(1)
+    assert (
+        str(info.value) == "block 1: commit proof: 1 block(s), need at least 2 (b' and b'' of a three-chain)"
+    )
+    with serving(doc).client(TWO_CHAIN_GENESIS) as two:
+        got = two.block(1)
+    assert got is not None and got.commit_height == 1
+
+
+@pytest.mark.parametrize(
+    ("block", "proof", "commit_qc", "complaint"),
+    [
+        (
+            GAPPED[1],
+            GAPPED[2:3],
+            None,
+            "block 2: commit proof: views 2, 4 are not consecutive"
+            " (blocks 2, 3 are certified, not a two-chain)",
+        ),
+        (B1, (make_block(B1, 3),), None, "block 1: commit proof: views 1, 3 are not consecutive"),
+        (B1, (), qc_for(B1), "block 1: commit proof: 0 block(s), need at least 1 (b' of a two-chain)"),
+        (B1, (B2,), qc_for(B1), f"block 1: the commit QC certifies block {B1.id.hex()}, not the last block"),
+        (B1, (B2,), _forged(B2), "block 1: the commit QC does not verify against the genesis validators"),
+        # The QC of b (the justify QC of b'), also by 2f+1 genesis validators.
+        (
+            B1,
+            (_X2,),
+            None,
+            "block 1: commit proof: the QC of block 1 (the justify QC of block 2) does not verify",
+        ),
+    ],
+    ids=["views-skip", "views-skip-at-b", "empty", "commit-qc-of-b", "forged-commit-qc", "forged-qc-of-b"],
+)
+def test_a_two_chain_client_refuses_what_does_not_prove_a_two_chain_commit(
+    block: Block, proof: tuple[Block, ...], commit_qc: QuorumCert | None, complaint: str
+) -> None:
+    doc = block_doc(block, proof=proof, commit_qc=commit_qc)
+    if not proof:
+        doc["commit_proof"] = []
+    with (
+        serving(doc, height=block.height).client(TWO_CHAIN_GENESIS) as client,
+        pytest.raises(CertificateError) as info,
+    ):
+        client.block(block.height)
+    assert str(info.value).startswith(complaint)
+
+
+def test_verify_block_takes_the_commit_rule() -> None:
+    doc = block_doc(B1, proof=(B2,))
+    assert verify_block(doc, CERTIFIER, commit_chain=2).commit_height == 1
+    with pytest.raises(CertificateError, match="need at least 2"):
+        verify_block(doc, CERTIFIER)
+    with pytest.raises(ValueError, match="commit_chain must be one of"):
+        verify_block(doc, CERTIFIER, commit_chain=4)
 
 
 _NOT_HASH = "is not the hash of the block's contents"

@@ -20,6 +20,7 @@ from core_helpers import (
 
 from bft.core.actions import Action
 from bft.core.app_state import claim_height
+from bft.core.commit_rule import THREE_CHAIN
 from bft.core.messages import Block, Proposal, Vote
 from bft.core.replica import Replica
 from bft.core.types import GENESIS_APP_HASH, View
@@ -58,12 +59,13 @@ def three_consecutive() -> list[Block]:
 
 def test_the_claim_height_follows_the_chain() -> None:
     b1, b2, b3 = three_consecutive()
-    assert claim_height(b1, GENESIS_BLOCK) == 0
-    assert claim_height(b3, b2) == 1, "a QC for b3 commits b1"
+    assert claim_height(b1, GENESIS_BLOCK, THREE_CHAIN) == 0
+    assert claim_height(b3, b2, THREE_CHAIN) == 1, "a QC for b3 commits b1"
     gap = make_block(b2, 4)  # views 2, 4: the QC for `gap` commits nothing
-    assert claim_height(gap, b2) == 0
-    assert claim_height(replace(gap, app_height=1, app_hash=chain_hash(b1)), b2) == 1, "never goes back"
-    assert claim_height(b3, None) == 0
+    assert claim_height(gap, b2, THREE_CHAIN) == 0
+    claimed_b1 = replace(gap, app_height=1, app_hash=chain_hash(b1))
+    assert claim_height(claimed_b1, b2, THREE_CHAIN) == 1, "never goes back"
+    assert claim_height(b3, None, THREE_CHAIN) == 0
 
 
 def test_a_true_claim_gets_a_vote_and_a_false_one_does_not() -> None:
@@ -98,7 +100,7 @@ def test_each_new_commit_moves_the_claim_and_a_false_hash_for_it_gets_no_vote() 
     b1, b2, b3 = three_consecutive()
     child = replace(make_block(b3, 4), app_height=1, app_hash=chain_hash(b1))
     # A QC for `child` commits b2, so a grandchild claims height 2; its hash must be b2's.
-    assert claim_height(child, b3) == 2
+    assert claim_height(child, b3, THREE_CHAIN) == 2
     grandchild_false = replace(make_block(child, 5), app_height=2, app_hash=b"\x02" * 32)
     replica = voter_after(b1, b2, b3, child)
     actions = propose(replica, grandchild_false)
@@ -114,7 +116,7 @@ def test_replicas_agree_on_every_claim_and_refuse_none() -> None:
     claimed = set()
     for height in range(2, max(chain) + 1):
         block, parent = chain[height], chain[height - 1]
-        expected = claim_height(parent, chain.get(height - 2))
+        expected = claim_height(parent, chain.get(height - 2), THREE_CHAIN)
         assert block.app_height == expected
         assert block.app_hash == (GENESIS_APP_HASH if expected == 0 else chain_hash(chain[expected]))
         claimed.add(expected)

@@ -6,7 +6,7 @@ import pytest
 from core_helpers import GENESIS_BLOCK, GENESIS_QC, Cluster, chain, make_block, make_qc, qc_for, tree_with
 
 from bft.core.blocktree import BlockTree
-from bft.core.commit_rule import committed_by
+from bft.core.commit_rule import THREE_CHAIN, committed_by
 from bft.core.errors import InvariantViolation
 from bft.core.messages import Block
 
@@ -14,12 +14,12 @@ from bft.core.messages import Block
 def test_three_chain_with_consecutive_views_commits_the_first_block() -> None:
     b1, b2, b3 = chain(GENESIS_BLOCK, [1, 2, 3])
     tree = tree_with([b1, b2, b3])
-    assert committed_by(tree, b3) == b1
+    assert committed_by(tree, b3, THREE_CHAIN) == b1
 
 
 def test_consecutive_views_anywhere_in_the_chain_commit() -> None:
     b, b1, b2 = chain(GENESIS_BLOCK, [5, 6, 7])
-    assert committed_by(tree_with([b, b1, b2]), b2) == b
+    assert committed_by(tree_with([b, b1, b2]), b2, THREE_CHAIN) == b
 
 
 def _base() -> list[Block]:
@@ -43,23 +43,23 @@ def test_non_consecutive_views_never_commit(views: tuple[int, int, int]) -> None
     blocks = chain(base[0], views)
     tree = tree_with([*base, *blocks])
     for certified in blocks:
-        assert committed_by(tree, certified) is None
+        assert committed_by(tree, certified, THREE_CHAIN) is None
     # Extending the tip in consecutive views makes the chain commit again (the rule is live).
     extra = make_block(blocks[-1], views[-1] + 1)
     last = make_block(extra, views[-1] + 2)
     tree.add(extra)
     tree.add(last)
-    assert committed_by(tree, last) == blocks[-1]
+    assert committed_by(tree, last, THREE_CHAIN) == blocks[-1]
     expected = blocks[-2] if views[-2] + 1 == views[-1] else None
-    assert committed_by(tree, extra) == expected
+    assert committed_by(tree, extra, THREE_CHAIN) == expected
 
 
 def test_two_chain_does_not_commit() -> None:
     base = _base()
     b1, b2 = chain(base[0], [10, 11])
     tree = tree_with([*base, b1, b2])
-    assert committed_by(tree, b2) is None
-    assert committed_by(tree, b1) is None
+    assert committed_by(tree, b2, THREE_CHAIN) is None
+    assert committed_by(tree, b1, THREE_CHAIN) is None
 
 
 def test_chain_whose_parent_is_missing_does_not_commit() -> None:
@@ -68,8 +68,8 @@ def test_chain_whose_parent_is_missing_does_not_commit() -> None:
     tree = BlockTree(b1, qc_for(b1))
     tree.add(b2)
     tree.add(b3)
-    assert committed_by(tree, b2) is None
-    assert committed_by(tree, b3) == b1
+    assert committed_by(tree, b2, THREE_CHAIN) is None
+    assert committed_by(tree, b3, THREE_CHAIN) == b1
     assert b0.id not in tree
 
 

@@ -95,7 +95,7 @@ def _locked_on_b1() -> tuple[SafetyRules, list[Block]]:
     """Safety rules locked on QC(b1) (view 1), after observing b2 certified; chain b1 <- b2 <- b3."""
     b1, b2, b3 = chain(GENESIS_BLOCK, [1, 2, 3])
     s = safety_rules()
-    s.observe_certified(b2)
+    s.observe_certified(b2, qc_for(b2))
     assert s.state.locked_qc.view == 1 and s.state.locked_qc.block_id == b1.id
     return s, [b1, b2, b3]
 
@@ -141,9 +141,9 @@ def test_lock_refuses_a_conflicting_block_whose_qc_is_as_old_as_the_lock() -> No
 def test_lock_only_moves_forward() -> None:
     _, b2, b3 = chain(GENESIS_BLOCK, [1, 2, 3])
     s = safety_rules()
-    s.observe_certified(b3)
+    s.observe_certified(b3, qc_for(b3))
     assert s.state.locked_qc.view == 2
-    s.observe_certified(b2)
+    s.observe_certified(b2, qc_for(b2))
     assert s.state.locked_qc.view == 2
 
 
@@ -188,7 +188,7 @@ def test_the_lock_is_saved_with_the_next_vote() -> None:
     b1, b2, b3 = chain(GENESIS_BLOCK, [1, 2, 3])
     store = MemoryStore()
     s = safety_rules(store)
-    s.observe_certified(b2)
+    s.observe_certified(b2, qc_for(b2))
     voted(s.vote(b3, tree_with([b1, b2, b3])))
     assert store.saves[-1].locked_qc == qc_for(b1)
 
