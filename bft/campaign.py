@@ -47,7 +47,7 @@ from bft.node.storage import BlockStore
 from bft.sim.node import Factories, NodeContext, ProgramFactory, honest_factory
 from bft.sim.runner import collect_campaign, run_campaign, run_schedule, sim_key
 from bft.sim.spec import CampaignResult, ScheduleResult, SimSpec
-from bft.sim.storage import APP_COMMIT, StorageContext
+from bft.sim.storage import APP_COMMIT, BLOCKS_COMMIT, StorageContext
 from crypto.signing import SignatureCache
 
 
@@ -96,7 +96,7 @@ class NodeSimStorage:
         self._name = ctx.name
         self._genesis_id = genesis(ctx.chain_id)[0].id
         self._commit_chain = ctx.commit_chain
-        self._blocks_db = _memory_db(f"blocks of node {ctx.name}", ctx.crash_point)
+        self._blocks_db = _memory_db(f"{BLOCKS_COMMIT}, the blocks of node {ctx.name}", ctx.crash_point)
         self._app_db = _memory_db(f"{APP_COMMIT}, the ledger of node {ctx.name}", ctx.crash_point)
         self._blocks = self._open_blocks()
         self._app = self._open_app()

@@ -232,6 +232,11 @@ class BlockStore:
         self._genesis_id = genesis_id
         self._commit_chain = commit_chain
         self._db = db
+        # Inside `batch`: nested writes join its transaction.
+        self._batch_depth = 0
+        # The journal holds no block at or below this height (`prune_to` skips a prune that
+        # has nothing to do; -1: not known yet).
+        self._pruned_to = -1
         try:
             self._setup(on_disk)
             self._tip_height, self._tip_id = self._load_tip()
@@ -564,6 +569,8 @@ class BlockStore:
     def add(self, blocks: Sequence[Block]) -> None:
         """Journal uncommitted blocks in one transaction; durable when this returns."""
         rows = [(bytes(b.id), b.height, wire.encode_block(b)) for b in blocks]
+        if blocks:
+            self._pruned_to = min(self._pruned_to, min(b.height for b in blocks) - 1)
         self._write(
             "journal blocks", "INSERT OR IGNORE INTO journal (id, height, block) VALUES (?, ?, ?)", rows
         )
@@ -572,7 +579,13 @@ class BlockStore:
         return [self._decode_block(row[0]) for row in self._db.execute("SELECT block FROM journal")]
 
     def prune_to(self, height: int) -> None:
+        """Let go of journaled blocks at or below `height`; durable when this returns. A prune
+        already done (`Executor.on_commit` prunes in the commit's own transaction) costs no
+        transaction of its own."""
+        if height <= self._pruned_to:
+            return
         self._write("prune the journal", "DELETE FROM journal WHERE height <= ?", [(height,)])
+        self._pruned_to = height
 
     def save_tc(self, tc: TimeoutCert) -> None:
         """Keep the highest TC seen; durable when this returns."""
@@ -594,9 +607,38 @@ class BlockStore:
             self._db.executemany(statement, rows)
 
     @contextlib.contextmanager
+    def batch(self, what: str) -> Iterator[None]:
+        """Group the writes made inside (appends, execution records, journal prunes) into one
+        transaction: one COMMIT, one disk sync. All of them are durable when it returns; none is
+        if it raises (then the store reloads its tip). Batches inside a batch join it.
+
+        Why: each COMMIT is a synchronous disk sync, several of them on the critical path of
+        every view (`Executor.on_commit`)."""
+        if self._batch_depth:
+            yield
+            return
+        try:
+            with self._transaction(what):
+                self._batch_depth = 1
+                try:
+                    yield
+                finally:
+                    self._batch_depth = 0
+        except BaseException:
+            self._tip_height, self._tip_id = self._load_tip()
+            self._pruned_to = -1
+            raise
+
+    @contextlib.contextmanager
     def _transaction(self, what: str) -> Iterator[None]:
         """One write transaction: committed if the body returns, rolled back if it raises; SQLite
-        errors become StorageError naming `what`."""
+        errors become StorageError naming `what`. Inside a `batch`, part of the batch's."""
+        if self._batch_depth:
+            try:
+                yield
+            except sqlite3.Error as exc:
+                raise StorageError(f"{self._path}: cannot {what}: {exc}") from exc
+            return
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:

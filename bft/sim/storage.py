@@ -81,6 +81,9 @@ StorageFactory = Callable[[StorageContext], NodeStorage]
 # description starts with it), so that a crash can be aimed at it: between the block store's
 # append and the application's commit.
 APP_COMMIT = "application commit"
+# The same for the block store's commits (the chain's append, with the first block's execution
+# record and the journal's prune): a crash aimed there catches an application that commits first.
+BLOCKS_COMMIT = "block store commit"
 
 
 class Transactions(Protocol):

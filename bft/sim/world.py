@@ -43,7 +43,7 @@ from bft.sim.node import Factories, SimNode, honest_factory
 from bft.sim.scheduler import Scheduler
 from bft.sim.settings import draw_settings, fixed_settings
 from bft.sim.spec import HONEST, ScheduleResult, SimSpec
-from bft.sim.storage import APP_COMMIT
+from bft.sim.storage import APP_COMMIT, BLOCKS_COMMIT
 from bft.sim.twins import TwinsScenario, generate_twins_scenario
 from crypto.keys import PrivateKey
 from crypto.signing import SignatureCache
@@ -530,18 +530,24 @@ class World:
         if node.program is None:
             return
         self._trace(node.inst, f"fault {crash.kind.value} armed")
-        # Variants aimed between the block store's append and the application's commit
-        # (`bft.sim.storage`), after which the next start must replay the block: half of the
-        # long crashes after GST (nodes commit often then) and a third of the mid-save crashes
-        # die at the node's next application commit.
+        # Variants aimed at the commits of a node's storage (`bft.sim.storage`): between the
+        # block store's append and the application's commit, after which the next start must
+        # replay the block (half of the long crashes after GST, nodes commit often then, and a
+        # third of the mid-save crashes die at the node's next application commit), and at the
+        # block store's commit itself (a quarter of those long crashes, a sixth of the mid-save
+        # ones), where an application that committed first would be ahead of the chain.
         aim = random.Random(f"app-commit-crash/{self.seed}/{crash.index}/{crash.at_s}").random()
-        if crash.kind is CrashKind.PLAIN and not (crash.at_s >= self.plan.gst_s and aim < 1 / 2):
+        late = crash.at_s >= self.plan.gst_s
+        if crash.kind is CrashKind.PLAIN and not (late and aim < 3 / 4):
             self._crash(node, "plain crash")
         elif crash.kind is CrashKind.AFTER_STEP:
             node.crash_after_step = True
-        elif crash.kind is CrashKind.PLAIN or aim < 1 / 3:
+        elif aim < (1 / 2 if crash.kind is CrashKind.PLAIN else 1 / 3):
             self._trace(node.inst, "the crash waits for the application's next commit")
             node.disk.crash_at_next(APP_COMMIT)
+        elif aim < (3 / 4 if crash.kind is CrashKind.PLAIN else 1 / 2):
+            self._trace(node.inst, "the crash waits for the block store's next commit")
+            node.disk.crash_at_next(BLOCKS_COMMIT)
         else:
             node.disk.crash_after_ops(crash.after_ops)
 

@@ -8,6 +8,7 @@ v3), so applying any block twice turns a success into `CODE_CAS_MISMATCH` and ch
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -354,3 +355,31 @@ def test_each_mismatch_reaches_the_hook(tmp_path: Path) -> None:
     assert seen == [1] and executor.app_hash_mismatches == 1
     app.close()
     store.close()
+
+
+class _CountingConnection(sqlite3.Connection):
+    commits = 0
+
+    def execute(self, sql: str, parameters: object = (), /) -> sqlite3.Cursor:
+        if sql == "COMMIT":
+            self.commits += 1
+        return super().execute(sql, parameters)  # type: ignore[arg-type]
+
+
+def test_a_commit_costs_the_block_store_one_transaction_per_block(tmp_path: Path) -> None:
+    """Group commit: the append, the first block's execution record and the journal's prune are
+    one block-store transaction; each further block of a batch adds its own record."""
+    db = sqlite3.connect(":memory:", isolation_level=None, factory=_CountingConnection)
+    assert isinstance(db, _CountingConnection)
+    store = BlockStore.over(db, "counted", genesis_id=GENESIS_BLOCK.id)
+    app = KeyValueLedger(tmp_path / "app.sqlite")
+    executor = Executor(app, store)
+    executor.start()
+    store.add(BLOCKS)
+    for commit, expected in zip(COMMITS, (2, 1, 2), strict=True):
+        db.commits = 0
+        executor.on_commit(commit_of(commit))
+        assert db.commits == expected, f"{len(commit)} block(s): {db.commits} block-store commits"
+    assert [b.height for b in store.blocks()] == [], "the journal let go of every committed block"
+    assert executor.executed()[0] == 5 and store.app_hash_at(5) == executor.executed()[1]
+    app.close()

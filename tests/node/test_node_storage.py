@@ -506,3 +506,64 @@ def test_evidence_is_bounded_per_validator(tmp_path: Path) -> None:
         # One read returns at most a page, whatever it asks for.
         page_size = min(len(everything), MAX_EVIDENCE_PAGE)
         assert len(store.evidence(limit=10 * MAX_EVIDENCE_PAGE)) == page_size
+
+
+# Group commit: `batch` makes several writes one transaction (one COMMIT, one disk sync).
+
+
+class _CountingConnection(sqlite3.Connection):
+    commits = 0
+
+    def execute(self, sql: str, parameters: object = (), /) -> sqlite3.Cursor:
+        if sql == "COMMIT":
+            self.commits += 1
+        return super().execute(sql, parameters)  # type: ignore[arg-type]
+
+
+def _counting_store() -> tuple[BlockStore, _CountingConnection]:
+    db = sqlite3.connect(":memory:", isolation_level=None, factory=_CountingConnection)
+    assert isinstance(db, _CountingConnection)
+    store = BlockStore.over(db, "counted", genesis_id=GENESIS.id)
+    db.commits = 0
+    return store, db
+
+
+def test_a_batch_of_append_record_and_prune_is_one_commit() -> None:
+    store, db = _counting_store()
+    blocks = _chain(3)
+    store.add(blocks)
+    with store.batch("commit 1..2"):
+        store.append(blocks[:2], _qcs(blocks[:2]), _qc(blocks[2]), blocks[2:])
+        store.record_execution(1, b"h1", [StoredResult(0, "", b"")] * 2)
+        store.prune_to(2)
+    assert db.commits == 2, "the journal's add, then the whole batch"
+    assert store.height == 2 and store.app_hash_at(1) == b"h1"
+    assert [b.id for b in store.blocks()] == [blocks[2].id]
+    store.prune_to(2)
+    assert db.commits == 2, "a prune already done costs no transaction"
+    store.prune_to(3)
+    assert db.commits == 3 and store.blocks() == []
+
+
+def test_a_batch_that_raises_stores_nothing_and_keeps_the_tip() -> None:
+    store, _ = _counting_store()
+    blocks = _chain(3)
+    store.add(blocks)
+    with pytest.raises(RuntimeError), store.batch("commit 1..2"):
+        store.append(blocks[:2], _qcs(blocks[:2]), _qc(blocks[2]), blocks[2:])
+        store.prune_to(2)
+        raise RuntimeError("the application failed")
+    assert store.height == 0 and store.block_at(1) is None
+    assert len(store.blocks()) == 3, "the journal still holds what the rolled-back batch pruned"
+    store.append(blocks[:2], _qcs(blocks[:2]), _qc(blocks[2]), blocks[2:])  # the tip was reloaded
+    store.prune_to(2)
+    assert [b.id for b in store.blocks()] == [blocks[2].id]
+
+
+def test_a_block_journaled_below_a_prune_is_pruned_by_the_next_one() -> None:
+    store, _ = _counting_store()
+    blocks = _chain(4)
+    store.prune_to(2)
+    store.add(blocks[1:3])  # heights 2 and 3, one of them at the pruned height
+    store.prune_to(2)
+    assert [b.height for b in store.blocks()] == [3]
