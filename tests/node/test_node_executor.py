@@ -8,13 +8,13 @@ v3), so applying any block twice turns a success into `CODE_CAS_MISMATCH` and ch
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from core_helpers import GENESIS_BLOCK, make_block, make_qc, qc_for
+from sqlite_helpers import counting_db
 
 from bft.app.interface import CODE_OK, GENESIS_APP_HASH, BlockResult, StateCorrupt
 from bft.app.kv import CODE_CAS_MISMATCH, KeyValueLedger, cas_tx, del_tx, put_tx
@@ -357,20 +357,10 @@ def test_each_mismatch_reaches_the_hook(tmp_path: Path) -> None:
     store.close()
 
 
-class _CountingConnection(sqlite3.Connection):
-    commits = 0
-
-    def execute(self, sql: str, parameters: object = (), /) -> sqlite3.Cursor:
-        if sql == "COMMIT":
-            self.commits += 1
-        return super().execute(sql, parameters)  # type: ignore[arg-type]
-
-
 def test_a_commit_costs_the_block_store_one_transaction_per_block(tmp_path: Path) -> None:
     """Group commit: the append, the first block's execution record and the journal's prune are
     one block-store transaction; each further block of a batch adds its own record."""
-    db = sqlite3.connect(":memory:", isolation_level=None, factory=_CountingConnection)
-    assert isinstance(db, _CountingConnection)
+    db = counting_db()
     store = BlockStore.over(db, "counted", genesis_id=GENESIS_BLOCK.id)
     app = KeyValueLedger(tmp_path / "app.sqlite")
     executor = Executor(app, store)

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from sqlite_helpers import CountingConnection, counting_db
 
 from bft.core.actions import Evidence, EvidenceKind
 from bft.core.blocktree import genesis
@@ -511,18 +512,8 @@ def test_evidence_is_bounded_per_validator(tmp_path: Path) -> None:
 # Group commit: `batch` makes several writes one transaction (one COMMIT, one disk sync).
 
 
-class _CountingConnection(sqlite3.Connection):
-    commits = 0
-
-    def execute(self, sql: str, parameters: object = (), /) -> sqlite3.Cursor:
-        if sql == "COMMIT":
-            self.commits += 1
-        return super().execute(sql, parameters)  # type: ignore[arg-type]
-
-
-def _counting_store() -> tuple[BlockStore, _CountingConnection]:
-    db = sqlite3.connect(":memory:", isolation_level=None, factory=_CountingConnection)
-    assert isinstance(db, _CountingConnection)
+def _counting_store() -> tuple[BlockStore, CountingConnection]:
+    db = counting_db()
     store = BlockStore.over(db, "counted", genesis_id=GENESIS.id)
     db.commits = 0
     return store, db
