@@ -61,6 +61,7 @@ from bft.core.errors import DecodeError
 from bft.core.messages import Block, BlockResponse, QuorumCert, TimeoutCert
 from bft.core.types import BlockId
 from bft.node.errors import StorageError
+from bft.node.tx_filter import CommittedTxFilter
 from crypto.hashing import sha256
 
 SCHEMA_VERSION: Final = 5
@@ -237,9 +238,14 @@ class BlockStore:
         # The journal holds no block at or below this height (`prune_to` skips a prune that
         # has nothing to do; -1: not known yet).
         self._pruned_to = -1
+        # Every committed transaction's hash, so that a transaction never committed (nearly
+        # every one asked about) costs no index lookup (`bft.node.tx_filter`).
+        self._committed_txs = CommittedTxFilter()
         try:
             self._setup(on_disk)
             self._tip_height, self._tip_id = self._load_tip()
+            for (tx_hash,) in self._db.execute("SELECT hash FROM txs"):
+                self._committed_txs.add(bytes(tx_hash))
         except BaseException:
             self._db.close()
             raise
@@ -350,10 +356,12 @@ class BlockStore:
             )
             # OR IGNORE: a tx committed twice (a faulty leader may re-propose it) keeps the
             # location where it first committed, which is where its effect happened.
-            self._db.executemany(
-                "INSERT OR IGNORE INTO txs (hash, height, position) VALUES (?, ?, ?)",
-                [(sha256(tx), b.height, pos) for b in blocks for pos, tx in enumerate(b.txs)],
-            )
+            rows = [(sha256(tx), b.height, pos) for b in blocks for pos, tx in enumerate(b.txs)]
+            self._db.executemany("INSERT OR IGNORE INTO txs (hash, height, position) VALUES (?, ?, ?)", rows)
+            # Added before the transaction commits: should it roll back, the filter holds hashes
+            # that are not committed, which costs an index lookup, never a wrong answer.
+            for tx_hash, _, _ in rows:
+                self._committed_txs.add(tx_hash)
         self._tip_height, self._tip_id = last_height, blocks[-1].id
 
     def _check_continues(self, blocks: Sequence[Block], qcs: Sequence[QuorumCert]) -> None:
@@ -482,8 +490,14 @@ class BlockStore:
         return None if row is None else self._decode_block(row[0])
 
     def has_tx(self, tx: bytes) -> bool:
-        """Whether `tx` (by its SHA-256) is in a committed block."""
-        return self.tx_location(sha256(tx)) is not None
+        """Whether `tx` (by its SHA-256) is in a committed block: the filter's "no" is final,
+        its "maybe" is checked in the index."""
+        tx_hash = sha256(tx)
+        return self._committed_txs.might_contain(tx_hash) and self.tx_location(tx_hash) is not None
+
+    def committed_tx_filter(self) -> dict[str, int]:
+        """The committed-transaction filter's size (`CommittedTxFilter.statistics`)."""
+        return self._committed_txs.statistics()
 
     def tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
         """(height, position in the block) where the tx with this hash first committed, if it did."""

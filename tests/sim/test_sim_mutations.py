@@ -31,6 +31,7 @@ from bft.core.serving import ServingBudget
 from bft.core.types import View
 from bft.core.votes import TimeoutCollector
 from bft.node.executor import Executor
+from bft.node.tx_filter import CommittedTxFilter
 from bft.sim import SimSpec, run_schedule
 from bft.sim.invariants import (
     AGREEMENT,
@@ -126,6 +127,13 @@ def test_not_checking_the_committed_chain_for_transactions_is_caught(monkeypatch
         return False
 
     monkeypatch.setattr(chain_state_module.ChainState, "_is_committed", never_committed)
+    _first_violation(SimSpec(nodes=4, byzantine={0: "invalid-block"}), range(100), {VALIDITY})
+
+
+def test_a_committed_tx_filter_with_false_negatives_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The block store's in-memory filter answers "never committed" for every hash: its "no" is
+    # final, so a block repeating a committed transaction gets votes.
+    monkeypatch.setattr(CommittedTxFilter, "might_contain", lambda self, digest: False)
     _first_violation(SimSpec(nodes=4, byzantine={0: "invalid-block"}), range(100), {VALIDITY})
 
 
