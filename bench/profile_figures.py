@@ -86,6 +86,15 @@ def node_pids(parent: int) -> list[int]:
     return found
 
 
+def _print_table(first: str, unit: str, samples: collections.Counter[str], us_per_tx: float) -> None:
+    """A markdown table: each group's share of `samples` of the `us_per_tx` CPU."""
+    print(f"| {first} | {unit} | share |")
+    print("|---|---|---|")
+    total = sum(samples.values()) or 1
+    for name, n in samples.most_common():
+        print(f"| {name} | {us_per_tx * n / total:.0f} | {100 * n / total:.0f}% |")
+
+
 def _cpu_s(pid: int) -> float:
     """User plus system CPU seconds of `pid` so far (/proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -143,22 +152,14 @@ def main() -> int:
         f"{report['latency_ms']['p50']:.0f} ms; node CPU {node_cpu_s:.1f} s in all"
     )
     print()
-    print("| group | µs per tx, all nodes | share |")
-    print("|---|---|---|")
-    total = sum(nodes.values()) or 1
-    for name, n in nodes.most_common():
-        print(f"| {name} | {node_cpu_s * 1e6 / committed * n / total:.0f} | {100 * n / total:.0f}% |")
+    _print_table("group", "µs per tx, all nodes", nodes, node_cpu_s * 1e6 / committed)
     print(f"| **all** | **{node_cpu_s * 1e6 / committed:.0f}** | |")
     if load:
         print()
         share = 100 * load_cpu_s / load_window_s
         print(f"load generator: {load_cpu_s:.1f} s CPU in {load_window_s:.1f} s ({share:.0f}% of a core)")
         print()
-        print("| load generator group | µs per tx | share |")
-        print("|---|---|---|")
-        total = sum(load.values()) or 1
-        for name, n in load.most_common():
-            print(f"| {name} | {load_cpu_s * 1e6 / load_txs * n / total:.0f} | {100 * n / total:.0f}% |")
+        _print_table("load generator group", "µs per tx", load, load_cpu_s * 1e6 / load_txs)
     return 0
 
 
