@@ -1,6 +1,7 @@
-"""The application interface (ABCI-like) and the built-in key-value ledger.
+"""The application interface (ABCI-like) and the built-in applications.
 
-Owns: `bft.app.interface` (the `Application` contract) and `bft.app.kv` (`KeyValueLedger`).
+Owns: `bft.app.interface` (the `Application` contract), `bft.app.kv` (`KeyValueLedger`) and
+`bft.app.noop` (`NoopApplication`, for measuring consensus without an application).
 May not: import anything outside the standard library.
 """
 
@@ -18,6 +19,7 @@ from bft.app.interface import (
     TxResult,
 )
 from bft.app.kv import KeyValueLedger
+from bft.app.noop import NoopApplication
 
 __all__ = [
     "GENESIS_APP_HASH",
@@ -27,6 +29,7 @@ __all__ = [
     "Application",
     "BlockResult",
     "KeyValueLedger",
+    "NoopApplication",
     "OutOfOrder",
     "QueryResult",
     "StateCorrupt",

@@ -1,13 +1,16 @@
 """`bft bench`: drive load from concurrent clients against a cluster and report committed
-transactions per second, submit-to-commit latency, and each node's CPU and peak memory.
+transactions per second, submit-to-commit latency, each node's CPU and peak memory, and the load
+generator's own CPU; `--consensus-only` runs the local cluster with the no-op application
+(`bft.app.noop`), so that the figure of consensus alone stands beside the key-value ledger's.
 
 Owns: the `bench` subcommand (`add_command`) and its body (`run_command`: options, one run, the
 report on stdout, the exit status). The parts live in the modules of this package:
 `options` (flags and their checking), `txs` (put transactions of an exact size), `stats`
 (counters, the measured window, percentiles), `pacing` (token bucket, back-off), `usage` (CPU and
-peak memory from metrics or /proc), `probe` (`/status` and `/metrics` over HTTP), `report` (JSON
-and table), `load` (the client tasks), `progress` (the live view on stderr), `local` (the local
-cluster and readiness) and `run` (one run, from the cluster's start to its stop).
+peak memory from metrics or /proc, and this process's CPU), `probe` (`/status` and `/metrics` over
+HTTP), `report` (JSON and table), `load` (the client tasks), `progress` (the live view on stderr),
+`local` (the local cluster, its application and readiness) and `run` (one run, from the cluster's
+start to its stop).
 May not: import the node's runtime or the protocol core, or reach a node other than over HTTP
 (the client of `bft.client`, `/status`, `/metrics`), as any user of a cluster would.
 
@@ -49,7 +52,8 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
             "Start a local cluster of N node processes on 127.0.0.1 (or use running nodes with --target), "
             "submit key-value put transactions of an exact size from concurrent clients with "
             '"wait": "commit", and report committed transactions per second, p50/p90/p99 '
-            "submit-to-commit latency and each node's CPU and peak memory over the measured window."
+            "submit-to-commit latency, each node's CPU and peak memory and the load generator's own CPU "
+            "over the measured window. --consensus-only runs the local nodes with the no-op application."
         ),
     )
     add_arguments(parser)

@@ -1,10 +1,10 @@
 """The cluster `bft bench` drives: a local one it starts, and the wait until a cluster is ready.
 
-Owns: the testnet in the data
-directory (`prepare_home`), one `bft node` process per validator in a nursery the caller owns
+Owns: the testnet in the data directory (`prepare_home`, with the application its nodes run:
+`app_factory`), one `bft node` process per validator in a nursery the caller owns
 (`start_nodes`), and readiness (`wait_ready`: every node answers `/status`, with all its peers
 for a local cluster, no process exited, before a deadline).
-May not: import the node's runtime or the protocol core (only `bft.node`'s testnet, genesis and
+May not: import the node's runtime or the protocol core (only `bft.node`'s testnet, config and
 process helpers, as `bft cluster` uses them); stop processes itself (cancelling their nursery
 does); import trio or httpx at module level.
 """
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from bft.app.noop import NOOP_FACTORY
 from bft.bench.errors import BenchError
 from bft.bench.probe import fetch_status, int_field
 
@@ -26,6 +27,8 @@ LOCALHOST: Final = "127.0.0.1"
 # Every node of a local cluster must be connected to all its peers before the load starts.
 READY_TIMEOUT_S: Final = 60.0
 READY_POLL_S: Final = 0.2
+# The `[app] factory` of each application a local cluster can run ("" = the node's default).
+_FACTORIES: Final = {"kv": "", "noop": NOOP_FACTORY}
 
 
 def free_base_port(count: int, attempts: int = 200) -> int:
@@ -39,17 +42,30 @@ def free_base_port(count: int, attempts: int = 200) -> int:
         raise BenchError(str(exc)) from exc
 
 
-def prepare_home(home: Path, nodes: int, commit_chain: int) -> list[str]:
-    """Write a testnet of `nodes` validators with the `commit_chain` rule into `home` unless one
-    is there; the API URLs. BenchError if the one there has another size or rule."""
-    from bft.node.config import load_genesis
-    from bft.node.errors import NodeError
-    from bft.node.testnet import write_testnet
+def app_factory(app: str) -> str:
+    """The `[app] factory` of a local cluster running `app` ("kv" or "noop"; "" is the node's
+    default, the key-value ledger)."""
+    if app not in _FACTORIES:
+        raise BenchError(f"unknown application {app!r} (known: {', '.join(_FACTORIES)})")
+    return _FACTORIES[app]
 
+
+def prepare_home(home: Path, nodes: int, commit_chain: int, app: str = "kv") -> list[str]:
+    """Write a testnet of `nodes` validators with the `commit_chain` rule, its nodes running `app`
+    (`app_factory`), into `home` unless one is there; the API URLs. BenchError if the one there
+    has another size, rule or application."""
+    from bft.node.config import load_genesis, load_node_config
+    from bft.node.errors import NodeError
+    from bft.node.testnet import node_home, write_testnet
+
+    factory = app_factory(app)
     try:
         if not (home / "genesis.json").exists():
-            write_testnet(nodes, home, free_base_port(2 * nodes), commit_chain=commit_chain)
+            write_testnet(
+                nodes, home, free_base_port(2 * nodes), commit_chain=commit_chain, app_factory=factory
+            )
         genesis = load_genesis(home / "genesis.json")
+        configured = load_node_config(node_home(home, 0)).app_factory
     except NodeError as exc:
         raise BenchError(str(exc)) from exc
     if len(genesis.validators) != nodes:
@@ -58,6 +74,12 @@ def prepare_home(home: Path, nodes: int, commit_chain: int) -> list[str]:
         raise BenchError(
             f"{home} holds a testnet of commit chain {genesis.commit_chain}, not {commit_chain} "
             f"(pass --commit-chain {genesis.commit_chain}, or another --home)"
+        )
+    if configured != factory:
+        hints = {"": "omit --consensus-only", NOOP_FACTORY: "pass --consensus-only"}
+        hint = f"{hints[configured]}, or another --home" if configured in hints else "use another --home"
+        raise BenchError(
+            f"{home} holds a testnet whose nodes run [app] factory {configured!r}, not {factory!r} ({hint})"
         )
     return [f"http://{v.api}" for v in genesis.validators]
 

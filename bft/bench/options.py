@@ -43,10 +43,21 @@ class BenchOptions:
     # The local cluster's commit rule (its genesis' "commit_chain"); None with --target: a
     # running cluster's rule is its genesis', which the bench does not read.
     commit_chain: int | None = DEFAULT_COMMIT_CHAIN
+    # The local cluster runs the no-op application (`bft.app.noop`) instead of the key-value ledger.
+    consensus_only: bool = False
 
     @property
     def local(self) -> bool:
         return not self.targets
+
+    @property
+    def app(self) -> str | None:
+        """The local cluster's application: "noop" (--consensus-only) or "kv" (the key-value
+        ledger); None with --target: a running cluster's is in its nodes' configs, which the bench
+        does not read."""
+        if not self.local:
+            return None
+        return "noop" if self.consensus_only else "kv"
 
 
 def add_arguments(bench: argparse.ArgumentParser) -> None:
@@ -93,6 +104,12 @@ def add_arguments(bench: argparse.ArgumentParser) -> None:
         more_help=f"default {DEFAULT_COMMIT_CHAIN}, for the local cluster (one reached with --target "
         "runs its genesis' rule)",
     )
+    bench.add_argument(
+        "--consensus-only",
+        action="store_true",
+        help="run the local cluster with the no-op application (accepts every transaction, executes "
+        "none) instead of the key-value ledger, to measure consensus, storage and the API alone",
+    )
     bench.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
 
 
@@ -111,6 +128,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         home=args.home,
         json=args.json,
         commit_chain=_commit_chain(args.commit_chain, local=not targets),
+        consensus_only=args.consensus_only,
     )
     problems = [
         (opts.nodes < 1, "--nodes must be at least 1"),
@@ -121,6 +139,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         (not 0 <= opts.rate_per_s < math.inf, "--rate must be a non-negative number (0: unlimited)"),
         (opts.home is not None and not opts.local, "--home and --target exclude each other"),
         (args.commit_chain is not None and not opts.local, "--commit-chain and --target exclude each other"),
+        (opts.consensus_only and not opts.local, "--consensus-only and --target exclude each other"),
     ]
     for bad, message in problems:
         if bad:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from bft.bench.options import BenchOptions
 from bft.bench.stats import Tally, latency_summary_ms
+from bft.bench.usage import max_peak_rss_bytes
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -25,6 +26,10 @@ class BenchReport:
     per_node: list[dict[str, Any]]
     # The first failed request of the run (warm-up included), for the operator.
     first_error: str | None = None
+    # The load generator's CPU over the window (this process: clients, probes and the live view),
+    # in seconds and in percent of one core; None where it could not be read.
+    load_cpu_s: float | None = None
+    load_cpu_percent: float | None = None
 
     @property
     def tx_per_s(self) -> float:
@@ -52,6 +57,11 @@ class BenchReport:
             "target": "local" if self.opts.local else list(self.opts.targets),
             # The local cluster's commit rule (2 or 3); null for --target, whose rule is not known.
             "commit_chain": self.opts.commit_chain,
+            # "kv" (the key-value ledger) or "noop" (--consensus-only); null for --target.
+            "app": self.opts.app,
+            "load_cpu_s": self.load_cpu_s,
+            "load_cpu_percent": self.load_cpu_percent,
+            "max_node_rss_bytes": max_peak_rss_bytes(self.per_node),
         }
 
 
@@ -68,12 +78,18 @@ def report_table(report: BenchReport) -> Table:
         ("committed tx/s", f"{data['tx_per_s']:.1f}"),
         ("latency p50 / p90 / p99 (ms)", " / ".join(format_ms(latency[p]) for p in ("p50", "p90", "p99"))),
         ("commit chain", "the cluster's" if data["commit_chain"] is None else str(data["commit_chain"])),
+        ("application", _APP_NAMES.get(data["app"], "the cluster's")),
         ("tx size (bytes)", str(data["tx_size"])),
         ("clients x batch", f"{data['clients']} x {data['batch']}"),
         ("target rate (tx/s)", "unlimited" if not data["rate"] else f"{data['rate']:g}"),
         ("submitted / committed", f"{data['submitted']} / {data['committed']}"),
         ("rejected / uncommitted / errors", f"{data['rejected']} / {data['uncommitted']} / {data['errors']}"),
         ("mempool-full retries", str(data["mempool_full_retries"])),
+        (
+            "load generator CPU",
+            f"{_optional(data['load_cpu_s'], '{:.2f} s')} ({_optional(data['load_cpu_percent'], '{:.0f}%')})",
+        ),
+        ("max node peak RSS", _optional(_mib(data["max_node_rss_bytes"]), "{:.1f} MiB")),
     ]
     for entry in data["per_node"]:
         rows.append(
@@ -86,6 +102,9 @@ def report_table(report: BenchReport) -> Table:
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+_APP_NAMES = {"kv": "key-value ledger", "noop": "no-op (--consensus-only)"}
 
 
 def format_ms(value: float | None) -> str:

@@ -3,7 +3,8 @@
 Owns: `bench` (a run under `trio.run`, with the temporary data directory of a local cluster
 removed afterwards), the run's nursery and its lifetime (the local cluster's processes are stopped
 on exit, error, SIGINT or SIGTERM), the readiness wait, the timing of the warm-up and the measured
-window, the resource samples at the window's two ends, and the assembly of the report.
+window, the resource samples at the window's two ends (the nodes' and this process's, the load
+generator's), and the assembly of the report.
 May not: print the report or choose the exit status (the command does); import trio, httpx or
 rich at module level.
 """
@@ -26,7 +27,7 @@ from bft.bench.progress import Progress, poll_heights, show_progress
 from bft.bench.report import BenchReport
 from bft.bench.stats import Recorder
 from bft.bench.txs import new_run_id
-from bft.bench.usage import node_usage
+from bft.bench.usage import cpu_between, node_usage, self_sample
 
 if TYPE_CHECKING:
     import httpx
@@ -100,9 +101,11 @@ async def _cluster(
 ) -> tuple[list[str], list[trio.Process]]:
     if not opts.local:
         return list(opts.targets), []
-    assert home is not None and opts.commit_chain is not None
-    apis = prepare_home(home, opts.nodes, opts.commit_chain)
-    console.print(f"starting {opts.nodes} nodes in {home} (commit chain {opts.commit_chain})")
+    assert home is not None and opts.commit_chain is not None and opts.app is not None
+    apis = prepare_home(home, opts.nodes, opts.commit_chain, opts.app)
+    console.print(
+        f"starting {opts.nodes} nodes in {home} (commit chain {opts.commit_chain}, application {opts.app})"
+    )
     return apis, await start_nodes(nursery, home, opts.nodes)
 
 
@@ -131,12 +134,15 @@ async def measure(
         nursery.start_soon(poll_heights, http, progress)
         nursery.start_soon(run_clients, opts, apis, plan, recorder, kit)
         await trio.sleep_until(window_start)
+        load_first = self_sample(trio.current_time())
         first = await sample_all(http, apis, pids)
         await trio.sleep_until(window_end)
+        load_last = self_sample(trio.current_time())
         last = await sample_all(http, apis, pids)
         nursery.cancel_scope.cancel()
     per_node = [node_usage(_or(indices[i], i), apis[i], first[i], last[i]) for i in range(len(apis))]
-    return BenchReport(opts, recorder.window, per_node, recorder.first_error)
+    load_cpu_s, load_cpu_percent = cpu_between(load_first, load_last)
+    return BenchReport(opts, recorder.window, per_node, recorder.first_error, load_cpu_s, load_cpu_percent)
 
 
 async def _cancel_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope, console: Console) -> None:

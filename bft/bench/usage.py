@@ -1,9 +1,10 @@
-"""Each node's resource use in `bft bench`: CPU seconds and peak memory.
+"""Each node's resource use in `bft bench`, and the load generator's: CPU seconds and peak memory.
 
 Owns: `NodeSample` (one reading), parsing it from a node's Prometheus text (`parse_metrics`),
-reading it from /proc for a local process (`proc_sample`), completing one reading from another
-(`merge_samples`), and the per-node entry of the report (`node_usage`: the CPU used between two
-readings, and the peak RSS).
+reading it from /proc for a local process (`proc_sample`) or for this one (`self_sample`: the load
+generator), completing one reading from another (`merge_samples`), the CPU used between two
+readings (`cpu_between`), the per-node entry of the report (`node_usage`: that CPU and the peak
+RSS) and the largest peak of them (`max_peak_rss_bytes`).
 May not: reach a node (the readings are fetched by `bft.bench.probe`); import anything heavy but
 prometheus_client, and that only where the text is parsed.
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -63,6 +66,11 @@ def proc_sample(pid: int, at: float = 0.0) -> NodeSample:
     return NodeSample(cpu_s, peak, at)
 
 
+def self_sample(at: float = 0.0) -> NodeSample:
+    """This process's CPU seconds so far, all its threads (`time.process_time`); no peak RSS."""
+    return NodeSample(cpu_s=time.process_time(), at=at)
+
+
 def merge_samples(preferred: NodeSample, fallback: NodeSample) -> NodeSample:
     """`preferred`, with each missing figure taken from `fallback`."""
     return NodeSample(
@@ -72,14 +80,19 @@ def merge_samples(preferred: NodeSample, fallback: NodeSample) -> NodeSample:
     )
 
 
+def cpu_between(start: NodeSample, end: NodeSample) -> tuple[float | None, float | None]:
+    """The CPU seconds used between two readings of one process, and that as a percent of one
+    core over the time between them; None where either reading lacks the CPU figure."""
+    if start.cpu_s is None or end.cpu_s is None:
+        return None, None
+    cpu_s = round(max(0.0, end.cpu_s - start.cpu_s), 3)
+    interval_s = end.at - start.at
+    return cpu_s, round(cpu_s / interval_s * 100, 1) if interval_s > 0 else None
+
+
 def node_usage(node: int, api: str, start: NodeSample, end: NodeSample) -> dict[str, Any]:
     """The per-node entry of the report: CPU seconds and percent between two samples, peak RSS."""
-    cpu_s: float | None = None
-    cpu_percent: float | None = None
-    if start.cpu_s is not None and end.cpu_s is not None:
-        cpu_s = round(max(0.0, end.cpu_s - start.cpu_s), 3)
-        interval_s = end.at - start.at
-        cpu_percent = round(cpu_s / interval_s * 100, 1) if interval_s > 0 else None
+    cpu_s, cpu_percent = cpu_between(start, end)
     peaks = [s.peak_rss_bytes for s in (start, end) if s.peak_rss_bytes is not None]
     return {
         "node": node,
@@ -88,3 +101,9 @@ def node_usage(node: int, api: str, start: NodeSample, end: NodeSample) -> dict[
         "cpu_percent": cpu_percent,
         "peak_rss_bytes": max(peaks) if peaks else None,
     }
+
+
+def max_peak_rss_bytes(per_node: Sequence[dict[str, Any]]) -> int | None:
+    """The largest `peak_rss_bytes` of the per-node entries; None if no node reported one."""
+    peaks = [int(e["peak_rss_bytes"]) for e in per_node if e.get("peak_rss_bytes") is not None]
+    return max(peaks) if peaks else None

@@ -108,13 +108,15 @@ def write_testnet(
     host: str = "127.0.0.1",
     ignored: frozenset[str] = frozenset(),
     commit_chain: int = DEFAULT_COMMIT_CHAIN,
+    app_factory: str = "",
 ) -> list[Path]:
     """Write a `nodes`-validator testnet under `out` and return the node home directories.
 
     Fresh keys come from the OS CSPRNG; `chain_id` defaults to "bft-testnet-<random hex>";
-    `commit_chain` is the genesis' commit rule (3 or 2). ConfigError, before anything is
-    written, if `nodes` < 1, the ports do not fit, `commit_chain` is neither, or `out` exists and
-    is not an empty directory (the module's header says which messages); entries named in
+    `commit_chain` is the genesis' commit rule (3 or 2); `app_factory`, if given, goes into every
+    node's `[app] factory` (else the nodes run the built-in key-value ledger). ConfigError, before
+    anything is written, if `nodes` < 1, the ports do not fit, `commit_chain` is neither, or `out`
+    exists and is not an empty directory (the module's header says which messages); entries named in
     `ignored` do not count (`bft cluster` locks its home before it writes the testnet).
     """
     if nodes < 1:
@@ -164,6 +166,8 @@ def write_testnet(
             "api": {"listen": api[i]},
             "consensus": consensus.to_toml_table(),
         }
+        if app_factory:
+            config["app"] = {"factory": app_factory}
         _write_atomic(home / CONFIG_FILE_NAME, format_toml(config, header=_CONFIG_HEADER))
         # The validator's first safety record: from now on, a data directory without one lost it
         # (wiped, restored from an old backup) and the node recovers before it signs anything.

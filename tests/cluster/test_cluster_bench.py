@@ -36,6 +36,9 @@ REQUIRED_KEYS = {
     "mempool_full_retries",
     "per_node",
     "target",
+    "app",
+    "load_cpu_percent",
+    "max_node_rss_bytes",
 }
 PER_NODE_KEYS = {"node", "api", "cpu_s", "cpu_percent", "peak_rss_bytes"}
 
@@ -103,6 +106,10 @@ def _check_figures(report: dict[str, Any], nodes: int, tx_size: int, duration_s:
         assert set(entry) >= PER_NODE_KEYS, entry
         assert entry["cpu_s"] is None or entry["cpu_s"] >= 0, entry
         assert entry["peak_rss_bytes"] is None or entry["peak_rss_bytes"] > 0, entry
+    peaks = [e["peak_rss_bytes"] for e in report["per_node"] if e["peak_rss_bytes"] is not None]
+    assert report["max_node_rss_bytes"] == (max(peaks) if peaks else None), report
+    # The load generator is this machine's bench process: its CPU is always known.
+    assert report["load_cpu_percent"] is not None and report["load_cpu_percent"] > 0, report
 
 
 def test_bench_runs_a_local_cluster_and_leaves_nothing_behind(bench_tmp: Path) -> None:
@@ -110,11 +117,25 @@ def test_bench_runs_a_local_cluster_and_leaves_nothing_behind(bench_tmp: Path) -
     report = _report(result)
     print(json.dumps(report, indent=1))
     _check_figures(report, nodes=4, tx_size=128, duration_s=3.0)
-    assert report["target"] == "local"
+    assert (report["target"], report["app"]) == ("local", "kv")
     # Locally the node processes are known: CPU and memory are always there.
     assert all(e["cpu_s"] is not None and e["peak_rss_bytes"] is not None for e in report["per_node"])
     assert not _node_processes(bench_tmp), "node processes left running after bft bench exited"
     assert not list(bench_tmp.iterdir()), f"temporary files left behind: {list(bench_tmp.iterdir())}"
+
+
+def test_consensus_only_runs_the_no_op_application_on_every_node(bench_tmp: Path) -> None:
+    # Under bench_tmp, so that its fixture kills (and fails on) any node left running.
+    home = bench_tmp / "home"
+    args = ["--duration", "2", "--warmup", "1", "--tx-size", "128", "--consensus-only", "--home", str(home)]
+    report = _report(_bench([*args, "--json"], bench_tmp))
+    _check_figures(report, nodes=4, tx_size=128, duration_s=2.0)
+    assert report["app"] == "noop"
+    for i in range(4):
+        data = home / f"node{i}" / "data"
+        found = sorted(p.name for p in data.iterdir())
+        assert "noop-app.state" in found and "app.sqlite" not in found, found
+    assert not _node_processes(bench_tmp), "node processes left running after bft bench exited"
 
 
 def test_bench_drives_a_running_cluster_with_target(make_cluster: MakeCluster, bench_tmp: Path) -> None:
@@ -126,6 +147,7 @@ def test_bench_drives_a_running_cluster_with_target(make_cluster: MakeCluster, b
     report = _report(_bench([*args, "--json"], bench_tmp))
     _check_figures(report, nodes=2, tx_size=200, duration_s=2.0)
     assert report["target"] == [f"http://127.0.0.1:{node.api_port}" for node in cluster.procs[:2]]
+    assert report["app"] is None
     assert [e["node"] for e in report["per_node"]] == [0, 1]
     cluster.check_alive()
 

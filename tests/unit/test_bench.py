@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -32,8 +33,17 @@ from bft.bench.pacing import Backoff, TokenBucket, bucket_for
 from bft.bench.report import BenchReport, report_table
 from bft.bench.stats import Recorder, Tally, latency_summary_ms, percentile
 from bft.bench.txs import bench_key, build_tx, check_tx_size, tx_size_limits
-from bft.bench.usage import NodeSample, merge_samples, node_usage, parse_metrics, proc_sample
-from bft.node.config import load_genesis
+from bft.bench.usage import (
+    NodeSample,
+    cpu_between,
+    max_peak_rss_bytes,
+    merge_samples,
+    node_usage,
+    parse_metrics,
+    proc_sample,
+    self_sample,
+)
+from bft.node.config import load_genesis, load_node_config
 
 RUN = "0123abcd"
 
@@ -84,6 +94,14 @@ def test_the_local_cluster_runs_the_commit_rule_asked_for(argv: tuple[str, ...],
     assert options_from_args(parse(*argv)).commit_chain == commit_chain
 
 
+def test_consensus_only_runs_the_no_op_application_locally() -> None:
+    assert options_from_args(parse()).app == "kv"
+    opts = options_from_args(parse("--consensus-only"))
+    assert opts.consensus_only and opts.app == "noop"
+    # What a running cluster executes is in its nodes' configs, which the bench does not read.
+    assert options_from_args(parse("--target", "127.0.0.1:26601")).app is None
+
+
 @pytest.mark.parametrize(
     ("argv", "complaint"),
     [
@@ -100,6 +118,10 @@ def test_the_local_cluster_runs_the_commit_rule_asked_for(argv: tuple[str, ...],
         (
             ("--target", "127.0.0.1:1", "--commit-chain", "2"),
             "--commit-chain and --target exclude each other",
+        ),
+        (
+            ("--target", "127.0.0.1:1", "--consensus-only"),
+            "--consensus-only and --target exclude each other",
         ),
     ],
 )
@@ -119,6 +141,34 @@ def test_the_local_testnet_has_the_commit_rule_asked_for_and_keeps_it(tmp_path: 
     assert prepare_home(tmp_path, 4, 2) == apis  # the same testnet, not a new one
     with pytest.raises(BenchError, match="holds a testnet of commit chain 2, not 3"):
         prepare_home(tmp_path, 4, 3)
+
+
+def test_the_consensus_only_testnet_runs_the_no_op_application_on_every_node(tmp_path: Path) -> None:
+    from bft.app.kv import KeyValueLedger
+    from bft.app.noop import NOOP_FACTORY, NoopApplication
+    from bft.node.runtime import load_application
+
+    prepare_home(tmp_path / "noop", 4, 3, "noop")
+    for i in range(4):
+        config = load_node_config(tmp_path / "noop" / f"node{i}")
+        assert config.app_factory == NOOP_FACTORY
+        app = load_application(config)
+        assert isinstance(app, NoopApplication)
+        app.close()
+    prepare_home(tmp_path / "kv", 4, 3, "kv")
+    kv_config = load_node_config(tmp_path / "kv" / "node0")
+    assert kv_config.app_factory == ""
+    kv_app = load_application(kv_config)
+    assert isinstance(kv_app, KeyValueLedger)
+    kv_app.close()
+    # A home is reused only for the application it was written for.
+    assert prepare_home(tmp_path / "noop", 4, 3, "noop")
+    with pytest.raises(BenchError, match="pass --consensus-only"):
+        prepare_home(tmp_path / "noop", 4, 3, "kv")
+    with pytest.raises(BenchError, match="omit --consensus-only"):
+        prepare_home(tmp_path / "kv", 4, 3, "noop")
+    with pytest.raises(BenchError, match="unknown application 'ledger'"):
+        prepare_home(tmp_path / "other", 4, 3, "ledger")
 
 
 # Transactions.
@@ -296,6 +346,34 @@ def test_a_missing_metric_is_completed_from_the_fallback() -> None:
     assert merged == NodeSample(cpu_s=1.0, peak_rss_bytes=7, at=5.0)
 
 
+def test_cpu_between_two_readings_is_seconds_and_percent_of_one_core() -> None:
+    assert cpu_between(NodeSample(cpu_s=2.0, at=10.0), NodeSample(cpu_s=3.5, at=15.0)) == (1.5, 30.0)
+    assert cpu_between(NodeSample(at=10.0), NodeSample(cpu_s=3.5, at=15.0)) == (None, None)
+    assert cpu_between(NodeSample(cpu_s=2.0, at=10.0), NodeSample(cpu_s=2.0, at=10.0)) == (0.0, None)
+
+
+def test_self_sample_counts_this_process_cpu() -> None:
+    first = self_sample(at=1.0)
+    assert first.cpu_s is not None
+    while time.process_time() - first.cpu_s < 0.02:
+        sum(range(10_000))
+    cpu_s, _ = cpu_between(first, self_sample(at=2.0))
+    assert cpu_s is not None and cpu_s >= 0.02
+    assert first.peak_rss_bytes is None and first.at == 1.0
+
+
+def test_max_node_rss_is_the_largest_peak_reported() -> None:
+    entries: list[dict[str, Any]] = [
+        {"peak_rss_bytes": 5},
+        {"peak_rss_bytes": None},
+        {"peak_rss_bytes": 9},
+        {},
+    ]
+    assert max_peak_rss_bytes(entries) == 9
+    assert max_peak_rss_bytes([{"peak_rss_bytes": None}]) is None
+    assert max_peak_rss_bytes([]) is None
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_proc_sample_reads_this_process() -> None:
     sample = proc_sample(os.getpid())
@@ -325,18 +403,24 @@ REPORT_KEYS = {
     "per_node",
     "target",
     "commit_chain",
+    "app",
+    "load_cpu_s",
+    "load_cpu_percent",
+    "max_node_rss_bytes",
 }
 
 
 def test_report_json_shape() -> None:
     window = Tally(submitted=60, committed=50, rejected=1, mempool_full_retries=4, latencies_s=[0.1] * 50)
     per_node = [
-        node_usage(i, f"http://127.0.0.1:{i}", NodeSample(1.0, 1, 0.0), NodeSample(2.0, 2, 1.0))
+        node_usage(i, f"http://127.0.0.1:{i}", NodeSample(1.0, 1, 0.0), NodeSample(2.0, 2 + 10 * i, 1.0))
         for i in range(4)
     ]
-    report = BenchReport(options(duration_s=10.0), window, per_node)
+    report = BenchReport(options(duration_s=10.0), window, per_node, load_cpu_s=2.5, load_cpu_percent=25.0)
     data = json.loads(json.dumps(report.to_json()))
     assert set(data) == REPORT_KEYS
+    assert (data["app"], data["load_cpu_s"], data["load_cpu_percent"]) == ("kv", 2.5, 25.0)
+    assert data["max_node_rss_bytes"] == 32
     assert data["tx_per_s"] == 5.0
     assert data["latency_ms"] == {"p50": 100.0, "p90": 100.0, "p99": 100.0}
     assert (data["nodes"], data["tx_size"], data["duration_s"], data["target"]) == (4, 256, 10.0, "local")
@@ -355,7 +439,23 @@ def test_report_json_shape() -> None:
     assert remote.to_json()["target"] == ["http://a:1", "http://b:2"]
     assert remote.to_json()["latency_ms"] == {"p50": None, "p90": None, "p99": None}
     assert remote.to_json()["commit_chain"] is None
+    assert remote.to_json()["app"] is None
+    assert remote.to_json()["load_cpu_percent"] is remote.to_json()["max_node_rss_bytes"] is None
     assert report_table(remote).row_count > 0
+    noop = BenchReport(options(consensus_only=True), window, per_node, load_cpu_s=2.5, load_cpu_percent=25.0)
+    assert noop.to_json()["app"] == "noop"
+    table = _rendered(report_table(noop))
+    assert "no-op (--consensus-only)" in table
+    assert "load generator CPU" in table and "2.50 s (25%)" in table
+    assert "max node peak RSS" in table
+
+
+def _rendered(table: Any) -> str:
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    console.print(table)
+    return console.export_text()
 
 
 # The client loop, against fake clients on the mock clock.
