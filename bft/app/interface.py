@@ -32,7 +32,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol, runtime_checkable
+from types import TracebackType
+from typing import Final, Protocol, Self, runtime_checkable
 
 APP_HASH_SIZE_BYTES: Final = 32
 # The app hash at height 0, before any block, for applications that have no better one: a fixed
@@ -114,6 +115,22 @@ class QueryResult:
     code: int
     value: bytes | None
     height: int
+
+
+class ClosesOnExit:
+    """`with app:` closes the application on the way out (its `close` discards any staged
+    block, as a crash would): the context-manager half the built-in applications share."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
 
 @runtime_checkable

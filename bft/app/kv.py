@@ -63,7 +63,6 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Final
 
 from bft.app.interface import (
@@ -76,6 +75,7 @@ from bft.app.interface import (
     AppClosed,
     AppInfo,
     BlockResult,
+    ClosesOnExit,
     OutOfOrder,
     QueryResult,
     StateCorrupt,
@@ -291,7 +291,7 @@ class _Staged:
     overlay: dict[str, str | None]
 
 
-class KeyValueLedger:
+class KeyValueLedger(ClosesOnExit):
     """The key-value ledger over one SQLite file. Implements `bft.app.interface.Application`.
 
     Opening creates the file and schema when absent. `close()` discards any staged block.
@@ -364,14 +364,6 @@ class KeyValueLedger:
             self._conn.close()
             self._conn = None
             self._staged = None
-
-    def __enter__(self) -> KeyValueLedger:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def _committed(self, key: str) -> str | None:
         row = self._db().execute("SELECT value FROM kv WHERE key = ?", (key.encode("utf-8"),)).fetchone()

@@ -36,7 +36,6 @@ import struct
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Final
 
 from bft.app.interface import (
@@ -46,6 +45,7 @@ from bft.app.interface import (
     AppClosed,
     AppInfo,
     BlockResult,
+    ClosesOnExit,
     OutOfOrder,
     QueryResult,
     StateCorrupt,
@@ -108,7 +108,7 @@ def read_state(raw: bytes, source: str) -> tuple[int, bytes]:
     raise StateCorrupt(f"{source}: no valid slot: not a no-op application state, or corrupt")
 
 
-class NoopApplication:
+class NoopApplication(ClosesOnExit):
     """The no-op application over its state file. Implements `bft.app.interface.Application`.
 
     Opening creates the file (zeros, synced with its directory) when absent. `close()` discards
@@ -142,14 +142,6 @@ class NoopApplication:
             os.close(self._fd)
             self._fd = None
             self._staged = None
-
-    def __enter__(self) -> NoopApplication:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def info(self) -> AppInfo:
         self._file()
