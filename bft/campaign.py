@@ -41,6 +41,7 @@ from bft.app.kv import KeyValueLedger
 from bft.core.blocktree import genesis
 from bft.core.ports import PayloadSource, Ports
 from bft.core.safety_store import SafetyStore
+from bft.node.batch_store import BATCHES_COMMIT, SqliteBatchStore
 from bft.node.compose import open_ports
 from bft.node.executor import Executor
 from bft.node.storage import BlockStore
@@ -98,6 +99,7 @@ class NodeSimStorage:
         self._commit_chain = ctx.commit_chain
         self._blocks_db = _memory_db(f"{BLOCKS_COMMIT}, the blocks of node {ctx.name}", ctx.crash_point)
         self._app_db = _memory_db(f"{APP_COMMIT}, the ledger of node {ctx.name}", ctx.crash_point)
+        self._batches_db = _memory_db(f"{BATCHES_COMMIT}, the batches of node {ctx.name}", ctx.crash_point)
         self._blocks = self._open_blocks()
         self._app = self._open_app()
 
@@ -115,7 +117,8 @@ class NodeSimStorage:
     def open(self, safety_store: SafetyStore, payload: PayloadSource) -> Ports:
         # New objects, as a new process has: nothing the last one held in memory carries over.
         self._blocks, self._app = self._open_blocks(), self._open_app()
-        return open_ports(safety_store, self._blocks, Executor(self._app, self._blocks), payload)
+        batches = SqliteBatchStore.over(self._batches_db, f"batches:{self._name}")
+        return open_ports(safety_store, self._blocks, Executor(self._app, self._blocks), payload, batches)
 
     @property
     def height(self) -> int:

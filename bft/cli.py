@@ -19,6 +19,7 @@ from bft.chaos.command import add_command as add_chaos_command
 from bft.cli_args import non_negative_float, non_negative_int, port, positive_int
 from bft.cli_commit_chain import add_commit_chain_option
 from bft.cli_ledger import add_commands as add_ledger_commands
+from bft.cli_quorum_store import add_quorum_store_option
 from bft.core.commit_rule import DEFAULT_COMMIT_CHAIN
 from bft.core.types import max_faulty
 
@@ -89,6 +90,7 @@ def _add_testnet(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--base-port", type=port, default=None, help="first port (default from configs/local-4.toml: 26600)"
     )
     add_commit_chain_option(testnet)
+    add_quorum_store_option(testnet)
     testnet.set_defaults(run=_run_testnet)
 
 
@@ -99,7 +101,9 @@ def _run_testnet(args: argparse.Namespace) -> int:
 
     try:
         base_port = args.base_port if args.base_port is not None else load_cluster_defaults().base_port
-        homes = write_testnet(args.nodes, args.out, base_port, commit_chain=args.commit_chain)
+        homes = write_testnet(
+            args.nodes, args.out, base_port, commit_chain=args.commit_chain, quorum_store=args.quorum_store
+        )
     except NodeError as e:
         print(f"bft testnet: {e}", file=sys.stderr)
         return 2
@@ -190,6 +194,11 @@ def _add_cluster(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         more_help=f"default {DEFAULT_COMMIT_CHAIN}; a two-chain cluster's default data directory is "
         "~/.bft/cluster-N-two-chain, and a data directory keeps the rule it was set up with",
     )
+    add_quorum_store_option(
+        cluster,
+        more_help="default off; such a cluster's default data directory is ~/.bft/cluster-N-quorum-store, "
+        "and a data directory keeps what it was set up with",
+    )
     cluster.set_defaults(run=_run_cluster)
     ctl = commands.add_parser(
         "ctl",
@@ -222,10 +231,16 @@ def _run_cluster(args: argparse.Namespace) -> int:
             # The chaos testbed writes its scenario's testnet, which has no commit rule to choose.
             print("bft cluster: --chaos runs the three-chain rule only; drop --commit-chain", file=sys.stderr)
             return 2
+        if args.quorum_store:
+            # Nor has it a quorum store to switch on.
+            print("bft cluster: --chaos runs without the quorum store; drop --quorum-store", file=sys.stderr)
+            return 2
         return _run_chaos_cluster(args, nodes, byzantine)
-    home = args.home if args.home is not None else default_home(nodes, args.commit_chain)
+    home = args.home if args.home is not None else default_home(nodes, args.commit_chain, args.quorum_store)
     try:
-        code: int = trio.run(run_cluster, home, nodes, base_port, byzantine, Console(), args.commit_chain)
+        code: int = trio.run(
+            run_cluster, home, nodes, base_port, byzantine, Console(), args.commit_chain, args.quorum_store
+        )
     except NodeError as e:
         # Setting up the data directory failed (it holds something else, a port range that
         # does not fit): before any node process started.
@@ -296,6 +311,12 @@ def _add_sim(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "delay bound after GST of a few ms (as on one machine), and more plans pause a node",
     )
     add_commit_chain_option(sim)
+    sim.add_argument(
+        "--quorum-store",
+        action="store_true",
+        help="the genesis disseminates batches apart from ordering: proposals carry proofs of "
+        "availability (f+1 signed acknowledgements) instead of transactions",
+    )
     sim.add_argument("--quiet", action="store_true", help="no live progress display")
     sim.add_argument(
         "--jobs",
@@ -426,6 +447,7 @@ def _run_sim(args: argparse.Namespace) -> int:
             crashes=not args.no_crashes,
             short_timeouts=args.short_timeouts,
             commit_chain=args.commit_chain,
+            quorum_store=args.quorum_store,
         )
     except ValueError as e:
         print(f"bft sim: {e}", file=sys.stderr)

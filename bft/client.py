@@ -8,12 +8,13 @@ response. Both clients share one set of pure request builders and response reade
 May not: trust a node beyond what it checks. A certified block is not yet a committed one (in
 chained HotStuff a certified block can be abandoned), so a block comes back as a `VerifiedBlock`
 only after its commit is proven: its id is recomputed from its contents, its QC carries 2f+1 valid
-signatures of distinct genesis validators over that id, and its commit proof links it by parent
-ids to a commit chain of consecutive views, of the genesis' commit rule (a three-chain
-b <- b' <- b'', or a two-chain b <- b'; b is the block or a descendant of it), whose last block
-is certified by a commit QC of 2f+1 genesis validators. Nor may it hold protocol logic:
-blocks, ids and QC checks are `bft.core`'s, transaction encoding is `bft.app.kv`'s, the API's
-JSON shapes are `bft.node.api_json`'s.
+signatures of distinct genesis validators over that id, its transactions are exactly the batches
+its proofs of availability describe (if it has any; each proof signed by f+1 genesis validators),
+and its commit proof links it by parent ids to a commit chain of consecutive views, of the
+genesis' commit rule (a three-chain b <- b' <- b'', or a two-chain b <- b'; b is the block or a
+descendant of it), whose last block is certified by a commit QC of 2f+1 genesis validators. Nor
+may it hold protocol logic: blocks, ids, batches and QC and proof checks are `bft.core`'s,
+transaction encoding is `bft.app.kv`'s, the API's JSON shapes are `bft.node.api_json`'s.
 
 Errors: `NodeUnavailable` (no connection, timeout), `RequestRefused` (a 4xx/5xx with the node's
 message), `BadResponse` (an answer that does not follow the API), and its subclass
@@ -39,11 +40,13 @@ import httpx
 
 from bft.app.interface import CODE_OK
 from bft.app.kv import cas_tx, del_tx, put_tx
+from bft.core.batches import BatchInfo, BatchProof, payload_error, split_payload
 from bft.core.blocktree import genesis as genesis_of
 from bft.core.certs import Certifier
 from bft.core.commit_rule import DEFAULT_COMMIT_CHAIN, THREE_CHAIN, TWO_CHAIN, check_commit_chain
 from bft.core.messages import Block, QuorumCert
 from bft.core.types import BLOCK_ID_SIZE_BYTES, MAX_APP_HASH_SIZE_BYTES, BlockId, ValidatorIndex, View
+from bft.core.wire import BATCH_DIGEST_SIZE_BYTES, MAX_BATCHES_PER_BLOCK
 from bft.node.api_json import b64, block_json
 from bft.node.config import Genesis
 from crypto.signing import SignatureCache
@@ -107,9 +110,11 @@ class BadResponse(ClientError):
 
 class CertificateError(BadResponse):
     """A block that does not prove itself committed: malformed, an id that is not the hash of its
-    contents, a QC that does not certify it with 2f+1 valid signatures of genesis validators, or a
-    commit proof that is missing, broken, not a commit chain of consecutive views of the genesis'
-    rule (a three-chain or a two-chain), or not closed by a valid commit QC."""
+    contents, transactions that are not the batches its proofs of availability describe, a proof
+    of availability without f+1 valid signatures of genesis validators, a QC that does not
+    certify it with 2f+1 valid signatures of genesis validators, or a commit proof that is
+    missing, broken, not a commit chain of consecutive views of the genesis' rule (a three-chain
+    or a two-chain), or not closed by a valid commit QC."""
 
 
 class _Invalid(Exception):
@@ -181,7 +186,8 @@ class VerifiedBlock:
     the genesis validators, whose commit is proven.
 
     Ids and hashes are lowercase hex. `block` is the core's value, rebuilt from the response
-    (its `qc` is the justify QC, certifying the parent).
+    (its `qc` is the justify QC, certifying the parent). A block of the quorum store has proofs
+    of availability (`batches`), and `txs` is exactly its batches' transactions, in proof order.
 
     `commit_proof` holds the blocks above this one, oldest first, each the child of the one before;
     it ends with the commit chain (consecutive views) that committed b, which is this block or its
@@ -207,6 +213,11 @@ class VerifiedBlock:
     commit_qc: QuorumCert | None
     commit_proof: tuple[Block, ...]
     commit_height: int | None
+
+    @property
+    def batches(self) -> tuple[BatchProof, ...]:
+        """The block's proofs of availability, in block order (none without the quorum store)."""
+        return self.block.batches
 
     @property
     def proven_committed(self) -> bool:
@@ -243,12 +254,18 @@ def verify_block(
     otherwise).
 
     Checks: every field well formed (strict base64 and lowercase hex); the recomputed id equals
-    `id`; the justify QC certifies `parent_id`; `qc` is for this id and view. With a `certifier`,
-    also that `qc` verifies (2f+1 distinct validators, valid signatures, this chain) and that the
-    block is committed:
+    `id`; the justify QC certifies `parent_id`; `qc` is for this id and view. A block with
+    proofs of availability ("batches", at most `MAX_BATCHES_PER_BLOCK`) has an id that leaves
+    its transactions out, so its `txs` are checked against the proofs instead: they must be
+    exactly its batches, in proof order (each batch's count, size and digest as its proof says).
+    With a `certifier`, also that `qc` verifies (2f+1 distinct validators, valid signatures, this
+    chain), that each of the block's proofs of availability verifies (f+1 distinct validators'
+    acknowledgements of its batch, this chain) and that the block is committed:
     - `commit_proof` lists `commit_chain - 1` (b' and b'', or b') to `MAX_COMMIT_PROOF_BLOCKS`
       blocks, each rebuilt and checked like the block itself (recomputed id, justify QC for its
-      parent), each the child of the one before (the first of the block), one height higher, with
+      parent; one with proofs of availability may be lean, with no transactions, and is then
+      checked by its id only, its proofs' signatures being none of the client's concern), each
+      the child of the one before (the first of the block), one height higher, with
       a higher view, its justify QC of its parent's view;
     - its last `commit_chain` blocks, counting the block itself, form a commit chain of
       consecutive views: b <- b' <- b'' (three-chain) or b <- b' (two-chain), each one view after
@@ -641,7 +658,7 @@ def _read_block(
 
 
 def _verify_block(doc: _Doc, certifier: Certifier | None, commit_chain: int) -> VerifiedBlock:
-    block = _block(doc)
+    block = _block(doc, full=True)
     qc = _qc(doc.obj("qc"))
     if qc.block_id != block.id:
         raise _Invalid(f"the QC certifies block {qc.block_id.hex()}, not this block {block.id.hex()}")
@@ -654,6 +671,7 @@ def _verify_block(doc: _Doc, certifier: Certifier | None, commit_chain: int) -> 
         reason = certifier.check_qc(qc)
         if reason is not None:
             raise _Invalid(f"the QC does not verify against the genesis validators: {reason}")
+        _check_batch_proofs(doc, block, certifier)
         if block.id == genesis_of(certifier.chain_id)[0].id and not doc.present("commit_proof"):
             commit_height = 0
         else:
@@ -675,9 +693,11 @@ def _verify_block(doc: _Doc, certifier: Certifier | None, commit_chain: int) -> 
     )
 
 
-def _block(doc: _Doc) -> Block:
+def _block(doc: _Doc, *, full: bool) -> Block:
     """The block `doc` writes (in `block_json`'s shape; its own QCs, if any, aside), strictly decoded.
-    Its recomputed id must equal `id`, and its justify QC must certify its parent."""
+    Its recomputed id must equal `id`, and its justify QC must certify its parent. With proofs of
+    availability, its transactions must be its batches: `full` (a committed block) requires
+    them, otherwise (an entry of a commit proof) it may also be lean, with none."""
     view = View(doc.uint("view"))
     height = doc.uint("height")
     claimed_id = doc.hex("id", BLOCK_ID_SIZE_BYTES)
@@ -689,7 +709,18 @@ def _block(doc: _Doc) -> Block:
     app_hash = doc.hex("app_hash")
     if len(app_hash) > MAX_APP_HASH_SIZE_BYTES:
         raise _Invalid(f"{doc.path('app_hash')} is longer than {MAX_APP_HASH_SIZE_BYTES} bytes")
-    block = Block(view, height, parent_id, proposer, justify, txs, app_height=app_height, app_hash=app_hash)
+    batches = _batch_proofs(doc)
+    block = Block(
+        view,
+        height,
+        parent_id,
+        proposer,
+        justify,
+        txs,
+        app_height=app_height,
+        app_hash=app_hash,
+        batches=batches,
+    )
     if block.id != claimed_id:
         raise _Invalid(
             f"{doc.path('id')} {claimed_id.hex()} is not the hash of the block's contents ({block.id.hex()})"
@@ -698,7 +729,67 @@ def _block(doc: _Doc) -> Block:
         raise _Invalid(
             f"{doc.path('justify')} certifies {justify.block_id.hex()}, not the parent {parent_id.hex()}"
         )
+    _check_payload(doc, block, full)
     return block
+
+
+def _batch_proofs(doc: _Doc) -> tuple[BatchProof, ...]:
+    """`doc`'s proofs of availability: none if it has no "batches" key; if it has one, a
+    non-empty array (`block_json` writes none for a block without proofs, and a block's id
+    depends on having proofs, so an empty array is not another spelling of none)."""
+    if "batches" not in doc.value:
+        return ()
+    items = doc.array("batches")
+    name = doc.path("batches")
+    if not items:
+        raise _Invalid(f"{name} is empty (a block without proofs of availability has no batches)")
+    if len(items) > MAX_BATCHES_PER_BLOCK:
+        raise _Invalid(
+            f"{name} lists {len(items)} proofs, more than the {MAX_BATCHES_PER_BLOCK} a block may carry"
+        )
+    return tuple(_batch_proof(_Doc(item, f"{name}[{i}]")) for i, item in enumerate(items))
+
+
+def _batch_proof(doc: _Doc) -> BatchProof:
+    info = BatchInfo(
+        ValidatorIndex(doc.uint("author")),
+        doc.uint("sequence"),
+        doc.uint("expiry_height"),
+        doc.hex("digest", BATCH_DIGEST_SIZE_BYTES),
+        doc.uint("tx_count"),
+        doc.uint("size_bytes"),
+    )
+    return BatchProof(info, _signatures(doc))
+
+
+def _check_payload(doc: _Doc, block: Block, full: bool) -> None:
+    """A block with proofs carries exactly its batches' transactions (`full`: it must), or none.
+    Its id leaves them out, so this is what ties its transactions to what was certified."""
+    if not block.batches:
+        return
+    name = doc.path("txs")
+    reason = split_payload(block.txs, block.batches) if full else payload_error(block.txs, block.batches)
+    if not isinstance(reason, str):
+        return
+    if not block.txs:
+        raise _Invalid(
+            f"{name} is empty: a committed block carries its batches' transactions"
+            f" ({len(block.batches)} proofs of availability: {reason})"
+        )
+    raise _Invalid(f"{name} are not the block's batches: {reason}")
+
+
+def _check_batch_proofs(doc: _Doc, block: Block, certifier: Certifier) -> None:
+    """Each of the block's proofs of availability carries f+1 valid acknowledgements of distinct
+    genesis validators."""
+    for i, proof in enumerate(block.batches):
+        reason = certifier.check_batch_proof(proof)
+        if reason is not None:
+            info = proof.info
+            raise _Invalid(
+                f"{doc.path('batches')}[{i}] (batch {info.sequence} of validator {info.author}) does not"
+                f" verify against the genesis validators: {reason}"
+            )
 
 
 def _verify_commit(
@@ -718,7 +809,7 @@ def _verify_commit(
     if len(items) > MAX_COMMIT_PROOF_BLOCKS:
         raise _Invalid(f"commit proof: {len(items)} blocks, more than the {MAX_COMMIT_PROOF_BLOCKS} accepted")
     name = doc.path("commit_proof")
-    proof = tuple(_block(_Doc(item, f"{name}[{i}]")) for i, item in enumerate(items))
+    proof = tuple(_block(_Doc(item, f"{name}[{i}]"), full=False) for i, item in enumerate(items))
     chain = (block, *proof)
     _check_proof_links(chain, name)
     # b and the blocks above it that close the commit chain: the last `commit_chain` of the chain.
@@ -780,12 +871,19 @@ def _commit_qc(doc: _Doc, last: Block, certifier: Certifier) -> QuorumCert:
 
 
 def _qc(doc: _Doc) -> QuorumCert:
+    signatures = _signatures(doc)
+    block_id = BlockId(doc.hex("block_id", BLOCK_ID_SIZE_BYTES))
+    return QuorumCert(View(doc.uint("view")), block_id, signatures)
+
+
+def _signatures(doc: _Doc) -> tuple[tuple[ValidatorIndex, bytes], ...]:
+    """`doc`'s "signatures": (signer, signature) pairs, as a QC and a proof of availability
+    write them."""
     signatures = []
     for i, item in enumerate(doc.array("signatures")):
         share = _Doc(item, f"{doc.path('signatures')}[{i}]")
         signatures.append((ValidatorIndex(share.uint("signer")), share.b64("signature")))
-    block_id = BlockId(doc.hex("block_id", BLOCK_ID_SIZE_BYTES))
-    return QuorumCert(View(doc.uint("view")), block_id, tuple(signatures))
+    return tuple(signatures)
 
 
 # Response plumbing

@@ -24,6 +24,7 @@ class Tag(bytes, enum.Enum):
     TIMEOUT = b"bft/timeout/v1"
     PROPOSAL = b"bft/proposal/v1"
     HANDSHAKE = b"bft/handshake/v1"
+    BATCH_ACK = b"bft/batch-ack/v1"
 
 
 def _length_prefixed(data: bytes) -> bytes:

@@ -8,6 +8,7 @@ sends. Twins, two honest replicas sharing one key, is a property of the network 
 from __future__ import annotations
 
 from bft.adversary.base import Behaviour
+from bft.adversary.batches import BatchFlood, UnavailableBatch
 from bft.adversary.flood import RequestFlood
 from bft.adversary.forks import DetachedParent, ForkParent, SameTargetEquivocator
 from bft.adversary.leaders import EquivocatingLeader, ForgedQC, InvalidBlock
@@ -35,6 +36,8 @@ BEHAVIOURS: dict[str, type[Behaviour]] = {
         CrossChain,
         OutOfTurn,
         RequestFlood,
+        UnavailableBatch,
+        BatchFlood,
     )
 }
 

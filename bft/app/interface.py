@@ -42,6 +42,9 @@ GENESIS_APP_HASH: Final = bytes(APP_HASH_SIZE_BYTES)
 
 # Transaction result codes. 0 is success (as in ABCI); applications may define more non-zero codes.
 CODE_OK: Final = 0
+# Set by the node, never by an application (whose codes stay below it): the transaction's bytes
+# committed earlier, so this occurrence was not executed (`bft.node.executor`).
+CODE_REPEATED: Final = 1_000_000
 
 # Query result codes.
 QUERY_OK: Final = 0
@@ -119,7 +122,8 @@ class QueryResult:
 
 class ClosesOnExit:
     """`with app:` closes the application on the way out (its `close` discards any staged
-    block, as a crash would): the context-manager half the built-in applications share."""
+    block, as a crash would): the context-manager half the built-in applications share, and the
+    node's stores (`with store:` closes its connection)."""
 
     def close(self) -> None:
         raise NotImplementedError

@@ -50,10 +50,13 @@ def app_factory(app: str) -> str:
     return _FACTORIES[app]
 
 
-def prepare_home(home: Path, nodes: int, commit_chain: int, app: str = "kv") -> list[str]:
-    """Write a testnet of `nodes` validators with the `commit_chain` rule, its nodes running `app`
-    (`app_factory`), into `home` unless one is there; the API URLs. BenchError if the one there
-    has another size, rule or application."""
+def prepare_home(
+    home: Path, nodes: int, commit_chain: int, app: str = "kv", *, quorum_store: bool = False
+) -> list[str]:
+    """Write a testnet of `nodes` validators with the `commit_chain` rule (and the quorum store if
+    `quorum_store`), its nodes running `app` (`app_factory`), into `home` unless one is there; the
+    API URLs. BenchError if the one there has another size, rule, quorum store setting or
+    application."""
     from bft.node.config import load_genesis, load_node_config
     from bft.node.errors import NodeError
     from bft.node.testnet import node_home, write_testnet
@@ -62,7 +65,12 @@ def prepare_home(home: Path, nodes: int, commit_chain: int, app: str = "kv") -> 
     try:
         if not (home / "genesis.json").exists():
             write_testnet(
-                nodes, home, free_base_port(2 * nodes), commit_chain=commit_chain, app_factory=factory
+                nodes,
+                home,
+                free_base_port(2 * nodes),
+                commit_chain=commit_chain,
+                quorum_store=quorum_store,
+                app_factory=factory,
             )
         genesis = load_genesis(home / "genesis.json")
         configured = load_node_config(node_home(home, 0)).app_factory
@@ -75,6 +83,11 @@ def prepare_home(home: Path, nodes: int, commit_chain: int, app: str = "kv") -> 
             f"{home} holds a testnet of commit chain {genesis.commit_chain}, not {commit_chain} "
             f"(pass --commit-chain {genesis.commit_chain}, or another --home)"
         )
+    if genesis.quorum_store != quorum_store:
+        held, hint = (
+            ("with", "pass --quorum-store") if genesis.quorum_store else ("without", "drop --quorum-store")
+        )
+        raise BenchError(f"{home} holds a testnet {held} the quorum store ({hint}, or another --home)")
     if configured != factory:
         hints = {"": "omit --consensus-only", NOOP_FACTORY: "pass --consensus-only"}
         hint = f"{hints[configured]}, or another --home" if configured in hints else "use another --home"

@@ -18,6 +18,7 @@ from bft.bench.errors import BenchError
 from bft.bench.txs import check_tx_size
 from bft.cli_args import node_url
 from bft.cli_commit_chain import add_commit_chain_option
+from bft.cli_quorum_store import add_quorum_store_option
 from bft.core.commit_rule import DEFAULT_COMMIT_CHAIN
 
 DEFAULT_NODES: Final = 4
@@ -43,6 +44,8 @@ class BenchOptions:
     # The local cluster's commit rule (its genesis' "commit_chain"); None with --target: a
     # running cluster's rule is its genesis', which the bench does not read.
     commit_chain: int | None = DEFAULT_COMMIT_CHAIN
+    # Whether the local cluster's genesis runs the quorum store; None with --target, as above.
+    quorum_store: bool | None = False
     # The local cluster runs the no-op application (`bft.app.noop`) instead of the key-value ledger.
     consensus_only: bool = False
 
@@ -104,6 +107,10 @@ def add_arguments(bench: argparse.ArgumentParser) -> None:
         more_help=f"default {DEFAULT_COMMIT_CHAIN}, for the local cluster (one reached with --target "
         "runs its genesis' rule)",
     )
+    add_quorum_store_option(
+        bench,
+        more_help="default off, for the local cluster (one reached with --target runs its genesis')",
+    )
     bench.add_argument(
         "--consensus-only",
         action="store_true",
@@ -128,6 +135,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         home=args.home,
         json=args.json,
         commit_chain=_commit_chain(args.commit_chain, local=not targets),
+        quorum_store=None if targets else args.quorum_store,
         consensus_only=args.consensus_only,
     )
     problems = [
@@ -139,6 +147,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         (not 0 <= opts.rate_per_s < math.inf, "--rate must be a non-negative number (0: unlimited)"),
         (opts.home is not None and not opts.local, "--home and --target exclude each other"),
         (args.commit_chain is not None and not opts.local, "--commit-chain and --target exclude each other"),
+        (args.quorum_store and not opts.local, "--quorum-store and --target exclude each other"),
         (opts.consensus_only and not opts.local, "--consensus-only and --target exclude each other"),
     ]
     for bad, message in problems:

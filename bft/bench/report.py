@@ -57,6 +57,8 @@ class BenchReport:
             "target": "local" if self.opts.local else list(self.opts.targets),
             # The local cluster's commit rule (2 or 3); null for --target, whose rule is not known.
             "commit_chain": self.opts.commit_chain,
+            # Whether the local cluster runs the quorum store; null for --target, as above.
+            "quorum_store": self.opts.quorum_store,
             # "kv" (the key-value ledger) or "noop" (--consensus-only); null for --target.
             "app": self.opts.app,
             "load_cpu_s": self.load_cpu_s,
@@ -78,6 +80,7 @@ def report_table(report: BenchReport) -> Table:
         ("committed tx/s", f"{data['tx_per_s']:.1f}"),
         ("latency p50 / p90 / p99 (ms)", " / ".join(format_ms(latency[p]) for p in ("p50", "p90", "p99"))),
         ("commit chain", "the cluster's" if data["commit_chain"] is None else str(data["commit_chain"])),
+        ("quorum store", "the cluster's" if data["quorum_store"] is None else _ON_OFF[data["quorum_store"]]),
         ("application", _APP_NAMES.get(data["app"], "the cluster's")),
         ("tx size (bytes)", str(data["tx_size"])),
         ("clients x batch", f"{data['clients']} x {data['batch']}"),
@@ -105,6 +108,7 @@ def report_table(report: BenchReport) -> Table:
 
 
 _APP_NAMES = {"kv": "key-value ledger", "noop": "no-op (--consensus-only)"}
+_ON_OFF = {True: "on", False: "off"}
 
 
 def format_ms(value: float | None) -> str:

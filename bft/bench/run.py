@@ -102,10 +102,10 @@ async def _cluster(
     if not opts.local:
         return list(opts.targets), []
     assert home is not None and opts.commit_chain is not None and opts.app is not None
-    apis = prepare_home(home, opts.nodes, opts.commit_chain, opts.app)
-    console.print(
-        f"starting {opts.nodes} nodes in {home} (commit chain {opts.commit_chain}, application {opts.app})"
-    )
+    quorum_store = bool(opts.quorum_store)
+    apis = prepare_home(home, opts.nodes, opts.commit_chain, opts.app, quorum_store=quorum_store)
+    mode = f"commit chain {opts.commit_chain}{', quorum store' if quorum_store else ''}"
+    console.print(f"starting {opts.nodes} nodes in {home} ({mode}, application {opts.app})")
     return apis, await start_nodes(nursery, home, opts.nodes)
 
 

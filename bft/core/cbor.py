@@ -33,13 +33,16 @@ from bft.core.errors import (
 _T = TypeVar("_T")
 
 MAX_MESSAGE_SIZE_BYTES: Final = 4 * 1024 * 1024
-# The deepest valid value (a signature pair inside a QC inside a block inside a BlockResponse)
-# nests 6 arrays; 8 leaves headroom while bounding the work any input can cause.
+# The deepest valid value (a signature pair inside a proof of availability inside a block inside
+# a BlockResponse) nests 7 arrays; 8 leaves headroom while bounding the work any input can cause.
 MAX_DEPTH: Final = 8
 MAX_TXS_PER_BLOCK: Final = 10_000
 MAX_SIGNATURES: Final = 1024
 MAX_BLOCKS_PER_RESPONSE: Final = 256
 MAX_TX_SIZE_BYTES: Final = 1024 * 1024
+# Proofs of availability in a block or a BatchProofs message, batches in a BatchResponse, digests
+# in a BatchRequest.
+MAX_BATCHES_PER_BLOCK: Final = 256
 
 # CBOR major types and the additional-information values the scanner distinguishes.
 _MAJOR_UINT: Final = 0
@@ -54,7 +57,9 @@ _INFO_INDEFINITE: Final = 31
 _SIMPLE_NULL: Final = 22
 # No array of the format is longer than this; rejecting longer ones in the scan refuses the
 # cheapest way to make the scan itself expensive (one huge flat array) before any allocation.
-_MAX_CONTAINER_LEN: Final = max(MAX_TXS_PER_BLOCK, MAX_SIGNATURES, MAX_BLOCKS_PER_RESPONSE, 8)
+_MAX_CONTAINER_LEN: Final = max(
+    MAX_TXS_PER_BLOCK, MAX_SIGNATURES, MAX_BLOCKS_PER_RESPONSE, MAX_BATCHES_PER_BLOCK, 9
+)
 # The smallest argument each length-prefixed form may carry; anything below fits a shorter form.
 _MIN_ARG_FOR_INFO: Final = {24: 24, 25: 1 << 8, 26: 1 << 16, 27: 1 << 32}
 _ARG_WIDTH_FOR_INFO: Final = {24: 1, 25: 2, 26: 4, 27: 8}

@@ -8,6 +8,7 @@ May not: change any protocol state.
 from __future__ import annotations
 
 from bft.core import wire
+from bft.core.batches import BatchAck, BatchInfo, BatchProof, availability_threshold
 from bft.core.messages import Block, QuorumCert, Timeout, TimeoutCert, Vote
 from bft.core.refusals import RefusalReason, Refused
 from bft.core.types import BlockId, ValidatorIndex, ValidatorSet, View
@@ -45,6 +46,13 @@ class Certifier:
     def sign_proposal(self, key: PrivateKey, block: Block) -> bytes:
         return sign(key, Tag.PROPOSAL, self.chain_id, wire.proposal_signing_payload(block.id))
 
+    def sign_batch_ack(self, key: PrivateKey, me: ValidatorIndex, info: BatchInfo) -> BatchAck:
+        """Our acknowledgement that we stored the batch `info` describes (the quorum store signs
+        it only after the batch is durable)."""
+        return BatchAck(
+            info, me, sign(key, Tag.BATCH_ACK, self.chain_id, wire.batch_ack_signing_payload(info))
+        )
+
     # Verification: each returns None when valid, else the Refused verdict: a bad vote, timeout
     # or proposal signature is UNKNOWN_SIGNER or BAD_SIGNATURE, a bad QC BAD_QC, a bad TC BAD_TC.
 
@@ -59,6 +67,25 @@ class Certifier:
     def check_proposal_signature(self, block: Block, signature: bytes) -> Refused | None:
         payload = wire.proposal_signing_payload(block.id)
         return self._check_one(block.proposer, Tag.PROPOSAL, payload, signature)
+
+    def check_batch_ack(self, ack: BatchAck) -> Refused | None:
+        payload = wire.batch_ack_signing_payload(ack.info)
+        return self._check_one(ack.author, Tag.BATCH_ACK, payload, ack.signature)
+
+    def check_batch_proof(self, proof: BatchProof) -> Refused | None:
+        """None if f+1 distinct validators signed acknowledgements of `proof.info`, else BAD_PROOF."""
+        digest = wire.batch_proof_digest(proof)
+        if digest in self._verified:
+            return None
+        payload = wire.batch_ack_signing_payload(proof.info)
+        shares = [SignedShare(signer, payload, sig) for signer, sig in proof.signatures]
+        keys = self.validators.public_keys
+        threshold = availability_threshold(self.validators.n)
+        reason = verify_quorum(keys, threshold, Tag.BATCH_ACK, self.chain_id, shares, self._sig_cache)
+        if reason is None:
+            self._verified.add(digest)
+            return None
+        return Refused(RefusalReason.BAD_PROOF, reason)
 
     def check_qc(self, qc: QuorumCert) -> Refused | None:
         if qc.view == 0:

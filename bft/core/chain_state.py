@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bft.core.actions import Commit
+from bft.core.actions import Action, Commit
+from bft.core.batches import payload_error
 from bft.core.blocktree import BlockTree, genesis
 from bft.core.commit_rule import commit_proof, committed_by
 from bft.core.config import ReplicaConfig
@@ -25,17 +26,21 @@ from bft.core.journal import reload_journal
 from bft.core.messages import Block, QuorumCert
 from bft.core.ports import Ports
 from bft.core.proposal_rules import AppClaim, app_claim, check_extension
+from bft.core.quorum_store import QuorumStore
 from bft.core.refusals import RefusalReason, Refused
 from bft.core.safety import SafetyRules
 from bft.core.types import BlockId, View
 
 
 class ChainState:
-    def __init__(self, config: ReplicaConfig, ports: Ports, safety: SafetyRules) -> None:
+    def __init__(self, config: ReplicaConfig, ports: Ports, safety: SafetyRules, store: QuorumStore) -> None:
         """Start from durable state: the committed chain's tip is the root, the journal's blocks
         go back in the tree and their QCs (and the lock) count towards the high QC."""
         self._ports = ports
         self._safety = safety
+        self._store = store
+        # The QC whose commit waits for batches not here yet (`bft.core.quorum_store`).
+        self.waiting_qc: QuorumCert | None = None
         self._length = config.commit_chain
         root = ports.committed.tip() or genesis(config.chain_id)
         self.tree = BlockTree(*root)
@@ -52,6 +57,8 @@ class ChainState:
         if parent is None:
             raise InvariantViolation("block added before its parent")
         refused = self.check_extension(block, parent)
+        if refused is None:
+            refused = self._store.check_block(block, self.pending_batches(parent), self.tree.root.height)
         if refused is None:
             self.tree.add(block)
             self._blocks_in_view[block.view] = self._blocks_in_view.get(block.view, 0) + 1
@@ -71,6 +78,10 @@ class ChainState:
     def pending_txs(self, tip: Block) -> set[bytes]:
         return {tx for b in self.tree.ancestors(tip) for tx in b.txs}
 
+    def pending_batches(self, tip: Block) -> set[bytes]:
+        """The batch digests `tip` and its uncommitted ancestors reference."""
+        return {p.info.digest for b in self.tree.ancestors(tip) for p in b.batches}
+
     def awaits_descendants(self, tip: Block) -> bool:
         """Whether transactions near `tip` wait for blocks above it: `tip` or one of the
         ancestors a QC for it may commit (the commit chain's length less one: its grandparent
@@ -83,7 +94,7 @@ class ChainState:
         for _ in range(self._length):
             if current is None or current.height == 0:
                 return False
-            if current.txs:
+            if current.txs or current.batches:
                 return True
             current = self.tree.parent(current)
         return False
@@ -102,8 +113,10 @@ class ChainState:
             return False
         return self._ports.committed.block_by_id(qc.block_id) is None
 
-    def apply_qc(self, qc: QuorumCert) -> Commit | None:
-        """A verified QC: raise the high QC and, if its block is here, the lock and the commits."""
+    def apply_qc(self, qc: QuorumCert, now: float, out: list[Action]) -> Commit | None:
+        """A verified QC: raise the high QC and, if its block is here, the lock and the commits.
+        A commit whose batches are not all here waits for them (`waiting_qc`, `retry_commit`),
+        and the quorum store asks their signers."""
         if qc.view > self.high_qc.view:
             self.high_qc = qc
         certified = self.tree.get(qc.block_id)
@@ -116,12 +129,30 @@ class ChainState:
             return None
         # The blocks above `block` up to `certified` (b' and b'', or b' alone under the two-chain
         # rule) go with the commit as its proof.
+        path = list(self.tree.ancestors(block))[::-1]
+        filled = [self._store.fill(b) for b in path]
+        missing = [b for b, full in zip(path, filled, strict=True) if full is None]
+        if missing:
+            if self.waiting_qc is None or qc.view > self.waiting_qc.view:
+                self.waiting_qc = qc
+            for lean in missing:
+                self._store.want(lean, now, out)
+            return None
+        self.waiting_qc = None
         proof = commit_proof(self.tree, block, certified, self._length)
-        blocks, qcs = self.tree.commit(block)
+        _, qcs = self.tree.commit(block)
+        blocks = tuple(b for b in filled if b is not None)
         commit = Commit(blocks, qcs, qc, proof)
         self._ports.executed.on_commit(commit)
         self._ports.journal.prune_to(block.height)
+        # The committed chain holds the batches' transactions durably now: the store lets go.
+        self._store.on_commit(blocks, block.height)
         return commit
+
+    def retry_commit(self, now: float, out: list[Action]) -> Commit | None:
+        """Apply the QC whose commit waited for batches again, now that some landed."""
+        qc = self.waiting_qc
+        return self.apply_qc(qc, now, out) if qc is not None else None
 
     def highest_commit_within(self, run: Sequence[Block]) -> QuorumCert | None:
         """The QC inside `run` (blocks in the tree, oldest first, each the parent of the next)
@@ -145,6 +176,11 @@ class ChainState:
             parent = self.tree.get(block.parent_id)
             if parent is None or block.height != parent.height + 1 or block.view <= parent.view:
                 refused = Refused(RefusalReason.BAD_CHAIN, "does not follow its parent")
+                break
+            # Its id is certified, but a full block's transactions are not in its id.
+            wrong = payload_error(block.txs, block.batches)
+            if wrong is not None:
+                refused = Refused(RefusalReason.BAD_PAYLOAD, wrong)
                 break
             self.tree.add(block)
             inserted.append(block)

@@ -22,6 +22,13 @@ DEFAULT_MAX_VIEWS_AHEAD: Final = 64
 DEFAULT_MAX_BLOCK_TXS: Final = 1000
 DEFAULT_MAX_BLOCK_BYTES: Final = 1_000_000
 DEFAULT_MAX_BATCH_DELAY_S: Final = 0.05
+# The quorum store's (`bft.core.quorum_store`): a batch's transactions and bytes, how many heights
+# a batch lives, and how many stored batches an author may have at once.
+DEFAULT_MAX_BATCH_TXS: Final = 500
+DEFAULT_MAX_BATCH_BYTES: Final = 256 * 1024
+DEFAULT_BATCH_LIFETIME_HEIGHTS: Final = 64
+DEFAULT_MAX_STORED_BATCHES: Final = 32
+DEFAULT_MAX_BLOCK_BATCHES: Final = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +59,21 @@ class ReplicaConfig:
     # The commit rule's chain length, a genesis parameter (`bft.core.commit_rule`): 3 (chained
     # HotStuff) or 2 (Jolteon's two-chain with its vote and timeout rules).
     commit_chain: int = DEFAULT_COMMIT_CHAIN
+    # Data dissemination apart from ordering, a genesis parameter (`bft.core.quorum_store`):
+    # proposals carry proofs of availability of batches instead of transactions. Under it a
+    # block's limits (max_block_txs, max_block_bytes) bound what its proofs reference.
+    quorum_store: bool = False
+    max_batch_txs: int = DEFAULT_MAX_BATCH_TXS
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
+    # A batch made at committed height h expires at h + batch_lifetime_heights: no block above
+    # that height may reference it. Replicas accept batches expiring up to twice that far above
+    # their own committed height (they may lag its author).
+    batch_lifetime_heights: int = DEFAULT_BATCH_LIFETIME_HEIGHTS
+    # Batches of one author a replica stores at once (uncommitted, unexpired); an honest author
+    # keeps at most half as many in flight, so that peers lagging on its commits still take them.
+    max_stored_batches: int = DEFAULT_MAX_STORED_BATCHES
+    # Proofs one block may carry.
+    max_block_batches: int = DEFAULT_MAX_BLOCK_BATCHES
 
     def __post_init__(self) -> None:
         if not self.validators.contains(self.me):
@@ -63,6 +85,13 @@ class ReplicaConfig:
         check_commit_chain(self.commit_chain)
         if self.timeout_backoff < 1:
             raise ValueError("timeout_backoff must be >= 1")
+        if self.max_batch_txs < 1 or self.max_batch_bytes < 1 or self.max_stored_batches < 2:
+            raise ValueError("batches need max_batch_txs, max_batch_bytes >= 1 and max_stored_batches >= 2")
+        if self.batch_lifetime_heights < 1:
+            raise ValueError("batch_lifetime_heights must be >= 1")
+        too_big = self.max_batch_bytes > self.max_block_bytes or self.max_batch_txs > self.max_block_txs
+        if self.quorum_store and too_big:
+            raise ValueError("a batch must fit a block: max_batch_txs/bytes <= max_block_txs/bytes")
         reason = check_block_limits(self.max_block_bytes, self.max_block_txs, self.validators.n)
         if reason is not None:
             raise ValueError(reason)

@@ -1,7 +1,8 @@
 """Block ids and certificate digests, from the canonical encodings of blocks and certificates.
 
-Owns: the array layout of a QC, a TC and a block (which `bft.core.wire` embeds in messages and
-storage records), and the hashes derived from it: a block's id, a certificate's cache key.
+Owns: the array layout of a QC, a TC, a block and the quorum store's batch infos and proofs
+(which `bft.core.wire` embeds in messages and storage records), and the hashes derived from it:
+a block's id, a batch's digest, a certificate's cache key.
 May not: import `bft.core.messages` (it computes `Block.id` on construction, so it works on
 anything shaped like a block or a certificate), decode, or do I/O.
 """
@@ -38,6 +39,45 @@ class TimeoutCertFields(Protocol):
     def signatures(self) -> Sequence[tuple[int, int, bytes]]: ...
 
 
+class BatchInfoFields(Protocol):
+    """What `bft.core.batches.BatchInfo` has."""
+
+    @property
+    def author(self) -> int: ...
+    @property
+    def sequence(self) -> int: ...
+    @property
+    def expiry_height(self) -> int: ...
+    @property
+    def digest(self) -> bytes: ...
+    @property
+    def tx_count(self) -> int: ...
+    @property
+    def size_bytes(self) -> int: ...
+
+
+class BatchProofFields(Protocol):
+    """What `bft.core.batches.BatchProof` has."""
+
+    @property
+    def info(self) -> BatchInfoFields: ...
+    @property
+    def signatures(self) -> Sequence[tuple[int, bytes]]: ...
+
+
+class BatchFields(Protocol):
+    """What `bft.core.batches.Batch` has, its cached digest aside."""
+
+    @property
+    def author(self) -> int: ...
+    @property
+    def sequence(self) -> int: ...
+    @property
+    def expiry_height(self) -> int: ...
+    @property
+    def txs(self) -> Sequence[bytes]: ...
+
+
 class BlockFields(Protocol):
     """What `bft.core.messages.Block` has, its cached id aside."""
 
@@ -57,6 +97,8 @@ class BlockFields(Protocol):
     def app_height(self) -> int: ...
     @property
     def app_hash(self) -> bytes: ...
+    @property
+    def batches(self) -> Sequence[BatchProofFields]: ...
 
 
 def qc_array(qc: QuorumCertFields) -> list[Any]:
@@ -68,22 +110,43 @@ def tc_array(tc: TimeoutCertFields) -> list[Any]:
     return [tc.view, qc_array(tc.high_qc), sigs]
 
 
-def block_array(block: BlockFields) -> list[Any]:
-    return [
+def batch_info_array(info: BatchInfoFields) -> list[Any]:
+    return [info.author, info.sequence, info.expiry_height, info.digest, info.tx_count, info.size_bytes]
+
+
+def batch_proof_array(proof: BatchProofFields) -> list[Any]:
+    return [batch_info_array(proof.info), [[signer, sig] for signer, sig in proof.signatures]]
+
+
+def block_array(block: BlockFields, with_txs: bool = True) -> list[Any]:
+    """The block's layout: eight fields, and a ninth, its proofs of availability, only when it
+    has some (so a block without them encodes, and hashes, as before the quorum store)."""
+    fields = [
         block.view,
         block.height,
         block.parent_id,
         block.proposer,
         qc_array(block.qc),
-        list(block.txs),
+        list(block.txs) if with_txs else [],
         block.app_height,
         block.app_hash,
     ]
+    if block.batches:
+        fields.append([batch_proof_array(p) for p in block.batches])
+    return fields
 
 
 def block_id_of(block: BlockFields) -> BlockId:
-    """SHA-256 of the canonical encoding of the block's fields (never of its cached `id`)."""
-    return BlockId(sha256(dumps(block_array(block))))
+    """SHA-256 of the canonical encoding of the block's fields (never of its cached `id`). A
+    block with proofs of availability is hashed without its transactions: its proofs' digests
+    bind them, and the lean block (as proposed) and the full one (as committed) are one block."""
+    return BlockId(sha256(dumps(block_array(block, with_txs=not block.batches))))
+
+
+def batch_digest_of(batch: BatchFields) -> bytes:
+    """SHA-256 of the batch's canonical encoding (never of its cached `digest`): its author,
+    number, expiry and transactions. The leading string keeps it apart from any block id."""
+    return sha256(dumps(["batch", batch.author, batch.sequence, batch.expiry_height, list(batch.txs)]))
 
 
 # A QC's second element is a byte string and a TC's an array, so the two digests never collide.
@@ -95,3 +158,9 @@ def qc_digest(qc: QuorumCertFields) -> bytes:
 def tc_digest(tc: TimeoutCertFields) -> bytes:
     """SHA-256 of the TC's canonical encoding: the verified-certificate cache key."""
     return sha256(dumps(tc_array(tc)))
+
+
+def batch_proof_digest(proof: BatchProofFields) -> bytes:
+    """SHA-256 of a proof of availability's canonical encoding: its verified-cache key (its
+    first element is an array, where a QC's is a view and a TC's a view, so none collide)."""
+    return sha256(dumps(batch_proof_array(proof)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bft.core.batches import Batch, BatchAck, BatchProof, BatchProofs, BatchRequest, BatchResponse
 from bft.core.ids import block_id_of
 from bft.core.types import GENESIS_APP_HASH, BlockId, ValidatorIndex, View
 
@@ -45,6 +46,9 @@ class Block:
     `app_height` (< `height`), as the proposer had executed them: each block commits to the state
     of an earlier height, so replicas that executed it check they agree before voting.
     `id` is the SHA-256 of the block's canonical encoding, computed on construction.
+    `batches` are its proofs of availability under the quorum store (`bft.core.batches`): then
+    `txs` is empty as proposed, or exactly its batches' transactions once filled in (the id
+    leaves them out).
     """
 
     view: View
@@ -55,6 +59,7 @@ class Block:
     txs: tuple[bytes, ...]
     app_height: int = 0
     app_hash: bytes = GENESIS_APP_HASH
+    batches: tuple[BatchProof, ...] = ()
     id: BlockId = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -171,6 +176,11 @@ Message = (
     | SyncResponse
     | RecoveryProbe
     | RecoveryReport
+    | Batch
+    | BatchAck
+    | BatchProofs
+    | BatchRequest
+    | BatchResponse
 )
 
 

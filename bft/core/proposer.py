@@ -2,7 +2,8 @@
 
 Owns: when the leader of a view may propose (its justification, the high QC's block and, after
 a view without a QC, the TC for it, are here), the pacing rule (below), the block limits applied
-to the payload, the one proposal per view, and the block itself; the safety rules sign it.
+to the payload (transactions, or under the quorum store proofs of availability from its queue),
+the one proposal per view, and the block itself; the safety rules sign it.
 
 Pacing: no batch clock. A leader proposes the moment it may if there is anything to propose:
 transactions in the mempool, or transactions in the chain that need descendants, either to
@@ -17,20 +18,25 @@ May not: check other proposals or send: the replica does.
 
 from __future__ import annotations
 
+from bft.core.batches import BatchProof, fit_limits
 from bft.core.chain_state import ChainState
 from bft.core.config import ReplicaConfig
 from bft.core.leader import leader_of
 from bft.core.messages import Block, Proposal, TimeoutCert
 from bft.core.ports import PayloadSource
+from bft.core.quorum_store import QuorumStore
 from bft.core.refusals import RefusalReason, Refused
 from bft.core.safety import SafetyRules
 from bft.core.types import View
 
 
 class Proposer:
-    def __init__(self, config: ReplicaConfig, payload: PayloadSource, safety: SafetyRules) -> None:
+    def __init__(
+        self, config: ReplicaConfig, payload: PayloadSource, safety: SafetyRules, store: QuorumStore
+    ) -> None:
         self._config = config
         self._payload = payload
+        self._store = store
         self._safety = safety
         self._proposed_view = View(0)
         # An idle leader's proposal, paced: (view, when it goes out regardless).
@@ -66,9 +72,19 @@ class Proposer:
         tc = last_tc if view != high_qc.view + 1 else None
         if parent is None or (view != high_qc.view + 1 and (tc is None or tc.view + 1 != view)):
             return None  # proposes once the high QC's block lands, or a TC for the previous view
-        pending = chain.pending_txs(parent)
-        txs = self._fit_limits(self._payload.payload_for(view, pending))
-        if wait and self._config.max_batch_delay_s > 0 and self._idle(txs, pending, chain, parent):
+        config = self._config
+        txs: tuple[bytes, ...] = ()
+        batches: tuple[BatchProof, ...] = ()
+        if config.quorum_store:
+            pending = chain.pending_batches(parent)
+            batches = self._store.proofs_for(parent.height + 1, chain.tree.root.height, pending)
+        else:
+            pending = chain.pending_txs(parent)
+            txs = fit_limits(
+                self._payload.payload_for(view, pending), config.max_block_txs, config.max_block_bytes
+            )
+        idle = not txs and not batches and not pending and not chain.awaits_descendants(parent)
+        if wait and config.max_batch_delay_s > 0 and idle:
             if self._deferred is None or self._deferred[0] != view:
                 self._deferred = (view, now + self._config.max_batch_delay_s)
             return None
@@ -78,24 +94,10 @@ class Proposer:
             return Refused(
                 RefusalReason.APP_NOT_EXECUTED, f"app state at height {app_height} not executed here"
             )
-        block = Block(view, parent.height + 1, parent.id, self._config.me, high_qc, txs, app_height, app_hash)
+        block = Block(
+            view, parent.height + 1, parent.id, config.me, high_qc, txs, app_height, app_hash, batches
+        )
         proposal = self._safety.sign_proposal(block, tc)
         if isinstance(proposal, Proposal):
             self._proposed_view = view
         return proposal
-
-    @staticmethod
-    def _idle(txs: tuple[bytes, ...], pending: set[bytes], chain: ChainState, parent: Block) -> bool:
-        """Nothing to propose: no transactions for the block, none in uncommitted ancestors, and
-        none in the blocks whose commit (or its news) the next blocks carry."""
-        return not txs and not pending and not chain.awaits_descendants(parent)
-
-    def _fit_limits(self, txs: tuple[bytes, ...]) -> tuple[bytes, ...]:
-        fitted: list[bytes] = []
-        size = 0
-        for tx in txs[: self._config.max_block_txs]:
-            if size + len(tx) > self._config.max_block_bytes:
-                break
-            fitted.append(tx)
-            size += len(tx)
-        return tuple(fitted)

@@ -61,6 +61,15 @@ class RefusalReason(enum.StrEnum):
     FORKS_COMMITTED = "forks-committed"  # a chain that forks below the committed root
     BUFFER_FULL = "buffer-full"  # a bounded buffer (waiting proposals, orphans, fetches) is full
     SYNC_TARGET_TOO_HIGH = "sync-target-too-high"  # a height no chain can have reached by its QC's view
+    # The quorum store (`bft.core.quorum_store`).
+    BAD_PROOF = "bad-proof"  # a proof of availability that does not verify (signers, signatures)
+    BAD_BATCH = "bad-batch"  # a batch over the limits, of another author, or expired
+    BATCH_QUOTA = "batch-quota"  # past the author's budget of stored batches (count or bytes)
+    BATCH_CONFLICT = "batch-conflict"  # a second batch with an author's number (evidence)
+    PAYLOAD_MODE = "payload-mode"  # transactions inline under the quorum store, or proofs without it
+    EXPIRED_BATCH = "expired-batch"  # a block referencing a batch past its expiry height
+    DUPLICATE_BATCH = "duplicate-batch"  # a batch twice in the block, or already in the chain
+    BAD_PAYLOAD = "bad-payload"  # a full block whose transactions are not its batches'
     # Answering peers' requests (`bft.core.serving`).
     RATE_LIMITED = "rate-limited"  # past the requesting validator's budget of requests or answer bytes
     REPEATED_REQUEST = "repeated-request"  # a sync range the peer was sent within a base timeout
@@ -83,6 +92,11 @@ class Subject(enum.StrEnum):
     OWN_PROPOSAL = "own proposal"
     OWN_TIMEOUT = "own timeout"
     FETCH = "fetch"
+    BATCH = "batch"
+    BATCH_ACK = "batch ack"
+    BATCH_PROOF = "batch proof"
+    BATCH_REQUEST = "batch request"
+    BATCH_RESPONSE = "batch response"
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,8 @@
 Owns: dispatching each input to the protocol's parts, in order, and nothing else of its own
 but the view (through the pacemaker). The parts: the chain state (block tree, high QC, commits
 through the executed-state port), the safety rules (the only signer), vote collection, view
-sync (timeouts, TCs, SyncInfo), the proposer, the proposal rules and the block fetcher. Every
+sync (timeouts, TCs, SyncInfo), the proposer, the proposal rules, the block fetcher and the
+quorum store (batches and their proofs of availability, when the genesis enables it). Every
 effect leaves as an Action; every refusal is a typed `Refusal` (a `RefusalReason` and a
 detail), and equivocation seen in votes or proposals leaves as `Evidence`.
 May not: perform I/O, read clocks or randomness (time comes in as `now`), or be built except by
@@ -12,7 +13,8 @@ May not: perform I/O, read clocks or randomness (time comes in as `now`), or be 
 
 from __future__ import annotations
 
-from bft.core.actions import Action, Broadcast, Evidence, Refusal, Send, ViewChange
+from bft.core.actions import Action, Broadcast, Commit, Evidence, Refusal, Send, ViewChange
+from bft.core.batches import Batch, BatchAck, BatchProofs, BatchRequest, BatchResponse
 from bft.core.certs import Certifier
 from bft.core.chain_state import ChainState
 from bft.core.config import ReplicaConfig
@@ -41,6 +43,7 @@ from bft.core.pacemaker import Pacemaker
 from bft.core.ports import Ports
 from bft.core.proposal_rules import check_proposal, check_timeout, check_vote
 from bft.core.proposer import Proposer
+from bft.core.quorum_store import QuorumStore
 from bft.core.recovery import Recovery
 from bft.core.refusals import RefusalReason, Refused, Subject
 from bft.core.safety import SafetyRules
@@ -67,11 +70,12 @@ class Replica:
         self._ports = ports
         self._certifier = certifier
         self._safety = safety
-        self._chain = ChainState(config, ports, safety)
+        self._store = QuorumStore(config, certifier, safety, ports.batches, ports.committed)
+        self._chain = ChainState(config, ports, safety, self._store)
         self._sync = ViewSync(config, certifier, safety, ports.journal)
         self._pacemaker = Pacemaker(config, self._sync.start_view(self.high_qc), now)
         self._votes = VoteCollector(config.validators)
-        self._proposer = Proposer(config, ports.payload, safety)
+        self._proposer = Proposer(config, ports.payload, safety, self._store)
         self._fetcher = BlockFetcher(config, certifier)
         self._proposals = ProposalLog()
         self._out: list[Action] = []
@@ -130,7 +134,8 @@ class Replica:
     def statistics(self) -> dict[str, int]:
         """Sizes of everything the replica holds, for metrics and the bounded-state invariant."""
         held = {"vote_views": self._votes.views_held(), "timeout_views": self._sync.views_held()}
-        return {"tree_blocks": len(self._chain.tree), "view": self.view, **held, **self._fetcher.statistics()}
+        parts = {**self._fetcher.statistics(), **self._store.statistics()}
+        return {"tree_blocks": len(self._chain.tree), "view": self.view, **held, **parts}
 
     def check_invariants(self) -> None:
         """Raise InvariantViolation if the replica's own state is inconsistent (after any input)."""
@@ -141,6 +146,7 @@ class Replica:
         if self._votes.views_held() > window or self._sync.views_held() > window:
             raise InvariantViolation(f"votes or timeouts held for more than {window} views")
         self._fetcher.check_bounds()
+        self._store.check_bounds()
 
     @property
     def recovery(self) -> Recovery | None:
@@ -150,7 +156,7 @@ class Replica:
     def next_deadline(self) -> float | None:
         if self._started_at is not None:
             return self._started_at
-        deadlines = [self._pacemaker.deadline, self._proposer.deadline(self.view)]
+        deadlines = [self._pacemaker.deadline, self._proposer.deadline(self.view), self._store.deadline()]
         if self._recovery is not None:
             deadlines.append(self._recovery.deadline)
         return min(d for d in deadlines if d is not None)
@@ -174,6 +180,8 @@ class Replica:
                 self._on_recovery_probe(sender, msg, now)
             case RecoveryReport():
                 self._on_recovery_report(sender, msg, now)
+            case Batch() | BatchAck() | BatchProofs() | BatchRequest() | BatchResponse():
+                self._on_quorum_store(sender, msg, now)
             case BlockRequest() | BlockResponse() | SyncRequest() | SyncResponse():
                 tree, committed = self._chain.tree, self._ports.committed
                 fetched = self._fetcher.on_message(sender, msg, tree, committed, now, self._out)
@@ -195,6 +203,7 @@ class Replica:
                 self._propose(now)
         if self._proposer.expire(self.view, now):
             self._propose(now, wait=False)
+        self._store.on_timer(now, self._out)
         probe = self._recovery.probe(now) if self._recovery is not None else None
         if probe is not None:
             self._out.append(Broadcast(probe))
@@ -205,9 +214,51 @@ class Replica:
         return self._take_actions()
 
     def on_payload(self, now: float) -> list[Action]:
-        if self._proposer.deadline(self.view) is not None:
+        if self._config.quorum_store:
+            self._make_batches()
+        elif self._proposer.deadline(self.view) is not None:
             self._propose(now)
         return self._take_actions()
+
+    def _make_batches(self) -> None:
+        self._store.make_batches(self.view, self.committed_height, self._ports.payload, self._out)
+
+    # The quorum store (`bft.core.quorum_store`).
+
+    def _on_quorum_store(
+        self,
+        sender: ValidatorIndex,
+        msg: Batch | BatchAck | BatchProofs | BatchRequest | BatchResponse,
+        now: float,
+    ) -> None:
+        store, out, height = self._store, self._out, self.committed_height
+        match msg:
+            case Batch():
+                if store.on_batch(sender, msg, height, out):
+                    self._retry_commit(now)
+            case BatchAck():
+                if store.on_ack(sender, msg, out):
+                    self._on_new_proofs(now)
+            case BatchProofs():
+                if store.on_proofs(sender, msg, height, out):
+                    self._on_new_proofs(now)
+            case BatchRequest():
+                store.on_batch_request(sender, msg, now, out)
+            case BatchResponse():
+                if store.on_batch_response(sender, msg, out):
+                    self._retry_commit(now)
+
+    def _on_new_proofs(self, now: float) -> None:
+        """A proof to propose: an idle leader waits no more; a batch slot freed, so pack more."""
+        if self._proposer.deadline(self.view) is not None:
+            self._propose(now)
+        self._make_batches()
+
+    def _retry_commit(self, now: float) -> None:
+        commit = self._chain.retry_commit(now, self._out)
+        if commit is not None:
+            self._on_committed(commit)
+            self._propose(now)
 
     def _take_actions(self) -> list[Action]:
         out, self._out = self._out, []
@@ -307,11 +358,16 @@ class Replica:
         if self._chain.is_missing(qc):
             self._fetcher.wait_qc(qc)
             self._fetcher.fetch(qc.block_id, holder_of(self._config, qc, source), now, self._out)
-        commit = self._chain.apply_qc(qc)
+        commit = self._chain.apply_qc(qc, now, self._out)
         if commit is not None:
-            self._fetcher.on_commit(commit.blocks[-1])
-            self._out.append(commit)
+            self._on_committed(commit)
         self._enter(View(qc.view + 1), now, via="qc")
+
+    def _on_committed(self, commit: Commit) -> None:
+        self._fetcher.on_commit(commit.blocks[-1])
+        self._out.append(commit)
+        if self._config.quorum_store:
+            self._make_batches()  # the commit freed batch slots
 
     def _enter(self, view: View, now: float, via: str) -> None:
         if not self._pacemaker.enter(view, now, progress=via == "qc"):

@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from bft.core import wire
+from bft.core.batches import BatchAck, BatchInfo
 from bft.core.blocktree import BlockTree, genesis
 from bft.core.certs import Certifier
 from bft.core.commit_rule import THREE_CHAIN, TWO_CHAIN
@@ -189,6 +190,13 @@ class SafetyRules:
         if refused is not None:
             return refused
         return Proposal(block, tc, self._certifier.sign_proposal(self._key, block))
+
+    def sign_batch_ack(self, info: BatchInfo) -> BatchAck | Refused:
+        """Our acknowledgement of a batch the quorum store just kept durably. No safety state:
+        acknowledging a batch twice only says twice that we hold it."""
+        if self._recovering:
+            return _RECOVERING
+        return self._certifier.sign_batch_ack(self._key, self._me, info)
 
     def timeout(self, view: View, high_qc: QuorumCert) -> Timeout | Refused:
         """A timeout for `view` carrying `high_qc`, or the reason for none."""

@@ -9,7 +9,10 @@ I/O, or import os, time, random, socket, trio or logging.
 
 Layout: arrays only (no maps, tags, floats or booleans; `null` marks an absent value), encoded
 with cbor2's canonical mode. Every message is an array whose first element is its type tag;
-blocks and certificates are laid out by `bft.core.ids`, which derives block ids from them.
+blocks, certificates and the quorum store's batch infos and proofs are laid out by
+`bft.core.ids`, which derives block ids and digests from them. A block without proofs of
+availability has eight fields, one with proofs a ninth, their non-empty list (so that blocks
+from before the quorum store keep their encoding and their id, and no block has two encodings).
 
 `encode` trusts its input (values built by this node); `decode` trusts nothing: whatever the
 bytes, it returns a message or raises a `DecodeError` subclass.
@@ -21,7 +24,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
+from bft.core import ids
+from bft.core.batches import (
+    Batch,
+    BatchAck,
+    BatchInfo,
+    BatchProof,
+    BatchProofs,
+    BatchRequest,
+    BatchResponse,
+)
 from bft.core.cbor import (
+    MAX_BATCHES_PER_BLOCK,
     MAX_BLOCKS_PER_RESPONSE,
     MAX_DEPTH,
     MAX_MESSAGE_SIZE_BYTES,
@@ -37,7 +51,16 @@ from bft.core.cbor import (
     wrong,
 )
 from bft.core.errors import WrongType
-from bft.core.ids import block_array, block_id_of, qc_array, qc_digest, tc_array, tc_digest
+from bft.core.ids import (
+    batch_info_array,
+    batch_proof_array,
+    block_array,
+    block_id_of,
+    qc_array,
+    qc_digest,
+    tc_array,
+    tc_digest,
+)
 from bft.core.messages import (
     Block,
     BlockRequest,
@@ -58,6 +81,8 @@ from bft.core.messages import (
 from bft.core.types import BLOCK_ID_SIZE_BYTES, MAX_APP_HASH_SIZE_BYTES, BlockId, ValidatorIndex, View
 
 __all__ = [
+    "BATCH_DIGEST_SIZE_BYTES",
+    "MAX_BATCHES_PER_BLOCK",
     "MAX_BLOCKS_PER_RESPONSE",
     "MAX_DEPTH",
     "MAX_MESSAGE_SIZE_BYTES",
@@ -68,6 +93,11 @@ __all__ = [
     "RECOVERY_NONCE_BYTES",
     "SAFETY_STATE_FORMAT_VERSION",
     "SIGNATURE_SIZE_BYTES",
+    "TAG_BATCH",
+    "TAG_BATCH_ACK",
+    "TAG_BATCH_PROOFS",
+    "TAG_BATCH_REQUEST",
+    "TAG_BATCH_RESPONSE",
     "TAG_BLOCK_REQUEST",
     "TAG_BLOCK_RESPONSE",
     "TAG_PROPOSAL",
@@ -80,9 +110,15 @@ __all__ = [
     "TAG_TIMEOUT",
     "TAG_VOTE",
     "MessageCodec",
+    "batch_ack_signing_payload",
+    "batch_proof_digest",
+    "batch_proof_size_bound",
+    "batch_response_budget_bytes",
+    "batch_size_bound",
     "block_id_of",
     "block_size_bound",
     "certificate_digest",
+    "check_batch_limits",
     "check_block_limits",
     "decode",
     "decode_block",
@@ -94,6 +130,7 @@ __all__ = [
     "encode_qc",
     "encode_safety_state",
     "encode_tc",
+    "max_batch_size_bound",
     "max_block_size_bound",
     "proposal_signing_payload",
     "qc_size_bound",
@@ -105,6 +142,8 @@ __all__ = [
 _M = TypeVar("_M", bound=Message)
 
 SIGNATURE_SIZE_BYTES: Final = 64
+# A batch's digest (`bft.core.ids.batch_digest_of`): SHA-256, like a block id.
+BATCH_DIGEST_SIZE_BYTES: Final = BLOCK_ID_SIZE_BYTES
 # Views, heights and counts fit a signed 64-bit integer everywhere they are stored.
 _MAX_UINT: Final = 2**63
 _MAX_VALIDATOR_INDEX: Final = 2**16
@@ -121,6 +160,12 @@ TAG_SYNC_REQUEST: Final = 8
 TAG_SYNC_RESPONSE: Final = 9
 TAG_RECOVERY_PROBE: Final = 10
 TAG_RECOVERY_REPORT: Final = 11
+# The quorum store (`bft.core.batches`).
+TAG_BATCH: Final = 12
+TAG_BATCH_ACK: Final = 13
+TAG_BATCH_PROOFS: Final = 14
+TAG_BATCH_REQUEST: Final = 15
+TAG_BATCH_RESPONSE: Final = 16
 # A recovery probe's nonce: fresh random bytes per start of a validator that lost its record.
 RECOVERY_NONCE_BYTES: Final = 16
 
@@ -162,8 +207,14 @@ _TC_PER_SIGNER_BYTES: Final = 1 + 2 * _UINT_BYTES + _SIG_BYTES
 _BLOCK_FIXED_BYTES: Final = (
     1 + 4 * _UINT_BYTES + _ID_BYTES + _UINT_BYTES + _UINT_BYTES + 2 + MAX_APP_HASH_SIZE_BYTES
 )
-# A message's array head, its tag and the head of its block list.
+# A message's array head, its tag and the head of its block (or batch) list.
 _MESSAGE_FIXED_BYTES: Final = 3 * _UINT_BYTES
+# A batch info: its array head, five uints and its digest.
+_BATCH_INFO_BYTES: Final = 1 + 5 * _UINT_BYTES + 2 + BATCH_DIGEST_SIZE_BYTES
+# A proof: its array head, its info and the head of its signature list.
+_BATCH_PROOF_FIXED_BYTES: Final = 1 + _BATCH_INFO_BYTES + _UINT_BYTES
+# A Batch message: its array head, tag, author, sequence, expiry and the head of its tx list.
+_BATCH_FIXED_BYTES: Final = 1 + 5 * _UINT_BYTES
 
 
 def qc_size_bound(signers: int) -> int:
@@ -171,16 +222,57 @@ def qc_size_bound(signers: int) -> int:
     return _QC_FIXED_BYTES + signers * _QC_PER_SIGNER_BYTES
 
 
+def batch_proof_size_bound(signers: int) -> int:
+    """At least the encoded size of a proof of availability with `signers` signatures."""
+    return _BATCH_PROOF_FIXED_BYTES + signers * _QC_PER_SIGNER_BYTES
+
+
+def _txs_size_bound(tx_bytes: int, txs: int) -> int:
+    return tx_bytes + _UINT_BYTES * txs
+
+
+def _proofs_size_bound(proofs: int, signatures: int) -> int:
+    """The ninth field of a block: `proofs` proofs with `signatures` signatures in all."""
+    if proofs == 0:
+        return 0
+    return _UINT_BYTES + proofs * _BATCH_PROOF_FIXED_BYTES + signatures * _QC_PER_SIGNER_BYTES
+
+
 def block_size_bound(block: Block) -> int:
-    """At least the encoded size of `block`, without encoding it."""
-    txs = sum(len(tx) for tx in block.txs) + _UINT_BYTES * len(block.txs)
-    return _BLOCK_FIXED_BYTES + qc_size_bound(len(block.qc.signatures)) + txs
+    """At least the encoded size of `block` (with its transactions, as stored and served, and
+    its proofs), without encoding it."""
+    txs = _txs_size_bound(sum(len(tx) for tx in block.txs), len(block.txs))
+    signatures = sum(len(p.signatures) for p in block.batches)
+    proofs = _proofs_size_bound(len(block.batches), signatures)
+    return _BLOCK_FIXED_BYTES + qc_size_bound(len(block.qc.signatures)) + txs + proofs
 
 
-def max_block_size_bound(max_block_bytes: int, max_block_txs: int, validators: int) -> int:
-    """At least the encoded size of any block within these limits."""
-    txs = max_block_bytes + _UINT_BYTES * max_block_txs
-    return _BLOCK_FIXED_BYTES + qc_size_bound(validators) + txs
+def max_block_size_bound(
+    max_block_bytes: int, max_block_txs: int, validators: int, max_block_batches: int = 0
+) -> int:
+    """At least the encoded size of any block within these limits: up to `max_block_txs`
+    transactions of `max_block_bytes` in all and up to `max_block_batches` proofs, each signed
+    by up to all `validators` (a full block under the quorum store has both)."""
+    txs = _txs_size_bound(max_block_bytes, max_block_txs)
+    proofs = _proofs_size_bound(max_block_batches, max_block_batches * validators)
+    return _BLOCK_FIXED_BYTES + qc_size_bound(validators) + txs + proofs
+
+
+def batch_size_bound(batch: Batch) -> int:
+    """At least the encoded size of `batch` as a Batch message (so also of its array inside a
+    BatchResponse, which has no tag), without encoding it."""
+    return _BATCH_FIXED_BYTES + _txs_size_bound(batch.size_bytes, len(batch.txs))
+
+
+def max_batch_size_bound(max_batch_bytes: int, max_batch_txs: int) -> int:
+    """At least the encoded size of any batch within these limits, as `batch_size_bound`."""
+    return _BATCH_FIXED_BYTES + _txs_size_bound(max_batch_bytes, max_batch_txs)
+
+
+def batch_response_budget_bytes(max_size_bytes: int = MAX_MESSAGE_SIZE_BYTES) -> int:
+    """How many bytes of batches (by `batch_size_bound`) a BatchResponse may carry so that it
+    stays within `max_size_bytes`."""
+    return max_size_bytes - _MESSAGE_FIXED_BYTES
 
 
 def response_budget_bytes(validators: int, max_size_bytes: int = MAX_MESSAGE_SIZE_BYTES) -> int:
@@ -190,19 +282,47 @@ def response_budget_bytes(validators: int, max_size_bytes: int = MAX_MESSAGE_SIZ
 
 
 def check_block_limits(
-    max_block_bytes: int, max_block_txs: int, validators: int, max_size_bytes: int = MAX_MESSAGE_SIZE_BYTES
+    max_block_bytes: int,
+    max_block_txs: int,
+    validators: int,
+    max_size_bytes: int = MAX_MESSAGE_SIZE_BYTES,
+    max_block_batches: int = 0,
 ) -> str | None:
-    """Why blocks within these limits may not fit a message (a proposal with its TC, or a
-    response), or None. Every response carries at least one block, so this must hold."""
+    """Why blocks within these limits (with up to `max_block_batches` proofs of availability)
+    may not fit a message (a proposal with its TC, or a response), or None. Every response
+    carries at least one block, so this must hold."""
     if max_block_txs > MAX_TXS_PER_BLOCK:
         return f"max_block_txs {max_block_txs} exceeds the wire limit of {MAX_TXS_PER_BLOCK}"
-    block = max_block_size_bound(max_block_bytes, max_block_txs, validators)
+    if not 0 <= max_block_batches <= MAX_BATCHES_PER_BLOCK:
+        return (
+            f"max_block_batches {max_block_batches} is outside the wire limits [0, {MAX_BATCHES_PER_BLOCK}]"
+        )
+    block = max_block_size_bound(max_block_bytes, max_block_txs, validators, max_block_batches)
     tc = _QC_FIXED_BYTES + qc_size_bound(validators) + validators * _TC_PER_SIGNER_BYTES
     largest = block + max(tc + _SIG_BYTES, qc_size_bound(validators)) + _MESSAGE_FIXED_BYTES
     if largest > max_size_bytes:
+        proofs = f" and {max_block_batches} proofs" if max_block_batches else ""
         return (
-            f"a block of {max_block_bytes} bytes in up to {max_block_txs} transactions encodes to up to "
-            f"{largest} bytes with its certificates, above the message limit of {max_size_bytes}"
+            f"a block of {max_block_bytes} bytes in up to {max_block_txs} transactions{proofs} encodes "
+            f"to up to {largest} bytes with its certificates, above the message limit of {max_size_bytes}"
+        )
+    return None
+
+
+def check_batch_limits(
+    max_batch_bytes: int, max_batch_txs: int, max_size_bytes: int = MAX_MESSAGE_SIZE_BYTES
+) -> str | None:
+    """Why batches within these limits may not be made, sent or served (a Batch message, or a
+    BatchResponse carrying one), or None."""
+    if not 1 <= max_batch_txs <= MAX_TXS_PER_BLOCK:
+        return f"max_batch_txs {max_batch_txs} is outside the wire limits [1, {MAX_TXS_PER_BLOCK}]"
+    if max_batch_bytes < 1:
+        return f"max_batch_bytes {max_batch_bytes} leaves no room for a transaction"
+    largest = max_batch_size_bound(max_batch_bytes, max_batch_txs)
+    if largest > batch_response_budget_bytes(max_size_bytes):
+        return (
+            f"a batch of {max_batch_bytes} bytes in up to {max_batch_txs} transactions encodes to up to "
+            f"{largest} bytes, above what a message of {max_size_bytes} bytes can carry"
         )
     return None
 
@@ -222,6 +342,16 @@ def timeout_signing_payload(view: View, high_qc_view: View) -> bytes:
 def proposal_signing_payload(block_id: BlockId) -> bytes:
     """The bytes a leader signs to propose `block_id`."""
     return dumps([block_id])
+
+
+def batch_ack_signing_payload(info: BatchInfo) -> bytes:
+    """The bytes a validator signs to acknowledge that it stored the batch `info` describes."""
+    return dumps(batch_info_array(info))
+
+
+def batch_proof_digest(proof: BatchProof) -> bytes:
+    """A proof of availability's verified-cache key (`bft.core.ids.batch_proof_digest`)."""
+    return ids.batch_proof_digest(proof)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,10 +375,24 @@ def _signature(obj: object, what: str) -> bytes:
 
 
 def _request_count(obj: object, what: str) -> int:
-    count = uint(obj, MAX_BLOCKS_PER_RESPONSE + 1, what)
-    if count < 1:
+    return _positive(obj, MAX_BLOCKS_PER_RESPONSE + 1, what)
+
+
+def _positive(obj: object, bound: int, what: str) -> int:
+    """`obj` as an integer in [1, bound)."""
+    value = uint(obj, bound, what)
+    if value < 1:
         raise WrongType(f"{what}: must be at least 1")
-    return count
+    return value
+
+
+def _digest(obj: object, what: str) -> bytes:
+    return byte_string(obj, what, exact=BATCH_DIGEST_SIZE_BYTES)
+
+
+def _txs(obj: object, what: str) -> tuple[bytes, ...]:
+    tx_list = bounded_list(obj, MAX_TXS_PER_BLOCK, what)
+    return tuple(byte_string(tx, "transaction", max_len=MAX_TX_SIZE_BYTES) for tx in tx_list)
 
 
 def _to_qc(obj: object) -> QuorumCert:
@@ -279,18 +423,56 @@ def _to_tc(obj: object) -> TimeoutCert:
     return TimeoutCert(view=_view(view, "TC view"), high_qc=_to_qc(high_qc), signatures=tuple(triples))
 
 
+def _to_batch_info(obj: object) -> BatchInfo:
+    author, sequence, expiry_height, digest, tx_count, size_bytes = array(obj, 6, "batch info")
+    return BatchInfo(
+        author=_index(author, "batch info author"),
+        sequence=_positive(sequence, _MAX_UINT, "batch info sequence"),
+        expiry_height=uint(expiry_height, _MAX_UINT, "batch info expiry height"),
+        digest=_digest(digest, "batch info digest"),
+        # A batch message carries at most MAX_TXS_PER_BLOCK transactions, so no batch has more.
+        tx_count=_positive(tx_count, MAX_TXS_PER_BLOCK + 1, "batch info tx count"),
+        size_bytes=uint(size_bytes, _MAX_UINT, "batch info size"),
+    )
+
+
+def _to_batch_proof(obj: object) -> BatchProof:
+    info, sigs = array(obj, 2, "batch proof")
+    pairs = []
+    for entry in bounded_list(sigs, MAX_SIGNATURES, "batch proof signatures"):
+        signer, sig = array(entry, 2, "batch proof signature")
+        pairs.append((_index(signer, "batch proof signer"), _signature(sig, "batch proof signature")))
+    return BatchProof(info=_to_batch_info(info), signatures=tuple(pairs))
+
+
+def _to_batch_proofs(obj: object, what: str) -> tuple[BatchProof, ...]:
+    return tuple(_to_batch_proof(p) for p in bounded_list(obj, MAX_BATCHES_PER_BLOCK, what))
+
+
 def _to_block(obj: object) -> Block:
-    view, height, parent_id, proposer, qc, txs, app_height, app_hash = array(obj, 8, "block")
-    tx_list = bounded_list(txs, MAX_TXS_PER_BLOCK, "block txs")
+    if not isinstance(obj, list):
+        wrong("block", obj)
+    if len(obj) == 9:
+        # The ninth field exists only when the block has proofs: an empty list would be a second
+        # encoding of the block without it.
+        fields, proofs = obj[:8], _to_batch_proofs(obj[8], "block proofs")
+        if not proofs:
+            raise WrongType("block proofs: an empty list is encoded by leaving the field out")
+    elif len(obj) == 8:
+        fields, proofs = obj, ()
+    else:
+        raise WrongType(f"block: expected 8 or 9 elements, got {len(obj)}")
+    view, height, parent_id, proposer, qc, txs, app_height, app_hash = fields
     return Block(
         view=_view(view, "block view"),
         height=uint(height, _MAX_UINT, "block height"),
         parent_id=_block_id(parent_id, "block parent id"),
         proposer=_index(proposer, "block proposer"),
         qc=_to_qc(qc),
-        txs=tuple(byte_string(tx, "transaction", max_len=MAX_TX_SIZE_BYTES) for tx in tx_list),
+        txs=_txs(txs, "block txs"),
         app_height=uint(app_height, _MAX_UINT, "block app height"),
         app_hash=byte_string(app_hash, "block app hash", max_len=MAX_APP_HASH_SIZE_BYTES),
+        batches=proofs,
     )
 
 
@@ -431,6 +613,71 @@ def _to_recovery_report(f: list[Any]) -> RecoveryReport:
     )
 
 
+def _batch_fields(m: Batch) -> list[Any]:
+    return [m.author, m.sequence, m.expiry_height, list(m.txs)]
+
+
+def _to_batch(f: list[Any]) -> Batch:
+    author, sequence, expiry_height, txs = f
+    tx_tuple = _txs(txs, "Batch txs")
+    if not tx_tuple:
+        raise WrongType("Batch txs: a batch has at least one transaction")
+    # The digest is computed by the constructor, never read from the wire.
+    return Batch(
+        author=_index(author, "Batch author"),
+        sequence=_positive(sequence, _MAX_UINT, "Batch sequence"),
+        expiry_height=uint(expiry_height, _MAX_UINT, "Batch expiry height"),
+        txs=tx_tuple,
+    )
+
+
+def _batch_ack_fields(m: BatchAck) -> list[Any]:
+    return [batch_info_array(m.info), m.author, m.signature]
+
+
+def _to_batch_ack(f: list[Any]) -> BatchAck:
+    info, author, sig = f
+    return BatchAck(
+        info=_to_batch_info(info),
+        author=_index(author, "BatchAck author"),
+        signature=_signature(sig, "BatchAck signature"),
+    )
+
+
+def _batch_proofs_fields(m: BatchProofs) -> list[Any]:
+    return [[batch_proof_array(p) for p in m.proofs]]
+
+
+def _to_batch_proofs_message(f: list[Any]) -> BatchProofs:
+    (proofs,) = f
+    return BatchProofs(proofs=_to_batch_proofs(proofs, "BatchProofs proofs"))
+
+
+def _batch_request_fields(m: BatchRequest) -> list[Any]:
+    return [m.height, list(m.digests)]
+
+
+def _to_batch_request(f: list[Any]) -> BatchRequest:
+    height, digests = f
+    digest_list = bounded_list(digests, MAX_BATCHES_PER_BLOCK, "BatchRequest digests")
+    if not digest_list:
+        raise WrongType("BatchRequest digests: a request asks for at least one batch")
+    return BatchRequest(
+        height=uint(height, _MAX_UINT, "BatchRequest height"),
+        digests=tuple(_digest(d, "BatchRequest digest") for d in digest_list),
+    )
+
+
+def _batch_response_fields(m: BatchResponse) -> list[Any]:
+    return [[_batch_fields(b) for b in m.batches]]
+
+
+def _to_batch_response(f: list[Any]) -> BatchResponse:
+    (batches,) = f
+    items = bounded_list(batches, MAX_BATCHES_PER_BLOCK, "BatchResponse batches")
+    return BatchResponse(batches=tuple(_to_batch(array(b, 4, "Batch")) for b in items))
+
+
 @dataclass(frozen=True, slots=True)
 class MessageCodec(Generic[_M]):
     """One message type: its tag, its class, and its fields after the tag (`arity` of them) to
@@ -454,6 +701,11 @@ MESSAGE_CODECS: Final[tuple[MessageCodec[Any], ...]] = (
     MessageCodec(TAG_SYNC_RESPONSE, SyncResponse, 2, _sync_response_fields, _to_sync_response),
     MessageCodec(TAG_RECOVERY_PROBE, RecoveryProbe, 1, _recovery_probe_fields, _to_recovery_probe),
     MessageCodec(TAG_RECOVERY_REPORT, RecoveryReport, 4, _recovery_report_fields, _to_recovery_report),
+    MessageCodec(TAG_BATCH, Batch, 4, _batch_fields, _to_batch),
+    MessageCodec(TAG_BATCH_ACK, BatchAck, 3, _batch_ack_fields, _to_batch_ack),
+    MessageCodec(TAG_BATCH_PROOFS, BatchProofs, 1, _batch_proofs_fields, _to_batch_proofs_message),
+    MessageCodec(TAG_BATCH_REQUEST, BatchRequest, 2, _batch_request_fields, _to_batch_request),
+    MessageCodec(TAG_BATCH_RESPONSE, BatchResponse, 1, _batch_response_fields, _to_batch_response),
 )
 _BY_CLASS: Final[Mapping[type, MessageCodec[Any]]] = {c.cls: c for c in MESSAGE_CODECS}
 _BY_TAG: Final[Mapping[int, MessageCodec[Any]]] = {c.tag: c for c in MESSAGE_CODECS}

@@ -1,9 +1,9 @@
 """The HTTP API's JSON shapes of the core's values, shared by the node (which writes them) and the
 client (which writes them back, e.g. `bft block`).
 
-Owns: `b64`, `qc_json`, `block_json` and `evidence_json` (DESIGN.md: ids and hashes lowercase
-hex, binary base64), and the shapes of the operator endpoints (`health_json`, `net_info_json`,
-`consensus_state_json`, `pending_txs_json`).
+Owns: `b64`, `qc_json`, `batch_proof_json`, `block_json` and `evidence_json` (DESIGN.md: ids and
+hashes lowercase hex, binary base64), and the shapes of the operator endpoints (`health_json`,
+`net_info_json`, `consensus_state_json`, `pending_txs_json`).
 May not: import a web framework, do I/O, or read JSON (the client's verification does that).
 """
 
@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from bft.core.batches import BatchProof
 from bft.core.messages import Block, QuorumCert
 from bft.node.health import Health
 from bft.node.operator_views import CertRef, ConsensusState, NetInfo, PeerInfo, PendingTxs
@@ -40,11 +41,30 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+def _signatures_json(signatures: Sequence[tuple[int, bytes]]) -> list[dict[str, Any]]:
+    return [{"signer": int(s), "signature": b64(sig)} for s, sig in signatures]
+
+
 def qc_json(qc: QuorumCert) -> dict[str, Any]:
     return {
         "view": int(qc.view),
         "block_id": qc.block_id.hex(),
-        "signatures": [{"signer": int(s), "signature": b64(sig)} for s, sig in qc.signatures],
+        "signatures": _signatures_json(qc.signatures),
+    }
+
+
+def batch_proof_json(proof: BatchProof) -> dict[str, Any]:
+    """A proof of availability: the batch's info and the acknowledgements of its signers, in the
+    QC's signature shape."""
+    info = proof.info
+    return {
+        "author": int(info.author),
+        "sequence": info.sequence,
+        "expiry_height": info.expiry_height,
+        "digest": info.digest.hex(),
+        "tx_count": info.tx_count,
+        "size_bytes": info.size_bytes,
+        "signatures": _signatures_json(proof.signatures),
     }
 
 
@@ -57,7 +77,12 @@ def block_json(
     """A block. For a committed block: `qc` certifies it; `commit_proof` lists the blocks above
     it, oldest first, up to the last block of a commit chain that commits it (b'' of a three-chain
     b <- b' <- b'', or b' of a two-chain b <- b', as the genesis' rule says), and `commit_qc`
-    certifies that last block (an entry of a proof is written with none of these)."""
+    certifies that last block (an entry of a proof is written with none of these).
+
+    A block with proofs of availability (quorum store) also has "batches", the proofs in block
+    order; its "txs" are then its batches' transactions in that order if it is full (a committed
+    block is), or empty if it is lean (an entry of a commit proof may be). A block without proofs
+    has no "batches" key, so its JSON is as before the quorum store."""
     doc: dict[str, Any] = {
         "height": block.height,
         "view": int(block.view),
@@ -69,6 +94,8 @@ def block_json(
         "app_height": block.app_height,
         "app_hash": block.app_hash.hex(),
     }
+    if block.batches:
+        doc["batches"] = [batch_proof_json(p) for p in block.batches]
     if qc is not None:
         doc["qc"] = qc_json(qc)
     if commit_qc is not None:

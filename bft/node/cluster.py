@@ -65,10 +65,13 @@ def _say(console: Console, text: str) -> None:
     console.print(text, soft_wrap=True)
 
 
-def default_home(nodes: int, commit_chain: int = DEFAULT_COMMIT_CHAIN) -> Path:
-    """~/.bft/cluster-N, or ~/.bft/cluster-N-two-chain for the two-chain rule: a home keeps the
-    rule it was set up with, so trying the other rule must not need another --home."""
+def default_home(nodes: int, commit_chain: int = DEFAULT_COMMIT_CHAIN, quorum_store: bool = False) -> Path:
+    """~/.bft/cluster-N, with -two-chain appended for the two-chain rule and -quorum-store for the
+    quorum store (~/.bft/cluster-N-two-chain-quorum-store for both): a home keeps the genesis it
+    was set up with, so trying another must not need another --home."""
     suffix = "" if commit_chain == DEFAULT_COMMIT_CHAIN else "-two-chain"
+    if quorum_store:
+        suffix += "-quorum-store"
     return Path.home() / ".bft" / f"cluster-{nodes}{suffix}"
 
 
@@ -76,10 +79,24 @@ def default_home(nodes: int, commit_chain: int = DEFAULT_COMMIT_CHAIN) -> Path:
 _OURS: Final = frozenset({LOCK_FILE_NAME})
 
 
-def ensure_testnet(home: Path, nodes: int, base_port: int, commit_chain: int = DEFAULT_COMMIT_CHAIN) -> None:
+def ensure_testnet(
+    home: Path,
+    nodes: int,
+    base_port: int,
+    commit_chain: int = DEFAULT_COMMIT_CHAIN,
+    quorum_store: bool = False,
+) -> None:
     if not (home / GENESIS_FILE_NAME).exists():
         # The home is locked (its lock file made) before the testnet is written into it.
-        write_testnet(nodes, home, base_port, host=TESTNET_HOST, ignored=_OURS, commit_chain=commit_chain)
+        write_testnet(
+            nodes,
+            home,
+            base_port,
+            host=TESTNET_HOST,
+            ignored=_OURS,
+            commit_chain=commit_chain,
+            quorum_store=quorum_store,
+        )
 
 
 def _fetch_status(url: str) -> dict[str, Any] | None:
@@ -142,31 +159,39 @@ async def run_cluster(
     byzantine: dict[int, str],
     console: Console,
     commit_chain: int = DEFAULT_COMMIT_CHAIN,
+    quorum_store: bool = False,
 ) -> int:
-    """Run the cluster at `home` (set up with the `commit_chain` rule if new) until Ctrl-C,
-    SIGTERM or SIGHUP (or until every node has exited); the exit status is
-    `cluster_exit_status`'s, or 2 if the cluster cannot start (nothing was started then): among
-    other reasons, when `home` holds a cluster of another size or commit rule."""
+    """Run the cluster at `home` (set up with the `commit_chain` rule, and the quorum store if
+    `quorum_store`, if new) until Ctrl-C, SIGTERM or SIGHUP (or until every node has exited); the
+    exit status is `cluster_exit_status`'s, or 2 if the cluster cannot start (nothing was started
+    then): among other reasons, when `home` holds a cluster of another size or commit rule, or
+    one with the quorum store when `quorum_store` is false, or the other way round."""
     if not (home / GENESIS_FILE_NAME).exists():
         # A home that holds something else is refused before the lock file is made in it.
         check_out(home, _OURS)
     try:
         with hold_home_lock(home):
-            return await _run_locked(home, nodes, base_port, byzantine, console, commit_chain)
+            return await _run_locked(home, nodes, base_port, byzantine, console, commit_chain, quorum_store)
     except ClusterRefused as e:
         print(f"bft cluster: {e}", file=sys.stderr)
         return EXIT_REFUSED
 
 
 async def _run_locked(
-    home: Path, nodes: int, base_port: int, byzantine: dict[int, str], console: Console, commit_chain: int
+    home: Path,
+    nodes: int,
+    base_port: int,
+    byzantine: dict[int, str],
+    console: Console,
+    commit_chain: int,
+    quorum_store: bool,
 ) -> int:
     if not (home / GENESIS_FILE_NAME).exists():
         # A new home: check the ports before writing them into its configuration, so that a
         # taken port leaves nothing behind and --base-port on the same home is a way out.
         check_port_range(base_port, nodes)
         check_ports_free(_planned_listens(nodes, base_port))
-    ensure_testnet(home, nodes, base_port, commit_chain)
+    ensure_testnet(home, nodes, base_port, commit_chain, quorum_store)
     genesis = load_genesis(home / GENESIS_FILE_NAME)
     if len(genesis.validators) != nodes:
         _say(console, f"{home} holds a {len(genesis.validators)}-node cluster; use --home for another")
@@ -177,6 +202,12 @@ async def _run_locked(
             f"{home} holds a cluster of commit chain {genesis.commit_chain}; pass --commit-chain "
             f"{genesis.commit_chain}, or --home for another",
         )
+        return EXIT_REFUSED
+    if genesis.quorum_store != quorum_store:
+        held, hint = (
+            ("with", "pass --quorum-store") if genesis.quorum_store else ("without", "drop --quorum-store")
+        )
+        _say(console, f"{home} holds a cluster {held} the quorum store; {hint}, or --home for another")
         return EXIT_REFUSED
     stale = _stale_schema(home, nodes)
     if stale is not None:
@@ -194,7 +225,8 @@ async def _run_locked(
         )
         for i, v in enumerate(genesis.validators)
     ]
-    _say(console, f"data directory: {home} (commit chain {genesis.commit_chain})")
+    mode = ", quorum store" if genesis.quorum_store else ""
+    _say(console, f"data directory: {home} (commit chain {genesis.commit_chain}{mode})")
     for run in runs:
         _say(console, f"node {run.index}: API {run.api}  logs {configs[run.index].log_file}")
 

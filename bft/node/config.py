@@ -12,17 +12,24 @@ genesis.json:
     {"chain_id": "bft-local",
      "validators": [{"index": 0, "public_key": "<64 hex>", "p2p": "127.0.0.1:26600",
                      "api": "127.0.0.1:26601"}, ...],
-     "commit_chain": 2}
+     "commit_chain": 2,
+     "quorum_store": true}
 
 "commit_chain" is optional: the commit rule's chain length (`bft.core.commit_rule`), 3 (chained
 HotStuff's three-chain) when absent, or 2 (Jolteon's two-chain). It is written only when it is
 not 3, so a three-chain genesis reads and writes as it did before the field existed, and an older
 node refuses a two-chain genesis (an unknown key) instead of running it under the wrong rule.
 
+"quorum_store" is optional, a JSON boolean: whether the chain disseminates batches apart from
+ordering (`bft.core.quorum_store`: proposals carry proofs of availability, not transactions).
+False when absent, and written only when true, for the same two reasons: a genesis without it is
+byte for byte what it was before the field existed, and an older node refuses one with it.
+
 config.toml: tables [node] (index; key_file, genesis_file, data_dir, log_file, relative to the
 home directory), [p2p] listen, [api] listen (and optionally the `ApiSettings` keys: deadlines and
 bounds of the HTTP API), and optionally [consensus] (see `ConsensusSettings`;
-missing keys take their defaults), [mempool] (`MempoolSettings`) and [app] factory
+missing keys take their defaults, the block limits those of the genesis' mode:
+`NodeConfig.consensus_for`), [mempool] (`MempoolSettings`) and [app] factory
 ("package.module:callable", the application; default the built-in key-value ledger).
 """
 
@@ -33,21 +40,27 @@ import math
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final
 
 from bft.core.commit_rule import COMMIT_CHAINS, DEFAULT_COMMIT_CHAIN
 from bft.core.config import (
     DEFAULT_BASE_TIMEOUT_S,
+    DEFAULT_BATCH_LIFETIME_HEIGHTS,
+    DEFAULT_MAX_BATCH_BYTES,
     DEFAULT_MAX_BATCH_DELAY_S,
+    DEFAULT_MAX_BATCH_TXS,
+    DEFAULT_MAX_BLOCK_BATCHES,
     DEFAULT_MAX_BLOCK_BYTES,
     DEFAULT_MAX_BLOCK_TXS,
+    DEFAULT_MAX_STORED_BATCHES,
     DEFAULT_MAX_TIMEOUT_S,
     DEFAULT_MAX_VIEWS_AHEAD,
     ReplicaConfig,
 )
 from bft.core.types import ValidatorIndex, ValidatorSet
+from bft.core.wire import MAX_BATCHES_PER_BLOCK, MAX_TXS_PER_BLOCK, check_batch_limits, check_block_limits
 from bft.node.errors import ConfigError
 from crypto.errors import CryptoError
 from crypto.keys import PUBLIC_KEY_LEN, load_public_key
@@ -113,22 +126,27 @@ class GenesisValidator:
 
 @dataclass(frozen=True, slots=True)
 class Genesis:
-    """The chain's identity, its validators, ordered by index (0..n-1), and its commit rule.
+    """The chain's identity, its validators, ordered by index (0..n-1), its commit rule, and
+    whether it runs the quorum store.
 
     Construction validates: ConfigError for an empty chain id, indices not 0..n-1 in order,
-    invalid or duplicate public keys, bad or duplicate addresses, or a `commit_chain` that is not
-    the integer 2 or 3.
+    invalid or duplicate public keys, bad or duplicate addresses, a `commit_chain` that is not
+    the integer 2 or 3, or a `quorum_store` that is not a boolean.
     """
 
     chain_id: str
     validators: tuple[GenesisValidator, ...]
     # The commit rule's chain length: every node of the chain must run the same one.
     commit_chain: int = DEFAULT_COMMIT_CHAIN
+    # Proposals carry proofs of availability of batches instead of transactions: a chain's
+    # nodes must all do it or none (their blocks would not even be valid to each other).
+    quorum_store: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.chain_id, str) or not self.chain_id:
             raise ConfigError("genesis: chain_id must be a non-empty string")
         _check_commit_chain(self.commit_chain)
+        _check_quorum_store(self.quorum_store)
         if not self.validators:
             raise ConfigError("genesis: no validators")
         seen_keys: set[bytes] = set()
@@ -170,8 +188,18 @@ def _check_commit_chain(value: object) -> None:
         )
 
 
+def _check_quorum_store(value: object) -> None:
+    # `type(...) is bool`: 1 and "true" are not JSON's true, and guessing would split a chain.
+    if type(value) is not bool:
+        raise ConfigError(
+            f"genesis: quorum_store must be true or false (a JSON boolean), got {type(value).__name__} "
+            f"{value!r}"
+        )
+
+
 def genesis_to_json(genesis: Genesis) -> str:
-    """The genesis JSON of `genesis`; "commit_chain" only when it is not the default (module header)."""
+    """The genesis JSON of `genesis`; "commit_chain" only when it is not the default, and
+    "quorum_store" only when true (module header)."""
     doc: dict[str, Any] = {
         "chain_id": genesis.chain_id,
         "validators": [
@@ -181,6 +209,8 @@ def genesis_to_json(genesis: Genesis) -> str:
     }
     if genesis.commit_chain != DEFAULT_COMMIT_CHAIN:
         doc["commit_chain"] = genesis.commit_chain
+    if genesis.quorum_store:
+        doc["quorum_store"] = True
     return json.dumps(doc, indent=2) + "\n"
 
 
@@ -208,7 +238,9 @@ def genesis_from_json(text: str, source: str = "genesis") -> Genesis:
         raise ConfigError(f"{source}: field {exc.args[0]!r} appears twice in one object") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"{source}: expected a JSON object at the top level")
-    _check_keys(doc, {"chain_id", "validators", "commit_chain"}, {"chain_id", "validators"}, source)
+    _check_keys(
+        doc, {"chain_id", "validators", "commit_chain", "quorum_store"}, {"chain_id", "validators"}, source
+    )
     chain_id = doc["chain_id"]
     if not isinstance(chain_id, str):
         raise ConfigError(f"{source}: chain_id must be a string")
@@ -234,7 +266,12 @@ def genesis_from_json(text: str, source: str = "genesis") -> Genesis:
         validators.append(GenesisValidator(index, bytes.fromhex(key_hex), entry["p2p"], entry["api"]))
     validators.sort(key=lambda v: v.index)
     try:
-        return Genesis(chain_id, tuple(validators), doc.get("commit_chain", DEFAULT_COMMIT_CHAIN))
+        return Genesis(
+            chain_id,
+            tuple(validators),
+            doc.get("commit_chain", DEFAULT_COMMIT_CHAIN),
+            doc.get("quorum_store", False),
+        )
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
 
@@ -251,10 +288,37 @@ def write_genesis(path: Path, genesis: Genesis) -> None:
 # Consensus settings
 
 
+# The block limits of a chain that runs the quorum store, where config.toml does not set them
+# (`NodeConfig.consensus_for`). There a block carries proofs, and its limits bound what they
+# reference: a leader's proposal packs whole batches, so the limits must leave room for many of
+# them (at the defaults, 20 batches of 500 transactions, or 12 of 256 KiB). The transaction count
+# is the wire's limit. The bytes are what still fits a message once the block is full (as stored,
+# executed and served by block sync: its batches' transactions and its proofs, each signed by
+# every validator) with its certificates: `check_block_limits` accepts 3 MiB, 10,000 transactions
+# and DEFAULT_MAX_BLOCK_BATCHES (32) proofs for up to 64 validators and beyond (a full block of
+# 64 validators' proofs bounds at about 3.4 MB, the message limit is 4 MiB, and the transport's
+# frame holds one message); a test checks it.
+QUORUM_STORE_MAX_BLOCK_TXS: Final = MAX_TXS_PER_BLOCK
+QUORUM_STORE_MAX_BLOCK_BYTES: Final = 3 * 1024 * 1024
+
+# The quorum store's settings: a to_toml_table leaves them out for a chain without one, where
+# nothing reads them, unless they differ from their defaults.
+_BATCH_KEYS: Final = (
+    "max_batch_txs",
+    "max_batch_bytes",
+    "batch_lifetime_heights",
+    "max_stored_batches",
+    "max_block_batches",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ConsensusSettings:
     """Timing and limits shared by all nodes of a cluster; the [consensus] table. The defaults
-    are the core's (`bft.core.config`)."""
+    are the core's (`bft.core.config`); `default_consensus(quorum_store=True)` has the larger
+    block limits a chain running the quorum store takes where config.toml does not set them.
+    The batch settings (`max_batch_txs` ... `max_block_batches`) are read only under the quorum
+    store (`bft.core.config.ReplicaConfig` says what each bounds)."""
 
     base_timeout_s: float = DEFAULT_BASE_TIMEOUT_S
     max_timeout_s: float = DEFAULT_MAX_TIMEOUT_S
@@ -262,6 +326,11 @@ class ConsensusSettings:
     max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES
     max_views_ahead: int = DEFAULT_MAX_VIEWS_AHEAD
     max_batch_delay_s: float = DEFAULT_MAX_BATCH_DELAY_S
+    max_batch_txs: int = DEFAULT_MAX_BATCH_TXS
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
+    batch_lifetime_heights: int = DEFAULT_BATCH_LIFETIME_HEIGHTS
+    max_stored_batches: int = DEFAULT_MAX_STORED_BATCHES
+    max_block_batches: int = DEFAULT_MAX_BLOCK_BATCHES
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -284,9 +353,39 @@ class ConsensusSettings:
                 f"[consensus] max_batch_delay_s ({self.max_batch_delay_s}) "
                 f"must be below base_timeout_s ({self.base_timeout_s})"
             )
+        # An author keeps at most half its budget in flight (`bft.core.quorum_store`): one at least.
+        if self.max_stored_batches < 2:
+            raise ConfigError(
+                f"[consensus] max_stored_batches must be 2 or more, got {self.max_stored_batches}"
+            )
+        if self.max_block_batches > MAX_BATCHES_PER_BLOCK:
+            raise ConfigError(
+                f"[consensus] max_block_batches ({self.max_block_batches}) exceeds the wire limit "
+                f"of {MAX_BATCHES_PER_BLOCK}"
+            )
+        reason = check_batch_limits(self.max_batch_bytes, self.max_batch_txs)
+        if reason is not None:
+            raise ConfigError(f"[consensus] max_batch_txs / max_batch_bytes: {reason}")
 
-    def to_toml_table(self) -> dict[str, int | float]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+    def to_toml_table(self, *, quorum_store: bool = False) -> dict[str, int | float]:
+        """The [consensus] table of these settings; the batch settings only for a chain with
+        the quorum store, or where they differ from their defaults."""
+        table: dict[str, int | float] = {f.name: getattr(self, f.name) for f in fields(self)}
+        defaults = ConsensusSettings()
+        if not quorum_store and all(table[k] == getattr(defaults, k) for k in _BATCH_KEYS):
+            for key in _BATCH_KEYS:
+                del table[key]
+        return table
+
+
+def default_consensus(*, quorum_store: bool = False) -> ConsensusSettings:
+    """The [consensus] defaults of a chain with or without the quorum store (whose block limits
+    are QUORUM_STORE_MAX_BLOCK_TXS and QUORUM_STORE_MAX_BLOCK_BYTES)."""
+    if not quorum_store:
+        return ConsensusSettings()
+    return ConsensusSettings(
+        max_block_txs=QUORUM_STORE_MAX_BLOCK_TXS, max_block_bytes=QUORUM_STORE_MAX_BLOCK_BYTES
+    )
 
 
 # 0 is a batch delay an operator tuning for latency means: a leader proposes as soon as it may,
@@ -294,16 +393,9 @@ class ConsensusSettings:
 # allows, each one journaled and fsynced, instead of one per delay).
 _MAY_BE_ZERO: Final = frozenset({"max_batch_delay_s"})
 
-_CONSENSUS_KEYS: Final = frozenset(
-    {
-        "base_timeout_s",
-        "max_timeout_s",
-        "max_block_txs",
-        "max_block_bytes",
-        "max_views_ahead",
-        "max_batch_delay_s",
-    }
-)
+_CONSENSUS_KEYS: Final = frozenset(f.name for f in fields(ConsensusSettings))
+# The keys whose default depends on the genesis (`NodeConfig.consensus_for`).
+_BLOCK_LIMIT_KEYS: Final = frozenset({"max_block_txs", "max_block_bytes"})
 
 
 def _consensus_from_table(table: Mapping[str, Any], source: str) -> ConsensusSettings:
@@ -318,6 +410,11 @@ def _consensus_from_table(table: Mapping[str, Any], source: str) -> ConsensusSet
             max_block_bytes=_int(table, "max_block_bytes", where, d.max_block_bytes),
             max_views_ahead=_int(table, "max_views_ahead", where, d.max_views_ahead),
             max_batch_delay_s=_float(table, "max_batch_delay_s", where, d.max_batch_delay_s),
+            max_batch_txs=_int(table, "max_batch_txs", where, d.max_batch_txs),
+            max_batch_bytes=_int(table, "max_batch_bytes", where, d.max_batch_bytes),
+            batch_lifetime_heights=_int(table, "batch_lifetime_heights", where, d.batch_lifetime_heights),
+            max_stored_batches=_int(table, "max_stored_batches", where, d.max_stored_batches),
+            max_block_batches=_int(table, "max_block_batches", where, d.max_block_batches),
         )
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
@@ -452,15 +549,38 @@ class NodeConfig:
     # [chaos] clock_rate: this node's clock runs this many times as fast as real time (its view
     # timeouts, batch delays and health windows with it); 1.0 outside fault-injection runs.
     clock_rate: float = 1.0
+    # The [consensus] keys config.toml sets; of the others, the block limits take the defaults
+    # of the genesis' mode (`consensus_for`). Built by hand: every key, as `consensus` says.
+    consensus_keys: frozenset[str] = _CONSENSUS_KEYS
+
+    def consensus_for(self, genesis: Genesis) -> ConsensusSettings:
+        """The settings this node runs `genesis` with: `consensus`, but under the quorum store
+        the block limits config.toml does not set are `default_consensus(quorum_store=True)`'s."""
+        if not genesis.quorum_store:
+            return self.consensus
+        defaults = default_consensus(quorum_store=True)
+        unset = {key: getattr(defaults, key) for key in _BLOCK_LIMIT_KEYS - self.consensus_keys}
+        return replace(self.consensus, **unset) if unset else self.consensus
 
     def replica_config(self, genesis: Genesis) -> ReplicaConfig:
-        """The core's configuration for this node in `genesis` (call `check_identity` first)."""
+        """The core's configuration for this node in `genesis` (call `check_identity` first),
+        with the settings of `consensus_for`."""
         if not 0 <= self.index < len(genesis.validators):
             raise ConfigError(
                 f"[node] index {self.index} is not a validator of {genesis.chain_id} "
                 f"({len(genesis.validators)} validators)"
             )
-        c = self.consensus
+        c = self.consensus_for(genesis)
+        if genesis.quorum_store:
+            # A full block (its batches' transactions and its proofs) must fit a message too.
+            reason = check_block_limits(
+                c.max_block_bytes,
+                c.max_block_txs,
+                len(genesis.validators),
+                max_block_batches=c.max_block_batches,
+            )
+            if reason is not None:
+                raise ConfigError(f"[consensus]: {reason}")
         try:
             return ReplicaConfig(
                 chain_id=genesis.chain_id,
@@ -473,6 +593,12 @@ class NodeConfig:
                 max_block_bytes=c.max_block_bytes,
                 max_batch_delay_s=c.max_batch_delay_s,
                 commit_chain=genesis.commit_chain,
+                quorum_store=genesis.quorum_store,
+                max_batch_txs=c.max_batch_txs,
+                max_batch_bytes=c.max_batch_bytes,
+                batch_lifetime_heights=c.batch_lifetime_heights,
+                max_stored_batches=c.max_stored_batches,
+                max_block_batches=c.max_block_batches,
             )
         except ValueError as exc:  # e.g. a block limit whose largest block would not fit a frame
             raise ConfigError(f"[consensus]: {exc}") from exc
@@ -518,6 +644,7 @@ def load_node_config(home: Path) -> NodeConfig:
         if "consensus" in doc
         else ConsensusSettings()
     )
+    consensus_keys = frozenset(_table(doc, "consensus", source)) if "consensus" in doc else frozenset()
     mempool = (
         _mempool_from_table(_table(doc, "mempool", source), source) if "mempool" in doc else MempoolSettings()
     )
@@ -551,6 +678,7 @@ def load_node_config(home: Path) -> NodeConfig:
         app_factory=app_factory,
         dial=dial,
         clock_rate=clock_rate,
+        consensus_keys=consensus_keys,
     )
 
 

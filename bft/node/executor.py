@@ -1,6 +1,8 @@
 """Executes committed blocks in the application, each exactly once, and answers for what executed.
 
-Owns: the order of the durable steps of a commit (block store append, then per block the
+Owns: skipping a transaction whose bytes committed earlier (two batches may carry one, under the
+quorum store: it is executed once, where it first committed, and gets CODE_REPEATED elsewhere),
+the order of the durable steps of a commit (block store append, then per block the
 application's `execute_block`, the execution record in the block store, the application's
 `commit`; the append, the first block's record and the journal's prune share one block-store
 transaction), replay on start (`info` handshake), the check of every committed block's app-hash
@@ -23,9 +25,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from bft.app.interface import AppInfo, Application, BlockResult, StateCorrupt, TxResult
+from bft.app.interface import CODE_REPEATED, AppInfo, Application, BlockResult, StateCorrupt, TxResult
 from bft.core.actions import Commit
 from bft.core.messages import Block
 from bft.node.errors import StorageError
@@ -113,11 +115,15 @@ class Executor:
     def _stage(self, block: Block) -> BlockResult:
         """Execute `block` in the application (not committed yet) and record the outcome in the
         block store."""
-        result = self._app.execute_block(block.height, block.txs)
-        if len(result.results) != len(block.txs):
+        repeated = self._store.repeated_positions(block)
+        txs = [tx for pos, tx in enumerate(block.txs) if pos not in repeated] if repeated else block.txs
+        result = self._app.execute_block(block.height, txs)
+        if len(result.results) != len(txs):
             raise StateCorrupt(
-                f"the application returned {len(result.results)} results for {len(block.txs)} transactions"
+                f"the application returned {len(result.results)} results for {len(txs)} transactions"
             )
+        if repeated:
+            result = replace(result, results=_with_repeats(result.results, repeated, len(block.txs)))
         self._store.record_execution(
             block.height, result.app_hash, [StoredResult(r.code, r.log, r.data) for r in result.results]
         )
@@ -160,3 +166,14 @@ class Executor:
 
     def app_hash_at(self, height: int) -> bytes | None:
         return self._store.app_hash_at(height)
+
+
+_REPEATED = TxResult(CODE_REPEATED, "committed earlier: identical bytes are one transaction", b"")
+
+
+def _with_repeats(
+    results: tuple[TxResult, ...], repeated: frozenset[int], count: int
+) -> tuple[TxResult, ...]:
+    """The application's results for the executed positions, with CODE_REPEATED at the others."""
+    executed = iter(results)
+    return tuple(_REPEATED if pos in repeated else next(executed) for pos in range(count))

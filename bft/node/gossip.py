@@ -2,7 +2,8 @@
 a peer sends (a protocol message for the replica, or gossip for the node).
 
 Owns: `Transactions` and its byte layout `[7, [tx, ...]]` (tag 7, which `bft.core.wire` leaves
-to the node), and `decode_frame`.
+to the node), and `decode_frame`. A chain that runs the quorum store has no gossip: its batches
+carry the transactions, and its nodes refuse a `Transactions` frame unread (`bft.node.runtime`).
 May not: define or decode protocol messages (`bft.core.wire` does), or touch cbor2 directly
 (`bft.core.cbor` does).
 """

@@ -2,11 +2,18 @@
 
 Owns: admission (size limits, de-duplication by hash against pending and committed transactions,
 the application's `check_tx`), the count and byte bounds with an explicit "full" answer, each
-gossiping peer's share of them, FIFO batches for this replica's proposals, removal on commit, and
-the queue of newly admitted transactions to gossip to peers.
+gossiping peer's share of them, FIFO payloads for this replica's proposals (or, under the quorum
+store, for its batches), removal on commit, and the queue of newly admitted transactions to
+gossip to peers.
 May not: perform I/O, read clocks, spawn tasks or take locks; one trio task owns it. It decides
 nothing about safety: the replica re-checks every block, this only avoids offering what would be
 refused.
+
+Under the quorum store (`quorum_store=True`) clients' transactions are not gossiped: this
+validator packs them into batches it sends to every peer itself (`bft.core.quorum_store`), so
+gossip would only send every transaction twice. Nothing is queued for `take_new` then, and the
+payload limits are one batch's, so a transaction larger than a batch is refused at admission:
+it could never be batched.
 
 Why a share per peer: a validator's gossip is authentic, not reasonable. Without a share, one
 validator could gossip a full mempool's worth of valid transactions to every honest node, and
@@ -86,11 +93,14 @@ class Mempool:
         batch_bytes: int = 1_000_000,
         peer_share_txs: int | None = None,
         peer_share_bytes: int | None = None,
+        quorum_store: bool = False,
     ) -> None:
         """`check_tx(tx)` returns None to admit or a refusal reason; `committed(tx)` says whether a
         transaction is already committed. `max_txs`/`max_bytes` bound the pool, `max_tx_bytes` one
-        transaction, `batch_txs`/`batch_bytes` one proposal's payload, `peer_share_txs` /
-        `peer_share_bytes` what one gossiping peer's transactions may hold of it (default: all)."""
+        transaction, `batch_txs`/`batch_bytes` what `payload_for` returns: one proposal's payload
+        (the block limits), or with `quorum_store` one batch's (the batch limits; nothing is
+        queued for gossip then: module header); `peer_share_txs` / `peer_share_bytes` what one
+        gossiping peer's transactions may hold of it (default: all)."""
         peer_share_txs = max_txs if peer_share_txs is None else peer_share_txs
         peer_share_bytes = max_bytes if peer_share_bytes is None else peer_share_bytes
         for name, value in (
@@ -108,8 +118,16 @@ class Mempool:
         self._committed = committed
         self._max_txs = max_txs
         self._max_bytes = max_bytes
-        # A transaction that can never fit in a batch would sit at the head of the FIFO forever.
+        # A transaction that can never fit in a payload would sit at the head of the FIFO forever.
         self._max_tx_bytes = min(max_tx_bytes, batch_bytes, max_bytes)
+        self._too_large = "exceeds {limit}"
+        if self._max_tx_bytes == batch_bytes < max_tx_bytes:
+            self._too_large += (
+                ", the most one batch holds (max_batch_bytes): it could never be batched"
+                if quorum_store
+                else ", the most one block holds (max_block_bytes): it could never be proposed"
+            )
+        self._gossip = not quorum_store
         self._batch_txs = batch_txs
         self._batch_bytes = batch_bytes
         # dicts keep insertion order: this is the FIFO, with O(1) lookup and removal by hash.
@@ -144,12 +162,13 @@ class Mempool:
     def add(self, tx: bytes, *, gossip: bool = True) -> AddResult:
         """Admit `tx` (from a client or a peer). Never evicts: when the bounds are reached the
         answer is `full` and the pool is unchanged. With `gossip`, an accepted transaction is
-        queued for `take_new` (a peer's transactions are not: it sent them to everyone)."""
+        queued for `take_new` (a peer's transactions are not: it sent them to everyone), unless
+        the mempool runs under the quorum store (never then)."""
         h = tx_hash(tx)
         result = self._admit(tx, h, None)
         self._counts[result.status] += 1
         if result.status is AddStatus.ACCEPTED:
-            self._keep(h, tx, gossip)
+            self._keep(h, tx, gossip and self._gossip)
         return result
 
     def add_from_peer(self, peer: int, tx: bytes) -> AddResult:
@@ -186,9 +205,8 @@ class Mempool:
         if not tx:
             return AddResult(AddStatus.REJECTED, h, "empty transaction")
         if len(tx) > self._max_tx_bytes:
-            return AddResult(
-                AddStatus.REJECTED, h, f"transaction of {len(tx)} bytes exceeds {self._max_tx_bytes}"
-            )
+            detail = self._too_large.format(limit=self._max_tx_bytes)
+            return AddResult(AddStatus.REJECTED, h, f"transaction of {len(tx)} bytes {detail}")
         if h in self._pending:
             return AddResult(AddStatus.DUPLICATE, h)
         # Before the committed lookup (a SQLite query): a flooding peer past its share costs a
@@ -211,8 +229,25 @@ class Mempool:
 
     def payload_for(self, view: int, exclude: Collection[bytes]) -> tuple[bytes, ...]:
         """The oldest pending transactions not in `exclude` (transactions, not hashes) and not
-        committed, at most `batch_txs` of them and `batch_bytes` in total. They stay pending (the
-        proposal may fail); committed ones met on the way are dropped, they can never be proposed."""
+        committed, at most `batch_txs` of them and `batch_bytes` in total, stopping at the first
+        that would go over the bytes. They stay pending (the proposal or the batch may fail);
+        committed ones met on the way are dropped, they can never be proposed.
+
+        What the result is bounded by, and why that is all either caller takes: without the
+        quorum store the proposer (`bft.core.proposer`) cuts it to the block limits with
+        `fit_limits`, and `batch_txs`/`batch_bytes` are those limits; under it only the quorum
+        store calls this (`QuorumStore.make_batches`, with `exclude` every transaction in one of
+        our uncommitted batches, possibly thousands) and cuts the result to one batch with
+        `fit_limits`, and `batch_txs`/`batch_bytes` are the batch limits (`quorum_store=True`).
+        `fit_limits` takes the longest prefix within the limits, as this stops at the first
+        transaction over them, so a caller takes the whole result; a prefix bounded by the block
+        limits instead would be as correct but cost a committed lookup (a SQLite query in the
+        node) for up to max_block_txs transactions of which a batch takes max_batch_txs.
+
+        Cost: one set lookup per excluded transaction before the result's last one, and one
+        committed lookup per transaction returned (or dropped as committed); never one per
+        pending transaction beyond. Excluded ones are skipped before the committed lookup, and
+        `exclude` is used as it is when it is a set (the core passes one: no copy of thousands)."""
         excluded = exclude if isinstance(exclude, Set) else frozenset(exclude)
         batch: list[bytes] = []
         batch_size = 0

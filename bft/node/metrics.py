@@ -11,7 +11,7 @@ reads at scrape time and counts events as they happen.
 Names (all prefixed `bft_`): committed_height, view, txs_committed_total, mempool_txs,
 mempool_bytes, refusals_total{what,reason}, view_changes_total{via}, peers_connected,
 app_hash_mismatches_total, mempool_full_total, messages_unsendable_total{message},
-equivocations_total{validator}, process_peak_rss_bytes; plus the standard
+equivocations_total{validator}, process_peak_rss_bytes, quorum_store{part}; plus the standard
 `process_*` metrics (CPU seconds, resident memory) of prometheus-client's process collector.
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 import resource
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -41,6 +41,8 @@ from bft.core.errors import DecodeError
 from bft.core.types import ValidatorIndex
 
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
+# The labels of bft_quorum_store: the keys of `QuorumStore.statistics`.
+QUORUM_STORE_PARTS: Final = ("batches_kept", "batches_unproved", "proofs_queued", "batches_wanted")
 
 
 class NodeSubject(enum.StrEnum):
@@ -60,6 +62,7 @@ class NodeReason(enum.StrEnum):
     PEER_SHARE_FULL = "peer-share-full"  # the gossiping peer's mempool share is full
     PEER_NOT_READING = "peer-not-reading"  # a full answer's worth already waits in its queue
     GOSSIP_RATE = "gossip-rate"  # the peer gossiped more transactions a second than its budget
+    GOSSIP_OFF = "gossip-off"  # the chain runs the quorum store, where nobody gossips transactions
 
 
 def decode_error_label(error: DecodeError) -> str:
@@ -69,6 +72,10 @@ def decode_error_label(error: DecodeError) -> str:
         if cls.__module__ == core_errors.__name__:
             return cls.__name__
     return DecodeError.__name__  # unreachable: DecodeError itself is in the MRO
+
+
+def _part_reader(read: Callable[[], Mapping[str, int]], part: str) -> Callable[[], float]:
+    return lambda: float(read().get(part, 0))
 
 
 def peak_rss_bytes() -> int:
@@ -87,6 +94,7 @@ class NodeMetrics:
         mempool_bytes: Callable[[], float],
         peers_connected: Callable[[], float],
         recovering: Callable[[], float],
+        quorum_store: Callable[[], Mapping[str, int]] = dict,
     ) -> None:
         # `*_created` series double the output and nobody reads them.
         disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -109,6 +117,15 @@ class NodeMetrics:
         }
         for name, (doc, read) in gauges.items():
             Gauge(name, doc, registry=self.registry).set_function(read)
+        parts = Gauge(
+            "bft_quorum_store",
+            "The quorum store's holdings (bft.core.quorum_store): batches kept, ours awaiting a "
+            "proof, proofs queued for proposals, batches a commit waits for",
+            ["part"],
+            registry=self.registry,
+        )
+        for part in QUORUM_STORE_PARTS:
+            parts.labels(part).set_function(_part_reader(quorum_store, part))
         self.txs_committed = Counter(
             "bft_txs_committed", "Transactions in committed blocks", registry=self.registry
         )

@@ -3,7 +3,8 @@
 Owns: start-up (config, genesis, key, storage, the application and its replay, the replica or a
 Byzantine wrapper of it), the drive loop (`on_message` / `on_timer` / `next_deadline`), carrying
 out actions (a commit is stored, executed, then announced; a refusal logged and counted;
-evidence stored and counted), mempool gossip (each peer's within its mempool share), refusing the
+evidence stored and counted), mempool gossip (each peer's within its mempool share; none under
+the quorum store, whose batches carry the transactions), refusing the
 requests of a peer that does not read its answers, and what the API reads and submits (`NodeView`),
 including the read-only snapshots of the operator endpoints (`bft.node.operator_views`) and the
 moments they are measured from (the last commit, entering the current view).
@@ -41,6 +42,7 @@ from bft.core.types import ValidatorIndex, View
 from bft.node.api import AnswerBudget, make_app
 from bft.node.api_json import b64, block_json, evidence_json
 from bft.node.api_server import ApiServer
+from bft.node.batch_store import BATCH_STORE_FILE, SqliteBatchStore
 from bft.node.clock import NodeClock
 from bft.node.commits import CommitFeed, CommitWaiters
 from bft.node.compose import open_ports
@@ -137,22 +139,27 @@ class Node:
         self.blocks = BlockStore(
             self.config.data_dir / "blocks.sqlite", commit_chain=self.genesis.commit_chain
         )
+        self.batches = SqliteBatchStore(self.config.data_dir / BATCH_STORE_FILE)
         self.app = app if app is not None else load_application(self.config)
         self.executor = Executor(
             self.app, self.blocks, on_mismatch=lambda: self.metrics.app_hash_mismatches.inc()
         )
-        consensus, limits = self.config.consensus, self.config.mempool
+        rc, limits = self.replica_config, self.config.mempool
         share_txs, share_bytes = limits.peer_shares(len(self.genesis.validators))
+        # Under the quorum store the mempool feeds our batches, not our proposals (its payloads
+        # are one batch's), and gossips nothing: the batches carry the transactions to the peers.
+        self.quorum_store = self.genesis.quorum_store
         self.mempool = Mempool(
             self._check_tx,
             self.blocks.has_tx,
             max_txs=limits.max_txs,
             max_bytes=limits.max_bytes,
-            max_tx_bytes=min(wire.MAX_TX_SIZE_BYTES, consensus.max_block_bytes),
-            batch_txs=consensus.max_block_txs,
-            batch_bytes=consensus.max_block_bytes,
+            max_tx_bytes=wire.MAX_TX_SIZE_BYTES,
+            batch_txs=rc.max_batch_txs if self.quorum_store else rc.max_block_txs,
+            batch_bytes=rc.max_batch_bytes if self.quorum_store else rc.max_block_bytes,
             peer_share_txs=share_txs,
             peer_share_bytes=share_bytes,
+            quorum_store=self.quorum_store,
         )
         # Gossiped transactions admitted per peer and second: its share, refilled every second.
         # Why: each one costs a hash, a block-store lookup and check_tx on the drive task, so a
@@ -209,6 +216,7 @@ class Node:
             mempool_bytes=lambda: self.mempool.size_bytes,
             peers_connected=lambda: len(self.transport.connected_peers),
             recovering=lambda: 1 if self.replica is not None and self.replica.recovery is not None else 0,
+            quorum_store=lambda: self.replica.statistics() if self.replica is not None else {},
         )
 
     def _check_tx(self, tx: bytes) -> str | None:
@@ -223,7 +231,7 @@ class Node:
         (cancelled) logs `event=stopped`."""
         crash: BaseException | None = None
         try:
-            ports = open_ports(self.safety_store, self.blocks, self.executor, self.mempool)
+            ports = open_ports(self.safety_store, self.blocks, self.executor, self.mempool, self.batches)
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.transport.run)
                 self._start_program(ports)
@@ -232,7 +240,8 @@ class Node:
                 urls = await nursery.start(api.run, self.config.api_listen)
                 self.api_url = urls[0] if urls else None
                 nursery.start_soon(self._drive)
-                nursery.start_soon(self._gossip)
+                if not self.quorum_store:
+                    nursery.start_soon(self._gossip)
                 log.info(
                     kv(
                         event="started",
@@ -242,6 +251,7 @@ class Node:
                         p2p=self.config.p2p_listen,
                         api=self.api_url,
                         byzantine=self.byzantine or "no",
+                        quorum_store="yes" if self.quorum_store else "no",
                     )
                 )
                 task_status.started()
@@ -253,6 +263,7 @@ class Node:
             if close is not None:
                 close()
             self.blocks.close()
+            self.batches.close()
             height = self.replica.committed_height if self.replica is not None else 0
             if crash is None:
                 log.info(kv(event="stopped", node=self.me, height=height))
@@ -322,6 +333,14 @@ class Node:
             self._refusal_log.log(logging.WARNING, (peer, what, reason), line)
             return
         if isinstance(msg, Transactions):
+            if self.quorum_store:
+                # An honest peer of this chain gossips nothing (its batches carry its clients'
+                # transactions); admitting these would only let a peer fill our mempool.
+                detail = (
+                    f"all {len(msg.txs)} unread: the chain runs the quorum store (batches carry transactions)"
+                )
+                self._refuse_gossip(peer, NodeReason.GOSSIP_OFF, detail)
+                return
             self._on_gossip(peer, msg, now)
             self._perform(program.on_payload(now))
         elif isinstance(msg, BlockRequest | SyncRequest) and not self._reads_answers(peer, msg):
@@ -577,8 +596,8 @@ class Node:
                 awaited.append(added.tx_hash)
             results.append(result)
         if awaited:
-            self._admitted.set()  # gossip them now
-            self._waker.wake()  # and let an idle leader propose them now
+            self._admitted.set()  # gossip them now (no one listens under the quorum store)
+            self._waker.wake()  # and let an idle leader propose them (or us batch them) now
         if wait_commit and awaited:
             # A client waits in real time, whatever the node's clock does.
             await self.waiters.wait(awaited, trio.current_time() + WAIT_COMMIT_TIMEOUT_S)

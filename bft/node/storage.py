@@ -51,9 +51,9 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Final
 
+from bft.app.interface import ClosesOnExit
 from bft.core import wire
 from bft.core.actions import Evidence
 from bft.core.commit_rule import DEFAULT_COMMIT_CHAIN, check_commit_chain
@@ -61,6 +61,7 @@ from bft.core.errors import DecodeError
 from bft.core.messages import Block, BlockResponse, QuorumCert, TimeoutCert
 from bft.core.types import BlockId
 from bft.node.errors import StorageError
+from bft.node.sqlite_schema import create_schema
 from bft.node.tx_filter import CommittedTxFilter
 from crypto.hashing import sha256
 
@@ -180,7 +181,7 @@ class StoredBlock:
         return self.block.height
 
 
-class BlockStore:
+class BlockStore(ClosesOnExit):
     """The committed chain in one SQLite file. Appends are atomic; every read sees whole commits.
 
     If `genesis_id` is given, the first block ever stored must have it as its parent.
@@ -241,6 +242,8 @@ class BlockStore:
         # Every committed transaction's hash, so that a transaction never committed (nearly
         # every one asked about) costs no index lookup (`bft.node.tx_filter`).
         self._committed_txs = CommittedTxFilter()
+        # Heights of the last append known to repeat no transaction (`repeated_positions`).
+        self._unrepeated = range(0)
         try:
             self._setup(on_disk)
             self._tip_height, self._tip_id = self._load_tip()
@@ -251,30 +254,16 @@ class BlockStore:
             raise
 
     def _setup(self, on_disk: bool) -> None:
-        try:
-            # The version first: a store this node refuses is left exactly as it was.
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
-                raise StorageError(
-                    f"{self._path}: block store schema version {version}, this node reads "
-                    f"{SCHEMA_VERSION}; an older chain's data cannot be read: remove the data directory"
-                )
-            if on_disk:
-                mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-                if str(mode).lower() != "wal":
-                    raise StorageError(f"{self._path}: cannot use WAL mode (got {mode!r})")
-                # FULL, not WAL's usual NORMAL: a commit must survive power loss, not only a crash,
-                # since the node tells clients (and peers doing block sync) that it happened.
-                self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self._db.execute(statement)
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StorageError(f"{self._path}: not a usable block store: {exc}") from exc
+        create_schema(
+            self._db,
+            self._path,
+            kind="block store",
+            schema=_SCHEMA,
+            version=SCHEMA_VERSION,
+            on_disk=on_disk,
+            other_version_hint="an older chain's data cannot be read: remove the data directory",
+            foreign_keys=True,
+        )
 
     def _load_tip(self) -> tuple[int, BlockId | None]:
         row = self._db.execute("SELECT height, id FROM blocks ORDER BY height DESC LIMIT 1").fetchone()
@@ -294,15 +283,7 @@ class BlockStore:
         except DecodeError as exc:
             raise StorageError(f"{self._path}: corrupt QC record: {exc}") from exc
 
-    # Context manager, so tests and short-lived tools cannot leak the connection.
-
-    def __enter__(self) -> BlockStore:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+    # A context manager (`ClosesOnExit`), so tests and short-lived tools cannot leak the connection.
 
     def close(self) -> None:
         self._db.close()
@@ -354,10 +335,15 @@ class BlockStore:
                     for b, qc in zip(blocks, qcs, strict=True)
                 ],
             )
-            # OR IGNORE: a tx committed twice (a faulty leader may re-propose it) keeps the
-            # location where it first committed, which is where its effect happened.
+            # OR IGNORE: a tx committed twice (in two batches under the quorum store, or
+            # re-proposed by a faulty leader) keeps the location where it first committed, which
+            # is where its effect happened; the executor skips it elsewhere (`repeated_positions`).
             rows = [(sha256(tx), b.height, pos) for b in blocks for pos, tx in enumerate(b.txs)]
-            self._db.executemany("INSERT OR IGNORE INTO txs (hash, height, position) VALUES (?, ?, ?)", rows)
+            inserted = self._db.executemany(
+                "INSERT OR IGNORE INTO txs (hash, height, position) VALUES (?, ?, ?)", rows
+            ).rowcount
+            # Every row inserted (the usual case): no position of these blocks repeats a tx.
+            self._unrepeated = range(blocks[0].height, last_height + 1) if inserted == len(rows) else range(0)
             # Added before the transaction commits: should it roll back, the filter holds hashes
             # that are not committed, which costs an index lookup, never a wrong answer.
             for tx_hash, _, _ in rows:
@@ -488,6 +474,19 @@ class BlockStore:
         """The committed block with id `block_id`, if stored."""
         row = self._db.execute("SELECT block FROM blocks WHERE id = ?", (bytes(block_id),)).fetchone()
         return None if row is None else self._decode_block(row[0])
+
+    def repeated_positions(self, block: Block) -> frozenset[int]:
+        """The positions of committed `block`'s transactions that committed earlier (in an
+        earlier block, or earlier in this one): the executor skips them, since identical bytes
+        are one transaction. Free for the blocks of the last append when none repeats (it
+        counted the index rows it inserted); otherwise one index lookup per transaction."""
+        if block.height in self._unrepeated:
+            return frozenset()
+        repeated: list[int] = []
+        for pos, tx in enumerate(block.txs):
+            if self.tx_location(sha256(tx)) != (block.height, pos):
+                repeated.append(pos)
+        return frozenset(repeated)
 
     def has_tx(self, tx: bytes) -> bool:
         """Whether `tx` (by its SHA-256) is in a committed block: the filter's "no" is final,

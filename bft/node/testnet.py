@@ -39,6 +39,7 @@ from bft.node.config import (
     Genesis,
     GenesisValidator,
     check_port_range,
+    default_consensus,
     format_host_port,
     format_toml,
     genesis_to_json,
@@ -108,16 +109,20 @@ def write_testnet(
     host: str = "127.0.0.1",
     ignored: frozenset[str] = frozenset(),
     commit_chain: int = DEFAULT_COMMIT_CHAIN,
+    quorum_store: bool = False,
     app_factory: str = "",
 ) -> list[Path]:
     """Write a `nodes`-validator testnet under `out` and return the node home directories.
 
     Fresh keys come from the OS CSPRNG; `chain_id` defaults to "bft-testnet-<random hex>";
-    `commit_chain` is the genesis' commit rule (3 or 2); `app_factory`, if given, goes into every
-    node's `[app] factory` (else the nodes run the built-in key-value ledger). ConfigError, before
-    anything is written, if `nodes` < 1, the ports do not fit, `commit_chain` is neither, or `out`
-    exists and is not an empty directory (the module's header says which messages); entries named in
-    `ignored` do not count (`bft cluster` locks its home before it writes the testnet).
+    `commit_chain` is the genesis' commit rule (3 or 2); with `quorum_store` the genesis runs the
+    quorum store, and `consensus` defaults to `default_consensus(quorum_store=True)` (its larger
+    block limits, spelled out in every config.toml with the batch settings); `app_factory`, if
+    given, goes into every node's `[app] factory` (else the nodes run the built-in key-value
+    ledger). ConfigError, before anything is written, if `nodes` < 1, the ports do not fit,
+    `commit_chain` is neither, `quorum_store` is not a boolean, or `out` exists and is not an
+    empty directory (the module's header says which messages); entries named in `ignored` do not
+    count (`bft cluster` locks its home before it writes the testnet).
     """
     if nodes < 1:
         raise ConfigError(f"a testnet needs at least one node, got {nodes}")
@@ -125,7 +130,7 @@ def write_testnet(
     check_out(out, ignored)
     if chain_id is None:
         chain_id = f"bft-testnet-{secrets.token_hex(4)}"
-    consensus = ConsensusSettings() if consensus is None else consensus
+    consensus = default_consensus(quorum_store=quorum_store) if consensus is None else consensus
     homes = [node_home(out, i) for i in range(nodes)]
     # Already refused by _check_out; kept so that no change there can ever overwrite a key.
     for home in homes:
@@ -142,6 +147,7 @@ def write_testnet(
         chain_id,
         tuple(GenesisValidator(i, keys[i].public_key, p2p[i], api[i]) for i in range(nodes)),
         commit_chain,
+        quorum_store,
     )
     genesis_json = genesis_to_json(genesis)
 
@@ -164,7 +170,7 @@ def write_testnet(
             },
             "p2p": {"listen": p2p[i]},
             "api": {"listen": api[i]},
-            "consensus": consensus.to_toml_table(),
+            "consensus": consensus.to_toml_table(quorum_store=quorum_store),
         }
         if app_factory:
             config["app"] = {"factory": app_factory}

@@ -60,6 +60,7 @@ from itertools import pairwise
 
 from bft.core.actions import Commit
 from bft.core.app_state import claim_height
+from bft.core.batches import Batch, BatchAck
 from bft.core.certs import Certifier
 from bft.core.commit_rule import DEFAULT_COMMIT_CHAIN
 from bft.core.messages import (
@@ -84,6 +85,9 @@ CONFLICTING_QC = "conflicting-qc"
 VALIDITY = "validity"
 APP_STATE = "app-state"
 DOUBLE_SIGN = "double-sign"
+# An honest vote for a block referencing a batch that no honest validator acknowledged (or
+# sent as its own): a vote for data nobody honest holds (`bft.core.quorum_store`).
+AVAILABILITY = "availability"
 PERSIST_BEFORE_SEND = "persist-before-send"
 SAFETY_REGRESSION = "safety-regression"
 CERTIFIED_COMMIT = "certified-commit"
@@ -103,6 +107,7 @@ SAFETY_KINDS = frozenset(
         CONFLICTING_QC,
         VALIDITY,
         DOUBLE_SIGN,
+        AVAILABILITY,
         PERSIST_BEFORE_SEND,
         SAFETY_REGRESSION,
         CERTIFIED_COMMIT,
@@ -159,6 +164,8 @@ class InvariantChecker:
         self._by_height: dict[int, Block] = {}
         self._tip: dict[Instance, tuple[int, BlockId]] = {}
         self._proposed_txs: set[bytes] = set()
+        # Batches some honest validator holds: it sent them as its own, or acknowledged them.
+        self._held_batches: set[bytes] = set()
         self._tx_height: dict[bytes, int] = {}
         self._signed: dict[tuple[int, str, int], bytes] = {}
         self._last_save: dict[Instance, SafetyState] = {}
@@ -190,7 +197,11 @@ class InvariantChecker:
         now would leave it (needed for honest votes and timeouts only)."""
         if isinstance(msg, Proposal):
             self.observe_proposal(msg)
+        elif isinstance(msg, Batch):
+            self._proposed_txs.update(msg.txs)  # a batch's transactions are proposed by digest
         self._observe_certificates(time_s, msg)
+        if src in self.honest:
+            self._observe_availability(time_s, src, msg)
         if src not in self.honest or not isinstance(msg, Vote | Timeout):
             return
         kind = "vote" if isinstance(msg, Vote) else "timeout"
@@ -219,6 +230,22 @@ class InvariantChecker:
                 src,
                 f"{kind} for view {msg.view} sent while the durable {field} is {have}",
             )
+
+    def _observe_availability(self, time_s: float, src: Instance, msg: Message) -> None:
+        if isinstance(msg, Batch) and msg.author == src.index:
+            self._held_batches.add(msg.digest)
+        elif isinstance(msg, BatchAck):
+            self._held_batches.add(msg.info.digest)
+        elif isinstance(msg, Vote):
+            block = self._blocks.get(msg.block_id)
+            for proof in () if block is None else block.batches:
+                if proof.info.digest not in self._held_batches:
+                    detail = (
+                        f"voted for {msg.block_id.hex()[:16]} (view {msg.view}), whose batch "
+                        f"{proof.info.sequence} of validator {proof.info.author} no honest "
+                        f"validator holds ({len(proof.signatures)} signers)"
+                    )
+                    self._violate(AVAILABILITY, time_s, src, detail)
 
     def on_answer(self, time_s: float, src: Instance, to: int, msg: Message, size_bytes: int) -> None:
         """`src` sends `msg`, `size_bytes` encoded, to validator `to`: counted against `to`'s

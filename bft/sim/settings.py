@@ -23,7 +23,15 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 
-from bft.core.config import DEFAULT_MAX_BLOCK_BYTES, DEFAULT_MAX_BLOCK_TXS
+from bft.core.config import (
+    DEFAULT_BATCH_LIFETIME_HEIGHTS,
+    DEFAULT_MAX_BATCH_BYTES,
+    DEFAULT_MAX_BATCH_TXS,
+    DEFAULT_MAX_BLOCK_BATCHES,
+    DEFAULT_MAX_BLOCK_BYTES,
+    DEFAULT_MAX_BLOCK_TXS,
+    DEFAULT_MAX_STORED_BATCHES,
+)
 
 # Block limits an operator might choose: the node's default, a small-block setting, a tiny one.
 _BLOCK_LIMITS = ((DEFAULT_MAX_BLOCK_TXS, DEFAULT_MAX_BLOCK_BYTES), (64, 256 * 1024), (4, 64 * 1024))
@@ -56,6 +64,13 @@ class SimSettings:
     max_large_tx_bytes: int
     # Mean time between two arrivals of client transactions (1 or 2 each) at one node.
     tx_interval_s: float
+    # The quorum store's limits (used when the spec runs it): batch size, a batch's life in
+    # heights, batches stored per author, proofs per block.
+    max_batch_txs: int = DEFAULT_MAX_BATCH_TXS
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
+    batch_lifetime_heights: int = DEFAULT_BATCH_LIFETIME_HEIGHTS
+    max_stored_batches: int = DEFAULT_MAX_STORED_BATCHES
+    max_block_batches: int = DEFAULT_MAX_BLOCK_BATCHES
 
     def describe(self) -> str:
         return (
@@ -64,7 +79,10 @@ class SimSettings:
             f"blocks <= {self.max_block_txs} txs / {self.max_block_bytes} bytes, "
             f"fetch {self.max_fetch_blocks} blocks, "
             f"large txs {self.large_tx_rate:.0%} up to {self.max_large_tx_bytes} bytes, "
-            f"txs arriving every {self.tx_interval_s}s per node"
+            f"txs arriving every {self.tx_interval_s}s per node; "
+            f"batches <= {self.max_batch_txs} txs / {self.max_batch_bytes} bytes, living "
+            f"{self.batch_lifetime_heights} heights, {self.max_stored_batches} stored per author, "
+            f"{self.max_block_batches} per block"
         )
 
 
@@ -84,6 +102,8 @@ def fixed_settings(base_timeout_s: float, delta_s: float, max_timeout_s: float) 
         large_tx_rate=0.0,
         max_large_tx_bytes=0,
         tx_interval_s=0.25,
+        max_batch_txs=min(DEFAULT_MAX_BATCH_TXS, txs),
+        max_batch_bytes=min(DEFAULT_MAX_BATCH_BYTES, size),
     )
 
 
@@ -109,6 +129,16 @@ def draw_settings(
         max_large_tx_bytes=min(size, 512 * 1024) if large_rate else 0,
         # Drawn last, so that the draws above are what they were before arrivals existed.
         tx_interval_s=rng.choice((0.25, 1.0, 4.0)),
+    )
+    # The quorum store's, from a stream of their own (every draw above stays what it was).
+    qs = random.Random(f"quorum-store/{seed}")
+    drawn = replace(
+        drawn,
+        max_batch_txs=min(txs, qs.choice((DEFAULT_MAX_BATCH_TXS, 16, 1))),
+        max_batch_bytes=qs.choice((size, max(size // 4, drawn.max_large_tx_bytes))),
+        batch_lifetime_heights=qs.choice((DEFAULT_BATCH_LIFETIME_HEIGHTS, 8, 3)),
+        max_stored_batches=qs.choice((DEFAULT_MAX_STORED_BATCHES, 8, 2)),
+        max_block_batches=qs.choice((DEFAULT_MAX_BLOCK_BATCHES, 4, 1)),
     )
     if not short_timeouts:
         return drawn

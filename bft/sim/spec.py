@@ -79,6 +79,9 @@ class SimSpec:
     wipe_rate: float = WIPE_RATE
     # The genesis' commit rule (`bft.core.commit_rule`): 3 (chained HotStuff) or 2 (Jolteon).
     commit_chain: int = DEFAULT_COMMIT_CHAIN
+    # The genesis' data dissemination (`bft.core.quorum_store`): batches and proofs of
+    # availability in proposals instead of transactions.
+    quorum_store: bool = False
 
     def __post_init__(self) -> None:
         if self.nodes < 1:
@@ -128,6 +131,8 @@ class SimSpec:
             cmd += " --short-timeouts"
         if self.commit_chain != DEFAULT_COMMIT_CHAIN:
             cmd += f" --commit-chain {self.commit_chain}"
+        if self.quorum_store:
+            cmd += " --quorum-store"
         return f"{cmd} --seed {seed}"
 
 

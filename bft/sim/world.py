@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bft.core.actions import Action, Broadcast, Commit, Evidence, Refusal, Send, SendRaw, ViewChange
 from bft.core.blocktree import genesis
@@ -271,6 +271,7 @@ class World:
                 leaders=leaders,
                 commit_chain=spec.commit_chain,
             )
+            config = self._with_quorum_store(config, spec)
             self.nodes[inst] = SimNode(
                 inst,
                 seed=seed,
@@ -322,6 +323,21 @@ class World:
         self.sched.schedule(self.plan.last_fault_s + spec.window_s, WindowEnd())
 
     # -- tracing -----------------------------------------------------------------------------
+
+    def _with_quorum_store(self, config: ReplicaConfig, spec: SimSpec) -> ReplicaConfig:
+        """`config` with the quorum store's settings, when the spec runs it."""
+        if not spec.quorum_store:
+            return config
+        s = self.settings
+        return replace(
+            config,
+            quorum_store=True,
+            max_batch_txs=s.max_batch_txs,
+            max_batch_bytes=s.max_batch_bytes,
+            batch_lifetime_heights=s.batch_lifetime_heights,
+            max_stored_batches=s.max_stored_batches,
+            max_block_batches=s.max_block_batches,
+        )
 
     def _trace(self, inst: Instance | None, what: str) -> None:
         if self.trace is not None:

@@ -250,7 +250,8 @@ def test_the_executor_replays_what_the_application_lost(tmp_path: Path) -> None:
     assert executor.start() == len(blocks) - 1
     expected = GENESIS_APP_HASH
     for height, txs in enumerate(TXS, start=1):
-        expected = next_app_hash(expected, height, len(txs))
+        # A transaction repeated in a block is executed once (the executor skips the repeats).
+        expected = next_app_hash(expected, height, len(set(txs)))
         assert store.app_hash_at(height) == expected
     assert executor.executed() == (len(TXS), expected) and app.info().app_hash == expected
     assert executor.app_hash_mismatches == 0

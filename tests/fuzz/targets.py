@@ -22,6 +22,7 @@ import json
 import sqlite3
 import string
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any, Final
 from urllib.parse import unquote
 
@@ -33,6 +34,7 @@ from starlette.requests import Request
 
 from bft.app.kv import KeyValueLedger
 from bft.core import cbor, wire
+from bft.core.batches import Batch, BatchAck, BatchProof, BatchProofs, BatchRequest, BatchResponse
 from bft.core.blocktree import genesis
 from bft.core.errors import DecodeError
 from bft.core.ids import block_array
@@ -43,6 +45,8 @@ from bft.core.messages import (
     Message,
     Proposal,
     QuorumCert,
+    RecoveryProbe,
+    RecoveryReport,
     SafetyState,
     SyncInfo,
     SyncRequest,
@@ -201,8 +205,21 @@ def wire_frame(data: bytes) -> None:
     assert type(frame) in {c.cls for c in wire.MESSAGE_CODECS} | {Transactions}
 
 
-def _sample_messages() -> list[bytes]:
-    """Valid encodings of every message type (and of gossip), the seeds of `wire_frame`."""
+def _sample_batches() -> tuple[list[Batch], list[BatchProof]]:
+    """Two batches of validator 1 and their proofs of availability (signatures are not checked
+    by decoding, so any 64 bytes do)."""
+    sig = bytes(range(64))
+    batches = [
+        Batch(ValidatorIndex(1), 1, 66, (b"tx-1", b"", b"\xff" * 40)),
+        Batch(ValidatorIndex(1), 2, 66, (b"tx-4",)),
+    ]
+    proofs = [BatchProof(b.info, ((ValidatorIndex(0), sig), (ValidatorIndex(1), sig))) for b in batches]
+    return batches, proofs
+
+
+def _messages() -> list[Message]:
+    """Valid messages of every type: a proposal and responses with blocks with and without
+    proofs of availability (lean as proposed, full as served), and every quorum-store message."""
     block0, qc0 = genesis(CHAIN)
     sig = bytes(range(64))
     qc = QuorumCert(View(3), BlockId(b"\x11" * 32), ((ValidatorIndex(0), sig), (ValidatorIndex(2), sig)))
@@ -217,7 +234,20 @@ def _sample_messages() -> list[bytes]:
         app_height=1,
         app_hash=b"\x33" * 32,
     )
-    messages: list[Message] = [
+    batches, proofs = _sample_batches()
+    lean = Block(
+        view=View(6),
+        height=3,
+        parent_id=block.id,
+        proposer=ValidatorIndex(2),
+        qc=qc,
+        txs=(),
+        app_height=2,
+        app_hash=b"\x44" * 32,
+        batches=tuple(proofs),
+    )
+    full = replace(lean, txs=tuple(tx for b in batches for tx in b.txs))
+    return [
         Proposal(block=block, tc=None, signature=sig),
         Proposal(block=block, tc=tc, signature=sig),
         Vote(View(5), block.id, ValidatorIndex(2), sig),
@@ -230,8 +260,24 @@ def _sample_messages() -> list[bytes]:
         SyncRequest(7, 256),
         SyncResponse((block,), qc),
         SyncResponse((), None),
+        RecoveryProbe(bytes(range(wire.RECOVERY_NONCE_BYTES))),
+        RecoveryReport(bytes(wire.RECOVERY_NONCE_BYTES), View(7), qc, tc),
+        Proposal(block=lean, tc=None, signature=sig),
+        BlockResponse((full, block)),
+        SyncResponse((full,), qc),
+        batches[0],
+        BatchAck(batches[0].info, ValidatorIndex(3), sig),
+        BatchProofs(tuple(proofs)),
+        BatchProofs(()),
+        BatchRequest(3, tuple(b.digest for b in batches)),
+        BatchResponse(tuple(batches)),
+        BatchResponse(()),
     ]
-    out = [wire.encode(m) for m in messages]
+
+
+def _sample_messages() -> list[bytes]:
+    """Valid encodings of every message type (and of gossip), the seeds of `wire_frame`."""
+    out = [wire.encode(m) for m in _messages()]
     out.append(encode_transactions(Transactions((b"a", b"bc" * 30))))
     out.append(encode_transactions(Transactions(())))
     return out
@@ -240,17 +286,23 @@ def _sample_messages() -> list[bytes]:
 def _sample_records() -> list[bytes]:
     block0, qc0 = genesis(CHAIN)
     state = SafetyState(View(9), qc0, View(8), b"vote-bytes", None)
-    sync = wire.decode(_sample_messages()[-4])
-    assert isinstance(sync, SyncResponse) and sync.qc is not None
-    tc = wire.decode(_sample_messages()[5])
-    assert isinstance(tc, SyncInfo) and tc.high_tc is not None
+    messages = _messages()
+    sync = next(m for m in messages if isinstance(m, SyncResponse) and m.qc is not None)
+    assert sync.qc is not None
+    tc = next(m for m in messages if isinstance(m, SyncInfo) and m.high_tc is not None)
+    assert tc.high_tc is not None
+    lean = next(m.block for m in messages if isinstance(m, Proposal) and m.block.batches)
+    full = next(b for m in messages if isinstance(m, BlockResponse) for b in m.blocks if b.batches)
     return [
         wire.encode_block(block0),
         wire.encode_block(sync.blocks[0]),
+        wire.encode_block(lean),
+        wire.encode_block(full),
         wire.encode_qc(sync.qc),
         wire.encode_tc(tc.high_tc),
         wire.encode_safety_state(state),
         cbor.dumps(block_array(block0)[:3]),
+        cbor.dumps([*block_array(block0), []]),  # an empty list of proofs: refused
         bytes([0x9F, 0x01, 0xFF]),  # indefinite array
         bytes([0x1B]) + (2**64 - 1).to_bytes(8, "big"),
         bytes([0x81] * 12) + b"\x00",  # too deep

@@ -92,8 +92,8 @@ def test_the_cluster_command_runs_the_commit_rule_asked_for_in_its_default_home(
 
     monkeypatch.setattr(cluster_module, "run_cluster", fake_run_cluster)
     assert main(["cluster", *argv]) == 0
-    ((home, nodes, *_, passed),) = calls
-    assert (home, nodes, passed) == (default_home(4, commit_chain), 4, commit_chain)
+    ((home, nodes, *_, passed, quorum_store),) = calls
+    assert (home, nodes, passed, quorum_store) == (default_home(4, commit_chain), 4, commit_chain, False)
 
 
 def test_the_chaos_cluster_refuses_the_two_chain(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

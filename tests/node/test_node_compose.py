@@ -13,6 +13,7 @@ from core_helpers import GENESIS_BLOCK, MemoryStore
 from test_node_executor import BLOCKS, COMMITS, Node, commit_of
 
 from bft.app.kv import KeyValueLedger
+from bft.core.batch_store import MemoryBatchStore
 from bft.core.ports import PayloadSource
 from bft.core.types import View
 from bft.node.compose import open_ports
@@ -55,7 +56,7 @@ def test_open_ports_replays_the_executor_and_composes_the_nodes_ports(tmp_path: 
     node.store_only(commit_of(COMMITS[1]))
     payload: PayloadSource = NoPayload()
     executor = Executor(node.app, node.store)
-    ports = open_ports(MemoryStore(), node.store, executor, payload)
+    ports = open_ports(MemoryStore(), node.store, executor, payload, MemoryBatchStore())
     # The block the last process stored but did not apply was replayed: the ledger is where
     # the reference's was at that height.
     height = COMMITS[1][-1].height

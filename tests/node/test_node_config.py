@@ -306,6 +306,9 @@ def test_load_node_config(tmp_path: Path) -> None:
         p2p_listen="127.0.0.1:26604",
         api_listen="0.0.0.0:26605",
         consensus=ConsensusSettings(1.0, 8.5, 10, 4096, 16),
+        consensus_keys=frozenset(
+            {"base_timeout_s", "max_timeout_s", "max_block_txs", "max_block_bytes", "max_views_ahead"}
+        ),
     )
     assert isinstance(config.consensus.base_timeout_s, float)
 

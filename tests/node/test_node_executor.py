@@ -16,7 +16,7 @@ import pytest
 from core_helpers import GENESIS_BLOCK, make_block, make_qc, qc_for
 from sqlite_helpers import counting_db
 
-from bft.app.interface import CODE_OK, GENESIS_APP_HASH, BlockResult, StateCorrupt
+from bft.app.interface import CODE_OK, CODE_REPEATED, GENESIS_APP_HASH, BlockResult, StateCorrupt
 from bft.app.kv import CODE_CAS_MISMATCH, KeyValueLedger, cas_tx, del_tx, put_tx
 from bft.core.actions import Commit
 from bft.core.messages import Block
@@ -373,3 +373,51 @@ def test_a_commit_costs_the_block_store_one_transaction_per_block(tmp_path: Path
     assert [b.height for b in store.blocks()] == [], "the journal let go of every committed block"
     assert executor.executed()[0] == 5 and store.app_hash_at(5) == executor.executed()[1]
     app.close()
+
+
+# Under the quorum store two batches may carry one transaction: identical bytes are one
+# transaction, executed where they first committed and nowhere else.
+REPEATING: list[tuple[bytes, ...]] = [
+    (cas_tx("r", None, "1"), put_tx("n", "a")),
+    # The cas again (in another batch, a later block) and twice in one block.
+    (cas_tx("r", None, "1"), cas_tx("r", "1", "2"), cas_tx("r", "1", "2")),
+]
+
+
+def _results(store: BlockStore, height: int, count: int) -> list[int]:
+    return [r.code for i in range(count) if (r := store.tx_result(height, i)) is not None]
+
+
+def test_a_transaction_committed_twice_is_executed_once(tmp_path: Path) -> None:
+    blocks = build_chain(REPEATING)
+    node = Node(tmp_path / "node")
+    node.executor.start()
+    node.commit(commit_of(blocks[:1]))
+    node.commit(commit_of(blocks[1:]))
+    assert _results(node.store, 1, 2) == [CODE_OK, CODE_OK]
+    # Executed again, the cas would fail (CODE_CAS_MISMATCH) and the second cas of block 2 too.
+    assert _results(node.store, 2, 3) == [CODE_REPEATED, CODE_OK, CODE_REPEATED]
+    assert node.app.get("r")[0] == "2"
+    assert node.store.tx_location(sha256(REPEATING[1][0])) == (1, 0)
+    assert node.store.tx_location(sha256(REPEATING[1][2])) == (2, 1)
+    hashes = [node.store.app_hash_at(h) for h in (1, 2)]
+    # Replayed after a crash between the block store and the application (no fast path then),
+    # the same results and app hashes.
+    other = Node(tmp_path / "other")
+    other.executor.start()
+    other.commit(commit_of(blocks[:1]))
+    other.store_only(commit_of(blocks[1:]))
+    other = other.reopen()
+    assert other.executor.start() == 1
+    assert _results(other.store, 2, 3) == [CODE_REPEATED, CODE_OK, CODE_REPEATED]
+    assert [other.store.app_hash_at(h) for h in (1, 2)] == hashes
+
+
+def test_a_commit_repeating_one_transaction_in_a_thousand_skips_only_it(tmp_path: Path) -> None:
+    txs = tuple(put_tx(f"key{i}", "v" * 200) for i in range(1000))
+    blocks = build_chain([txs[:500], (*txs[500:], txs[7])])
+    node = Node(tmp_path / "node")
+    node.executor.start()
+    node.commit(commit_of(blocks))
+    codes = _results(node.store, 2, 501)
+    assert codes[:500] == [CODE_OK] * 500 and codes[500] == CODE_REPEATED

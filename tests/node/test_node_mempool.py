@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -23,10 +24,12 @@ def admit_all(tx: bytes) -> str | None:
 def make(
     committed: set[bytes] | None = None,
     check_tx: Callable[[bytes], str | None] = admit_all,
+    *,
+    quorum_store: bool = False,
     **limits: int,
 ) -> Mempool:
     done = committed if committed is not None else set()
-    return Mempool(check_tx, done.__contains__, **limits)
+    return Mempool(check_tx, done.__contains__, quorum_store=quorum_store, **limits)
 
 
 def txs(n: int, size: int = 4) -> list[bytes]:
@@ -228,7 +231,8 @@ LIMITS += ["peer_share_txs", "peer_share_bytes"]
 @pytest.mark.parametrize("name", LIMITS)
 def test_limits_must_be_positive(name: str) -> None:
     with pytest.raises(ValueError, match=name):
-        Mempool(admit_all, set[bytes]().__contains__, **{name: 0})
+        limits: dict[str, Any] = {name: 0}
+        Mempool(admit_all, set[bytes]().__contains__, **limits)
 
 
 TX = st.binary(min_size=0, max_size=12)
@@ -378,3 +382,65 @@ def test_shares_always_add_up_to_what_peers_have_pending(ops: list[tuple[str, in
             assert pool.share_of(p) == (len(mine), sum(map(len, mine)))
             assert len(mine) <= 10 and sum(map(len, mine)) <= 150
     assert len(pool) <= 60 and pool.size_bytes <= 600
+
+
+# Under the quorum store: the payloads are batches, nothing is gossiped.
+
+
+def test_under_the_quorum_store_a_tx_no_batch_holds_is_rejected_with_the_reason() -> None:
+    pool = make(quorum_store=True, batch_bytes=64, max_tx_bytes=1024)
+    result = pool.add(b"x" * 65)
+    assert result.status is AddStatus.REJECTED
+    assert result.reason == (
+        "transaction of 65 bytes exceeds 64, the most one batch holds (max_batch_bytes): "
+        "it could never be batched"
+    )
+    assert pool.add(b"x" * 64).status is AddStatus.ACCEPTED
+    # Without the quorum store the same limit is a block's.
+    plain = make(batch_bytes=64, max_tx_bytes=1024)
+    assert "the most one block holds (max_block_bytes)" in (plain.add(b"x" * 65).reason or "")
+
+
+def test_under_the_quorum_store_nothing_is_queued_for_gossip() -> None:
+    pool = make(quorum_store=True)
+    for tx in txs(20):
+        assert pool.add(tx).status is AddStatus.ACCEPTED
+    assert pool.take_new(1000) == []
+    assert pool.payload_for(V, set()) == tuple(txs(20))
+
+
+def test_payload_for_skips_a_large_excluded_set_and_stops_at_one_batch() -> None:
+    # The quorum store asks with every transaction of our uncommitted batches excluded: here the
+    # oldest 5,000 of a 10,000-transaction mempool (as the batches took them) plus every third
+    # of the rest (a batch that expired and was made again, for instance).
+    looked_up: list[bytes] = []
+
+    def committed(tx: bytes) -> bool:
+        looked_up.append(tx)
+        return False
+
+    pool = Mempool(
+        admit_all, committed, max_txs=20_000, batch_txs=500, batch_bytes=256 * 1024, quorum_store=True
+    )
+    items = txs(10_000, size=8)
+    for tx in items:
+        assert pool.add(tx).status is AddStatus.ACCEPTED
+    looked_up.clear()
+    batched = set(items[:5000]) | set(items[5000::3])
+    assert len(batched) >= 5000
+    payload = pool.payload_for(V, batched)
+    expected = [tx for tx in items[5000:] if tx not in batched][:500]
+    assert payload == tuple(expected)
+    # The committed lookup (a query in the node) ran for what was returned only: not for the
+    # excluded transactions, nor for any pending transaction beyond the batch.
+    assert looked_up == expected
+    # Once those are batched too, the next call offers the next ones; the pool is unchanged.
+    batched.update(payload)
+    again = pool.payload_for(V, batched)
+    assert again == tuple([tx for tx in items[5000:] if tx not in batched][:500])
+    assert not set(again) & set(payload)
+    assert len(pool) == 10_000
+    # Everything excluded: nothing, and no lookup at all.
+    looked_up.clear()
+    assert pool.payload_for(V, set(items)) == ()
+    assert looked_up == []

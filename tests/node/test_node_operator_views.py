@@ -21,7 +21,7 @@ from bft.node.testnet import write_testnet
 
 def _started(home: Path) -> Node:
     node = Node(home)
-    node._start_program(open_ports(node.safety_store, node.blocks, node.executor, node.mempool))
+    node._start_program(open_ports(node.safety_store, node.blocks, node.executor, node.mempool, node.batches))
     return node
 
 

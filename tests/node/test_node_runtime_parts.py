@@ -192,7 +192,7 @@ async def test_a_broken_replica_invariant_is_logged_and_stops_the_drive_loop(
     from bft.node.compose import open_ports
 
     node = Node(homes[0])
-    node._start_program(open_ports(node.safety_store, node.blocks, node.executor, node.mempool))
+    node._start_program(open_ports(node.safety_store, node.blocks, node.executor, node.mempool, node.batches))
     node._perform([])  # a healthy replica passes
     calls: list[int] = []
 

@@ -7,43 +7,20 @@ import json
 from pathlib import Path
 
 import pytest
+from core_helpers import Recording
 
 from bft.core import wire
-from bft.core.actions import Action
 from bft.core.blocktree import genesis
-from bft.core.messages import BlockRequest, Message, SyncInfo, SyncRequest
-from bft.core.types import ValidatorIndex
+from bft.core.messages import BlockRequest, SyncInfo, SyncRequest
 from bft.node.compose import open_ports
 from bft.node.gossip import Transactions, encode_transactions
 from bft.node.runtime import Node
 from bft.node.testnet import write_testnet
 
 
-class Recording:
-    """A program that records what reaches it (and does nothing)."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[int, Message]] = []
-        self.payloads = 0
-
-    def on_message(self, sender: ValidatorIndex, msg: Message, now: float) -> list[Action]:
-        self.messages.append((sender, msg))
-        return []
-
-    def on_timer(self, now: float) -> list[Action]:
-        return []
-
-    def on_payload(self, now: float) -> list[Action]:
-        self.payloads += 1
-        return []
-
-    def next_deadline(self) -> float | None:
-        return None
-
-
 def _node(tmp_path: Path, port: int) -> Node:
     node = Node(write_testnet(4, tmp_path, port)[0])
-    node._start_program(open_ports(node.safety_store, node.blocks, node.executor, node.mempool))
+    node._start_program(open_ports(node.safety_store, node.blocks, node.executor, node.mempool, node.batches))
     return node
 
 

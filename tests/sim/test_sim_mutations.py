@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import pytest
 
+import bft.core.certs as core_certs_module
 import bft.core.chain_state as chain_state_module
 import bft.core.fetcher as fetcher_module
 import bft.core.proposal_rules as proposal_rules
@@ -20,15 +21,17 @@ import crypto.signing as signing_module
 from bft.campaign import FACTORIES
 from bft.core import wire
 from bft.core.actions import Action, Commit
+from bft.core.batches import BatchProof
 from bft.core.blocktree import BlockTree
 from bft.core.commit_rule import TWO_CHAIN
 from bft.core.messages import Block, SafetyState, TimeoutCert, Vote
 from bft.core.proposer import Proposer
+from bft.core.quorum_store import QuorumStore
 from bft.core.refusals import RefusalReason, Refused
 from bft.core.replica import Replica
 from bft.core.safety import SafetyRules
 from bft.core.serving import ServingBudget
-from bft.core.types import View
+from bft.core.types import View, max_faulty
 from bft.core.votes import TimeoutCollector
 from bft.node.executor import Executor
 from bft.node.tx_filter import CommittedTxFilter
@@ -36,6 +39,7 @@ from bft.sim import SimSpec, run_schedule
 from bft.sim.invariants import (
     AGREEMENT,
     APP_STATE,
+    AVAILABILITY,
     BOUNDED_STATE,
     CERTIFIED_COMMIT,
     CONFLICTING_QC,
@@ -338,3 +342,29 @@ def test_a_wiped_validator_that_starts_over_instead_of_recovering_is_caught(
     monkeypatch.setattr(SafetyRules, "__init__", start_over)
     spec = SimSpec(nodes=4, wipe_rate=1.0)
     _first_violation(spec, range(300), {DOUBLE_SIGN})
+
+
+# The quorum store's teeth (the genesis' quorum_store = true).
+
+
+def test_a_proof_of_availability_with_too_few_signers_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # f signers suffice: unavailable-batch's proofs, signed by itself alone for batches it sent
+    # to no one, get honest votes for data no honest validator holds.
+    monkeypatch.setattr(core_certs_module, "availability_threshold", lambda n: max_faulty(n))
+    spec = SimSpec(nodes=4, byzantine={0: "unavailable-batch"}, quorum_store=True)
+    _first_violation(spec, range(50), {AVAILABILITY})
+
+
+def test_a_block_that_references_a_batch_twice_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without the duplicate check along the chain, a leader proposes queued proofs its
+    # uncommitted ancestors already reference, and their transactions commit twice.
+    def anything(
+        self: QuorumStore, height: int, committed_height: int, exclude: object
+    ) -> tuple[BatchProof, ...]:
+        return original(self, height, committed_height, ())
+
+    original = QuorumStore.proofs_for
+    monkeypatch.setattr(QuorumStore, "proofs_for", anything)
+    monkeypatch.setattr(QuorumStore, "check_block", lambda self, block, pending, height: None)
+    spec = SimSpec(nodes=4, quorum_store=True)
+    _first_violation(spec, range(50), {VALIDITY})

@@ -68,6 +68,7 @@ class Node:
             ObservedExecuted(ports.executed, self.storage, self.heard.append),
             ports.committed,
             ports.payload,
+            ports.batches,
         )
 
     def crash(self) -> None:

@@ -14,6 +14,7 @@ from typing import Any, Final, TypeVar
 
 from bft.core import wire
 from bft.core.actions import Action, Broadcast, Commit, Refusal, Send, SendRaw, ViewChange
+from bft.core.batch_store import MemoryBatchStore
 from bft.core.blocktree import BlockTree, genesis
 from bft.core.builder import build_replica
 from bft.core.certs import Certifier
@@ -189,6 +190,7 @@ def make_replica(
     chain: MemoryChain | None = None,
     journal: MemoryJournal | None = None,
     payload: PayloadSource | None = None,
+    batches: MemoryBatchStore | None = None,
     **overrides: Any,
 ) -> Replica:
     """A replica built as every driver builds one, over in-memory ports (fresh ones by default)."""
@@ -199,6 +201,7 @@ def make_replica(
         chain,
         chain,
         payload if payload is not None else Payload(me),
+        batches if batches is not None else MemoryBatchStore(),
     )
     return build_replica(config(me, **overrides), KEYS[me], ports, now, SignatureCache(), NONCE)
 
@@ -296,6 +299,28 @@ class Cluster:
 
     def heights(self) -> list[int]:
         return [r.committed_height for r in self.replicas]
+
+
+class Recording:
+    """A program that records what reaches it (and does nothing)."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[int, Message]] = []
+        self.payloads = 0
+
+    def on_message(self, sender: ValidatorIndex, msg: Message, now: float) -> list[Action]:
+        self.messages.append((sender, msg))
+        return []
+
+    def on_timer(self, now: float) -> list[Action]:
+        return []
+
+    def on_payload(self, now: float) -> list[Action]:
+        self.payloads += 1
+        return []
+
+    def next_deadline(self) -> float | None:
+        return None
 
 
 def with_state(**changes: Any) -> SafetyState:

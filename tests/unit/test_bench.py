@@ -403,6 +403,7 @@ REPORT_KEYS = {
     "per_node",
     "target",
     "commit_chain",
+    "quorum_store",
     "app",
     "load_cpu_s",
     "load_cpu_percent",

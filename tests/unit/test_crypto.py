@@ -224,7 +224,7 @@ def test_signing_bytes_has_no_boundary_collisions() -> None:
 
 def test_tags_are_distinct_bytes() -> None:
     values = [t.value for t in Tag]
-    assert len(set(values)) == len(values) == 4
+    assert len(set(values)) == len(values) == 5
     assert all(isinstance(v, bytes) for v in values)
 
 

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bft.core import cbor
+from bft.core.batches import Batch, BatchAck, BatchInfo, BatchProof, BatchProofs, BatchRequest, BatchResponse
 from bft.core.errors import (
     DecodeError,
     DuplicateKey,
@@ -120,6 +121,27 @@ def block(view: int = 8, txs: tuple[bytes, ...] = (b"tx-a", b"", b"tx-c")) -> Bl
     )
 
 
+def batch(seq: int = 1, txs: tuple[bytes, ...] = (b"b-1", b"", b"b-3")) -> Batch:
+    return Batch(author=ValidatorIndex(2), sequence=seq, expiry_height=40 + seq, txs=txs)
+
+
+def proof(seq: int = 1, signers: tuple[int, ...] = (0, 2)) -> BatchProof:
+    return BatchProof(
+        info=batch(seq).info, signatures=tuple((ValidatorIndex(s), sig(s + 20)) for s in signers)
+    )
+
+
+def lean_block(view: int = 8, proofs: tuple[BatchProof, ...] = (proof(1), proof(2))) -> Block:
+    """A block with proofs of availability and no transactions, as proposed."""
+    return replace(block(view, txs=()), batches=proofs)
+
+
+def full_block(view: int = 8, proofs: tuple[BatchProof, ...] = (proof(1), proof(2))) -> Block:
+    """The same block with its batches' transactions, as committed and served."""
+    txs = tuple(tx for p in proofs for tx in batch(p.info.sequence).txs)
+    return replace(block(view, txs=txs), batches=proofs)
+
+
 def vote() -> Vote:
     return Vote(view=View(5), block_id=bid(5), author=ValidatorIndex(2), signature=sig(5))
 
@@ -141,6 +163,16 @@ SAMPLE_MESSAGES: list[Message] = [
     BlockRequest(block_id=bid(3), max_blocks=MAX_BLOCKS_PER_RESPONSE),
     BlockResponse(blocks=()),
     BlockResponse(blocks=(block(8), block(7, txs=()), genesis_block())),
+    Proposal(block=lean_block(), tc=tc(7), signature=sig(3)),
+    BlockResponse(blocks=(full_block(9), lean_block(8))),
+    batch(),
+    Batch(author=ValidatorIndex(0), sequence=2**63 - 1, expiry_height=0, txs=(b"",)),
+    BatchAck(info=batch().info, author=ValidatorIndex(1), signature=sig(8)),
+    BatchProofs(proofs=(proof(1), proof(2, signers=(1, 2, 3)))),
+    BatchProofs(proofs=()),
+    BatchRequest(height=12, digests=(batch(1).digest, batch(2).digest)),
+    BatchResponse(batches=(batch(1), batch(2, txs=(b"x" * 100,)))),
+    BatchResponse(batches=()),
 ]
 SAMPLE_ENCODINGS = [encode(m) for m in SAMPLE_MESSAGES]
 
@@ -626,14 +658,36 @@ _tcs = st.builds(
     high_qc=_qcs,
     signatures=st.lists(st.tuples(_indices, _views, _sigs), max_size=4).map(tuple),
 )
+_uints = st.integers(0, 2**63 - 1)
+_tx_lists = st.lists(st.binary(max_size=40), max_size=5).map(tuple)
+_batch_infos = st.builds(
+    BatchInfo,
+    author=_indices,
+    sequence=st.integers(1, 2**63 - 1),
+    expiry_height=_uints,
+    digest=st.binary(min_size=32, max_size=32),
+    tx_count=st.integers(1, MAX_TXS_PER_BLOCK),
+    size_bytes=_uints,
+)
+_proofs = st.builds(
+    BatchProof, info=_batch_infos, signatures=st.lists(st.tuples(_indices, _sigs), max_size=4).map(tuple)
+)
+_batches = st.builds(
+    Batch,
+    author=_indices,
+    sequence=st.integers(1, 2**63 - 1),
+    expiry_height=_uints,
+    txs=st.lists(st.binary(max_size=40), min_size=1, max_size=5).map(tuple),
+)
 _blocks = st.builds(
     Block,
     view=_views,
-    height=st.integers(0, 2**63 - 1),
+    height=_uints,
     parent_id=_block_ids,
     proposer=_indices,
     qc=_qcs,
-    txs=st.lists(st.binary(max_size=40), max_size=5).map(tuple),
+    txs=_tx_lists,
+    batches=st.lists(_proofs, max_size=3).map(tuple),
 )
 _messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(Proposal, block=_blocks, tc=st.none() | _tcs, signature=_sigs),
@@ -642,6 +696,15 @@ _messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(SyncInfo, high_qc=_qcs, high_tc=st.none() | _tcs),
     st.builds(BlockRequest, block_id=_block_ids, max_blocks=st.integers(1, MAX_BLOCKS_PER_RESPONSE)),
     st.builds(BlockResponse, blocks=st.lists(_blocks, max_size=3).map(tuple)),
+    _batches,
+    st.builds(BatchAck, info=_batch_infos, author=_indices, signature=_sigs),
+    st.builds(BatchProofs, proofs=st.lists(_proofs, max_size=3).map(tuple)),
+    st.builds(
+        BatchRequest,
+        height=_uints,
+        digests=st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=4).map(tuple),
+    ),
+    st.builds(BatchResponse, batches=st.lists(_batches, max_size=3).map(tuple)),
 )
 
 
