@@ -36,6 +36,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("application execution (parse, reads, results)", ("bft/app/kv.py",)),
+    ("quorum store: batch store (SQLite, fsync, digest checks)", ("bft/node/batch_store.py",)),
     ("committed-transaction checks and tx index reads", ("BlockStore.has_tx", "BlockStore.tx_location")),
     ("block store encoding and inserts", ("bft/node/storage.py",)),
     ("mempool admission and gossip", ("bft/node/mempool.py", "Node._gossip", "Node.submit")),

@@ -97,11 +97,13 @@ class NodeSimStorage:
         self._name = ctx.name
         self._genesis_id = genesis(ctx.chain_id)[0].id
         self._commit_chain = ctx.commit_chain
+        self._deferred = ctx.quorum_store
         self._blocks_db = _memory_db(f"{BLOCKS_COMMIT}, the blocks of node {ctx.name}", ctx.crash_point)
         self._app_db = _memory_db(f"{APP_COMMIT}, the ledger of node {ctx.name}", ctx.crash_point)
         self._batches_db = _memory_db(f"{BATCHES_COMMIT}, the batches of node {ctx.name}", ctx.crash_point)
         self._blocks = self._open_blocks()
         self._app = self._open_app()
+        self._executor: Executor | None = None
 
     def _open_blocks(self) -> BlockStore:
         return BlockStore.over(
@@ -118,7 +120,12 @@ class NodeSimStorage:
         # New objects, as a new process has: nothing the last one held in memory carries over.
         self._blocks, self._app = self._open_blocks(), self._open_app()
         batches = SqliteBatchStore.over(self._batches_db, f"batches:{self._name}")
-        return open_ports(safety_store, self._blocks, Executor(self._app, self._blocks), payload, batches)
+        self._executor = Executor(self._app, self._blocks, deferred=self._deferred)
+        return open_ports(safety_store, self._blocks, self._executor, payload, batches)
+
+    def catch_up(self) -> None:
+        if self._executor is not None:
+            self._executor.execute_pending()
 
     @property
     def height(self) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bft.core.actions import Action, Commit
+from bft.core.app_state import execution_lag
 from bft.core.batches import payload_error
 from bft.core.blocktree import BlockTree, genesis
 from bft.core.commit_rule import commit_proof, committed_by
@@ -42,6 +43,7 @@ class ChainState:
         # The QC whose commit waits for batches not here yet (`bft.core.quorum_store`).
         self.waiting_qc: QuorumCert | None = None
         self._length = config.commit_chain
+        self._lag = execution_lag(config.quorum_store)
         root = ports.committed.tip() or genesis(config.chain_id)
         self.tree = BlockTree(*root)
         reloaded = reload_journal(self.tree, ports.journal)
@@ -73,7 +75,7 @@ class ChainState:
 
     def claim(self, parent: Block) -> AppClaim:
         grandparent = self._known_block(parent.parent_id) if parent.height > 0 else None
-        return app_claim(parent, grandparent, self._ports.executed, self._length)
+        return app_claim(parent, grandparent, self._ports.executed, self._length, self._lag)
 
     def pending_txs(self, tip: Block) -> set[bytes]:
         return {tx for b in self.tree.ancestors(tip) for tx in b.txs}

@@ -148,10 +148,12 @@ def check_extension(
     return None
 
 
-def app_claim(parent: Block, grandparent: Block | None, executed: ExecutedState, length: int) -> AppClaim:
+def app_claim(
+    parent: Block, grandparent: Block | None, executed: ExecutedState, length: int, lag: int = 0
+) -> AppClaim:
     """The (height, app hash) a child of `parent` must claim (`bft.core.app_state`); the hash is
     None if that height is not executed here (never the case after handling the QC for `parent`)."""
-    height = claim_height(parent, grandparent, length)
+    height = claim_height(parent, grandparent, length, lag)
     if height == parent.app_height:
         return height, parent.app_hash
     return height, executed.app_hash_at(height)

@@ -23,6 +23,7 @@ finds them in one place or the other. It saves two of the five SQLite commits of
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -50,11 +51,22 @@ class Executor:
     """The one path from committed blocks to application state; `bft.core.app_state.ExecutedState`."""
 
     def __init__(
-        self, app: Application, store: BlockStore, on_mismatch: Callable[[], None] = lambda: None
+        self,
+        app: Application,
+        store: BlockStore,
+        on_mismatch: Callable[[], None] = lambda: None,
+        *,
+        deferred: bool = False,
     ) -> None:
-        """`on_mismatch` is called for each committed app-hash claim that differs from ours."""
+        """`on_mismatch` is called for each committed app-hash claim that differs from ours.
+        `deferred` (the quorum store's decoupled execution, `bft.core.app_state.execution_lag`):
+        `on_commit` only stores the blocks; `execute_pending` (the node runs it after each step's
+        messages are out) or a question about a height (`app_hash_at`) executes them."""
         self._app = app
         self._store = store
+        self._deferred = deferred
+        # Committed (stored) blocks not executed yet, oldest first (deferred execution only).
+        self._pending: collections.deque[Block] = collections.deque()
         self._latest: tuple[int, bytes] = (0, b"")
         self._executed: list[ExecutedBlock] = []
         self.app_hash_mismatches = 0
@@ -95,6 +107,12 @@ class Executor:
         execute its blocks in order; `take_executed` hands them over for announcing. The replica
         calls this while handling the input that committed them."""
         first, rest = commit.blocks[0], commit.blocks[1:]
+        if self._deferred:
+            with self._store.batch(f"commit blocks {first.height}..{commit.blocks[-1].height}"):
+                self._store.append(commit.blocks, commit.qcs, commit.commit_qc, commit.proof)
+                self._store.prune_to(commit.blocks[-1].height)
+            self._pending.extend(commit.blocks)
+            return
         with self._store.batch(f"commit blocks {first.height}..{commit.blocks[-1].height}"):
             self._store.append(commit.blocks, commit.qcs, commit.commit_qc, commit.proof)
             self._store.prune_to(commit.blocks[-1].height)
@@ -103,6 +121,21 @@ class Executor:
         self._executed.extend(self._execute(block) for block in rest)
         for block in commit.blocks:
             self._check_claim(block)
+
+    @property
+    def pending(self) -> int:
+        """Committed blocks stored but not executed yet (deferred execution)."""
+        return len(self._pending)
+
+    def execute_pending(self, max_blocks: int | None = None) -> int:
+        """Execute stored blocks in order, at most `max_blocks` (all if None); how many ran."""
+        done = 0
+        while self._pending and (max_blocks is None or done < max_blocks):
+            block = self._pending.popleft()
+            self._executed.append(self._execute(block))
+            self._check_claim(block)
+            done += 1
+        return done
 
     def take_executed(self) -> list[ExecutedBlock]:
         """The blocks executed since the last call, oldest first."""
@@ -165,6 +198,9 @@ class Executor:
     # bft.core.app_state.ExecutedState (with on_commit)
 
     def app_hash_at(self, height: int) -> bytes | None:
+        """The app hash after `height`; a committed height not executed yet is executed now."""
+        while self._pending and self._latest[0] < height:
+            self.execute_pending(1)
         return self._store.app_hash_at(height)
 
 

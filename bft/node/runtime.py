@@ -142,8 +142,13 @@ class Node:
         self.batches = SqliteBatchStore(self.config.data_dir / BATCH_STORE_FILE)
         self.app = app if app is not None else load_application(self.config)
         self.executor = Executor(
-            self.app, self.blocks, on_mismatch=lambda: self.metrics.app_hash_mismatches.inc()
+            self.app,
+            self.blocks,
+            on_mismatch=lambda: self.metrics.app_hash_mismatches.inc(),
+            deferred=self.genesis.quorum_store,
         )
+        # Set when committed blocks wait for execution (deferred: the quorum store's data path).
+        self._to_execute = trio.Event()
         rc, limits = self.replica_config, self.config.mempool
         share_txs, share_bytes = limits.peer_shares(len(self.genesis.validators))
         # Under the quorum store the mempool feeds our batches, not our proposals (its payloads
@@ -240,6 +245,7 @@ class Node:
                 urls = await nursery.start(api.run, self.config.api_listen)
                 self.api_url = urls[0] if urls else None
                 nursery.start_soon(self._drive)
+                nursery.start_soon(self._execute_commits)
                 if not self.quorum_store:
                     nursery.start_soon(self._gossip)
                 log.info(
@@ -370,7 +376,22 @@ class Node:
         self._refusal_log.log(logging.INFO, (peer, what, reason), line)
         return False
 
+    async def _execute_commits(self) -> None:
+        """Deferred execution: after a step stored commits and its messages were queued, execute
+        them one block at a time, yielding in between so the transport sends first and the drive
+        loop keeps its turns (a question about a height not executed yet, from the replica's
+        next step, executes it then, `Executor.app_hash_at`)."""
+        while True:
+            await self._to_execute.wait()
+            self._to_execute = trio.Event()
+            while self.executor.pending:
+                await trio.lowlevel.checkpoint()
+                self.executor.execute_pending(1)
+                self._announce_commits()
+
     def _perform(self, actions: list[Action]) -> None:
+        if self.executor.pending:
+            self._to_execute.set()
         self._announce_commits()
         self._check_replica()
         self._note_view()

@@ -138,6 +138,7 @@ class InvariantChecker:
         leader_of: Callable[[View], ValidatorIndex] | None = None,
         serving: ServingLimits | None = None,
         commit_chain: int = DEFAULT_COMMIT_CHAIN,
+        claim_lag: int = 0,
     ) -> None:
         """Without a `certifier` no certificate is verified (conflicting-qc, and the QC checks of
         validity and certified-commit, are off); without `leader_of` no proposer is checked;
@@ -145,6 +146,8 @@ class InvariantChecker:
         commit rule, which proofs and app claims are checked against."""
         self.honest = frozenset(honest)
         self._commit_chain = commit_chain
+        # The genesis' execution lag of app-hash claims (`bft.core.app_state.execution_lag`).
+        self._lag = claim_lag
         self._serving = serving
         # serving-budget: per (honest instance, peer), the second counted and what was sent in
         # it: sync answers with blocks, block answers, bytes; and the peers already flagged.
@@ -438,7 +441,7 @@ class InvariantChecker:
     def _check_app_claim(self, time_s: float, inst: Instance, block: Block) -> None:
         parent = self._by_height.get(block.height - 1)
         middle = self._by_height.get(block.height - 2)
-        height = 0 if parent is None else claim_height(parent, middle, self._commit_chain)
+        height = 0 if parent is None else claim_height(parent, middle, self._commit_chain, self._lag)
         if block.app_height != height:
             self._violate(
                 APP_STATE,

@@ -247,7 +247,11 @@ class SimNode:
             DurableFileStore(self.disk).save(first_state(self.config.chain_id))
         self.storage: NodeStorage = self._storage_factory(
             StorageContext(
-                str(self.inst), self.config.chain_id, self.disk.commit_point, self.config.commit_chain
+                str(self.inst),
+                self.config.chain_id,
+                self.disk.commit_point,
+                self.config.commit_chain,
+                self.config.quorum_store,
             )
         )
 

@@ -49,6 +49,8 @@ class StorageContext:
     crash_point: Callable[[str], None]
     # The genesis' commit rule (`bft.core.commit_rule`), which the block store's proofs follow.
     commit_chain: int = DEFAULT_COMMIT_CHAIN
+    # The genesis runs the quorum store: the node defers execution (`catch_up`).
+    quorum_store: bool = False
 
 
 class NodeStorage(Protocol):
@@ -68,6 +70,12 @@ class NodeStorage(Protocol):
     def app_hash_at(self, height: int) -> bytes | None:
         """The application's own durable app hash after `height` (0: its initial hash); None if
         it has not applied that height."""
+        ...
+
+    def catch_up(self) -> None:
+        """Execute the committed blocks whose execution the node deferred (under the quorum
+        store), as the node's executor task does once a step's messages are out; may raise
+        SimCrash at a crash point of the application's commit."""
         ...
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from bft.core.actions import Action, Broadcast, Commit, Evidence, Refusal, Send, SendRaw, ViewChange
+from bft.core.app_state import execution_lag
 from bft.core.blocktree import genesis
 from bft.core.certs import Certifier
 from bft.core.config import ReplicaConfig
@@ -246,7 +247,13 @@ class World:
         )
         self.leader: Callable[[View], ValidatorIndex] = lambda view: leader_of(leader_config, view)
         self.checker = InvariantChecker(
-            honest, spec.min_new_commits, certifier, self.leader, serving, spec.commit_chain
+            honest,
+            spec.min_new_commits,
+            certifier,
+            self.leader,
+            serving,
+            spec.commit_chain,
+            execution_lag(spec.quorum_store),
         )
         self.nodes: dict[Instance, SimNode] = {}
         for inst in instances:
@@ -628,6 +635,16 @@ class World:
         except Exception as exc:
             self._program_error(node, exc, "action")
             return
+        # Deferred execution (the quorum store): the node executes once the messages are out.
+        try:
+            node.storage.catch_up()
+        except SimCrash as crash:
+            self._crash(node, f"mid-execution ({crash})")
+            return
+        except Exception as exc:
+            self._program_error(node, exc, "execution")
+            return
+        self._report_app_hashes(node)
         if isinstance(program, Replica):
             try:
                 program.check_invariants()

@@ -421,3 +421,44 @@ def test_a_commit_repeating_one_transaction_in_a_thousand_skips_only_it(tmp_path
     node.commit(commit_of(blocks))
     codes = _results(node.store, 2, 501)
     assert codes[:500] == [CODE_OK] * 500 and codes[500] == CODE_REPEATED
+
+
+# Deferred execution (the quorum store's decoupled execution): a commit is stored in the step
+# that committed it and executed afterwards, or when a question about its height comes first.
+
+
+def test_a_deferred_commit_is_stored_now_and_executed_later(tmp_path: Path) -> None:
+    home = tmp_path / "node"
+    home.mkdir()
+    app = KeyValueLedger(home / "app.sqlite")
+    store = BlockStore(home / "blocks.sqlite", genesis_id=GENESIS_BLOCK.id)
+    executor = Executor(app, store, deferred=True)
+    executor.start()
+    for blocks in COMMITS:
+        executor.on_commit(commit_of(blocks))
+    assert store.height == len(BLOCKS) and executor.pending == len(BLOCKS)
+    assert app.info().last_height == 0 and not executor.take_executed()
+    # A question about height 2 executes heights 1 and 2, no more.
+    assert executor.app_hash_at(2) is not None
+    assert app.info().last_height == 2 and executor.pending == len(BLOCKS) - 2
+    assert executor.execute_pending(1) == 1 and app.info().last_height == 3
+    assert executor.execute_pending() == len(BLOCKS) - 3 and executor.pending == 0
+    assert [done.block.height for done in executor.take_executed()] == list(range(1, len(BLOCKS) + 1))
+    assert {key: app.get(key)[0] for key in FINAL_STATE} == FINAL_STATE
+
+
+def test_deferred_commits_lost_with_the_process_are_replayed(tmp_path: Path, reference: Node) -> None:
+    home = tmp_path / "node"
+    home.mkdir()
+    app = KeyValueLedger(home / "app.sqlite")
+    store = BlockStore(home / "blocks.sqlite", genesis_id=GENESIS_BLOCK.id)
+    executor = Executor(app, store, deferred=True)
+    executor.start()
+    for blocks in COMMITS:
+        executor.on_commit(commit_of(blocks))
+    executor.execute_pending(2)
+    app.close()  # the process dies with three stored blocks not executed
+    store.close()
+    node = Node(home)
+    assert node.executor.start() == len(BLOCKS) - 2
+    assert_same_as(node, reference)

@@ -94,5 +94,17 @@ def test_n4_one_byzantine_two_chain(behaviour: str) -> None:
     _campaign(SimSpec(nodes=4, byzantine={0: behaviour}, commit_chain=TWO_CHAIN), range(N4_SEEDS // 4))
 
 
+# Behaviours against the quorum store: proofs for data nobody has, batch floods, and two that
+# exercise proposals and fetches under it.
+# batch-flood's schedules are slow (thousands of refused messages each): fewer of them.
+@pytest.mark.parametrize(
+    ("behaviour", "seeds"),
+    [("unavailable-batch", 16), ("batch-flood", 5), ("equivocate", 12), ("replay", 12)],
+    ids=lambda v: str(v),
+)
+def test_n4_one_byzantine_quorum_store(behaviour: str, seeds: int) -> None:
+    _campaign(SimSpec(nodes=4, byzantine={0: behaviour}, quorum_store=True), range(seeds))
+
+
 def test_n7_byzantine_with_twins() -> None:
     _campaign(SimSpec(nodes=7, byzantine={0: "equivocate"}, twins=True), range(N7_SEEDS))

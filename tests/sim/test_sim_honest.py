@@ -60,6 +60,21 @@ def test_two_chain_campaign(spec: SimSpec, seeds: int) -> None:
     _campaign(spec, range(seeds))
 
 
+# The quorum store (batches, proofs of availability, deferred execution), CI's short version.
+@pytest.mark.parametrize(
+    ("spec", "seeds"),
+    [
+        (SimSpec(nodes=4, quorum_store=True), 24),
+        (SimSpec(nodes=7, quorum_store=True), 8),
+        (SimSpec(nodes=4, twins=True, quorum_store=True), 20),
+        (SimSpec(nodes=4, short_timeouts=True, quorum_store=True), 16),
+    ],
+    ids=["n4", "n7", "twins-n4", "short-timeouts-n4"],
+)
+def test_quorum_store_campaign(spec: SimSpec, seeds: int) -> None:
+    _campaign(spec, range(seeds))
+
+
 def test_replay_is_exact() -> None:
     spec = SimSpec(nodes=4)
     for seed in (3, 17):

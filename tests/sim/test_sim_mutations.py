@@ -141,13 +141,18 @@ def test_a_committed_tx_filter_with_false_negatives_is_caught(monkeypatch: pytes
     _first_violation(SimSpec(nodes=4, byzantine={0: "invalid-block"}), range(100), {VALIDITY})
 
 
-def test_voting_without_checking_the_app_state_claim_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("quorum_store", [False, True], ids=["inline", "quorum-store"])
+def test_voting_without_checking_the_app_state_claim_is_caught(
+    monkeypatch: pytest.MonkeyPatch, quorum_store: bool
+) -> None:
     def unchecked(block: Block, claim: object) -> str | None:
         return None
 
     monkeypatch.setattr(proposal_rules, "check_app_claim", unchecked)
-    # invalid-block sometimes proposes a false app hash or height and votes for it.
-    _first_violation(SimSpec(nodes=4, byzantine={0: "invalid-block"}), range(100), {APP_STATE})
+    # invalid-block sometimes proposes a false app hash or height and votes for it; under the
+    # quorum store the claims lag execution (`bft.core.app_state.execution_lag`), checked alike.
+    spec = SimSpec(nodes=4, byzantine={0: "invalid-block"}, quorum_store=quorum_store)
+    _first_violation(spec, range(100), {APP_STATE})
 
 
 def test_a_response_built_without_a_byte_budget_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
