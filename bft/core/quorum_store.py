@@ -482,11 +482,19 @@ class QuorumStore:
                 out,
             )
             return
-        committed = self._committed_batches(request.height)
-        room = wire.response_budget_bytes(self._config.validators.n)
+        # The committed block is read only for digests the store does not hold, and what it
+        # costs to read is charged like what is sent: a request for digests nobody has, at a
+        # committed height, is a block read from SQLite, and a budget that charged only answers
+        # would let a peer ask for such reads without end.
+        held = [(d, self._store.get(d)) for d in request.digests]
+        read_bytes, committed = 0, dict[bytes, Batch]()
+        if any(batch is None for _, batch in held):
+            read_bytes, committed = self._committed_batches(request.height)
+        full = wire.response_budget_bytes(self._config.validators.n)
+        room = full
         batches: list[Batch] = []
-        for digest in request.digests:
-            batch = self._store.get(digest) or committed.get(digest)
+        for digest, kept in held:
+            batch = kept or committed.get(digest)
             if batch is None:
                 continue
             size = wire.batch_size_bound(batch)
@@ -494,17 +502,19 @@ class QuorumStore:
                 break
             batches.append(batch)
             room -= size
-        budget.take(wire.response_budget_bytes(self._config.validators.n) - room, now)
+        budget.take(full - room + read_bytes, now)
         out.append(Send(sender, BatchResponse(tuple(batches))))
 
-    def _committed_batches(self, height: int) -> dict[bytes, Batch]:
+    def _committed_batches(self, height: int) -> tuple[int, dict[bytes, Batch]]:
+        """The batches of our committed block at `height` by digest, and the bytes read for them."""
         if height < 1:
-            return {}
+            return 0, {}
         blocks, _ = self._committed_chain.committed_range(height, 1, wire.MAX_MESSAGE_SIZE_BYTES)
-        if not blocks or blocks[0].height != height or not blocks[0].batches:
-            return {}
-        split = split_payload(blocks[0].txs, blocks[0].batches)
-        return {} if isinstance(split, str) else {b.digest: b for b in split}
+        if not blocks or blocks[0].height != height:
+            return 0, {}
+        read_bytes = wire.block_size_bound(blocks[0])
+        split = split_payload(blocks[0].txs, blocks[0].batches) if blocks[0].batches else "no batches"
+        return read_bytes, ({} if isinstance(split, str) else {b.digest: b for b in split})
 
     def on_batch_response(self, sender: ValidatorIndex, response: BatchResponse, out: list[Action]) -> bool:
         """Keep the wanted batches among those answered; True if any landed."""

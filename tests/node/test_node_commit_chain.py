@@ -80,9 +80,12 @@ def test_a_two_chain_cluster_has_its_own_default_home() -> None:
     assert default_home(4, 2) == Path.home() / ".bft" / "cluster-4-two-chain"
 
 
-@pytest.mark.parametrize(("argv", "commit_chain"), [([], 3), (["--commit-chain", "2"], 2)])
-def test_the_cluster_command_runs_the_commit_rule_asked_for_in_its_default_home(
-    monkeypatch: pytest.MonkeyPatch, argv: list[str], commit_chain: int
+@pytest.mark.parametrize(
+    ("argv", "commit_chain", "quorum_store"),
+    [([], 3, False), (["--commit-chain", "2"], 2, False), (["--quorum-store"], 3, True)],
+)
+def test_the_cluster_command_runs_the_genesis_asked_for_in_its_default_home(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], commit_chain: int, quorum_store: bool
 ) -> None:
     calls: list[tuple[Any, ...]] = []
 
@@ -92,8 +95,9 @@ def test_the_cluster_command_runs_the_commit_rule_asked_for_in_its_default_home(
 
     monkeypatch.setattr(cluster_module, "run_cluster", fake_run_cluster)
     assert main(["cluster", *argv]) == 0
-    ((home, nodes, *_, passed, quorum_store),) = calls
-    assert (home, nodes, passed, quorum_store) == (default_home(4, commit_chain), 4, commit_chain, False)
+    ((home, nodes, *_, passed_chain, passed_store),) = calls
+    expected = (default_home(4, commit_chain, quorum_store), 4, commit_chain, quorum_store)
+    assert (home, nodes, passed_chain, passed_store) == expected
 
 
 def test_the_chaos_cluster_refuses_the_two_chain(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -67,12 +67,12 @@ class Node:
     """The executing part of one node: ledger, block store and executor over one data directory.
     `close` without anything else is a crash: the ledger discards what it staged."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, deferred: bool = False) -> None:
         home.mkdir(exist_ok=True)
         self.home = home
         self.app = KeyValueLedger(home / "app.sqlite")
         self.store = BlockStore(home / "blocks.sqlite", genesis_id=GENESIS_BLOCK.id)
-        self.executor = Executor(self.app, self.store)
+        self.executor = Executor(self.app, self.store, deferred=deferred)
 
     def commit(self, commit: Commit) -> None:
         self.executor.on_commit(commit)
@@ -428,11 +428,8 @@ def test_a_commit_repeating_one_transaction_in_a_thousand_skips_only_it(tmp_path
 
 
 def test_a_deferred_commit_is_stored_now_and_executed_later(tmp_path: Path) -> None:
-    home = tmp_path / "node"
-    home.mkdir()
-    app = KeyValueLedger(home / "app.sqlite")
-    store = BlockStore(home / "blocks.sqlite", genesis_id=GENESIS_BLOCK.id)
-    executor = Executor(app, store, deferred=True)
+    node = Node(tmp_path / "node", deferred=True)
+    app, store, executor = node.app, node.store, node.executor
     executor.start()
     for blocks in COMMITS:
         executor.on_commit(commit_of(blocks))
@@ -448,17 +445,11 @@ def test_a_deferred_commit_is_stored_now_and_executed_later(tmp_path: Path) -> N
 
 
 def test_deferred_commits_lost_with_the_process_are_replayed(tmp_path: Path, reference: Node) -> None:
-    home = tmp_path / "node"
-    home.mkdir()
-    app = KeyValueLedger(home / "app.sqlite")
-    store = BlockStore(home / "blocks.sqlite", genesis_id=GENESIS_BLOCK.id)
-    executor = Executor(app, store, deferred=True)
-    executor.start()
+    deferred = Node(tmp_path / "node", deferred=True)
+    deferred.executor.start()
     for blocks in COMMITS:
-        executor.on_commit(commit_of(blocks))
-    executor.execute_pending(2)
-    app.close()  # the process dies with three stored blocks not executed
-    store.close()
-    node = Node(home)
+        deferred.commit(commit_of(blocks))
+    deferred.executor.execute_pending(2)
+    node = deferred.reopen()  # the process dies with three stored blocks not executed
     assert node.executor.start() == len(BLOCKS) - 2
     assert_same_as(node, reference)

@@ -34,7 +34,6 @@ from bft.core.config import (
     ReplicaConfig,
 )
 from bft.core.wire import MAX_MESSAGE_SIZE_BYTES, MAX_TXS_PER_BLOCK, check_block_limits
-from bft.node import cluster as cluster_module
 from bft.node.cluster import default_home, run_cluster
 from bft.node.cluster_state import EXIT_REFUSED
 from bft.node.compose import open_ports
@@ -310,22 +309,6 @@ def test_a_quorum_store_cluster_has_its_own_default_home() -> None:
     assert default_home(4, 3, False) == default_home(4) == Path.home() / ".bft" / "cluster-4"
     assert default_home(4, 3, True) == Path.home() / ".bft" / "cluster-4-quorum-store"
     assert default_home(4, 2, True) == Path.home() / ".bft" / "cluster-4-two-chain-quorum-store"
-
-
-@pytest.mark.parametrize(("argv", "quorum_store"), [([], False), (["--quorum-store"], True)])
-def test_the_cluster_command_runs_the_quorum_store_asked_for_in_its_default_home(
-    monkeypatch: pytest.MonkeyPatch, argv: list[str], quorum_store: bool
-) -> None:
-    calls: list[tuple[Any, ...]] = []
-
-    async def fake_run_cluster(*args: Any) -> int:
-        calls.append(args)
-        return 0
-
-    monkeypatch.setattr(cluster_module, "run_cluster", fake_run_cluster)
-    assert main(["cluster", *argv]) == 0
-    ((home, nodes, *_, commit_chain, passed),) = calls
-    assert (home, nodes, commit_chain, passed) == (default_home(4, 3, quorum_store), 4, 3, quorum_store)
 
 
 def test_the_chaos_cluster_refuses_the_quorum_store(

@@ -3,6 +3,7 @@ filled for their commits, fetching what a commit waits for, and forgetting what 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import replace
 
 from core_helpers import (
@@ -19,6 +20,7 @@ from bft.core.batch_store import MemoryBatchStore
 from bft.core.batches import Batch, BatchAck, BatchProof, BatchProofs, BatchRequest, BatchResponse
 from bft.core.messages import Block, Proposal
 from bft.core.refusals import RefusalReason
+from bft.core.types import View
 
 QS: dict[str, object] = {"quorum_store": True}
 
@@ -171,3 +173,30 @@ def test_a_full_block_whose_transactions_are_not_its_batches_is_refused() -> Non
     assert refused is not None and refused.reason == RefusalReason.BAD_PAYLOAD
     assert [b.height for b in inserted] == list(range(1, block.height))
     assert chain is not None
+
+
+class _LargePayload:
+    """Two 200 KiB transactions per view, the same at every replica (each batches them)."""
+
+    def payload_for(self, view: View, exclude: Collection[bytes]) -> tuple[bytes, ...]:
+        txs = tuple(f"{view}/{i}".encode().ljust(200 * 1024, b".") for i in range(2))
+        return tuple(tx for tx in txs if tx not in exclude)
+
+
+def test_requests_that_make_a_signer_read_its_committed_blocks_are_charged_for_the_reads() -> None:
+    # A request for digests nobody holds, at a committed height, costs the signer a read of a
+    # megabyte block from its committed chain and answers nothing: the budget counts the read.
+    cluster = Cluster(overrides={"quorum_store": True, "payload": _LargePayload()})
+    _run(cluster, 8)
+    signer = cluster.replicas[1]
+    height = next(b.height for b in cluster.commits[1] if len(b.batches) >= 2)
+    request = BatchRequest(height, tuple(bytes([i]) * 32 for i in range(8)))
+    answered = 0
+    for _ in range(200):
+        out = signer.on_message(vi(0), request, cluster.now)
+        if any(r.reason == RefusalReason.RATE_LIMITED for r in refusals(out)):
+            break
+        answered += 1
+        assert [m for m in sent_messages(out) if isinstance(m, BatchResponse)] == [BatchResponse(())]
+    # 8 messages' worth of burst (32 MiB) over blocks of at least 400 KiB: well below 200.
+    assert 0 < answered < 100
