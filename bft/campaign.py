@@ -88,6 +88,12 @@ def _memory_db(label: str, crash_point: Callable[[str], None]) -> _CrashPointCon
     return db
 
 
+# The block store's transaction-index bounds (rows, heights) in the simulator: far below the
+# node's, so that schedules of small blocks write the index often and crashes lose waiting rows
+# that the restart must re-index.
+SIM_TX_INDEX_BOUNDS = (24, 3)
+
+
 class NodeSimStorage:
     """A simulated node's committed chain, journal and key-value ledger: `bft.sim.NodeStorage`
     over the node's own `BlockStore`, `Executor` and `KeyValueLedger`, composed by the node's
@@ -111,6 +117,7 @@ class NodeSimStorage:
             f"blocks:{self._name}",
             genesis_id=self._genesis_id,
             commit_chain=self._commit_chain,
+            index_bounds=SIM_TX_INDEX_BOUNDS,
         )
 
     def _open_app(self) -> KeyValueLedger:

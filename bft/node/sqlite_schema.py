@@ -1,7 +1,8 @@
 """How the node's SQLite stores open their file: the one place the durability pragmas and the
 schema-version rule are written.
 
-Owns: `create_schema`: refuse a file of another schema version untouched, WAL mode and
+Owns: `create_schema`: refuse a file of another schema version untouched (except the older
+versions a store says its schema upgrades in place: tables added, none changed), WAL mode and
 `synchronous=FULL` on disk (a COMMIT that returned survives power loss: the node tells clients
 and peers about what it wrote), then the schema and its version in one transaction.
 May not: know any store's tables (callers pass their schema) or read rows.
@@ -25,14 +26,17 @@ def create_schema(
     on_disk: bool,
     other_version_hint: str,
     foreign_keys: bool = False,
-) -> None:
+    upgrades_from: tuple[int, ...] = (),
+) -> int:
     """Set up `db` (autocommit mode) as the `kind` store at `path` with `schema` (statements
-    separated by ';') at `version`. StorageError, the file left as it was, if it holds another
-    version (`other_version_hint` says what to do) or is not a database."""
+    separated by ';') at `version`. A file at a version in `upgrades_from` is brought to `version`
+    by the same transaction (its `CREATE TABLE IF NOT EXISTS` statements add what it lacks).
+    Returns the version found (0 for a new file). StorageError, the file left as it was, if it
+    holds another version (`other_version_hint` says what to do) or is not a database."""
     try:
         # The version first: a store this node refuses is left exactly as it was.
         found = db.execute("PRAGMA user_version").fetchone()[0]
-        if found not in (0, version):
+        if found not in (0, version, *upgrades_from):
             raise StorageError(
                 f"{path}: {kind} schema version {found}, this node reads {version}: {other_version_hint}"
             )
@@ -56,3 +60,4 @@ def create_schema(
             raise
     except sqlite3.Error as exc:
         raise StorageError(f"{path}: not a usable {kind}: {exc}") from exc
+    return int(found)
