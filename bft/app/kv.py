@@ -43,9 +43,11 @@ state): `app_hash(0) = GENESIS_APP_HASH` (32 zero bytes) and
 
 with integers big-endian and k, v UTF-8. Logs are not hashed: they are for humans.
 
-Durability: `execute_block` writes into an in-memory overlay; `commit` writes the overlay, the
-height and the app hash in one SQLite transaction (WAL, `synchronous=FULL`), so a crash between
-the two leaves the previous block's state and replay reproduces the same results and hash.
+Durability: `execute_block` reads the committed value of every key its block names in a few
+batched queries, then executes the transactions in order against an in-memory overlay; `commit`
+writes the overlay, the height and the app hash in one SQLite transaction (WAL,
+`synchronous=FULL`), so a crash between the two leaves the previous block's state and replay
+reproduces the same results and hash.
 
 Schema (version 1, in `PRAGMA user_version`):
 
@@ -60,7 +62,7 @@ import hashlib
 import json
 import sqlite3
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -99,6 +101,8 @@ _HASH_DOMAIN: Final = b"bft-kv/v1"
 _WRITE_NONE: Final = b"\x00"
 _WRITE_SET: Final = b"\x01"
 _WRITE_DELETE: Final = b"\x02"
+# Keys per `IN (...)` read: well below SQLite's host-parameter limit (999 before 3.32, 32766 since).
+_READ_CHUNK_KEYS: Final = 500
 
 _FIELDS: Final[dict[str, frozenset[str]]] = {
     "put": frozenset({"op", "key", "value"}),
@@ -287,7 +291,8 @@ _Reader = Callable[[str], str | None]
 class _Staged:
     height: int
     app_hash: bytes
-    # Final value per touched key (None = deleted), in first-touch order; what commit writes.
+    # Final value per written key (None = deleted), in first-write order; what commit writes. Each
+    # key appears once, so commit's deletes and upserts are disjoint and their order is immaterial.
     overlay: dict[str, str | None]
 
 
@@ -365,9 +370,17 @@ class KeyValueLedger(ClosesOnExit):
             self._conn = None
             self._staged = None
 
-    def _committed(self, key: str) -> str | None:
-        row = self._db().execute("SELECT value FROM kv WHERE key = ?", (key.encode("utf-8"),)).fetchone()
-        return None if row is None else bytes(row[0]).decode("utf-8")
+    def _committed(self, keys: Iterable[str]) -> dict[str, str]:
+        """The committed values of those of `keys` that are present (valid UTF-8 keys only)."""
+        conn = self._db()
+        encoded = [key.encode("utf-8") for key in keys]
+        values: dict[str, str] = {}
+        for start in range(0, len(encoded), _READ_CHUNK_KEYS):
+            chunk = encoded[start : start + _READ_CHUNK_KEYS]
+            sql = f"SELECT key, value FROM kv WHERE key IN ({','.join('?' * len(chunk))})"
+            for key, value in conn.execute(sql, chunk):
+                values[bytes(key).decode("utf-8")] = bytes(value).decode("utf-8")
+        return values
 
     def info(self) -> AppInfo:
         self._db()
@@ -389,10 +402,13 @@ class KeyValueLedger(ClosesOnExit):
             )
         if height != self._height + 1:
             raise OutOfOrder(f"execute_block({height}): expected height {self._height + 1}")
+        ops = [parse_tx(bytes(tx)) for tx in txs]
+        # dict.fromkeys: distinct keys in first-touch order, so the reads are deterministic.
+        committed = self._committed(dict.fromkeys(op.key for op in ops if not isinstance(op, Rejection)))
         overlay: dict[str, str | None] = {}
 
         def current(key: str) -> str | None:
-            return overlay[key] if key in overlay else self._committed(key)
+            return overlay[key] if key in overlay else committed.get(key)
 
         hasher = hashlib.sha256()
         hasher.update(_HASH_DOMAIN)
@@ -400,8 +416,8 @@ class KeyValueLedger(ClosesOnExit):
         hasher.update(struct.pack(">Q", height))
         hasher.update(_u32(len(txs)))
         results: list[TxResult] = []
-        for tx in txs:
-            result, write = self._execute_tx(bytes(tx), current)
+        for tx, op in zip(txs, ops, strict=True):
+            result, write = self._execute_op(op, current)
             if write is not None:
                 overlay[write[0]] = write[1]
             hasher.update(hashlib.sha256(tx).digest())
@@ -413,8 +429,7 @@ class KeyValueLedger(ClosesOnExit):
         return BlockResult(height=height, results=tuple(results), app_hash=app_hash)
 
     @staticmethod
-    def _execute_tx(tx: bytes, current: _Reader) -> tuple[TxResult, _Write | None]:
-        op = parse_tx(tx)
+    def _execute_op(op: KvOp | Rejection, current: _Reader) -> tuple[TxResult, _Write | None]:
         if isinstance(op, Rejection):
             return TxResult(code=op.code, log=op.log), None
         previous = current(op.key)
@@ -433,17 +448,20 @@ class KeyValueLedger(ClosesOnExit):
         staged = self._staged
         if staged is None:
             raise OutOfOrder(f"commit(): no block executed since height {self._height}")
+        deletes = [(key.encode("utf-8"),) for key, value in staged.overlay.items() if value is None]
+        upserts = [
+            (key.encode("utf-8"), value.encode("utf-8"))
+            for key, value in staged.overlay.items()
+            if value is not None
+        ]
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for key, value in staged.overlay.items():
-                if value is None:
-                    conn.execute("DELETE FROM kv WHERE key = ?", (key.encode("utf-8"),))
-                else:
-                    conn.execute(
-                        "INSERT INTO kv (key, value) VALUES (?, ?)"
-                        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                        (key.encode("utf-8"), value.encode("utf-8")),
-                    )
+            conn.executemany("DELETE FROM kv WHERE key = ?", deletes)
+            conn.executemany(
+                "INSERT INTO kv (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                upserts,
+            )
             conn.execute(
                 "UPDATE meta SET height = ?, app_hash = ? WHERE one = 1", (staged.height, staged.app_hash)
             )
@@ -477,7 +495,7 @@ class KeyValueLedger(ClosesOnExit):
         except UnicodeEncodeError:
             # No stored key can contain a lone surrogate: validation refuses them.
             return None, self._height
-        return self._committed(key), self._height
+        return self._committed([key]).get(key), self._height
 
     def app_hash_at(self, height: int) -> bytes | None:
         """The app hash committed at `height` (genesis at 0), or None above the committed height."""
