@@ -51,9 +51,10 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         description=(
             "Start a local cluster of N node processes on 127.0.0.1 (or use running nodes with --target), "
             "submit key-value put transactions of an exact size from concurrent clients with "
-            '"wait": "commit", and report committed transactions per second, p50/p90/p99 '
-            "submit-to-commit latency, each node's CPU and peak memory and the load generator's own CPU "
-            "over the measured window. --consensus-only runs the local nodes with the no-op application."
+            '"wait": "commit" (in the binary body of POST /txs; --json-body for the JSON one), and report '
+            "committed transactions per second, p50/p90/p99 submit-to-commit latency, each node's CPU and "
+            "peak memory and the load generator's own CPU over the measured window. --consensus-only runs "
+            "the local nodes with the no-op application."
         ),
     )
     add_arguments(parser)

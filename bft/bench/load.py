@@ -1,10 +1,11 @@
 """The load of `bft bench`: client tasks that submit put transactions with "wait": "commit".
 
 Owns: what the load needs of a client (`Submitter`, `Outcome`) and how it opens one
-(`ClientKit`, `default_kit`: the client of `bft.client`); the loop of one client (`run_client`:
-a batch at a time, paced by the shared token bucket, "mempool full" retried with the same bytes
-after a back-off stretched to the node's Retry-After, a failed request recorded and left behind);
-and `run_clients`, one task per client bound round-robin to the nodes.
+(`ClientKit`, `default_kit`: the client of `bft.client`, in the binary body of `POST /txs` or the
+JSON one); the loop of one client (`run_client`: a batch at a time, paced by the shared token
+bucket, "mempool full" retried with the same bytes after a back-off stretched to the node's
+Retry-After, a failed request recorded and left behind); and `run_clients`, one task per client
+bound round-robin to the nodes.
 May not: reach a node other than through the client; read the clock other than trio's; import
 trio or `bft.client` at module level.
 
@@ -56,12 +57,13 @@ class ClientKit:
     errors: tuple[type[Exception], ...]
 
 
-def default_kit() -> ClientKit:
-    """The client of `bft.client`; its errors include `NodeUnavailable` and refusals (4xx/5xx)."""
+def default_kit(*, binary: bool = True) -> ClientKit:
+    """The client of `bft.client`, submitting in the binary body of `POST /txs` (else the JSON
+    one); its errors include `NodeUnavailable` and refusals (4xx/5xx)."""
     from bft.client import AsyncClient, ClientError
 
     def open_client(url: str) -> AbstractAsyncContextManager[Submitter]:
-        return AsyncClient(url, timeout_s=REQUEST_TIMEOUT_S)
+        return AsyncClient(url, timeout_s=REQUEST_TIMEOUT_S, binary=binary)
 
     return ClientKit(open_client, (ClientError,))
 

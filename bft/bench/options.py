@@ -48,6 +48,8 @@ class BenchOptions:
     quorum_store: bool | None = False
     # The local cluster runs the no-op application (`bft.app.noop`) instead of the key-value ledger.
     consensus_only: bool = False
+    # The load submits in the JSON body of `POST /txs` (base64) instead of the binary one.
+    json_body: bool = False
 
     @property
     def local(self) -> bool:
@@ -61,6 +63,11 @@ class BenchOptions:
         if not self.local:
             return None
         return "noop" if self.consensus_only else "kv"
+
+    @property
+    def body(self) -> str:
+        """The body the load submits in: "binary" (the default) or "json" (--json-body)."""
+        return "json" if self.json_body else "binary"
 
 
 def add_arguments(bench: argparse.ArgumentParser) -> None:
@@ -117,6 +124,12 @@ def add_arguments(bench: argparse.ArgumentParser) -> None:
         help="run the local cluster with the no-op application (accepts every transaction, executes "
         "none) instead of the key-value ledger, to measure consensus, storage and the API alone",
     )
+    bench.add_argument(
+        "--json-body",
+        action="store_true",
+        help="submit transactions in the JSON body (base64) instead of the binary one (length-prefixed "
+        "raw bytes), to measure one beside the other (--json is the report's format, not the body's)",
+    )
     bench.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
 
 
@@ -137,6 +150,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         commit_chain=_commit_chain(args.commit_chain, local=not targets),
         quorum_store=None if targets else args.quorum_store,
         consensus_only=args.consensus_only,
+        json_body=args.json_body,
     )
     problems = [
         (opts.nodes < 1, "--nodes must be at least 1"),

@@ -61,6 +61,8 @@ class BenchReport:
             "quorum_store": self.opts.quorum_store,
             # "kv" (the key-value ledger) or "noop" (--consensus-only); null for --target.
             "app": self.opts.app,
+            # The body of POST /txs the load submitted in: "binary" or "json" (--json-body).
+            "body": self.opts.body,
             "load_cpu_s": self.load_cpu_s,
             "load_cpu_percent": self.load_cpu_percent,
             "max_node_rss_bytes": max_peak_rss_bytes(self.per_node),
@@ -82,6 +84,7 @@ def report_table(report: BenchReport) -> Table:
         ("commit chain", "the cluster's" if data["commit_chain"] is None else str(data["commit_chain"])),
         ("quorum store", "the cluster's" if data["quorum_store"] is None else _ON_OFF[data["quorum_store"]]),
         ("application", _APP_NAMES.get(data["app"], "the cluster's")),
+        ("submission body", _BODY_NAMES[data["body"]]),
         ("tx size (bytes)", str(data["tx_size"])),
         ("clients x batch", f"{data['clients']} x {data['batch']}"),
         ("target rate (tx/s)", "unlimited" if not data["rate"] else f"{data['rate']:g}"),
@@ -109,6 +112,7 @@ def report_table(report: BenchReport) -> Table:
 
 _APP_NAMES = {"kv": "key-value ledger", "noop": "no-op (--consensus-only)"}
 _ON_OFF = {True: "on", False: "off"}
+_BODY_NAMES = {"binary": "binary (length-prefixed)", "json": "JSON (base64, --json-body)"}
 
 
 def format_ms(value: float | None) -> str:

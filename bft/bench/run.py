@@ -38,11 +38,12 @@ if TYPE_CHECKING:
 def bench(
     opts: BenchOptions, console: Console, *, live: bool, kit: ClientKit | None = None
 ) -> BenchReport | None:
-    """Run one benchmark with the client of `kit` (default: `bft.client`); None if interrupted.
-    The local cluster's temporary directory is removed afterwards."""
+    """Run one benchmark with the client of `kit` (default: `bft.client`, in the body
+    `opts.body` says); None if interrupted. The local cluster's temporary directory is removed
+    afterwards."""
     import trio
 
-    kit = default_kit() if kit is None else kit
+    kit = default_kit(binary=not opts.json_body) if kit is None else kit
     temporary = opts.local and opts.home is None
     home = Path(tempfile.mkdtemp(prefix="bft-bench-")) if temporary else opts.home
     try:

@@ -3,10 +3,12 @@ rely on").
 
 Owns: routes (the operator endpoints `/health`, `/net_info`, `/consensus_state` and
 `/unconfirmed_txs` included: typed snapshots from the `NodeView`, shaped by `bft.node.api_json`),
-JSON shapes, request limits, and the refusal of bad requests: malformed JSON, bad
-base64, an oversized body, a body that does not arrive within its deadline (408), an unknown
-path or a wrong method each get a 4xx with `{"error": ...}`, logged at INFO (thinned per client,
-status and route); nothing a client sends takes the node down. Also the bound on the memory of
+JSON shapes, the two bodies of `POST /txs` (JSON, or with `Content-Type: application/octet-stream`
+the length-prefixed transactions of `bft.txframe`, `wait` then in the query string; the answer is
+JSON either way), request limits, and the refusal of bad requests: malformed JSON, bad base64, a
+malformed binary body, an oversized body, a body that does not arrive within its deadline (408),
+an unknown path or a wrong method each get a 4xx with `{"error": ...}`, logged at INFO (thinned
+per client, status and route); nothing a client sends takes the node down. Also the bound on the memory of
 answers being sent (`AnswerBudget`) and the end of an event stream whose subscriber was dropped.
 May not: touch the replica; it reads and submits through the `NodeView` the runtime provides.
 Connections, their deadlines and their cap belong to `bft.node.api_server`, which also gives each
@@ -29,6 +31,7 @@ from typing import Any, Final, Protocol
 
 import trio
 from starlette.applications import Starlette
+from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -43,6 +46,7 @@ from bft.node.health import Health
 from bft.node.logs import RateLimitedLog, kv
 from bft.node.metrics import CONTENT_TYPE
 from bft.node.operator_views import ConsensusState, NetInfo, PendingTxs
+from bft.txframe import BINARY_MEDIA_TYPE, decode_binary_txs
 
 log = logging.getLogger("bft.api")
 
@@ -276,6 +280,37 @@ def parse_submission(body: bytes) -> tuple[list[bytes], bool]:
     return [_strict_b64(tx, f"txs[{i}]") for i, tx in enumerate(txs)], wait == "commit"
 
 
+def parse_binary_submission(body: bytes, query: QueryParams) -> tuple[list[bytes], bool]:
+    """A binary body (`bft.txframe`: each transaction a 4-byte big-endian length and its bytes)
+    and the query string `[wait=none|commit]` -> (transactions, wait for commit). The limits and
+    refusals of `parse_submission`: at least one transaction (400), at most MAX_TXS_PER_REQUEST
+    (413); a zero-length one is passed on, as an empty base64 string is, for the mempool to
+    reject; a malformed framing is a 400 naming the offset."""
+    unknown = set(query) - {"wait"}
+    if unknown:
+        raise HTTPException(400, f"unknown query parameters: {sorted(unknown)}")
+    waits = query.getlist("wait")
+    if len(waits) > 1:
+        raise HTTPException(400, f"the query parameter wait is given {len(waits)} times, at most once")
+    wait = waits[0] if waits else "none"
+    if wait not in ("none", "commit"):
+        raise HTTPException(400, f'the query parameter wait must be "none" or "commit", not {wait!r}')
+    decoded = decode_binary_txs(body, MAX_TXS_PER_REQUEST)
+    if not isinstance(decoded, list):
+        if decoded.too_many:
+            raise HTTPException(413, f"more than {MAX_TXS_PER_REQUEST} transactions in one request")
+        raise HTTPException(400, f"binary body is malformed: {decoded.reason}")
+    if not decoded:
+        raise HTTPException(400, "binary body is empty: it must frame at least one transaction")
+    return decoded, wait == "commit"
+
+
+def _is_binary(request: Request) -> bool:
+    """Whether the request's Content-Type is the binary body's (parameters ignored, any case)."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0]
+    return media_type.strip().lower() == BINARY_MEDIA_TYPE
+
+
 def make_app(
     view: NodeView,
     *,
@@ -310,7 +345,11 @@ def make_app(
         return _rendered_answer(body, answers)
 
     async def submit(request: Request) -> Response:
-        txs, wait_commit = parse_submission(await _read_body(request, body_timeout_s))
+        body = await _read_body(request, body_timeout_s)
+        if _is_binary(request):
+            txs, wait_commit = parse_binary_submission(body, request.query_params)
+        else:
+            txs, wait_commit = parse_submission(body)
         results, full = await view.submit(txs, wait_commit)
         if full:
             response = _answer({"results": results}, answers, status_code=503)

@@ -40,6 +40,7 @@ from bft.core.batches import Batch
 from bft.core.types import ValidatorIndex
 from bft.node.errors import StorageError
 from bft.node.sqlite_schema import create_schema
+from bft.txframe import FrameRefusal, decode_binary_txs, encode_binary_txs
 
 SCHEMA_VERSION: Final = 1
 # The file's name in the node's data directory.
@@ -50,8 +51,6 @@ BATCHES_COMMIT: Final = "batch store commit"
 
 # SQLite integers are signed 64-bit; a batch field above this cannot be stored.
 _MAX_INTEGER: Final = 2**63 - 1
-_LENGTH_PREFIX_BYTES: Final = 4
-_MAX_TX_BYTES: Final = 2 ** (8 * _LENGTH_PREFIX_BYTES) - 1
 _MEMORY: Final = ":memory:"
 
 _SCHEMA = """
@@ -91,32 +90,20 @@ class StoredBatch(NamedTuple):
 
 
 def encode_txs(txs: Iterable[bytes]) -> bytes:
-    """The `txs` column: each transaction's length (4 bytes, big-endian), then its bytes."""
-    parts: list[bytes] = []
-    for tx in txs:
-        if len(tx) > _MAX_TX_BYTES:
-            raise StorageError(f"refusing to store a transaction of {len(tx)} bytes")
-        parts.append(len(tx).to_bytes(_LENGTH_PREFIX_BYTES, "big"))
-        parts.append(tx)
-    return b"".join(parts)
+    """The `txs` column: the framing of `POST /txs`'s binary body (`bft.txframe`), each
+    transaction's length (4 bytes, big-endian), then its bytes."""
+    try:
+        return encode_binary_txs(list(txs))
+    except ValueError as exc:
+        raise StorageError(f"refusing to store it: {exc}") from exc
 
 
 def decode_txs(data: bytes, tx_count: int) -> tuple[bytes, ...] | str:
     """The transactions of a `txs` column that must hold `tx_count` of them, or why it does not
     (truncated, trailing bytes, another count)."""
-    txs: list[bytes] = []
-    offset, end = 0, len(data)
-    while offset < end:
-        if len(txs) == tx_count:
-            return f"{end - offset} bytes after its {tx_count} transactions"
-        start = offset + _LENGTH_PREFIX_BYTES
-        if start > end:
-            return f"a length prefix cut at byte {offset}"
-        stop = start + int.from_bytes(data[offset:start], "big")
-        if stop > end:
-            return f"transaction {len(txs)} runs {stop - end} bytes past the end"
-        txs.append(data[start:stop])
-        offset = stop
+    txs = decode_binary_txs(data, tx_count)
+    if isinstance(txs, FrameRefusal):
+        return txs.reason
     if len(txs) != tx_count:
         return f"{len(txs)} transactions where {tx_count} were stored"
     return tuple(txs)

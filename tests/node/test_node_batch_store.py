@@ -241,9 +241,9 @@ def test_a_tampered_transaction_is_refused_as_corrupt(path: Path) -> None:
 @pytest.mark.parametrize(
     ("sql", "value", "message"),
     [
-        ("UPDATE batches SET txs = ?", lambda txs: txs[:-1], "past the end"),
-        ("UPDATE batches SET txs = ?", lambda txs: txs + b"\x00", "1 bytes after its 3 transactions"),
-        ("UPDATE batches SET txs = ?", lambda txs: txs[4:], "runs .* past the end"),
+        ("UPDATE batches SET txs = ?", lambda txs: txs[:-1], "but only .* follow its length prefix"),
+        ("UPDATE batches SET txs = ?", lambda txs: txs + b"\x00", "more than 3 transactions"),
+        ("UPDATE batches SET txs = ?", lambda txs: txs[4:], "declares .* bytes, but only"),
         ("UPDATE batches SET txs = ?", lambda txs: "text", "wrong type"),
         ("UPDATE batches SET tx_count = tx_count + ?", lambda txs: 1, "3 transactions where 4"),
         ("UPDATE batches SET expiry_height = expiry_height + ?", lambda txs: 1, "hash to"),
@@ -381,9 +381,11 @@ def test_transaction_layout_parses_strictly() -> None:
     data = encode_txs(txs)
     assert data[:4] == b"\x00\x00\x00\x00"
     assert decode_txs(data, 3) == txs
-    assert decode_txs(data, 2) == "304 bytes after its 2 transactions"
-    assert decode_txs(data[:-1], 3) == "transaction 2 runs 1 bytes past the end"
-    assert decode_txs(data + b"\x00\x00", 3) == "2 bytes after its 3 transactions"
-    assert decode_txs(data + b"\x00\x00", 4) == "a length prefix cut at byte 313"
+    assert decode_txs(data, 2) == "more than 2 transactions (the next starts at offset 9)"
+    assert decode_txs(data[:-1], 3) == (
+        "transaction 2 at offset 9 declares 300 bytes, but only 299 follow its length prefix"
+    )
+    assert decode_txs(data + b"\x00\x00", 3) == "more than 3 transactions (the next starts at offset 313)"
+    assert decode_txs(data + b"\x00\x00", 4) == "truncated length prefix at offset 313: 2 of 4 bytes"
     assert decode_txs(b"", 0) == ()
     assert decode_txs(b"", 1) == "0 transactions where 1 were stored"

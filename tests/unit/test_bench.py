@@ -405,6 +405,7 @@ REPORT_KEYS = {
     "commit_chain",
     "quorum_store",
     "app",
+    "body",
     "load_cpu_s",
     "load_cpu_percent",
     "max_node_rss_bytes",
