@@ -108,9 +108,12 @@ class AnswerBudget:
         self.in_flight_bytes -= size_bytes
 
 
+# As Starlette's JSONResponse renders; built once (`json.dumps` with arguments builds one per call).
+_RENDERER: Final = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+
+
 def _render(doc: Any) -> bytes:
-    # As Starlette's JSONResponse renders.
-    return json.dumps(doc, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
+    return _RENDERER.encode(doc).encode()
 
 
 class _BudgetedAnswer(Response):
