@@ -21,9 +21,19 @@ def cluster_maker(root: Path) -> Iterator[MakeCluster]:
     SIGKILL past 10 s) and fail if one crashed, exited non-zero on SIGTERM or had to be killed."""
     made: list[Cluster] = []
 
-    def make(nodes: int = 4, byzantine: Mapping[int, str] | None = None, *, commit_chain: int = 3) -> Cluster:
+    def make(
+        nodes: int = 4,
+        byzantine: Mapping[int, str] | None = None,
+        *,
+        commit_chain: int = 3,
+        quorum_store: bool = False,
+    ) -> Cluster:
         cluster = Cluster(
-            root / f"cluster{len(made)}", nodes, dict(byzantine or {}), commit_chain=commit_chain
+            root / f"cluster{len(made)}",
+            nodes,
+            dict(byzantine or {}),
+            commit_chain=commit_chain,
+            quorum_store=quorum_store,
         )
         made.append(cluster)
         return cluster

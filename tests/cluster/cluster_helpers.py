@@ -222,18 +222,21 @@ class NodeProcess:
 @dataclass
 class Cluster:
     """`nodes` validators written by `bft testnet` under `root`; node i is Byzantine if in `byzantine`;
-    the genesis has the `commit_chain` rule (3: chained HotStuff's three-chain, 2: Jolteon's two-chain)."""
+    the genesis has the `commit_chain` rule (3: chained HotStuff's three-chain, 2: Jolteon's two-chain)
+    and runs the quorum store if `quorum_store` (`bft testnet --quorum-store`)."""
 
     root: Path
     nodes: int
     byzantine: Mapping[int, str] = field(default_factory=dict)
     procs: list[NodeProcess] = field(default_factory=list)
     commit_chain: int = 3
+    quorum_store: bool = False
 
     def __post_init__(self) -> None:
         base = free_base_port(2 * self.nodes)
         where = ["--nodes", str(self.nodes), "--out", str(self.root), "--base-port", str(base)]
-        run_bft(["testnet", *where, "--commit-chain", str(self.commit_chain)])
+        data_path = ["--quorum-store"] if self.quorum_store else []
+        run_bft(["testnet", *where, "--commit-chain", str(self.commit_chain), *data_path])
         self.procs = []
         for i in range(self.nodes):
             home = self.root / f"node{i}"
@@ -450,7 +453,12 @@ class MakeCluster(Protocol):
     """The `make_cluster` fixture: a fresh testnet whose processes are stopped at teardown."""
 
     def __call__(
-        self, nodes: int = 4, byzantine: Mapping[int, str] | None = None, *, commit_chain: int = 3
+        self,
+        nodes: int = 4,
+        byzantine: Mapping[int, str] | None = None,
+        *,
+        commit_chain: int = 3,
+        quorum_store: bool = False,
     ) -> Cluster: ...
 
 

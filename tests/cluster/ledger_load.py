@@ -73,6 +73,8 @@ class LoadResult:
 
     committed: dict[str, int] = field(default_factory=dict)
     retries: int = 0
+    # Transactions sent again (the remainders of the retried batches), counted once per retry.
+    retried_txs: int = 0
     errors: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -118,6 +120,7 @@ def submit_all(
                     if pending:
                         with result.lock:
                             result.retries += 1
+                            result.retried_txs += len(pending)
                         time.sleep(0.2)  # a node is down or busy; the next try goes elsewhere
                 if on_progress is not None:
                     on_progress(result.acknowledged)

@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from cluster_helpers import (
     START_TIMEOUT_S,
     Cluster,
@@ -274,8 +275,13 @@ class Load:
                 client.close()
 
 
-def test_large_values_restart_catches_up_over_many_frames(make_cluster: MakeCluster, tmp_path: Path) -> None:
-    cluster = make_cluster(4)
+@pytest.mark.parametrize("quorum_store", [False, True], ids=["inline", "quorum-store"])
+def test_large_values_restart_catches_up_over_many_frames(
+    make_cluster: MakeCluster, tmp_path: Path, quorum_store: bool
+) -> None:
+    """Under the quorum store the values travel in batches (a few per batch at 60 KB each), and
+    the restarted node syncs the full blocks its peers assemble from them."""
+    cluster = make_cluster(4, quorum_store=quorum_store)
     # Four nodes commit every few tens of ms; short views keep the survivors going while the
     # victim is down.
     set_consensus(cluster, base_timeout_s=0.5, max_batch_delay_s=0.01)

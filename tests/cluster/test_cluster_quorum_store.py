@@ -10,18 +10,14 @@ from __future__ import annotations
 import base64
 import http.client
 import re
-import subprocess
-import sys
 import time
-import tomllib
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster_helpers import Cluster, NodeProcess, assert_same_chain, free_base_port
+from cluster_helpers import Cluster, assert_same_chain
 from ledger_load import JsonClient, put_tx, submit_all, tx_hash
 
 from bft.client import Client
@@ -33,34 +29,11 @@ LOAD_DEADLINE_S = 180.0
 CATCH_UP_S = 60.0
 
 
-@dataclass
-class QuorumStoreCluster(Cluster):
-    """A `Cluster` whose testnet is written by `bft testnet --quorum-store`."""
-
-    def __post_init__(self) -> None:
-        base = free_base_port(2 * self.nodes)
-        argv = ["testnet", "--nodes", str(self.nodes), "--out", str(self.root), "--base-port", str(base)]
-        result = subprocess.run(
-            [sys.executable, "-m", "bft", *argv, "--quorum-store"],
-            capture_output=True,
-            text=True,
-            timeout=60.0,
-            check=False,
-        )
-        assert result.returncode == 0, f"bft testnet failed:\n{result.stdout}\n{result.stderr}"
-        self.procs = []
-        for i in range(self.nodes):
-            home = self.root / f"node{i}"
-            config = tomllib.loads((home / "config.toml").read_text())
-            p2p, api = (int(config[t]["listen"].rsplit(":", 1)[1]) for t in ("p2p", "api"))
-            self.procs.append(NodeProcess(i, home, None, p2p_port=p2p, api_port=api))
-
-
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[QuorumStoreCluster]:
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
     """The cluster; at teardown every node is stopped (SIGTERM, SIGKILL past 10 s), and the test
     fails if one crashed, exited non-zero on SIGTERM or had to be killed."""
-    made = QuorumStoreCluster(tmp_path / "cluster", 4)
+    made = Cluster(tmp_path / "cluster", 4, quorum_store=True)
     try:
         yield made
     finally:
@@ -84,7 +57,7 @@ def _metric(text: str, name: str) -> float | None:
 
 
 def test_a_quorum_store_cluster_commits_a_load_and_every_node_holds_the_same_ledger(
-    cluster: QuorumStoreCluster,
+    cluster: Cluster,
 ) -> None:
     genesis = load_genesis(cluster.root / "genesis.json")
     assert genesis.quorum_store
