@@ -13,7 +13,8 @@ any instance proposes; the checker records each broken invariant as a `Violation
 - validity: every committed block was proposed by the leader of its view (`leader_of`), and its
   own QC and the QC its commit carries for it verify against the validator set; every committed
   transaction was seen in some proposal on the network, and no transaction is committed at two
-  heights.
+  heights (but one a client sent to two nodes, under the quorum store: two batches may carry
+  it, and app-state checks that it executed once alike everywhere).
 - app-state: the honest nodes' applications (in campaigns the node's key-value ledger) agree
   on the app hash after every height they applied; and every committed block claims the app
   hash of the height its chain fixes (`bft.core.app_state.claim_height`), and that hash is the
@@ -170,6 +171,9 @@ class InvariantChecker:
         # Batches some honest validator holds: it sent them as its own, or acknowledged them.
         self._held_batches: set[bytes] = set()
         self._tx_height: dict[bytes, int] = {}
+        # Transactions a client sent to a second node (quorum store only): each may commit in two
+        # batches, at two heights, executing once (app-state compares what that left).
+        self._retried: set[bytes] = set()
         self._signed: dict[tuple[int, str, int], bytes] = {}
         self._last_save: dict[Instance, SafetyState] = {}
         self._baseline: dict[Instance, int] | None = None
@@ -187,6 +191,10 @@ class InvariantChecker:
     def observe_proposal(self, proposal: Proposal) -> None:
         """A proposal was seen on the network, from anyone."""
         self._proposed_txs.update(proposal.block.txs)
+
+    def observe_retry(self, tx: bytes) -> None:
+        """A client sent `tx` again, to another node (`bft.sim.node.SimClients.retry`)."""
+        self._retried.add(tx)
 
     def on_send(
         self,
@@ -321,7 +329,7 @@ class InvariantChecker:
                 if tx not in self._proposed_txs:
                     self._violate(VALIDITY, time_s, inst, f"committed tx {tx!r} never seen in a proposal")
                 h = self._tx_height.setdefault(tx, block.height)
-                if h != block.height:
+                if h != block.height and tx not in self._retried:
                     self._violate(
                         VALIDITY,
                         time_s,

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections import deque
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from bft.core.actions import Commit
@@ -131,12 +132,23 @@ class SimClients:
     node (`draw`), each unique (its nonce names the seed, the instance and a counter), over a
     small key space so that puts, deletes and compare-and-sets of different nodes meet in the
     ledger's state; some are large (padded up to the settings' size, at most `MAX_LARGE_TXS`
-    per instance and schedule). Outlive the node's crashes, so transactions stay unique."""
+    per instance and schedule). Outlive the node's crashes, so transactions stay unique.
+
+    Under the quorum store a client also retries (`retry`): now and then it sends one of its
+    recent transactions again, to another node, as a client does whose node stayed silent
+    (silence is ambiguous: the first node may have batched it already). That transaction may then
+    commit in two batches, so at two heights, and must execute once. The retries are drawn from a
+    stream of their own, so the transactions drawn are those of a schedule without them."""
 
     KEYS = 8
+    # The chance that an arrival also retries one of the last RECENT transactions elsewhere.
+    RETRY_RATE = 0.2
+    RECENT = 16
 
     def __init__(self, seed: int, inst: Instance, settings: SimSettings, txs: Transactions) -> None:
         self._rng = random.Random(f"clients/{seed}/{inst.index}/{inst.copy}")
+        self._retries = random.Random(f"client-retries/{seed}/{inst.index}/{inst.copy}")
+        self._recent: deque[bytes] = deque(maxlen=self.RECENT)
         self._prefix = f"{seed}/{inst.index}.{inst.copy}/"
         self._settings = settings
         self._txs = txs
@@ -147,7 +159,15 @@ class SimClients:
         return self._rng.expovariate(1.0 / self._settings.tx_interval_s)
 
     def draw(self) -> list[bytes]:
-        return [self._one() for _ in range(self._rng.randint(1, 2))]
+        drawn = [self._one() for _ in range(self._rng.randint(1, 2))]
+        self._recent.extend(drawn)
+        return drawn
+
+    def retry(self, others: Sequence[Instance]) -> tuple[Instance, bytes] | None:
+        """Whether this arrival also sends a recent transaction again, and to which of `others`."""
+        if not others or not self._recent or self._retries.random() >= self.RETRY_RATE:
+            return None
+        return self._retries.choice(list(others)), self._retries.choice(list(self._recent))
 
     def _one(self) -> bytes:
         nonce = self._prefix + str(self._next)

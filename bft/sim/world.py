@@ -535,6 +535,22 @@ class World:
         now = self.sched.now
         self.sched.schedule(now + node.clients.gap_s(), TxArrival(node.inst))
         txs = node.clients.draw()
+        if self.spec.quorum_store:
+            self._retry(node)
+        self._arrive(node, txs)
+
+    def _retry(self, node: SimNode) -> None:
+        """Under the quorum store, a client may send a recent transaction again to another node
+        (`SimClients.retry`); the checker hears of it (it may commit at two heights)."""
+        retry = node.clients.retry([i for i in self.nodes if i != node.inst])
+        if retry is None:
+            return
+        inst, tx = retry
+        self.checker.observe_retry(tx)
+        self._trace(node.inst, f"a client sends tx again, to {inst}")
+        self._arrive(self.nodes[inst], [tx])
+
+    def _arrive(self, node: SimNode, txs: list[bytes]) -> None:
         if node.program is None:
             return
         if node.inst in self.held:

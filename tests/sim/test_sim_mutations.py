@@ -34,6 +34,7 @@ from bft.core.serving import ServingBudget
 from bft.core.types import View, max_faulty
 from bft.core.votes import TimeoutCollector
 from bft.node.executor import Executor
+from bft.node.storage import BlockStore
 from bft.node.tx_filter import CommittedTxFilter
 from bft.sim import SimSpec, run_schedule
 from bft.sim.invariants import (
@@ -373,3 +374,20 @@ def test_a_block_that_references_a_batch_twice_is_caught(monkeypatch: pytest.Mon
     monkeypatch.setattr(QuorumStore, "check_block", lambda self, block, pending, height: None)
     spec = SimSpec(nodes=4, quorum_store=True)
     _first_violation(spec, range(50), {VALIDITY})
+
+
+def test_a_restart_that_does_not_re_index_the_waiting_rows_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The block store writes its transaction index in bulk; the rows still waiting die with the
+    # process, and a restart rebuilds them from the stored blocks. Without that, the restarted
+    # node forgets where those transactions committed, and a client's retry (sent to a second
+    # node, so carried by a second batch) that commits after the restart executes again there
+    # alone: its app hash parts from everyone else's.
+    original = BlockStore._reindex
+
+    def forgetful(self: BlockStore) -> None:
+        original(self)
+        vars(self)["_unindexed"] = {}
+
+    monkeypatch.setattr(BlockStore, "_reindex", forgetful)
+    spec = SimSpec(nodes=4, quorum_store=True)
+    _first_violation(spec, range(100), {APP_STATE})
