@@ -41,4 +41,8 @@ BEHAVIOURS: dict[str, type[Behaviour]] = {
     )
 }
 
-__all__ = ["BEHAVIOURS", "Behaviour"]
+# The behaviours that act only on the quorum store's messages: on an inline chain they are honest
+# nodes, so a test that means them runs them on a chain with the quorum store.
+QUORUM_STORE_BEHAVIOURS: frozenset[str] = frozenset({UnavailableBatch.name, BatchFlood.name})
+
+__all__ = ["BEHAVIOURS", "QUORUM_STORE_BEHAVIOURS", "Behaviour"]
