@@ -346,7 +346,11 @@ class QuorumStore:
             )
         if info.author != sender:
             return Refused(RefusalReason.NOT_THE_SENDER, f"a proof for validator {info.author}'s batch")
-        if info.digest in self._proofs or info.digest in self._committed:
+        if info.digest in self._committed:
+            # Proposed, it would be refused by every voter as a duplicate (`check_block`), and by
+            # every leader in turn until the batch expires: the chain would commit nothing.
+            return Refused(RefusalReason.DUPLICATE_BATCH, f"batch {info.sequence} is committed already")
+        if info.digest in self._proofs:
             return None
         expired = self._expiry_refusal(info, committed_height + 1, committed_height)
         if expired is not None:
@@ -362,13 +366,17 @@ class QuorumStore:
         self, height: int, committed_height: int, exclude: Collection[bytes]
     ) -> tuple[BatchProof, ...]:
         """Queued proofs for a block at `height`, oldest first, within the block limits, none of
-        them in `exclude` (the digests its uncommitted ancestors reference)."""
+        them in `exclude` (the digests its uncommitted ancestors reference) or committed already
+        (a proof of ours can form after its batch committed: a restart sends it again): what
+        `check_block` would refuse, a leader does not propose."""
         config = self._config
         chosen: list[BatchProof] = []
         txs = size = 0
         for digest, proof in self._proofs.items():
             info = proof.info
-            if digest in exclude or self._expiry_refusal(info, height, committed_height) is not None:
+            if digest in exclude or digest in self._committed:
+                continue
+            if self._expiry_refusal(info, height, committed_height) is not None:
                 continue
             if txs + info.tx_count > config.max_block_txs or size + info.size_bytes > config.max_block_bytes:
                 continue

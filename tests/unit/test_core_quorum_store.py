@@ -200,3 +200,22 @@ def test_requests_that_make_a_signer_read_its_committed_blocks_are_charged_for_t
         assert [m for m in sent_messages(out) if isinstance(m, BatchResponse)] == [BatchResponse(())]
     # 8 messages' worth of burst (32 MiB) over blocks of at least 400 KiB: well below 200.
     assert 0 < answered < 100
+
+
+def test_a_proof_of_a_batch_committed_already_is_refused_and_never_proposed() -> None:
+    # Found by the ledger cluster test under batch-flood: the victim, restarted after one of its
+    # batches committed without it, sent it again; the Byzantine peer acknowledged it, which
+    # with the author's own signature is a valid proof (f+1 = 2). Every honest replica queued
+    # it, every leader proposed it, every voter refused it as a duplicate, and nothing committed
+    # for four minutes. A proof of a committed batch is refused; a leader proposes none.
+    cluster = Cluster(overrides=QS)
+    _run(cluster, 8)
+    proof = next(p for b in cluster.commits[0] for p in b.batches)
+    author = int(proof.info.author)
+    for i in range(4):
+        if i != author:
+            out = cluster.replicas[i].on_message(vi(author), BatchProofs((proof,)), cluster.now)
+            assert [r.reason for r in refusals(out)] == [RefusalReason.DUPLICATE_BATCH]
+    height = min(cluster.heights())
+    _run(cluster, height + 6)
+    assert not [r for rs in cluster.refused for r in rs if r.reason is RefusalReason.DUPLICATE_BATCH]
