@@ -19,6 +19,7 @@ import pytest
 from bft.core.blocktree import genesis
 from bft.core.messages import Block, QuorumCert
 from bft.core.types import ValidatorIndex, View
+from bft.node import storage
 from bft.node.errors import StorageError
 from bft.node.storage import (
     MAX_UNINDEXED_HEIGHTS,
@@ -219,3 +220,19 @@ def test_refuses_a_newer_schema_untouched(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="schema version"):
         BlockStore(path)
     assert schema_version_of(path) == SCHEMA_VERSION + 1
+
+
+def test_repeats_below_the_kept_heights_are_looked_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`repeated_positions` remembers the heights near the tip (REPEATS_KEPT_HEIGHTS); older ones
+    are answered by index lookups, which must give the same positions."""
+    monkeypatch.setattr(storage, "REPEATS_KEPT_HEIGHTS", 3)
+    chain, model = Chain(), Model()
+    with BlockStore(tmp_path / "blocks.sqlite", index_bounds=BOUNDS) as store:
+        for h in range(12):
+            block = chain.next([b"again", b"new-%d" % h, b"again", b"new-%d" % (h // 2)])
+            model.append(block)
+            _append(store, [block])
+        for block in chain.blocks:
+            assert store.repeated_positions(block) == model.repeats[block.height], block.height
