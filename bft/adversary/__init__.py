@@ -8,7 +8,7 @@ sends. Twins, two honest replicas sharing one key, is a property of the network 
 from __future__ import annotations
 
 from bft.adversary.base import Behaviour
-from bft.adversary.batches import BatchFlood, UnavailableBatch
+from bft.adversary.batches import BatchFlood, StaleProofs, UnavailableBatch
 from bft.adversary.flood import RequestFlood
 from bft.adversary.forks import DetachedParent, ForkParent, SameTargetEquivocator
 from bft.adversary.leaders import EquivocatingLeader, ForgedQC, InvalidBlock
@@ -38,11 +38,14 @@ BEHAVIOURS: dict[str, type[Behaviour]] = {
         RequestFlood,
         UnavailableBatch,
         BatchFlood,
+        StaleProofs,
     )
 }
 
 # The behaviours that act only on the quorum store's messages: on an inline chain they are honest
 # nodes, so a test that means them runs them on a chain with the quorum store.
-QUORUM_STORE_BEHAVIOURS: frozenset[str] = frozenset({UnavailableBatch.name, BatchFlood.name})
+QUORUM_STORE_BEHAVIOURS: frozenset[str] = frozenset(
+    {UnavailableBatch.name, BatchFlood.name, StaleProofs.name}
+)
 
 __all__ = ["BEHAVIOURS", "QUORUM_STORE_BEHAVIOURS", "Behaviour"]

@@ -1,6 +1,6 @@
 """Byzantine behaviours of the quorum store: proofs of availability for data nobody has.
 
-Owns: UnavailableBatch, BatchFlood.
+Owns: UnavailableBatch, BatchFlood, StaleProofs.
 May not: break the Behaviour frame (only rewrite what the inner replica sends, and add to it).
 
 Why this one: the point of a proof of availability is that honest replicas never vote for a
@@ -8,6 +8,13 @@ block whose data no honest validator holds (`bft.core.quorum_store`). A leader t
 sent it to no one and signed its proof alone is the attack the f+1 threshold stops; with a
 threshold of f (or no check of the signers), honest replicas would vote for it and their commits
 would wait forever for data that does not exist.
+
+And StaleProofs, because an honest node does it too: a validator restarted after its batch
+committed without it sends that batch's proof again (its record of what committed is older than
+the proof), and the proof is valid, f+1 signatures over data everyone holds. A replica that queued
+it would have every leader propose it and every voter refuse the block as a duplicate: the chain
+would commit nothing, so the batch would never expire (found by the ledger cluster test under
+batch-flood; `bft.core.quorum_store` refuses such a proof).
 """
 
 from __future__ import annotations
@@ -21,6 +28,10 @@ from bft.core.actions import Action, Broadcast, Send
 from bft.core.batches import Batch, BatchAck, BatchProof, BatchProofs, BatchRequest, BatchResponse
 from bft.core.messages import Message, Proposal
 from bft.core.types import ValidatorIndex
+
+# Proofs of its own committed batches StaleProofs sends again per incoming proposal: a few, so
+# that the refusals stay a trickle beside the honest traffic.
+STALE_PROOFS_PER_PROPOSAL = 4
 
 # A sequence number far above any the inner replica reaches, so the forged batches never
 # collide with its own (which it still sends, so its clients' transactions commit).
@@ -102,3 +113,25 @@ class BatchFlood(Behaviour):
             out += [Send(peer, batch), Send(peer, twin), Send(peer, unasked)]
             out += [Send(peer, BatchProofs((proof,))), Send(peer, request)]
         return out
+
+
+class StaleProofs(Behaviour):
+    """At every proposal it receives, sends every peer again the proofs of availability of its
+    own batches that committed already (the latest few), as a restarted validator does with the
+    proofs it formed before its crash. Valid proofs (f+1 signatures, its own batches, not
+    expired): only the check against what committed keeps them out of honest proposals."""
+
+    name = "stale-proofs"
+
+    def on_input(self, sender: ValidatorIndex, msg: Message, now: float) -> list[Action]:
+        if not (self.config.quorum_store and isinstance(msg, Proposal)):
+            return []
+        committed = self.inner.committed_height
+        stale = [
+            proof
+            for block in self.blocks.values()
+            if 0 < block.height <= committed
+            for proof in block.batches
+            if proof.info.author == self.me
+        ][-STALE_PROOFS_PER_PROPOSAL:]
+        return [Broadcast(BatchProofs(tuple(stale)))] if stale else []

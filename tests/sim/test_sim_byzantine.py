@@ -41,7 +41,7 @@ N4_SEEDS_HALVED = frozenset(
 # encode block ranges from SQLite at the rate its budget allows): a few seeds in CI. And the
 # quorum store's, which act only under it (`test_n4_one_byzantine_quorum_store`): without it they
 # run as honest replicas, which a few seeds confirm.
-N4_SEEDS_FEW = {"request-flood": 12, "batch-flood": 4, "unavailable-batch": 4}
+N4_SEEDS_FEW = {"request-flood": 12, "batch-flood": 4, "unavailable-batch": 4, "stale-proofs": 4}
 
 
 def _campaign(spec: SimSpec, seeds: range) -> None:
@@ -96,12 +96,12 @@ def test_n4_one_byzantine_two_chain(behaviour: str) -> None:
     _campaign(SimSpec(nodes=4, byzantine={0: behaviour}, commit_chain=TWO_CHAIN), range(N4_SEEDS // 4))
 
 
-# Behaviours against the quorum store: proofs for data nobody has, batch floods, and two that
-# exercise proposals and fetches under it.
+# Behaviours against the quorum store: proofs for data nobody has, batch floods, valid proofs of
+# batches committed already, and two that exercise proposals and fetches under it.
 # batch-flood's schedules are slow (thousands of refused messages each): fewer of them.
 @pytest.mark.parametrize(
     ("behaviour", "seeds"),
-    [("unavailable-batch", 16), ("batch-flood", 5), ("equivocate", 12), ("replay", 12)],
+    [("unavailable-batch", 16), ("batch-flood", 5), ("stale-proofs", 12), ("equivocate", 12), ("replay", 12)],
     ids=lambda v: str(v),
 )
 def test_n4_one_byzantine_quorum_store(behaviour: str, seeds: int) -> None:

@@ -7,7 +7,7 @@ Each test runs seeds in order and stops at the first violation, bounded by a see
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -391,3 +391,26 @@ def test_a_restart_that_does_not_re_index_the_waiting_rows_is_caught(monkeypatch
     monkeypatch.setattr(BlockStore, "_reindex", forgetful)
     spec = SimSpec(nodes=4, quorum_store=True)
     _first_violation(spec, range(100), {APP_STATE})
+
+
+def test_a_queued_proof_of_a_committed_batch_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without the check against what committed, stale-proofs' valid proofs of its own committed
+    # batches are queued by every replica and proposed by every leader, and every voter refuses
+    # those blocks as duplicates: nothing commits again (the bug the ledger cluster test found
+    # under batch-flood, when a restarted victim sent such a proof).
+    check_queued, proofs_for = QuorumStore._check_queued, QuorumStore.proofs_for
+
+    def forgetting_commits(method: Callable[..., object]) -> Callable[..., object]:
+        def mutant(self: QuorumStore, *args: object) -> object:
+            committed, self._committed = self._committed, {}
+            try:
+                return method(self, *args)
+            finally:
+                self._committed = committed
+
+        return mutant
+
+    monkeypatch.setattr(QuorumStore, "_check_queued", forgetting_commits(check_queued))
+    monkeypatch.setattr(QuorumStore, "proofs_for", forgetting_commits(proofs_for))
+    spec = SimSpec(nodes=4, byzantine={0: "stale-proofs"}, quorum_store=True)
+    _first_violation(spec, range(30), {LIVENESS})
