@@ -84,10 +84,42 @@ def _add_testnet(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "(DIR/genesis.json, copied into each node directory)."
         ),
     )
-    testnet.add_argument("--nodes", type=positive_int, required=True, help="number of validators")
+    testnet.add_argument(
+        "--nodes",
+        type=positive_int,
+        default=None,
+        help="number of validators (default: one per host of --hosts)",
+    )
     testnet.add_argument("--out", type=Path, required=True, help="output directory")
     testnet.add_argument(
         "--base-port", type=port, default=None, help="first port (default from configs/local-4.toml: 26600)"
+    )
+    testnet.add_argument(
+        "--hosts",
+        default=None,
+        metavar="H0,H1,...|@FILE",
+        help="the validators' hosts (addresses or names, IPv6 in brackets), one per node, or a file of "
+        "them, one per line: node i listens on and is dialled at host i, every node on the base port and "
+        "the next where each host is its own (default: all on 127.0.0.1, ports P+2i and P+2i+1)",
+    )
+    testnet.add_argument(
+        "--listen-host",
+        default=None,
+        metavar="HOST",
+        help="listen on this host instead of each node's own (0.0.0.0: every interface, as in a container "
+        "that peers reach by its name); the genesis keeps the hosts peers dial",
+    )
+    testnet.add_argument(
+        "--compose",
+        action="store_true",
+        help="also write DIR/compose.yaml, a Docker Compose file running the network (hosts default to "
+        "the service names node0, node1, ... and the nodes listen on 0.0.0.0)",
+    )
+    testnet.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="also write DIR/kubernetes.yaml: a StatefulSet, its headless service and a secret with the "
+        "node homes (hosts default to the pods' names bft-0.bft, bft-1.bft, ...; nodes listen on 0.0.0.0)",
     )
     add_commit_chain_option(testnet)
     add_quorum_store_option(testnet)
@@ -96,19 +128,39 @@ def _add_testnet(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def _run_testnet(args: argparse.Namespace) -> int:
     from bft.node.config import load_cluster_defaults
-    from bft.node.errors import NodeError
-    from bft.node.testnet import write_testnet
+    from bft.node.deploy import DEPLOY_LISTEN_HOST, deployment_hosts, write_deployment
+    from bft.node.errors import ConfigError, NodeError
+    from bft.node.testnet import parse_hosts, write_testnet
 
     try:
+        if args.compose and args.kubernetes:
+            raise ConfigError("--compose and --kubernetes name their hosts differently: choose one")
+        target = "compose" if args.compose else "kubernetes" if args.kubernetes else None
+        hosts = None if args.hosts is None else parse_hosts(args.hosts, args.nodes)
+        nodes = args.nodes if args.nodes is not None else None if hosts is None else len(hosts)
+        if nodes is None:
+            raise ConfigError("give --nodes N (or --hosts, one host per node)")
+        if hosts is None and target is not None:
+            hosts = deployment_hosts(target, nodes)
+        listen_host = args.listen_host
+        if listen_host is None and target is not None:
+            listen_host = DEPLOY_LISTEN_HOST
         base_port = args.base_port if args.base_port is not None else load_cluster_defaults().base_port
         homes = write_testnet(
-            args.nodes, args.out, base_port, commit_chain=args.commit_chain, quorum_store=args.quorum_store
+            nodes,
+            args.out,
+            base_port,
+            hosts=hosts,
+            listen_host=listen_host,
+            commit_chain=args.commit_chain,
+            quorum_store=args.quorum_store,
         )
+        written = [] if target is None else [write_deployment(target, args.out)]
     except NodeError as e:
         print(f"bft testnet: {e}", file=sys.stderr)
         return 2
-    for home in homes:
-        print(f"wrote {home}")
+    for path in [*homes, *written]:
+        print(f"wrote {path}")
     return 0
 
 

@@ -3,9 +3,17 @@
 Owns: `write_testnet`, the layout `bft testnet` and `bft cluster` produce:
 
     OUT/genesis.json
-    OUT/node<i>/config.toml    [p2p] listen = host:(base_port + 2i), [api] listen = host:(base_port + 2i + 1)
+    OUT/node<i>/config.toml    [p2p] listen = host_i:(base_port + 2r), [api] listen = host_i:(base_port+2r+1)
     OUT/node<i>/node_key       mode 0600, crypto.keys format
     OUT/node<i>/genesis.json   a copy, so a node home is self-contained
+
+Hosts and ports (`testnet_addresses`): node i runs on host_i (one host for all by default,
+127.0.0.1; `bft testnet --hosts` gives each its own), and r is its rank on that host (how many
+nodes before it share host_i). On one machine that is node i's ports base_port + 2i and
+base_port + 2i + 1, as always; with a host per node every node uses base_port and base_port + 1,
+the convention of a network spread over machines (CometBFT's 26656 everywhere). The genesis holds
+each validator's address as host_i:port, which its peers dial; the config's listen address is the
+same unless a listen host is given (0.0.0.0 in a container, whose name is what peers dial).
 
 May not: overwrite a private key, write into a directory that holds anything but its own
 testnet, start nodes, or pick ports other than the ones derived above.
@@ -21,11 +29,12 @@ refused before anything is written, with a message saying what is there:
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import random
 import secrets
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bft.core.commit_rule import DEFAULT_COMMIT_CHAIN
@@ -44,6 +53,7 @@ from bft.node.config import (
     format_toml,
     genesis_to_json,
     load_genesis,
+    parse_host_port,
 )
 from bft.node.errors import ConfigError
 from bft.node.osfs import OsFilesystem
@@ -91,8 +101,60 @@ def free_base_port(count: int, attempts: int = 200, host: str = "127.0.0.1") -> 
 
 
 def testnet_ports(base_port: int, index: int) -> tuple[int, int]:
-    """Node `index`'s p2p and API ports in a testnet whose first port is `base_port`."""
+    """Node `index`'s p2p and API ports in a one-host testnet whose first port is `base_port`."""
     return base_port + 2 * index, base_port + 2 * index + 1
+
+
+def testnet_addresses(hosts: Sequence[str], base_port: int) -> list[tuple[str, str]]:
+    """Each node's (p2p, API) address as "host:port": node i on `hosts[i]`, with the ports of its
+    rank among the nodes on that host (module header). ConfigError if the ports do not fit."""
+    ranks: dict[str, int] = {}
+    out = []
+    for host in hosts:
+        rank = ranks.get(host, 0)
+        ranks[host] = rank + 1
+        p2p, api = testnet_ports(base_port, rank)
+        out.append((format_host_port(host, p2p), format_host_port(host, api)))
+    check_port_range(base_port, max(ranks.values(), default=1))
+    return out
+
+
+def parse_hosts(text: str, nodes: int | None) -> list[str]:
+    """The hosts of `bft testnet --hosts`: comma-separated, or (one per line, `#` comments) in the
+    file named after an `@`. Each must be a host `parse_host_port` accepts (an IPv4 address, a
+    name, or an IPv6 address in brackets); there must be `nodes` of them if `nodes` is given.
+    ConfigError otherwise."""
+    if text.startswith("@"):
+        path = Path(text[1:])
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--hosts {text}: cannot read {path}: {exc}") from exc
+        items = [line.split("#", 1)[0].strip() for line in lines]
+    else:
+        items = [item.strip() for item in text.split(",")]
+    hosts = [item for item in items if item]
+    if not hosts:
+        raise ConfigError(f"--hosts {text!r}: no host given")
+    bare = [host[1:-1] if host.startswith("[") and host.endswith("]") else host for host in hosts]
+    for host, name in zip(hosts, bare, strict=True):
+        if ":" in name and not _is_ipv6(name):
+            raise ConfigError(f"--hosts: {host!r} is not a host (no ports here: --base-port sets them)")
+        try:
+            parse_host_port(format_host_port(name, 1))
+        except ConfigError as exc:
+            raise ConfigError(f"--hosts: {host!r} is not a host: {exc}") from exc
+    if nodes is not None and len(hosts) != nodes:
+        raise ConfigError(f"--hosts names {len(hosts)} hosts for {nodes} nodes: give one host per node")
+    return bare
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def node_home(out: Path, index: int) -> Path:
@@ -107,6 +169,8 @@ def write_testnet(
     chain_id: str | None = None,
     consensus: ConsensusSettings | None = None,
     host: str = "127.0.0.1",
+    hosts: Sequence[str] | None = None,
+    listen_host: str | None = None,
     ignored: frozenset[str] = frozenset(),
     commit_chain: int = DEFAULT_COMMIT_CHAIN,
     quorum_store: bool = False,
@@ -119,14 +183,20 @@ def write_testnet(
     quorum store, and `consensus` defaults to `default_consensus(quorum_store=True)` (its larger
     block limits, spelled out in every config.toml with the batch settings); `app_factory`, if
     given, goes into every node's `[app] factory` (else the nodes run the built-in key-value
-    ledger). ConfigError, before anything is written, if `nodes` < 1, the ports do not fit,
+    ledger). Node i runs on `hosts[i]` if given (one per node), else all on `host`; with
+    `listen_host` its config listens there (0.0.0.0: every interface) while the genesis keeps
+    host_i, the address its peers dial (module header). ConfigError, before anything is
+    written, if `nodes` < 1, `hosts` does not name one host per node, the ports do not fit,
     `commit_chain` is neither, `quorum_store` is not a boolean, or `out` exists and is not an
     empty directory (the module's header says which messages); entries named in `ignored` do not
     count (`bft cluster` locks its home before it writes the testnet).
     """
     if nodes < 1:
         raise ConfigError(f"a testnet needs at least one node, got {nodes}")
-    check_port_range(base_port, nodes)
+    hosts = [host] * nodes if hosts is None else list(hosts)
+    if len(hosts) != nodes:
+        raise ConfigError(f"{len(hosts)} hosts for {nodes} nodes: give one host per node")
+    addresses = testnet_addresses(hosts, base_port)
     check_out(out, ignored)
     if chain_id is None:
         chain_id = f"bft-testnet-{secrets.token_hex(4)}"
@@ -141,8 +211,8 @@ def write_testnet(
             )
 
     keys = [PrivateKey.generate() for _ in range(nodes)]
-    p2p = [format_host_port(host, testnet_ports(base_port, i)[0]) for i in range(nodes)]
-    api = [format_host_port(host, testnet_ports(base_port, i)[1]) for i in range(nodes)]
+    p2p = [p for p, _ in addresses]
+    api = [a for _, a in addresses]
     genesis = Genesis(
         chain_id,
         tuple(GenesisValidator(i, keys[i].public_key, p2p[i], api[i]) for i in range(nodes)),
@@ -168,8 +238,8 @@ def write_testnet(
                 "data_dir": "data",
                 "log_file": "node.log",
             },
-            "p2p": {"listen": p2p[i]},
-            "api": {"listen": api[i]},
+            "p2p": {"listen": _listen(p2p[i], listen_host)},
+            "api": {"listen": _listen(api[i], listen_host)},
             "consensus": consensus.to_toml_table(quorum_store=quorum_store),
         }
         if app_factory:
@@ -184,6 +254,13 @@ def write_testnet(
     # without one, and readers that see it find every node's files in place).
     _write_atomic(out / GENESIS_FILE_NAME, genesis_json)
     return homes
+
+
+def _listen(address: str, listen_host: str | None) -> str:
+    """The listen address of a node reached at `address`: the same, or its port on `listen_host`."""
+    if listen_host is None:
+        return address
+    return format_host_port(listen_host, parse_host_port(address)[1])
 
 
 _REMOVE_OR_MOVE = "remove {out} to generate a new one, or choose another directory"
