@@ -123,6 +123,12 @@ def _add_testnet(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     add_commit_chain_option(testnet)
     add_quorum_store_option(testnet)
+    testnet.add_argument(
+        "--leader-reputation",
+        action="store_true",
+        help="the genesis chooses leaders from the chain's recent history: a validator that failed "
+        "its turn and shows no sign of life (no vote since) is skipped until it votes again; default off",
+    )
     testnet.set_defaults(run=_run_testnet)
 
 
@@ -154,6 +160,7 @@ def _run_testnet(args: argparse.Namespace) -> int:
             listen_host=listen_host,
             commit_chain=args.commit_chain,
             quorum_store=args.quorum_store,
+            leader_reputation=args.leader_reputation,
         )
         written = [] if target is None else [write_deployment(target, args.out)]
     except NodeError as e:
@@ -369,6 +376,11 @@ def _add_sim(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="the genesis disseminates batches apart from ordering: proposals carry proofs of "
         "availability (f+1 signed acknowledgements) instead of transactions",
     )
+    sim.add_argument(
+        "--leader-reputation",
+        action="store_true",
+        help="the genesis chooses leaders from the chain's recent history (bft.core.reputation)",
+    )
     sim.add_argument("--quiet", action="store_true", help="no live progress display")
     sim.add_argument(
         "--jobs",
@@ -500,6 +512,7 @@ def _run_sim(args: argparse.Namespace) -> int:
             short_timeouts=args.short_timeouts,
             commit_chain=args.commit_chain,
             quorum_store=args.quorum_store,
+            leader_reputation=args.leader_reputation,
         )
     except ValueError as e:
         print(f"bft sim: {e}", file=sys.stderr)

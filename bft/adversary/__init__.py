@@ -14,7 +14,7 @@ from bft.adversary.forks import DetachedParent, ForkParent, SameTargetEquivocato
 from bft.adversary.leaders import EquivocatingLeader, ForgedQC, InvalidBlock
 from bft.adversary.noise import CrossChain, FarFuture, GarbageSender, NearFuture, Replayer
 from bft.adversary.silence import SelectiveOmission, Silent
-from bft.adversary.turns import OutOfTurn
+from bft.adversary.turns import FalseBlame, OutOfTurn
 from bft.adversary.voters import DoubleVoter
 
 BEHAVIOURS: dict[str, type[Behaviour]] = {
@@ -35,6 +35,7 @@ BEHAVIOURS: dict[str, type[Behaviour]] = {
         NearFuture,
         CrossChain,
         OutOfTurn,
+        FalseBlame,
         RequestFlood,
         UnavailableBatch,
         BatchFlood,
@@ -44,8 +45,12 @@ BEHAVIOURS: dict[str, type[Behaviour]] = {
 
 # The behaviours that act only on the quorum store's messages: on an inline chain they are honest
 # nodes, so a test that means them runs them on a chain with the quorum store.
+# The behaviour that acts only under leader reputation (inline it proposes records the chain
+# refuses on sight): a test that means it runs it on a chain with leader reputation.
+LEADER_REPUTATION_BEHAVIOURS: frozenset[str] = frozenset({FalseBlame.name})
+
 QUORUM_STORE_BEHAVIOURS: frozenset[str] = frozenset(
     {UnavailableBatch.name, BatchFlood.name, StaleProofs.name}
 )
 
-__all__ = ["BEHAVIOURS", "QUORUM_STORE_BEHAVIOURS", "Behaviour"]
+__all__ = ["BEHAVIOURS", "LEADER_REPUTATION_BEHAVIOURS", "QUORUM_STORE_BEHAVIOURS", "Behaviour"]

@@ -76,17 +76,19 @@ class Behaviour:
     def peers(self) -> list[ValidatorIndex]:
         return [ValidatorIndex(i) for i in range(self.config.validators.n) if i != self.me]
 
-    def next_leader(self, view: View) -> ValidatorIndex:
-        from bft.core.leader import leader_of
-
-        return leader_of(self.config, View(view + 1))
+    def next_leader(self, view: View, block_id: BlockId | None = None) -> ValidatorIndex:
+        """Who collects votes for `block_id` of `view` (under leader reputation it depends on the
+        block: its window), as the inner replica computes it."""
+        if block_id is None:
+            return self.inner.leader_of_view(View(view + 1))
+        return self.inner.next_leader_after(block_id, view)
 
     def vote_for(self, view: View, block_id: BlockId) -> Vote:
         return self.certifier.sign_vote(self.key, self.me, view, block_id)
 
     def vote_to_next_leader(self, view: View, block_id: BlockId) -> list[Action]:
         """Our signed vote for `block_id` in `view`, sent to the next leader (none if that is us)."""
-        leader = self.next_leader(view)
+        leader = self.next_leader(view, block_id)
         return [] if leader == self.me else [Send(leader, self.vote_for(view, block_id))]
 
     def propose(self, block: Block, tc: TimeoutCert | None) -> Proposal:

@@ -124,7 +124,7 @@ class ForkParent(Behaviour):
         block = original.block
         tc = original.tc
         if tc is None:
-            if self.next_leader(block.view) == self.me and self.rng.random() < 0.5:
+            if self.next_leader(block.view, block.id) == self.me and self.rng.random() < 0.5:
                 self._replaced = block.id  # this view times out; the next one, ours too, forks
                 return []
             return [action]

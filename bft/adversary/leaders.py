@@ -101,7 +101,7 @@ class EquivocatingLeader(Behaviour):
         return [
             *spread(peers[:half], original),
             *spread(peers[half:], self.propose(twin, tc)),
-            Send(self.next_leader(block.view), self.vote_for(block.view, twin.id)),
+            Send(self.next_leader(block.view, twin.id), self.vote_for(block.view, twin.id)),
         ]
 
     def _conflicting_block(self, original: Proposal, tc: TimeoutCert | None) -> Block:
@@ -220,7 +220,7 @@ class InvalidBlock(Behaviour):
         if not isinstance(msg, Proposal):
             return []
         block = msg.block
-        return [Send(self.next_leader(block.view), self.vote_for(block.view, block.id))]
+        return [Send(self.next_leader(block.view, block.id), self.vote_for(block.view, block.id))]
 
     def rewrite(self, action: Action, now: float) -> list[Action]:
         if not (isinstance(action, Broadcast) and isinstance(action.msg, Proposal)):
@@ -246,4 +246,4 @@ class InvalidBlock(Behaviour):
         else:
             bad = replace(block, parent_id=self.inner.last_committed.id)
         vote = self.vote_for(bad.view, bad.id)
-        return [Broadcast(self.propose(bad, action.msg.tc)), Send(self.next_leader(bad.view), vote)]
+        return [Broadcast(self.propose(bad, action.msg.tc)), Send(self.next_leader(bad.view, bad.id), vote)]

@@ -14,6 +14,8 @@ crash in between finds them in one place or the other.
 
 from __future__ import annotations
 
+import collections
+import itertools
 from collections.abc import Sequence
 
 from bft.core.actions import Action, Commit
@@ -24,13 +26,15 @@ from bft.core.commit_rule import commit_proof, committed_by
 from bft.core.config import ReplicaConfig
 from bft.core.errors import InvariantViolation
 from bft.core.journal import reload_journal
+from bft.core.leader import leader_of
 from bft.core.messages import Block, QuorumCert
 from bft.core.ports import Ports
 from bft.core.proposal_rules import AppClaim, app_claim, check_extension
 from bft.core.quorum_store import QuorumStore
 from bft.core.refusals import RefusalReason, Refused
+from bft.core.reputation import Record, failed_leaders_between, reputation_leader, window_blocks
 from bft.core.safety import SafetyRules
-from bft.core.types import BlockId, View
+from bft.core.types import BlockId, ValidatorIndex, View
 
 
 class ChainState:
@@ -51,6 +55,47 @@ class ChainState:
         # A restart resumes from the journal's high QC, applied once actions can be returned.
         self.restart_qc = self.high_qc if self.high_qc.view > root[1].view else None
         self._blocks_in_view: dict[View, int] = {}
+        # Leader reputation's view of the committed chain: the newest window's worth of its
+        # blocks (root included), oldest first; the tree holds the rest of any window.
+        self._config = config
+        self._committed_records: collections.deque[Record] = collections.deque(
+            maxlen=window_blocks(config.validators.n)
+        )
+        if config.leader_reputation:
+            self._load_committed_records(root[0])
+
+    def _load_committed_records(self, root: Block) -> None:
+        start = max(1, root.height - window_blocks(self._config.validators.n) + 1)
+        height = start
+        while height <= root.height:
+            blocks, _ = self._ports.committed.committed_range(height, root.height - height + 1, 1 << 62)
+            if not blocks:
+                raise InvariantViolation(f"committed block {height} missing below the root {root.height}")
+            self._committed_records.extend(Record.of(b) for b in blocks if b.height <= root.height)
+            height = blocks[-1].height + 1
+
+    def window(self, block: Block) -> list[Record]:
+        """Leader reputation's window of `block` (in the tree or the root): it and its
+        ancestors, newest first, at most `window_blocks(n)` (`bft.core.reputation`)."""
+        size = window_blocks(self._config.validators.n)
+        out = [Record.of(b) for b in itertools.islice(self.tree.ancestors(block), size)]
+        for record in reversed(self._committed_records):
+            if len(out) >= size:
+                break
+            out.append(record)
+        return out
+
+    def leader(self, view: View, parent: Block) -> ValidatorIndex:
+        """The leader of `view` for a block extending `parent` (in the tree or the root)."""
+        if not self._config.leader_reputation:
+            return leader_of(self._config, view)
+        return reputation_leader(self._config, view, self.window(parent))
+
+    def failed_leaders(self, view: View, parent: Block) -> tuple[ValidatorIndex, ...]:
+        """What a block of `view` extending `parent` must record as its failed leaders."""
+        if not self._config.leader_reputation:
+            return ()
+        return failed_leaders_between(self._config, parent.view, view, self.window(parent))
 
     def add_block(self, block: Block) -> Refused | None:
         """Check that `block` may extend its parent (in the tree), then keep it, journaled before
@@ -144,6 +189,8 @@ class ChainState:
         proof = commit_proof(self.tree, block, certified, self._length)
         _, qcs = self.tree.commit(block)
         blocks = tuple(b for b in filled if b is not None)
+        if self._config.leader_reputation:
+            self._committed_records.extend(Record.of(b) for b in blocks)
         commit = Commit(blocks, qcs, qc, proof)
         self._ports.executed.on_commit(commit)
         self._ports.journal.prune_to(block.height)

@@ -63,6 +63,10 @@ class ReplicaConfig:
     # proposals carry proofs of availability of batches instead of transactions. Under it a
     # block's limits (max_block_txs, max_block_bytes) bound what its proofs reference.
     quorum_store: bool = False
+    # Leaders chosen from the recent history of the chain, a genesis parameter
+    # (`bft.core.reputation`): a validator that failed its turn and shows no sign of life is
+    # skipped until it votes again. Off: `bft.core.leader.leader_of`'s fixed schedule.
+    leader_reputation: bool = False
     max_batch_txs: int = DEFAULT_MAX_BATCH_TXS
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
     # A batch made at committed height h expires at h + batch_lifetime_heights: no block above

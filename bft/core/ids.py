@@ -99,6 +99,8 @@ class BlockFields(Protocol):
     def app_hash(self) -> bytes: ...
     @property
     def batches(self) -> Sequence[BatchProofFields]: ...
+    @property
+    def failed_leaders(self) -> Sequence[int]: ...
 
 
 def qc_array(qc: QuorumCertFields) -> list[Any]:
@@ -119,8 +121,9 @@ def batch_proof_array(proof: BatchProofFields) -> list[Any]:
 
 
 def block_array(block: BlockFields, with_txs: bool = True) -> list[Any]:
-    """The block's layout: eight fields, and a ninth, its proofs of availability, only when it
-    has some (so a block without them encodes, and hashes, as before the quorum store)."""
+    """The block's layout: eight fields, a ninth, its proofs of availability, when it has some or
+    when a tenth follows, and the tenth, its failed leaders, only when it has some (so a block
+    without either encodes, and hashes, as before the quorum store and leader reputation)."""
     fields = [
         block.view,
         block.height,
@@ -131,8 +134,10 @@ def block_array(block: BlockFields, with_txs: bool = True) -> list[Any]:
         block.app_height,
         block.app_hash,
     ]
-    if block.batches:
+    if block.batches or block.failed_leaders:
         fields.append([batch_proof_array(p) for p in block.batches])
+    if block.failed_leaders:
+        fields.append(list(block.failed_leaders))
     return fields
 
 

@@ -10,7 +10,9 @@ that never happens, so nothing would commit. With two-view terms, a round of 2n 
 a run of at least four working views while at most f validators are down (the n - f working
 terms fall into at most f + 1 runs, one of which holds two terms), and the shuffle keeps every
 validator's share equal.
-May not: depend on anything but the view and the configuration.
+May not: depend on anything but the view and the configuration. (With the genesis' leader
+reputation, `bft.core.reputation` skips the terms of validators the chain's recent history sets
+aside, on top of this schedule.)
 """
 
 from __future__ import annotations
@@ -30,11 +32,11 @@ def leader_of(config: ReplicaConfig, view: View) -> ValidatorIndex:
         return config.leaders[view - 1]
     n = config.validators.n
     term = view // TERM_VIEWS
-    return _round_order(config.chain_id, n, term // n)[term % n]
+    return round_order(config.chain_id, n, term // n)[term % n]
 
 
 @functools.lru_cache(maxsize=1024)
-def _round_order(chain_id: str, n: int, round_number: int) -> tuple[ValidatorIndex, ...]:
+def round_order(chain_id: str, n: int, round_number: int) -> tuple[ValidatorIndex, ...]:
     seed = chain_id.encode() + struct.pack(">Q", round_number)
     order = sorted(range(n), key=lambda i: sha256(seed + struct.pack(">I", i)))
     return tuple(ValidatorIndex(i) for i in order)

@@ -48,7 +48,7 @@ class Block:
     `id` is the SHA-256 of the block's canonical encoding, computed on construction.
     `batches` are its proofs of availability under the quorum store (`bft.core.batches`): then
     `txs` is empty as proposed, or exactly its batches' transactions once filled in (the id
-    leaves them out).
+    leaves them out). `failed_leaders` are in the id: a block certifies whom its chain blames.
     """
 
     view: View
@@ -60,6 +60,9 @@ class Block:
     app_height: int = 0
     app_hash: bytes = GENESIS_APP_HASH
     batches: tuple[BatchProof, ...] = ()
+    # Under leader reputation (`bft.core.reputation`): the leaders of the views between the
+    # parent's and this one, which produced no block of this chain (distinct, ascending).
+    failed_leaders: tuple[ValidatorIndex, ...] = ()
     id: BlockId = field(init=False, compare=False)
 
     def __post_init__(self) -> None:

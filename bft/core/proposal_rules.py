@@ -44,9 +44,15 @@ def check_proposal(
         return refused
     if block.view < view and not certified_late:
         return _stale(block.view, view)
-    leader = leader_of(config, block.view)
-    if block.proposer != leader:
-        detail = f"wrong leader for view {block.view}: {block.proposer}, expected {leader}"
+    if not config.leader_reputation:
+        refused = check_leader(block, leader_of(config, block.view))
+        if refused is not None:
+            return refused
+        if block.failed_leaders:
+            detail = "records failed leaders on a chain without leader reputation"
+            return Refused(RefusalReason.WRONG_LEADER, detail)
+    elif any(v >= config.validators.n for v in block.failed_leaders):
+        detail = f"records failed leaders {list(block.failed_leaders)}, not all validators"
         return Refused(RefusalReason.WRONG_LEADER, detail)
     refused = check_parent_link(block)
     if refused is not None:
@@ -75,6 +81,24 @@ def check_proposal(
     return reason
 
 
+def check_leader(block: Block, leader: ValidatorIndex) -> Refused | None:
+    """The block is its view's leader's (with leader reputation, the leader by its parent's
+    window, checked once the parent is here: `bft.core.replica`)."""
+    if block.proposer != leader:
+        detail = f"wrong leader for view {block.view}: {block.proposer}, expected {leader}"
+        return Refused(RefusalReason.WRONG_LEADER, detail)
+    return None
+
+
+def check_failed_leaders(block: Block, expected: tuple[ValidatorIndex, ...]) -> Refused | None:
+    """The block records as failed exactly the leaders its parent's window names for the views
+    between them (`bft.core.reputation`): a leader cannot bench an honest validator by blaming it."""
+    if block.failed_leaders != expected:
+        detail = f"records failed leaders {list(block.failed_leaders)}, the chain says {list(expected)}"
+        return Refused(RefusalReason.WRONG_LEADER, detail)
+    return None
+
+
 def check_parent_link(block: Block) -> Refused | None:
     """A block's parent is the block its QC certifies. The vote rule's liveness half trusts a QC
     newer than the lock because the block extends that QC's block; a block that carries one QC
@@ -99,11 +123,17 @@ def check_window(config: ReplicaConfig, current: View, view: View) -> Refused | 
 
 
 def check_vote(
-    config: ReplicaConfig, certifier: Certifier, view: View, sender: ValidatorIndex, vote: Vote
+    config: ReplicaConfig,
+    certifier: Certifier,
+    view: View,
+    sender: ValidatorIndex,
+    vote: Vote,
+    next_leader: ValidatorIndex | None,
 ) -> Refused | None:
-    """A vote counts if its sender signed it, for a view in the window, and we lead the next view."""
+    """A vote counts if its sender signed it, for a view in the window, and we lead the next view
+    (`next_leader`; None: not known yet, as under leader reputation for a block not here)."""
     refused = _check_author(vote.author, sender) or check_window(config, view, vote.view)
-    if refused is None and leader_of(config, View(vote.view + 1)) != config.me:
+    if refused is None and next_leader is not None and next_leader != config.me:
         refused = Refused(RefusalReason.NOT_NEXT_LEADER, f"not the leader of view {vote.view + 1}")
     return refused or certifier.check_vote(vote)
 

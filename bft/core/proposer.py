@@ -21,7 +21,6 @@ from __future__ import annotations
 from bft.core.batches import BatchProof, fit_limits
 from bft.core.chain_state import ChainState
 from bft.core.config import ReplicaConfig
-from bft.core.leader import leader_of
 from bft.core.messages import Block, Proposal, TimeoutCert
 from bft.core.ports import PayloadSource
 from bft.core.quorum_store import QuorumStore
@@ -66,12 +65,12 @@ class Proposer:
         leaves out committed ones). None until the justification is here, or while an idle
         proposal is paced (only with `wait`); the reason if refused."""
         high_qc = chain.high_qc
-        if leader_of(self._config, view) != self._config.me or self.has_proposed(view):
-            return None
         parent = chain.tree.get(high_qc.block_id)
+        if parent is None or chain.leader(view, parent) != self._config.me or self.has_proposed(view):
+            return None  # proposes once the high QC's block lands, if it leads the view then
         tc = last_tc if view != high_qc.view + 1 else None
-        if parent is None or (view != high_qc.view + 1 and (tc is None or tc.view + 1 != view)):
-            return None  # proposes once the high QC's block lands, or a TC for the previous view
+        if view != high_qc.view + 1 and (tc is None or tc.view + 1 != view):
+            return None  # or once a TC for the previous view is here
         config = self._config
         txs: tuple[bytes, ...] = ()
         batches: tuple[BatchProof, ...] = ()
@@ -95,7 +94,16 @@ class Proposer:
                 RefusalReason.APP_NOT_EXECUTED, f"app state at height {app_height} not executed here"
             )
         block = Block(
-            view, parent.height + 1, parent.id, config.me, high_qc, txs, app_height, app_hash, batches
+            view,
+            parent.height + 1,
+            parent.id,
+            config.me,
+            high_qc,
+            txs,
+            app_height,
+            app_hash,
+            batches,
+            chain.failed_leaders(view, parent),
         )
         proposal = self._safety.sign_proposal(block, tc)
         if isinstance(proposal, Proposal):

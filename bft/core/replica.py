@@ -41,7 +41,13 @@ from bft.core.messages import (
 )
 from bft.core.pacemaker import Pacemaker
 from bft.core.ports import Ports
-from bft.core.proposal_rules import check_proposal, check_timeout, check_vote
+from bft.core.proposal_rules import (
+    check_failed_leaders,
+    check_leader,
+    check_proposal,
+    check_timeout,
+    check_vote,
+)
 from bft.core.proposer import Proposer
 from bft.core.quorum_store import QuorumStore
 from bft.core.recovery import Recovery
@@ -295,6 +301,15 @@ class Replica:
             refused = Refused(RefusalReason.NOT_CURRENT_VIEW, detail)
             self._refuse(sender, block.view, Subject.PROPOSAL, refused)
             return
+        if parent is not None and self._config.leader_reputation:
+            # The leader by the parent's window (a proposal whose parent is fetched first comes
+            # back here once it lands).
+            refused = check_leader(block, self._chain.leader(block.view, parent))
+            if refused is None:
+                refused = check_failed_leaders(block, self._chain.failed_leaders(block.view, parent))
+            if refused is not None:
+                self._refuse(sender, block.view, Subject.PROPOSAL, refused)
+                return
         # Checked and signed, for the view we are in: a second block for it is evidence.
         evidence = self._proposals.observe(proposal)
         self._out.extend(() if evidence is None else (evidence,))
@@ -320,7 +335,7 @@ class Replica:
         if isinstance(vote, Refused):
             self._refuse(sender, block.view, Subject.PROPOSAL, Refused(vote.reason, f"not voting: {vote}"))
             return
-        next_leader = leader_of(self._config, View(block.view + 1))
+        next_leader = self._chain.leader(View(block.view + 1), block)
         if next_leader == self._me:
             self._on_vote(self._me, vote, now)
         else:
@@ -338,7 +353,7 @@ class Replica:
     # Votes, QCs and commits.
 
     def _on_vote(self, sender: ValidatorIndex, vote: Vote, now: float) -> None:
-        refused = check_vote(self._config, self._certifier, self.view, sender, vote)
+        refused = check_vote(self._config, self._certifier, self.view, sender, vote, self._next_leader(vote))
         if refused is not None:
             self._refuse(sender, vote.view, Subject.VOTE, refused)
             self._send_sync_info_if_behind(sender, View(vote.view + 1), now)
@@ -351,6 +366,28 @@ class Replica:
             self._refuse(sender, vote.view, Subject.VOTE, result)
         elif result is not None:
             self._on_qc(result, now, None)
+
+    def _next_leader(self, vote: Vote) -> ValidatorIndex | None:
+        """Who collects `vote`: the leader of the next view, by the voted block's window under
+        leader reputation (None if that block is not here yet: the vote is taken, bounded by the
+        collector, and only a leader's proposal, checked against the schedule, can use it)."""
+        if not self._config.leader_reputation:
+            return leader_of(self._config, View(vote.view + 1))
+        block = self._chain.tree.get(vote.block_id)
+        return None if block is None else self._chain.leader(View(vote.view + 1), block)
+
+    def leader_of_view(self, view: View) -> ValidatorIndex:
+        """The leader of `view` for a proposal extending the high QC's block (the root's window if
+        that block is not here): what an operator sees, and whom a Byzantine wrapper addresses."""
+        parent = self._chain.tree.get(self._chain.high_qc.block_id) or self._chain.tree.root
+        return self._chain.leader(view, parent)
+
+    def next_leader_after(self, block_id: BlockId, view: View) -> ValidatorIndex:
+        """Who collects votes for the block `block_id` of `view` (the high QC's window if it is not here)."""
+        block = self._chain.tree.get(block_id)
+        if block is None:
+            return self.leader_of_view(View(view + 1))
+        return self._chain.leader(View(view + 1), block)
 
     def _on_qc(self, qc: QuorumCert, now: float, source: ValidatorIndex | None) -> None:
         """A verified QC: update high QC, lock and commits (or fetch its block), then enter the

@@ -20,6 +20,7 @@ bytes, it returns a message or raises a `DecodeError` subclass.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
@@ -238,13 +239,19 @@ def _proofs_size_bound(proofs: int, signatures: int) -> int:
     return _UINT_BYTES + proofs * _BATCH_PROOF_FIXED_BYTES + signatures * _QC_PER_SIGNER_BYTES
 
 
+def _failed_size_bound(failed: int) -> int:
+    """The tenth field of a block (and the ninth's empty list before it): `failed` indices."""
+    return 0 if failed == 0 else 2 * _UINT_BYTES + failed * _UINT_BYTES
+
+
 def block_size_bound(block: Block) -> int:
-    """At least the encoded size of `block` (with its transactions, as stored and served, and
-    its proofs), without encoding it."""
+    """At least the encoded size of `block` (with its transactions, as stored and served, its
+    proofs and its failed leaders), without encoding it."""
     txs = _txs_size_bound(sum(len(tx) for tx in block.txs), len(block.txs))
     signatures = sum(len(p.signatures) for p in block.batches)
     proofs = _proofs_size_bound(len(block.batches), signatures)
-    return _BLOCK_FIXED_BYTES + qc_size_bound(len(block.qc.signatures)) + txs + proofs
+    failed = _failed_size_bound(len(block.failed_leaders))
+    return _BLOCK_FIXED_BYTES + qc_size_bound(len(block.qc.signatures)) + txs + proofs + failed
 
 
 def max_block_size_bound(
@@ -255,7 +262,8 @@ def max_block_size_bound(
     by up to all `validators` (a full block under the quorum store has both)."""
     txs = _txs_size_bound(max_block_bytes, max_block_txs)
     proofs = _proofs_size_bound(max_block_batches, max_block_batches * validators)
-    return _BLOCK_FIXED_BYTES + qc_size_bound(validators) + txs + proofs
+    failed = _failed_size_bound(validators)
+    return _BLOCK_FIXED_BYTES + qc_size_bound(validators) + txs + proofs + failed
 
 
 def batch_size_bound(batch: Batch) -> int:
@@ -452,16 +460,25 @@ def _to_batch_proofs(obj: object, what: str) -> tuple[BatchProof, ...]:
 def _to_block(obj: object) -> Block:
     if not isinstance(obj, list):
         wrong("block", obj)
-    if len(obj) == 9:
-        # The ninth field exists only when the block has proofs: an empty list would be a second
-        # encoding of the block without it.
+    failed: tuple[ValidatorIndex, ...] = ()
+    if len(obj) == 10:
+        # The tenth field exists only when the block has failed leaders, distinct and ascending:
+        # each block has one encoding.
+        fields, proofs = obj[:8], _to_batch_proofs(obj[8], "block proofs")
+        entries = bounded_list(obj[9], MAX_SIGNATURES, "block failed leaders")
+        failed = tuple(_index(v, "block failed leader") for v in entries)
+        if not failed or any(a >= b for a, b in itertools.pairwise(failed)):
+            raise WrongType("block failed leaders: a non-empty, strictly ascending list")
+    elif len(obj) == 9:
+        # The ninth field exists only when the block has proofs (or failed leaders after it): an
+        # empty list would be a second encoding of the block without it.
         fields, proofs = obj[:8], _to_batch_proofs(obj[8], "block proofs")
         if not proofs:
             raise WrongType("block proofs: an empty list is encoded by leaving the field out")
     elif len(obj) == 8:
         fields, proofs = obj, ()
     else:
-        raise WrongType(f"block: expected 8 or 9 elements, got {len(obj)}")
+        raise WrongType(f"block: expected 8 to 10 elements, got {len(obj)}")
     view, height, parent_id, proposer, qc, txs, app_height, app_hash = fields
     return Block(
         view=_view(view, "block view"),
@@ -473,6 +490,7 @@ def _to_block(obj: object) -> Block:
         app_height=uint(app_height, _MAX_UINT, "block app height"),
         app_hash=byte_string(app_hash, "block app hash", max_len=MAX_APP_HASH_SIZE_BYTES),
         batches=proofs,
+        failed_leaders=failed,
     )
 
 

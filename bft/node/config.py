@@ -13,7 +13,8 @@ genesis.json:
      "validators": [{"index": 0, "public_key": "<64 hex>", "p2p": "127.0.0.1:26600",
                      "api": "127.0.0.1:26601"}, ...],
      "commit_chain": 2,
-     "quorum_store": true}
+     "quorum_store": true,
+     "leader_reputation": true}
 
 "commit_chain" is optional: the commit rule's chain length (`bft.core.commit_rule`), 3 (chained
 HotStuff's three-chain) when absent, or 2 (Jolteon's two-chain). It is written only when it is
@@ -24,6 +25,10 @@ node refuses a two-chain genesis (an unknown key) instead of running it under th
 ordering (`bft.core.quorum_store`: proposals carry proofs of availability, not transactions).
 False when absent, and written only when true, for the same two reasons: a genesis without it is
 byte for byte what it was before the field existed, and an older node refuses one with it.
+
+"leader_reputation" is optional, a JSON boolean, the same way: whether leaders are chosen from
+the recent history of the chain (`bft.core.reputation`: a validator that failed its turn and
+shows no sign of life is skipped until it votes again) instead of the fixed schedule alone.
 
 config.toml: tables [node] (index; key_file, genesis_file, data_dir, log_file, relative to the
 home directory), [p2p] listen, [api] listen (and optionally the `ApiSettings` keys: deadlines and
@@ -131,7 +136,7 @@ class Genesis:
 
     Construction validates: ConfigError for an empty chain id, indices not 0..n-1 in order,
     invalid or duplicate public keys, bad or duplicate addresses, a `commit_chain` that is not
-    the integer 2 or 3, or a `quorum_store` that is not a boolean.
+    the integer 2 or 3, or a `quorum_store` or `leader_reputation` that is not a boolean.
     """
 
     chain_id: str
@@ -141,12 +146,15 @@ class Genesis:
     # Proposals carry proofs of availability of batches instead of transactions: a chain's
     # nodes must all do it or none (their blocks would not even be valid to each other).
     quorum_store: bool = False
+    # Leaders from the chain's recent history: every node must compute the same schedule.
+    leader_reputation: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.chain_id, str) or not self.chain_id:
             raise ConfigError("genesis: chain_id must be a non-empty string")
         _check_commit_chain(self.commit_chain)
-        _check_quorum_store(self.quorum_store)
+        _check_flag("quorum_store", self.quorum_store)
+        _check_flag("leader_reputation", self.leader_reputation)
         if not self.validators:
             raise ConfigError("genesis: no validators")
         seen_keys: set[bytes] = set()
@@ -188,18 +196,17 @@ def _check_commit_chain(value: object) -> None:
         )
 
 
-def _check_quorum_store(value: object) -> None:
+def _check_flag(name: str, value: object) -> None:
     # `type(...) is bool`: 1 and "true" are not JSON's true, and guessing would split a chain.
     if type(value) is not bool:
         raise ConfigError(
-            f"genesis: quorum_store must be true or false (a JSON boolean), got {type(value).__name__} "
-            f"{value!r}"
+            f"genesis: {name} must be true or false (a JSON boolean), got {type(value).__name__} {value!r}"
         )
 
 
 def genesis_to_json(genesis: Genesis) -> str:
     """The genesis JSON of `genesis`; "commit_chain" only when it is not the default, and
-    "quorum_store" only when true (module header)."""
+    "quorum_store" and "leader_reputation" only when true (module header)."""
     doc: dict[str, Any] = {
         "chain_id": genesis.chain_id,
         "validators": [
@@ -211,6 +218,8 @@ def genesis_to_json(genesis: Genesis) -> str:
         doc["commit_chain"] = genesis.commit_chain
     if genesis.quorum_store:
         doc["quorum_store"] = True
+    if genesis.leader_reputation:
+        doc["leader_reputation"] = True
     return json.dumps(doc, indent=2) + "\n"
 
 
@@ -239,7 +248,10 @@ def genesis_from_json(text: str, source: str = "genesis") -> Genesis:
     if not isinstance(doc, dict):
         raise ConfigError(f"{source}: expected a JSON object at the top level")
     _check_keys(
-        doc, {"chain_id", "validators", "commit_chain", "quorum_store"}, {"chain_id", "validators"}, source
+        doc,
+        {"chain_id", "validators", "commit_chain", "quorum_store", "leader_reputation"},
+        {"chain_id", "validators"},
+        source,
     )
     chain_id = doc["chain_id"]
     if not isinstance(chain_id, str):
@@ -271,6 +283,7 @@ def genesis_from_json(text: str, source: str = "genesis") -> Genesis:
             tuple(validators),
             doc.get("commit_chain", DEFAULT_COMMIT_CHAIN),
             doc.get("quorum_store", False),
+            doc.get("leader_reputation", False),
         )
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
@@ -594,6 +607,7 @@ class NodeConfig:
                 max_batch_delay_s=c.max_batch_delay_s,
                 commit_chain=genesis.commit_chain,
                 quorum_store=genesis.quorum_store,
+                leader_reputation=genesis.leader_reputation,
                 max_batch_txs=c.max_batch_txs,
                 max_batch_bytes=c.max_batch_bytes,
                 batch_lifetime_heights=c.batch_lifetime_heights,

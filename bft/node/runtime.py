@@ -696,7 +696,9 @@ class Node:
             "chain_id": self.genesis.chain_id,
             "view": int(view),
             "height": last.height if last is not None else 0,
-            "leader": int(leader_of(self.replica_config, view)),
+            "leader": int(
+                replica.leader_of_view(view) if replica is not None else leader_of(self.replica_config, view)
+            ),
             "last_block_id": last.id.hex() if last is not None else "",
             "peers": len(self.transport.connected_peers),
             "commits_per_s": round(recent / RATE_WINDOW_S, 2),
@@ -731,9 +733,9 @@ class Node:
             view=int(view),
             time_in_view_s=now - self._view_seen[1] if self._view_seen[0] == view else 0.0,
             next_deadline_in_s=None if deadline is None else max(0.0, deadline - now),
-            leader=int(leader_of(self.replica_config, view)),
+            leader=int(replica.leader_of_view(view)),
             upcoming_leaders=tuple(
-                (v, int(leader_of(self.replica_config, View(v))))
+                (v, int(replica.leader_of_view(View(v))))
                 for v in range(view + 1, view + 1 + UPCOMING_LEADERS)
             ),
             height=replica.committed_height,

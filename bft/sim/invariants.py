@@ -10,7 +10,12 @@ any instance proposes; the checker records each broken invariant as a `Violation
   closed a commit's chain, certifies a block that does not extend that block. This is the key
   lemma of the safety proofs of HotStuff and Jolteon alike; it fails before conflicting commits
   can, so it catches weakened rules sooner.
-- validity: every committed block was proposed by the leader of its view (`leader_of`), and its
+- leader-schedule (with leader reputation): every block an honest replica votes for or proposes
+  is by the leader of its view, and records the failed leaders, that its parent's window names
+  (`bft.core.reputation`, computed here from the blocks seen): every honest node runs one
+  schedule. (Validity checks the same of committed blocks.)
+- validity: every committed block was proposed by the leader of its view (`leader_of`, or by
+  reputation its parent's window), and its
   own QC and the QC its commit carries for it verify against the validator set; every committed
   transaction was seen in some proposal on the network, and no transaction is committed at two
   heights (but one a client sent to two nodes, under the quorum store: two batches may carry
@@ -55,15 +60,18 @@ May not: drive the simulation or look at anything it is not handed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from itertools import pairwise
 
 from bft.core.actions import Commit
 from bft.core.app_state import claim_height
 from bft.core.batches import Batch, BatchAck
+from bft.core.blocktree import genesis
 from bft.core.certs import Certifier
 from bft.core.commit_rule import DEFAULT_COMMIT_CHAIN
+from bft.core.config import ReplicaConfig
+from bft.core.leader import leader_of
 from bft.core.messages import (
     Block,
     BlockResponse,
@@ -76,8 +84,9 @@ from bft.core.messages import (
     Timeout,
     Vote,
 )
+from bft.core.reputation import Record, failed_leaders_between, reputation_leader, window_blocks
 from bft.core.serving import ServingLimits
-from bft.core.types import BlockId, ValidatorIndex, View
+from bft.core.types import BlockId, View
 from bft.core.wire import encode
 from bft.sim.network import Instance
 
@@ -101,6 +110,7 @@ SERVING_BUDGET = "serving-budget"
 LIVENESS = "liveness"
 PROGRAM_ERROR = "program-error"
 EVENT_BUDGET = "event-budget"
+LEADER_SCHEDULE = "leader-schedule"
 
 SAFETY_KINDS = frozenset(
     {
@@ -136,13 +146,14 @@ class InvariantChecker:
         honest: Collection[Instance],
         min_new_commits: int = 3,
         certifier: Certifier | None = None,
-        leader_of: Callable[[View], ValidatorIndex] | None = None,
+        schedule: ReplicaConfig | None = None,
         serving: ServingLimits | None = None,
         commit_chain: int = DEFAULT_COMMIT_CHAIN,
         claim_lag: int = 0,
     ) -> None:
         """Without a `certifier` no certificate is verified (conflicting-qc, and the QC checks of
-        validity and certified-commit, are off); without `leader_of` no proposer is checked;
+        validity and certified-commit, are off); without `schedule` (a configuration whose chain
+        id, validators, leader prefix and leader reputation fix who leads) no proposer is checked;
         without `serving` no answer is counted against a budget. `commit_chain` is the genesis'
         commit rule, which proofs and app claims are checked against."""
         self.honest = frozenset(honest)
@@ -154,9 +165,11 @@ class InvariantChecker:
         # it: sync answers with blocks, block answers, bytes; and the peers already flagged.
         self._answers: dict[tuple[Instance, int], tuple[int, int, int, int]] = {}
         self._over_budget: set[tuple[Instance, int]] = set()
-        self._leader_of = leader_of
+        self._schedule = schedule
         # Blocks whose proposer and own QC passed validity already (a block id fixes both).
         self._valid_blocks: set[BlockId] = set()
+        # Blocks an honest replica voted for or proposed that are on the schedule (leader-schedule).
+        self._on_schedule: set[BlockId] = set()
         # For conflicting-qc: every block and valid QC seen, and the committed chain by height.
         self._certifier = certifier
         self._blocks: dict[BlockId, Block] = {}
@@ -213,6 +226,7 @@ class InvariantChecker:
         self._observe_certificates(time_s, msg)
         if src in self.honest:
             self._observe_availability(time_s, src, msg)
+            self._check_schedule(time_s, src, msg)
         if src not in self.honest or not isinstance(msg, Vote | Timeout):
             return
         kind = "vote" if isinstance(msg, Vote) else "timeout"
@@ -241,6 +255,72 @@ class InvariantChecker:
                 src,
                 f"{kind} for view {msg.view} sent while the durable {field} is {have}",
             )
+
+    def _off_schedule(self, block: Block) -> str | None:
+        """Why `block` is not its view's leader's by the schedule (None if it is, or if the
+        blocks under it needed to tell were not seen)."""
+        config = self._schedule
+        if config is None:
+            return None
+        if not config.leader_reputation:
+            leader = leader_of(config, block.view)
+            if block.proposer != leader:
+                return f"proposed by {block.proposer}, but the leader of view {block.view} is {leader}"
+            return None
+        window = self._window(block.parent_id)
+        if window is None:
+            return None
+        parent_view, records = window
+        leader = reputation_leader(config, block.view, records)
+        if block.proposer != leader:
+            by_window = f"the leader of view {block.view} by its parent's window is {leader}"
+            return f"proposed by {block.proposer}, but {by_window}"
+        failed = failed_leaders_between(config, parent_view, block.view, records)
+        if block.failed_leaders != failed:
+            says = f"its parent's window says {list(failed)}"
+            return f"records failed leaders {list(block.failed_leaders)}, {says}"
+        return None
+
+    def _window(self, parent_id: BlockId) -> tuple[View, list[Record]] | None:
+        """The parent's view and its reputation window (newest first), from the blocks seen."""
+        assert self._schedule is not None
+        size = window_blocks(self._schedule.validators.n)
+        records: list[Record] = []
+        parent = self._blocks.get(parent_id) or self._genesis_if(parent_id)
+        if parent is None:
+            return None
+        current: Block | None = parent
+        while current is not None and current.height > 0 and len(records) < size:
+            records.append(Record.of(current))
+            current = self._blocks.get(current.parent_id) or self._genesis_if(current.parent_id)
+            if current is None:
+                return None
+        return parent.view, records
+
+    def _genesis_if(self, block_id: BlockId) -> Block | None:
+        assert self._schedule is not None
+        root = genesis(self._schedule.chain_id)[0]
+        return root if root.id == block_id else None
+
+    def _check_schedule(self, time_s: float, src: Instance, msg: Message) -> None:
+        if self._schedule is None or not self._schedule.leader_reputation:
+            return
+        if isinstance(msg, Vote):
+            block = self._blocks.get(msg.block_id)
+        elif isinstance(msg, Proposal):
+            block = msg.block
+        else:
+            return
+        if block is None or block.id in self._on_schedule:
+            return
+        wrong = self._off_schedule(block)
+        if wrong is None:
+            self._on_schedule.add(block.id)
+            return
+        what = "voted for" if isinstance(msg, Vote) else "proposed"
+        self._violate(
+            LEADER_SCHEDULE, time_s, src, f"{what} block {block.id.hex()[:16]} (view {block.view}): {wrong}"
+        )
 
     def _observe_availability(self, time_s: float, src: Instance, msg: Message) -> None:
         if isinstance(msg, Batch) and msg.author == src.index:
@@ -342,12 +422,9 @@ class InvariantChecker:
         own QC, for its parent, and `qc`, the commit's QC for it)."""
         reasons: list[str] = []
         if block.id not in self._valid_blocks:
-            if self._leader_of is not None:
-                leader = self._leader_of(block.view)
-                if block.proposer != leader:
-                    reasons.append(
-                        f"proposed by {block.proposer}, but the leader of view {block.view} is {leader}"
-                    )
+            wrong = self._off_schedule(block)
+            if wrong is not None:
+                reasons.append(wrong)
             refused = None if self._certifier is None else self._certifier.check_qc(block.qc)
             if refused is not None:
                 reasons.append(f"its QC (view {block.qc.view}) does not verify: {refused.detail}")

@@ -82,6 +82,8 @@ class SimSpec:
     # The genesis' data dissemination (`bft.core.quorum_store`): batches and proofs of
     # availability in proposals instead of transactions.
     quorum_store: bool = False
+    # The genesis' leader reputation (`bft.core.reputation`): leaders from the chain's history.
+    leader_reputation: bool = False
 
     def __post_init__(self) -> None:
         if self.nodes < 1:
@@ -133,6 +135,8 @@ class SimSpec:
             cmd += f" --commit-chain {self.commit_chain}"
         if self.quorum_store:
             cmd += " --quorum-store"
+        if self.leader_reputation:
+            cmd += " --leader-reputation"
         return f"{cmd} --seed {seed}"
 
 

@@ -232,7 +232,11 @@ class World:
         # Whose turn a view is, as every replica computes it (from the chain id, the validators
         # and the leader prefix; `me` plays no part).
         leader_config = ReplicaConfig(
-            chain_id=spec.chain_id, validators=validators, me=ValidatorIndex(0), leaders=leaders
+            chain_id=spec.chain_id,
+            validators=validators,
+            me=ValidatorIndex(0),
+            leaders=leaders,
+            leader_reputation=spec.leader_reputation,
         )
         # Every replica's serving budgets (they depend on n, the base timeout and the pending bound).
         serving = ServingLimits.of(
@@ -250,7 +254,7 @@ class World:
             honest,
             spec.min_new_commits,
             certifier,
-            self.leader,
+            leader_config,
             serving,
             spec.commit_chain,
             execution_lag(spec.quorum_store),
@@ -277,6 +281,7 @@ class World:
                 max_fetch_blocks=self.settings.max_fetch_blocks,
                 leaders=leaders,
                 commit_chain=spec.commit_chain,
+                leader_reputation=spec.leader_reputation,
             )
             config = self._with_quorum_store(config, spec)
             self.nodes[inst] = SimNode(
@@ -673,10 +678,19 @@ class World:
             del self.aimed[node.inst]
             self._trace(node.inst, "pause disarmed: it entered no view it leads in time")
         elif aimed is not None and any(
-            isinstance(a, ViewChange) and self.leader(a.view) == node.inst.index for a in actions
+            isinstance(a, ViewChange) and self._leads(node, a.view) for a in actions
         ):
             del self.aimed[node.inst]
             self._stop(node, aimed)
+
+    def _leads(self, node: SimNode, view: View) -> bool:
+        """Whether `node` leads `view` as its replica computes it (by the high QC's window under
+        leader reputation), else by the fixed schedule."""
+        program = node.program
+        replica = program if isinstance(program, Replica) else getattr(program, "inner", None)
+        if isinstance(replica, Replica):
+            return replica.leader_of_view(view) == node.inst.index
+        return self.leader(view) == node.inst.index
 
     def _check_timer_progress(self, node: SimNode, now: float) -> None:
         """After on_timer(now) the next deadline is strictly later: one that stays in the past

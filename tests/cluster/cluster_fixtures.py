@@ -27,6 +27,7 @@ def cluster_maker(root: Path) -> Iterator[MakeCluster]:
         *,
         commit_chain: int = 3,
         quorum_store: bool = False,
+        leader_reputation: bool = False,
     ) -> Cluster:
         cluster = Cluster(
             root / f"cluster{len(made)}",
@@ -34,6 +35,7 @@ def cluster_maker(root: Path) -> Iterator[MakeCluster]:
             dict(byzantine or {}),
             commit_chain=commit_chain,
             quorum_store=quorum_store,
+            leader_reputation=leader_reputation,
         )
         made.append(cluster)
         return cluster

@@ -223,7 +223,8 @@ class NodeProcess:
 class Cluster:
     """`nodes` validators written by `bft testnet` under `root`; node i is Byzantine if in `byzantine`;
     the genesis has the `commit_chain` rule (3: chained HotStuff's three-chain, 2: Jolteon's two-chain)
-    and runs the quorum store if `quorum_store` (`bft testnet --quorum-store`)."""
+    and runs the quorum store if `quorum_store` (`bft testnet --quorum-store`), leader reputation if
+    `leader_reputation` (`--leader-reputation`)."""
 
     root: Path
     nodes: int
@@ -231,11 +232,13 @@ class Cluster:
     procs: list[NodeProcess] = field(default_factory=list)
     commit_chain: int = 3
     quorum_store: bool = False
+    leader_reputation: bool = False
 
     def __post_init__(self) -> None:
         base = free_base_port(2 * self.nodes)
         where = ["--nodes", str(self.nodes), "--out", str(self.root), "--base-port", str(base)]
         data_path = ["--quorum-store"] if self.quorum_store else []
+        data_path += ["--leader-reputation"] if self.leader_reputation else []
         run_bft(["testnet", *where, "--commit-chain", str(self.commit_chain), *data_path])
         self.procs = []
         for i in range(self.nodes):
@@ -459,6 +462,7 @@ class MakeCluster(Protocol):
         *,
         commit_chain: int = 3,
         quorum_store: bool = False,
+        leader_reputation: bool = False,
     ) -> Cluster: ...
 
 

@@ -10,7 +10,7 @@ import pytest
 from cluster_helpers import Cluster, MakeCluster, assert_same_chain, height_window
 
 from bft.adversary import BEHAVIOURS as ADVERSARY_BEHAVIOURS
-from bft.adversary import QUORUM_STORE_BEHAVIOURS
+from bft.adversary import LEADER_REPUTATION_BEHAVIOURS, QUORUM_STORE_BEHAVIOURS
 
 # The behaviours the issue names for a real process, and any the node has beyond them: a missing
 # one makes `bft node --byzantine` refuse to start, which fails its case below.
@@ -33,6 +33,7 @@ BEHAVIOURS = sorted(EXPECTED_BEHAVIOURS | set(ADVERSARY_BEHAVIOURS))
 REFUSED_BEHAVIOURS = {
     "cross-chain",
     "double-vote",
+    "false-blame",
     "far-future",
     "forged-qc",
     "garbage",
@@ -90,9 +91,12 @@ def _honest_keep_committing(cluster: Cluster) -> None:
 
 @pytest.mark.parametrize("behaviour", BEHAVIOURS)
 def test_one_byzantine_of_four(make_cluster: MakeCluster, behaviour: str) -> None:
-    # The quorum store's own behaviours need its data path to act at all (inline they are honest).
+    # The quorum store's own behaviours need its data path to act at all (inline they are honest);
+    # false-blame, leader reputation (without it, its records are refused on sight).
     quorum_store = behaviour in QUORUM_STORE_BEHAVIOURS
-    _honest_keep_committing(make_cluster(4, {3: behaviour}, quorum_store=quorum_store))
+    reputation = behaviour in LEADER_REPUTATION_BEHAVIOURS
+    cluster = make_cluster(4, {3: behaviour}, quorum_store=quorum_store, leader_reputation=reputation)
+    _honest_keep_committing(cluster)
 
 
 @pytest.mark.parametrize("behaviours", [("equivocate", "double-vote"), ("silent", "garbage")], ids="+".join)

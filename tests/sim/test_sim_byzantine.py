@@ -41,7 +41,13 @@ N4_SEEDS_HALVED = frozenset(
 # encode block ranges from SQLite at the rate its budget allows): a few seeds in CI. And the
 # quorum store's, which act only under it (`test_n4_one_byzantine_quorum_store`): without it they
 # run as honest replicas, which a few seeds confirm.
-N4_SEEDS_FEW = {"request-flood": 12, "batch-flood": 4, "unavailable-batch": 4, "stale-proofs": 4}
+N4_SEEDS_FEW = {
+    "request-flood": 12,
+    "batch-flood": 4,
+    "unavailable-batch": 4,
+    "stale-proofs": 4,
+    "false-blame": 12,
+}
 
 
 def _campaign(spec: SimSpec, seeds: range) -> None:
@@ -110,3 +116,33 @@ def test_n4_one_byzantine_quorum_store(behaviour: str, seeds: int) -> None:
 
 def test_n7_byzantine_with_twins() -> None:
     _campaign(SimSpec(nodes=7, byzantine={0: "equivocate"}, twins=True), range(N7_SEEDS))
+
+
+# Leader reputation (`bft.core.reputation`): honest schedules with their crashes and pauses, and
+# the leaders that fail their turns (silent, invalid blocks), blame others for failures
+# (false-blame), fork or propose out of turn, and Twins, each against the schedule invariant.
+@pytest.mark.parametrize(
+    ("behaviour", "seeds"),
+    [
+        (None, 40),
+        ("silent", 12),
+        ("false-blame", 12),
+        ("invalid-block", 12),
+        ("equivocate", 12),
+        ("fork-parent", 12),
+        ("out-of-turn", 12),
+        ("twins", 12),
+    ],
+    ids=lambda v: str(v),
+)
+def test_n4_leader_reputation(behaviour: str | None, seeds: int) -> None:
+    if behaviour == "twins":
+        spec = SimSpec(nodes=4, twins=True, leader_reputation=True)
+    else:
+        spec = SimSpec(nodes=4, byzantine={} if behaviour is None else {0: behaviour}, leader_reputation=True)
+    _campaign(spec, range(seeds))
+
+
+def test_n7_leader_reputation_two_byzantine() -> None:
+    spec = SimSpec(nodes=7, byzantine={0: "silent", 1: "false-blame"}, leader_reputation=True)
+    _campaign(spec, range(N7_SEEDS // 2))

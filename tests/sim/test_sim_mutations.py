@@ -15,6 +15,7 @@ import bft.core.certs as core_certs_module
 import bft.core.chain_state as chain_state_module
 import bft.core.fetcher as fetcher_module
 import bft.core.proposal_rules as proposal_rules
+import bft.core.replica as replica_module
 import bft.core.safety as safety_module
 import crypto.certs as certs_module
 import crypto.signing as signing_module
@@ -29,6 +30,7 @@ from bft.core.proposer import Proposer
 from bft.core.quorum_store import QuorumStore
 from bft.core.refusals import RefusalReason, Refused
 from bft.core.replica import Replica
+from bft.core.reputation import Record
 from bft.core.safety import SafetyRules
 from bft.core.serving import ServingBudget
 from bft.core.types import View, max_faulty
@@ -46,6 +48,7 @@ from bft.sim.invariants import (
     CONFLICTING_QC,
     DOUBLE_SIGN,
     FRAME_LIMIT,
+    LEADER_SCHEDULE,
     LIVENESS,
     PERSIST_BEFORE_SEND,
     PROGRAM_ERROR,
@@ -414,3 +417,32 @@ def test_a_queued_proof_of_a_committed_batch_is_caught(monkeypatch: pytest.Monke
     monkeypatch.setattr(QuorumStore, "proofs_for", forgetting_commits(proofs_for))
     spec = SimSpec(nodes=4, byzantine={0: "stale-proofs"}, quorum_store=True)
     _first_violation(spec, range(30), {LIVENESS})
+
+
+# Leader reputation's teeth (the genesis' leader_reputation = true).
+
+
+def test_one_node_computing_the_reputation_schedule_differently_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Validator 0 reads a window one block shorter than everyone's: it proposes in views that are
+    # not its own by the chain's schedule, and votes for blocks the schedule does not allow.
+    original = chain_state_module.ChainState.window
+
+    def short_window(self: chain_state_module.ChainState, block: Block) -> list[Record]:
+        window = original(self, block)
+        return window[:-1] if self._config.me == 0 and len(window) > 1 else window
+
+    monkeypatch.setattr(chain_state_module.ChainState, "window", short_window)
+    spec = SimSpec(nodes=4, leader_reputation=True)
+    _first_violation(spec, range(30), {LEADER_SCHEDULE})
+
+
+def test_voters_that_do_not_check_the_failed_leaders_record_are_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Without the check, false-blame's blocks, which blame honest validators for turns they did
+    # not fail, get honest votes: the chain would bench them and give their turns away.
+    monkeypatch.setattr(replica_module, "check_failed_leaders", lambda block, expected: None)
+    spec = SimSpec(nodes=4, byzantine={0: "false-blame"}, leader_reputation=True)
+    _first_violation(spec, range(30), {LEADER_SCHEDULE, VALIDITY})
