@@ -32,9 +32,12 @@ from bft.core.ports import Ports
 from bft.core.proposal_rules import AppClaim, app_claim, check_extension
 from bft.core.quorum_store import QuorumStore
 from bft.core.refusals import RefusalReason, Refused
-from bft.core.reputation import Record, failed_leaders_between, reputation_leader, window_blocks
+from bft.core.reputation import Record, benched, failed_leaders_without, leader_without, window_blocks
 from bft.core.safety import SafetyRules
 from bft.core.types import BlockId, ValidatorIndex, View
+
+# Benched sets kept by block id (leader reputation), cleared whole past this many.
+MAX_BENCHED_KEPT = 256
 
 
 class ChainState:
@@ -61,6 +64,7 @@ class ChainState:
         self._committed_records: collections.deque[Record] = collections.deque(
             maxlen=window_blocks(config.validators.n)
         )
+        self._benched_by_block: dict[BlockId, frozenset[ValidatorIndex]] = {}
         if config.leader_reputation:
             self._load_committed_records(root[0])
 
@@ -85,17 +89,28 @@ class ChainState:
             out.append(record)
         return out
 
+    def _benched(self, parent: Block) -> frozenset[ValidatorIndex]:
+        """The validators `parent`'s window benches; kept by block id, since a window is a
+        function of the block's ancestry (a step asks for the leader several times)."""
+        out = self._benched_by_block.get(parent.id)
+        if out is None:
+            if len(self._benched_by_block) >= MAX_BENCHED_KEPT:
+                self._benched_by_block.clear()
+            out = benched(self._config.validators.n, self.window(parent))
+            self._benched_by_block[parent.id] = out
+        return out
+
     def leader(self, view: View, parent: Block) -> ValidatorIndex:
         """The leader of `view` for a block extending `parent` (in the tree or the root)."""
         if not self._config.leader_reputation:
             return leader_of(self._config, view)
-        return reputation_leader(self._config, view, self.window(parent))
+        return leader_without(self._config, view, self._benched(parent))
 
     def failed_leaders(self, view: View, parent: Block) -> tuple[ValidatorIndex, ...]:
         """What a block of `view` extending `parent` must record as its failed leaders."""
         if not self._config.leader_reputation:
             return ()
-        return failed_leaders_between(self._config, parent.view, view, self.window(parent))
+        return failed_leaders_without(self._config, parent.view, view, self._benched(parent))
 
     def add_block(self, block: Block) -> Refused | None:
         """Check that `block` may extend its parent (in the tree), then keep it, journaled before

@@ -2,7 +2,8 @@
 
 Owns: `Record` (what a block tells of the validators: its proposer, the leaders it records as
 failed, the signers of its QC), `window_blocks`, `benched` (the validators a window's history
-sets aside), `reputation_leader` and `failed_leaders_between`.
+sets aside), `reputation_leader` and `failed_leaders_between` (and their `_without` forms, for
+a caller that keeps the benched set of a block).
 May not: read a store or a clock; the chain state hands in the window (newest block first).
 
 The rule, with the genesis' `"leader_reputation": true` (else `bft.core.leader.leader_of` alone).
@@ -91,10 +92,11 @@ def benched(n: int, window: Sequence[Record]) -> frozenset[ValidatorIndex]:
 
 def reputation_leader(config: ReplicaConfig, view: View, window: Sequence[Record]) -> ValidatorIndex:
     """The leader of `view` for a proposal whose parent's window is `window` (newest first)."""
-    return _leader(config, view, benched(config.validators.n, window))
+    return leader_without(config, view, benched(config.validators.n, window))
 
 
-def _leader(config: ReplicaConfig, view: View, out: frozenset[ValidatorIndex]) -> ValidatorIndex:
+def leader_without(config: ReplicaConfig, view: View, out: frozenset[ValidatorIndex]) -> ValidatorIndex:
+    """The leader of `view` when the validators in `out` are benched."""
     if 1 <= view <= len(config.leaders):
         return config.leaders[view - 1]
     n = config.validators.n
@@ -112,11 +114,17 @@ def failed_leaders_between(
     config: ReplicaConfig, parent_view: View, view: View, window: Sequence[Record]
 ) -> tuple[ValidatorIndex, ...]:
     """The leaders (distinct, ascending) of the views strictly between `parent_view` and `view`,
-    by the schedule of the parent's `window`: what a block of `view` records. Every 4n views
-    hold a whole round, which names every leader the schedule has, so no more are looked at."""
-    out = benched(config.validators.n, window)
+    by the schedule of the parent's `window`: what a block of `view` records."""
+    return failed_leaders_without(config, parent_view, view, benched(config.validators.n, window))
+
+
+def failed_leaders_without(
+    config: ReplicaConfig, parent_view: View, view: View, out: frozenset[ValidatorIndex]
+) -> tuple[ValidatorIndex, ...]:
+    """`failed_leaders_between` when the validators in `out` are benched. Every 4n views hold a
+    whole round, which names every leader the schedule has, so no more are looked at."""
     seen: set[ValidatorIndex] = set()
     last = min(view, parent_view + 1 + 4 * config.validators.n + len(config.leaders))
     for u in range(parent_view + 1, last):
-        seen.add(_leader(config, View(u), out))
+        seen.add(leader_without(config, View(u), out))
     return tuple(sorted(seen))
