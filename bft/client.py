@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import itertools
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -47,7 +48,7 @@ from bft.core.certs import Certifier
 from bft.core.commit_rule import DEFAULT_COMMIT_CHAIN, THREE_CHAIN, TWO_CHAIN, check_commit_chain
 from bft.core.messages import Block, QuorumCert
 from bft.core.types import BLOCK_ID_SIZE_BYTES, MAX_APP_HASH_SIZE_BYTES, BlockId, ValidatorIndex, View
-from bft.core.wire import BATCH_DIGEST_SIZE_BYTES, MAX_BATCHES_PER_BLOCK
+from bft.core.wire import BATCH_DIGEST_SIZE_BYTES, MAX_BATCHES_PER_BLOCK, MAX_SIGNATURES
 from bft.node.api_json import b64, block_json
 from bft.node.config import Genesis
 from bft.txframe import BINARY_MEDIA_TYPE, encode_binary_txs
@@ -739,6 +740,7 @@ def _block(doc: _Doc, *, full: bool) -> Block:
         app_height=app_height,
         app_hash=app_hash,
         batches=batches,
+        failed_leaders=_failed_leaders(doc),
     )
     if block.id != claimed_id:
         raise _Invalid(
@@ -750,6 +752,26 @@ def _block(doc: _Doc, *, full: bool) -> Block:
         )
     _check_payload(doc, block, full)
     return block
+
+
+def _failed_leaders(doc: _Doc) -> tuple[ValidatorIndex, ...]:
+    """`doc`'s failed leaders (leader reputation): none without the key; with it, a non-empty,
+    strictly ascending array of validator indices (the one spelling `block_json` writes, as the
+    block's id depends on it)."""
+    if "failed_leaders" not in doc.value:
+        return ()
+    items = doc.array("failed_leaders")
+    name = doc.path("failed_leaders")
+    if not items or len(items) > MAX_SIGNATURES:
+        raise _Invalid(f"{name} must list 1 to {MAX_SIGNATURES} validators")
+    out = []
+    for i, item in enumerate(items):
+        if type(item) is not int or item < 0:
+            raise _Invalid(f"{name}[{i}] is not a validator index")
+        out.append(ValidatorIndex(item))
+    if any(a >= b for a, b in itertools.pairwise(out)):
+        raise _Invalid(f"{name} is not strictly ascending")
+    return tuple(out)
 
 
 def _batch_proofs(doc: _Doc) -> tuple[BatchProof, ...]:

@@ -82,7 +82,9 @@ def block_json(
     A block with proofs of availability (quorum store) also has "batches", the proofs in block
     order; its "txs" are then its batches' transactions in that order if it is full (a committed
     block is), or empty if it is lean (an entry of a commit proof may be). A block without proofs
-    has no "batches" key, so its JSON is as before the quorum store."""
+    has no "batches" key, so its JSON is as before the quorum store. Likewise "failed_leaders"
+    (leader reputation, `bft.core.reputation`): the leaders its chain records as failed before
+    it, ascending, only when there are any (they are in its id)."""
     doc: dict[str, Any] = {
         "height": block.height,
         "view": int(block.view),
@@ -96,6 +98,8 @@ def block_json(
     }
     if block.batches:
         doc["batches"] = [batch_proof_json(p) for p in block.batches]
+    if block.failed_leaders:
+        doc["failed_leaders"] = [int(v) for v in block.failed_leaders]
     if qc is not None:
         doc["qc"] = qc_json(qc)
     if commit_qc is not None:
