@@ -20,6 +20,7 @@ from bft.cli_args import non_negative_float, non_negative_int, port, positive_in
 from bft.cli_commit_chain import add_commit_chain_option
 from bft.cli_ledger import add_commands as add_ledger_commands
 from bft.cli_quorum_store import add_quorum_store_option
+from bft.cli_reputation import add_leader_reputation_option
 from bft.core.commit_rule import DEFAULT_COMMIT_CHAIN
 from bft.core.types import max_faulty
 
@@ -123,12 +124,7 @@ def _add_testnet(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     add_commit_chain_option(testnet)
     add_quorum_store_option(testnet)
-    testnet.add_argument(
-        "--leader-reputation",
-        action="store_true",
-        help="the genesis chooses leaders from the chain's recent history: a validator that failed "
-        "its turn and shows no sign of life (no vote since) is skipped until it votes again; default off",
-    )
+    add_leader_reputation_option(testnet)
     testnet.set_defaults(run=_run_testnet)
 
 
@@ -258,6 +254,11 @@ def _add_cluster(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         more_help="default off; such a cluster's default data directory is ~/.bft/cluster-N-quorum-store, "
         "and a data directory keeps what it was set up with",
     )
+    add_leader_reputation_option(
+        cluster,
+        more_help="default off; such a cluster's default data directory is ~/.bft/cluster-N-reputation, "
+        "and a data directory keeps what it was set up with",
+    )
     cluster.set_defaults(run=_run_cluster)
     ctl = commands.add_parser(
         "ctl",
@@ -294,11 +295,28 @@ def _run_cluster(args: argparse.Namespace) -> int:
             # Nor has it a quorum store to switch on.
             print("bft cluster: --chaos runs without the quorum store; drop --quorum-store", file=sys.stderr)
             return 2
+        if args.leader_reputation:
+            # Nor a leader schedule to choose.
+            print(
+                "bft cluster: --chaos runs the fixed leader schedule; drop --leader-reputation",
+                file=sys.stderr,
+            )
+            return 2
         return _run_chaos_cluster(args, nodes, byzantine)
-    home = args.home if args.home is not None else default_home(nodes, args.commit_chain, args.quorum_store)
+    home = args.home
+    if home is None:
+        home = default_home(nodes, args.commit_chain, args.quorum_store, args.leader_reputation)
     try:
         code: int = trio.run(
-            run_cluster, home, nodes, base_port, byzantine, Console(), args.commit_chain, args.quorum_store
+            run_cluster,
+            home,
+            nodes,
+            base_port,
+            byzantine,
+            Console(),
+            args.commit_chain,
+            args.quorum_store,
+            args.leader_reputation,
         )
     except NodeError as e:
         # Setting up the data directory failed (it holds something else, a port range that
@@ -376,11 +394,7 @@ def _add_sim(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="the genesis disseminates batches apart from ordering: proposals carry proofs of "
         "availability (f+1 signed acknowledgements) instead of transactions",
     )
-    sim.add_argument(
-        "--leader-reputation",
-        action="store_true",
-        help="the genesis chooses leaders from the chain's recent history (bft.core.reputation)",
-    )
+    add_leader_reputation_option(sim)
     sim.add_argument("--quiet", action="store_true", help="no live progress display")
     sim.add_argument(
         "--jobs",

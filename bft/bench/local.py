@@ -51,12 +51,18 @@ def app_factory(app: str) -> str:
 
 
 def prepare_home(
-    home: Path, nodes: int, commit_chain: int, app: str = "kv", *, quorum_store: bool = False
+    home: Path,
+    nodes: int,
+    commit_chain: int,
+    app: str = "kv",
+    *,
+    quorum_store: bool = False,
+    leader_reputation: bool = False,
 ) -> list[str]:
     """Write a testnet of `nodes` validators with the `commit_chain` rule (and the quorum store if
-    `quorum_store`), its nodes running `app` (`app_factory`), into `home` unless one is there; the
-    API URLs. BenchError if the one there has another size, rule, quorum store setting or
-    application."""
+    `quorum_store`, leader reputation if `leader_reputation`), its nodes running `app`
+    (`app_factory`), into `home` unless one is there; the API URLs. BenchError if the one there
+    has another size, rule, quorum store or leader reputation setting, or application."""
     from bft.node.config import load_genesis, load_node_config
     from bft.node.errors import NodeError
     from bft.node.testnet import node_home, write_testnet
@@ -70,6 +76,7 @@ def prepare_home(
                 free_base_port(2 * nodes),
                 commit_chain=commit_chain,
                 quorum_store=quorum_store,
+                leader_reputation=leader_reputation,
                 app_factory=factory,
             )
         genesis = load_genesis(home / "genesis.json")
@@ -88,6 +95,13 @@ def prepare_home(
             ("with", "pass --quorum-store") if genesis.quorum_store else ("without", "drop --quorum-store")
         )
         raise BenchError(f"{home} holds a testnet {held} the quorum store ({hint}, or another --home)")
+    if genesis.leader_reputation != leader_reputation:
+        held, hint = (
+            ("with", "pass --leader-reputation")
+            if genesis.leader_reputation
+            else ("without", "drop --leader-reputation")
+        )
+        raise BenchError(f"{home} holds a testnet {held} leader reputation ({hint}, or another --home)")
     if configured != factory:
         hints = {"": "omit --consensus-only", NOOP_FACTORY: "pass --consensus-only"}
         hint = f"{hints[configured]}, or another --home" if configured in hints else "use another --home"

@@ -19,6 +19,7 @@ from bft.bench.txs import check_tx_size
 from bft.cli_args import node_url
 from bft.cli_commit_chain import add_commit_chain_option
 from bft.cli_quorum_store import add_quorum_store_option
+from bft.cli_reputation import add_leader_reputation_option
 from bft.core.commit_rule import DEFAULT_COMMIT_CHAIN
 
 DEFAULT_NODES: Final = 4
@@ -46,6 +47,8 @@ class BenchOptions:
     commit_chain: int | None = DEFAULT_COMMIT_CHAIN
     # Whether the local cluster's genesis runs the quorum store; None with --target, as above.
     quorum_store: bool | None = False
+    # Whether the local cluster's genesis chooses leaders by reputation; None with --target.
+    leader_reputation: bool | None = False
     # The local cluster runs the no-op application (`bft.app.noop`) instead of the key-value ledger.
     consensus_only: bool = False
     # The load submits in the JSON body of `POST /txs` (base64) instead of the binary one.
@@ -118,6 +121,10 @@ def add_arguments(bench: argparse.ArgumentParser) -> None:
         bench,
         more_help="default off, for the local cluster (one reached with --target runs its genesis')",
     )
+    add_leader_reputation_option(
+        bench,
+        more_help="default off, for the local cluster (one reached with --target runs its genesis')",
+    )
     bench.add_argument(
         "--consensus-only",
         action="store_true",
@@ -149,6 +156,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         json=args.json,
         commit_chain=_commit_chain(args.commit_chain, local=not targets),
         quorum_store=None if targets else args.quorum_store,
+        leader_reputation=None if targets else args.leader_reputation,
         consensus_only=args.consensus_only,
         json_body=args.json_body,
     )
@@ -162,6 +170,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         (opts.home is not None and not opts.local, "--home and --target exclude each other"),
         (args.commit_chain is not None and not opts.local, "--commit-chain and --target exclude each other"),
         (args.quorum_store and not opts.local, "--quorum-store and --target exclude each other"),
+        (args.leader_reputation and not opts.local, "--leader-reputation and --target exclude each other"),
         (opts.consensus_only and not opts.local, "--consensus-only and --target exclude each other"),
     ]
     for bad, message in problems:

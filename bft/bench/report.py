@@ -59,6 +59,8 @@ class BenchReport:
             "commit_chain": self.opts.commit_chain,
             # Whether the local cluster runs the quorum store; null for --target, as above.
             "quorum_store": self.opts.quorum_store,
+            # Whether the local cluster chooses leaders by reputation; null for --target.
+            "leader_reputation": self.opts.leader_reputation,
             # "kv" (the key-value ledger) or "noop" (--consensus-only); null for --target.
             "app": self.opts.app,
             # The body of POST /txs the load submitted in: "binary" or "json" (--json-body).
@@ -83,6 +85,10 @@ def report_table(report: BenchReport) -> Table:
         ("latency p50 / p90 / p99 (ms)", " / ".join(format_ms(latency[p]) for p in ("p50", "p90", "p99"))),
         ("commit chain", "the cluster's" if data["commit_chain"] is None else str(data["commit_chain"])),
         ("quorum store", "the cluster's" if data["quorum_store"] is None else _ON_OFF[data["quorum_store"]]),
+        (
+            "leader reputation",
+            "the cluster's" if data["leader_reputation"] is None else _ON_OFF[data["leader_reputation"]],
+        ),
         ("application", _APP_NAMES.get(data["app"], "the cluster's")),
         ("submission body", _BODY_NAMES[data["body"]]),
         ("tx size (bytes)", str(data["tx_size"])),

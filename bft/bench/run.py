@@ -103,9 +103,12 @@ async def _cluster(
     if not opts.local:
         return list(opts.targets), []
     assert home is not None and opts.commit_chain is not None and opts.app is not None
-    quorum_store = bool(opts.quorum_store)
-    apis = prepare_home(home, opts.nodes, opts.commit_chain, opts.app, quorum_store=quorum_store)
+    quorum_store, reputation = bool(opts.quorum_store), bool(opts.leader_reputation)
+    apis = prepare_home(
+        home, opts.nodes, opts.commit_chain, opts.app, quorum_store=quorum_store, leader_reputation=reputation
+    )
     mode = f"commit chain {opts.commit_chain}{', quorum store' if quorum_store else ''}"
+    mode += ", leader reputation" if reputation else ""
     console.print(f"starting {opts.nodes} nodes in {home} ({mode}, application {opts.app})")
     return apis, await start_nodes(nursery, home, opts.nodes)
 

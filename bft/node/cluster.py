@@ -65,13 +65,21 @@ def _say(console: Console, text: str) -> None:
     console.print(text, soft_wrap=True)
 
 
-def default_home(nodes: int, commit_chain: int = DEFAULT_COMMIT_CHAIN, quorum_store: bool = False) -> Path:
-    """~/.bft/cluster-N, with -two-chain appended for the two-chain rule and -quorum-store for the
-    quorum store (~/.bft/cluster-N-two-chain-quorum-store for both): a home keeps the genesis it
-    was set up with, so trying another must not need another --home."""
+def default_home(
+    nodes: int,
+    commit_chain: int = DEFAULT_COMMIT_CHAIN,
+    quorum_store: bool = False,
+    leader_reputation: bool = False,
+) -> Path:
+    """~/.bft/cluster-N, with -two-chain appended for the two-chain rule, -quorum-store for the
+    quorum store and -reputation for leader reputation (in that order: e.g.
+    ~/.bft/cluster-N-two-chain-quorum-store): a home keeps the genesis it was set up with, so
+    trying another must not need another --home."""
     suffix = "" if commit_chain == DEFAULT_COMMIT_CHAIN else "-two-chain"
     if quorum_store:
         suffix += "-quorum-store"
+    if leader_reputation:
+        suffix += "-reputation"
     return Path.home() / ".bft" / f"cluster-{nodes}{suffix}"
 
 
@@ -85,6 +93,7 @@ def ensure_testnet(
     base_port: int,
     commit_chain: int = DEFAULT_COMMIT_CHAIN,
     quorum_store: bool = False,
+    leader_reputation: bool = False,
 ) -> None:
     if not (home / GENESIS_FILE_NAME).exists():
         # The home is locked (its lock file made) before the testnet is written into it.
@@ -96,6 +105,7 @@ def ensure_testnet(
             ignored=_OURS,
             commit_chain=commit_chain,
             quorum_store=quorum_store,
+            leader_reputation=leader_reputation,
         )
 
 
@@ -160,18 +170,22 @@ async def run_cluster(
     console: Console,
     commit_chain: int = DEFAULT_COMMIT_CHAIN,
     quorum_store: bool = False,
+    leader_reputation: bool = False,
 ) -> int:
-    """Run the cluster at `home` (set up with the `commit_chain` rule, and the quorum store if
-    `quorum_store`, if new) until Ctrl-C, SIGTERM or SIGHUP (or until every node has exited); the
-    exit status is `cluster_exit_status`'s, or 2 if the cluster cannot start (nothing was started
-    then): among other reasons, when `home` holds a cluster of another size or commit rule, or
-    one with the quorum store when `quorum_store` is false, or the other way round."""
+    """Run the cluster at `home` (set up with the `commit_chain` rule, the quorum store if
+    `quorum_store` and leader reputation if `leader_reputation`, if new) until Ctrl-C, SIGTERM or
+    SIGHUP (or until every node has exited); the exit status is `cluster_exit_status`'s, or 2 if
+    the cluster cannot start (nothing was started then): among other reasons, when `home` holds
+    a cluster of another size or commit rule, or one with the quorum store (or leader
+    reputation) when it is not asked for, or the other way round."""
     if not (home / GENESIS_FILE_NAME).exists():
         # A home that holds something else is refused before the lock file is made in it.
         check_out(home, _OURS)
     try:
         with hold_home_lock(home):
-            return await _run_locked(home, nodes, base_port, byzantine, console, commit_chain, quorum_store)
+            return await _run_locked(
+                home, nodes, base_port, byzantine, console, commit_chain, quorum_store, leader_reputation
+            )
     except ClusterRefused as e:
         print(f"bft cluster: {e}", file=sys.stderr)
         return EXIT_REFUSED
@@ -185,13 +199,14 @@ async def _run_locked(
     console: Console,
     commit_chain: int,
     quorum_store: bool,
+    leader_reputation: bool,
 ) -> int:
     if not (home / GENESIS_FILE_NAME).exists():
         # A new home: check the ports before writing them into its configuration, so that a
         # taken port leaves nothing behind and --base-port on the same home is a way out.
         check_port_range(base_port, nodes)
         check_ports_free(_planned_listens(nodes, base_port))
-    ensure_testnet(home, nodes, base_port, commit_chain, quorum_store)
+    ensure_testnet(home, nodes, base_port, commit_chain, quorum_store, leader_reputation)
     genesis = load_genesis(home / GENESIS_FILE_NAME)
     if len(genesis.validators) != nodes:
         _say(console, f"{home} holds a {len(genesis.validators)}-node cluster; use --home for another")
@@ -208,6 +223,14 @@ async def _run_locked(
             ("with", "pass --quorum-store") if genesis.quorum_store else ("without", "drop --quorum-store")
         )
         _say(console, f"{home} holds a cluster {held} the quorum store; {hint}, or --home for another")
+        return EXIT_REFUSED
+    if genesis.leader_reputation != leader_reputation:
+        held, hint = (
+            ("with", "pass --leader-reputation")
+            if genesis.leader_reputation
+            else ("without", "drop --leader-reputation")
+        )
+        _say(console, f"{home} holds a cluster {held} leader reputation; {hint}, or --home for another")
         return EXIT_REFUSED
     stale = _stale_schema(home, nodes)
     if stale is not None:

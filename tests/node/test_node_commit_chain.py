@@ -81,11 +81,16 @@ def test_a_two_chain_cluster_has_its_own_default_home() -> None:
 
 
 @pytest.mark.parametrize(
-    ("argv", "commit_chain", "quorum_store"),
-    [([], 3, False), (["--commit-chain", "2"], 2, False), (["--quorum-store"], 3, True)],
+    ("argv", "commit_chain", "quorum_store", "reputation"),
+    [
+        ([], 3, False, False),
+        (["--commit-chain", "2"], 2, False, False),
+        (["--quorum-store"], 3, True, False),
+        (["--leader-reputation"], 3, False, True),
+    ],
 )
 def test_the_cluster_command_runs_the_genesis_asked_for_in_its_default_home(
-    monkeypatch: pytest.MonkeyPatch, argv: list[str], commit_chain: int, quorum_store: bool
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], commit_chain: int, quorum_store: bool, reputation: bool
 ) -> None:
     calls: list[tuple[Any, ...]] = []
 
@@ -95,9 +100,15 @@ def test_the_cluster_command_runs_the_genesis_asked_for_in_its_default_home(
 
     monkeypatch.setattr(cluster_module, "run_cluster", fake_run_cluster)
     assert main(["cluster", *argv]) == 0
-    ((home, nodes, *_, passed_chain, passed_store),) = calls
-    expected = (default_home(4, commit_chain, quorum_store), 4, commit_chain, quorum_store)
-    assert (home, nodes, passed_chain, passed_store) == expected
+    ((home, nodes, *_, passed_chain, passed_store, passed_reputation),) = calls
+    expected = (
+        default_home(4, commit_chain, quorum_store, reputation),
+        4,
+        commit_chain,
+        quorum_store,
+        reputation,
+    )
+    assert (home, nodes, passed_chain, passed_store, passed_reputation) == expected
 
 
 def test_the_chaos_cluster_refuses_the_two_chain(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

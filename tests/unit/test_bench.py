@@ -404,6 +404,7 @@ REPORT_KEYS = {
     "target",
     "commit_chain",
     "quorum_store",
+    "leader_reputation",
     "app",
     "body",
     "load_cpu_s",
