@@ -164,6 +164,7 @@ def _check_ledger(
 LEDGER_SKIPS = {
     "cross-chain",
     "detached-parent",
+    "false-blame",
     "far-future",
     "forged-qc",
     "garbage",

@@ -124,14 +124,14 @@ def test_n7_byzantine_with_twins() -> None:
 @pytest.mark.parametrize(
     ("behaviour", "seeds"),
     [
-        (None, 40),
-        ("silent", 12),
-        ("false-blame", 12),
-        ("invalid-block", 12),
-        ("equivocate", 12),
-        ("fork-parent", 12),
-        ("out-of-turn", 12),
-        ("twins", 12),
+        (None, 20),
+        ("silent", 6),
+        ("false-blame", 6),
+        ("invalid-block", 6),
+        ("equivocate", 6),
+        ("fork-parent", 6),
+        ("out-of-turn", 6),
+        ("twins", 6),
     ],
     ids=lambda v: str(v),
 )
@@ -145,4 +145,4 @@ def test_n4_leader_reputation(behaviour: str | None, seeds: int) -> None:
 
 def test_n7_leader_reputation_two_byzantine() -> None:
     spec = SimSpec(nodes=7, byzantine={0: "silent", 1: "false-blame"}, leader_reputation=True)
-    _campaign(spec, range(N7_SEEDS // 2))
+    _campaign(spec, range(N7_SEEDS // 4))
