@@ -45,6 +45,7 @@ from bft.node.batch_store import BATCHES_COMMIT, SqliteBatchStore
 from bft.node.compose import open_ports
 from bft.node.executor import Executor
 from bft.node.storage import BlockStore
+from bft.node.tx_set import state_claim
 from bft.sim.node import Factories, NodeContext, ProgramFactory, honest_factory
 from bft.sim.runner import collect_campaign, run_campaign, run_schedule, sim_key
 from bft.sim.spec import CampaignResult, ScheduleResult, SimSpec
@@ -95,6 +96,9 @@ def _memory_db(label: str, crash_point: Callable[[str], None]) -> _CrashPointCon
 # re-index is caught at seed 34 with these bounds; with (24, 3) the window was too short for
 # 40 seeds to catch it).
 SIM_TX_INDEX_BOUNDS = (64, 32)
+# Under a retention the simulated nodes prune this many heights at a time (the node: 64), so that
+# schedules of a few hundred heights prune often, crashes and replays included.
+SIM_PRUNE_STEP_HEIGHTS = 4
 
 
 class NodeSimStorage:
@@ -107,6 +111,7 @@ class NodeSimStorage:
         self._genesis_id = genesis(ctx.chain_id)[0].id
         self._commit_chain = ctx.commit_chain
         self._deferred = ctx.quorum_store
+        self._options = ctx.options
         self._blocks_db = _memory_db(f"{BLOCKS_COMMIT}, the blocks of node {ctx.name}", ctx.crash_point)
         self._app_db = _memory_db(f"{APP_COMMIT}, the ledger of node {ctx.name}", ctx.crash_point)
         self._batches_db = _memory_db(f"{BATCHES_COMMIT}, the batches of node {ctx.name}", ctx.crash_point)
@@ -121,28 +126,38 @@ class NodeSimStorage:
             genesis_id=self._genesis_id,
             commit_chain=self._commit_chain,
             index_bounds=SIM_TX_INDEX_BOUNDS,
+            tx_set=self._options.state_sync,
         )
 
     def _open_app(self) -> KeyValueLedger:
-        return KeyValueLedger.over(self._app_db, f"ledger:{self._name}")
+        version = 2 if self._options.state_sync else 1
+        return KeyValueLedger.over(self._app_db, f"ledger:{self._name}", hash_version=version)
 
     def open(self, safety_store: SafetyStore, payload: PayloadSource) -> Ports:
         # New objects, as a new process has: nothing the last one held in memory carries over.
         self._blocks, self._app = self._open_blocks(), self._open_app()
         batches = SqliteBatchStore.over(self._batches_db, f"batches:{self._name}")
-        self._executor = Executor(self._app, self._blocks, deferred=self._deferred)
+        self._executor = Executor(
+            self._app, self._blocks, deferred=self._deferred, state_claims=self._options.state_sync
+        )
         return open_ports(safety_store, self._blocks, self._executor, payload, batches)
 
     def catch_up(self) -> None:
         if self._executor is not None:
             self._executor.execute_pending()
+            executed = self._executor.executed()[0]
+            self._blocks.keep_latest(self._options.retain_blocks, executed, SIM_PRUNE_STEP_HEIGHTS)
 
     @property
     def height(self) -> int:
         return self._blocks.height
 
     def app_hash_at(self, height: int) -> bytes | None:
-        return self._app.app_hash_at(height)
+        own = self._app.app_hash_at(height)
+        if own is None or not self._options.state_sync:
+            return own
+        digest = self._blocks.tx_set_digest_at(height)
+        return None if digest is None else state_claim(height, own, digest)
 
     def close(self) -> None:
         self._blocks.close()

@@ -125,6 +125,13 @@ def _add_testnet(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add_commit_chain_option(testnet)
     add_quorum_store_option(testnet)
     add_leader_reputation_option(testnet)
+    testnet.add_argument(
+        "--state-sync",
+        action="store_true",
+        help='write "state_sync": true in the genesis: blocks claim a state a snapshot can be checked '
+        "against, every node writes snapshots ([storage] snapshot_interval), and a new or wiped node "
+        "joins from one (bft node --state-sync) instead of replaying the chain",
+    )
     testnet.set_defaults(run=_run_testnet)
 
 
@@ -157,6 +164,7 @@ def _run_testnet(args: argparse.Namespace) -> int:
             commit_chain=args.commit_chain,
             quorum_store=args.quorum_store,
             leader_reputation=args.leader_reputation,
+            state_sync=args.state_sync,
         )
         written = [] if target is None else [write_deployment(target, args.out)]
     except NodeError as e:
@@ -191,6 +199,19 @@ def _add_node(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         action="store_true",
         help="write the log lines to stdout as well as to the node's log file",
     )
+    node.add_argument(
+        "--state-sync",
+        action="store_true",
+        help="first join from the newest snapshot the other validators serve, if it is above this "
+        'node\'s committed height (a new or wiped node; the genesis must say "state_sync")',
+    )
+    node.add_argument(
+        "--sync-from",
+        metavar="URL[,URL...]",
+        default=None,
+        help="with --state-sync: the nodes' APIs to join from, tried in this order (default: the "
+        "other validators' API addresses in the genesis); nothing they send is trusted unverified",
+    )
     node.set_defaults(run=_run_node)
 
 
@@ -202,7 +223,12 @@ def _run_node(args: argparse.Namespace) -> int:
 
     try:
         return process.run_node(
-            args.home, args.byzantine, log_level=LOG_LEVELS[args.log_level], log_stdout=args.log_stdout
+            args.home,
+            args.byzantine,
+            log_level=LOG_LEVELS[args.log_level],
+            log_stdout=args.log_stdout,
+            state_sync=args.state_sync,
+            sync_from=None if args.sync_from is None else [u for u in args.sync_from.split(",") if u],
         )
     except (NodeError, CryptoError) as e:
         print(f"bft node: {e}", file=sys.stderr)
@@ -404,6 +430,20 @@ def _add_sim(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="run the seeds in N worker processes; results are the same for every N (default 1: "
         "in this process)",
     )
+    sim.add_argument(
+        "--state-sync",
+        action="store_true",
+        help='a genesis with "state_sync": claims name the ledger\'s state with the transaction set '
+        "(the ledger's app hash version 2, the block store's transaction set)",
+    )
+    sim.add_argument(
+        "--retain-blocks",
+        type=positive_int,
+        default=0,
+        metavar="N",
+        help="every node keeps only its latest N executed blocks, pruning after each step as a node "
+        "with [storage] retain_blocks = N does (default: keep every block)",
+    )
     sim.set_defaults(run=_run_sim, parser=sim)
 
 
@@ -527,6 +567,8 @@ def _run_sim(args: argparse.Namespace) -> int:
             commit_chain=args.commit_chain,
             quorum_store=args.quorum_store,
             leader_reputation=args.leader_reputation,
+            state_sync=args.state_sync,
+            retain_blocks=args.retain_blocks,
         )
     except ValueError as e:
         print(f"bft sim: {e}", file=sys.stderr)

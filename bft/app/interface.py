@@ -1,8 +1,9 @@
 """The application interface (ABCI-like): what the node asks of the replicated application.
 
-Owns: the `Application` protocol, the value types it exchanges (`AppInfo`, `TxCheck`,
-`TxResult`, `BlockResult`, `QueryResult`), the shared result and query codes, and the error
-hierarchy (`AppError`).
+Owns: the `Application` protocol and its snapshot extension `SnapshotApplication`, the value
+types they exchange (`AppInfo`, `TxCheck`, `TxResult`, `BlockResult`, `QueryResult`, `Snapshot`,
+`OfferResult`, `ApplyResult`), the shared result and query codes, the snapshot size limits, and
+the error hierarchy (`AppError`).
 May not: import anything outside the standard library, or know about consensus, the network or
 the node's own storage. An application sees only ordered, committed blocks of opaque bytes.
 
@@ -24,12 +25,44 @@ The contract, in the order the node uses it:
    state, and replay re-executes the block with the same outcome.
 5. `query(path, data)` reads committed state (never staged state) and says at which height.
 
+State sync (ABCI's snapshot calls), for applications that are also a `SnapshotApplication`:
+
+6. `list_snapshots()` names the snapshots the application holds, newest first, at most as many as
+   it keeps; `load_snapshot_chunk(height, format, index)` returns one chunk's bytes (at most
+   `MAX_SNAPSHOT_CHUNK_BYTES`), or None when it does not hold it. A serving node passes these to
+   peers; it never interprets them.
+7. A restoring node, before it executes any block, calls `offer_snapshot(snapshot, app_hash)`
+   with a snapshot a peer described and `app_hash`, the app hash at `snapshot.height` that a
+   committed block certifies (the trusted value). `ACCEPT` starts a restore; `REJECT` says this
+   snapshot is unusable (bad metadata, height 0 or not above the committed height, too many
+   chunks, hash not that of the metadata) and `REJECT_FORMAT` that its format is unknown: offer
+   another. A new offer abandons a restore in progress.
+8. After `ACCEPT` the node calls `apply_snapshot_chunk(index, chunk)` for indices
+   `0..snapshot.chunks-1`, in that order. Another index than the next expected one, or a call
+   with no restore in progress, is a bug in the caller and raises `OutOfOrder`. `RETRY` means
+   this chunk is bad (e.g. its hash is not the metadata's): nothing of it was kept, fetch the same
+   index again, preferably from another peer. `REJECT_SNAPSHOT` means the snapshot cannot reach
+   the trusted state: the restore is over, drop the snapshot (and distrust whoever sent it); state
+   is unchanged. `ACCEPT` of the last chunk means the restore is done: the application's whole
+   state was replaced, atomically and durably, by the snapshot's state at `snapshot.height` with
+   the trusted app hash; `info()` now returns them (and an application that records app hashes
+   per height holds that height's), and the node continues with block `snapshot.height + 1`.
+   Until then the previous state stays in force: `REJECT_SNAPSHOT`, an abandoned restore (a new
+   offer, or simply `execute_block`), a crash or `close()` in the middle of a restore leave it
+   intact. `ABORT` (of either call) asks the node to give up state sync altogether; the built-in
+   applications never answer it.
+
+Bytes from a peer (a snapshot's metadata, its chunks) may be hostile: an application never raises
+on them; it answers `REJECT`, `RETRY` or `REJECT_SNAPSHOT` and logs why (on the "bft.app"
+logger), and it holds at most one chunk in memory while restoring.
+
 Calling these out of order (wrong height, executing twice without a commit, committing nothing)
 is a bug in the caller and raises `OutOfOrder`; an application never guesses what was meant.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -45,6 +78,11 @@ CODE_OK: Final = 0
 # Set by the node, never by an application (whose codes stay below it): the transaction's bytes
 # committed earlier, so this occurrence was not executed (`bft.node.executor`).
 CODE_REPEATED: Final = 1_000_000
+
+# Snapshot limits. A chunk travels in one network message (4 MiB frames), with room to spare.
+MAX_SNAPSHOT_CHUNK_BYTES: Final = 1024 * 1024
+MAX_SNAPSHOT_METADATA_BYTES: Final = 256 * 1024
+MAX_SNAPSHOT_CHUNKS: Final = 8192
 
 # Query result codes.
 QUERY_OK: Final = 0
@@ -161,4 +199,59 @@ class Application(Protocol):
 
     def query(self, path: str, data: bytes) -> QueryResult:
         """Read committed state."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A snapshot of the application's state at a committed height, as a peer describes it.
+
+    `hash` is the SHA-256 of `metadata` and identifies the snapshot; `metadata` is
+    application-defined (e.g. each chunk's hash), at most `MAX_SNAPSHOT_METADATA_BYTES`;
+    `chunks` is the number of chunks, at least 1 and at most `MAX_SNAPSHOT_CHUNKS`."""
+
+    height: int
+    format: int
+    chunks: int
+    hash: bytes
+    metadata: bytes
+
+
+class OfferResult(enum.Enum):
+    """Answer of `offer_snapshot` (see the module's contract, step 7)."""
+
+    ACCEPT = "accept"
+    REJECT = "reject"
+    REJECT_FORMAT = "reject_format"
+    ABORT = "abort"
+
+
+class ApplyResult(enum.Enum):
+    """Answer of `apply_snapshot_chunk` (see the module's contract, step 8)."""
+
+    ACCEPT = "accept"
+    RETRY = "retry"
+    REJECT_SNAPSHOT = "reject_snapshot"
+    ABORT = "abort"
+
+
+@runtime_checkable
+class SnapshotApplication(Application, Protocol):
+    """An application that serves and restores state snapshots (state sync)."""
+
+    def list_snapshots(self) -> tuple[Snapshot, ...]:
+        """The snapshots held, newest first, at most the number kept."""
+        ...
+
+    def load_snapshot_chunk(self, height: int, format: int, index: int) -> bytes | None:
+        """Chunk `index` of the snapshot at `height` in `format`, or None when not held."""
+        ...
+
+    def offer_snapshot(self, snapshot: Snapshot, app_hash: bytes) -> OfferResult:
+        """Start restoring `snapshot`, whose state must have `app_hash` (trusted) at its height."""
+        ...
+
+    def apply_snapshot_chunk(self, index: int, chunk: bytes) -> ApplyResult:
+        """Apply the next chunk of the offered snapshot. Raises `OutOfOrder` for another index
+        than the next expected one, or with no restore in progress."""
         ...

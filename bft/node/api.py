@@ -75,6 +75,10 @@ _DEFAULTS: Final = ApiSettings()
 class NodeView(Protocol):
     def status(self) -> dict[str, Any]: ...
     def block(self, height: int) -> dict[str, Any] | None: ...
+    def pruned_below(self) -> int: ...
+    def snapshots(self) -> list[dict[str, Any]]: ...
+    def snapshot_chunk(self, height: int, format: int, index: int) -> bytes | None: ...
+    def snapshot_txs(self, height: int, after: bytes) -> bytes | None: ...
     async def submit(self, txs: list[bytes], wait_commit: bool) -> tuple[list[dict[str, Any]], bool]: ...
     def tx(self, h: bytes) -> dict[str, Any] | None: ...
     def kv(self, key: str) -> dict[str, Any]: ...
@@ -141,6 +145,12 @@ class _BudgetedAnswer(Response):
             self._budget.release(size)
 
 
+class _BudgetedBytes(_BudgetedAnswer):
+    """The same, for binary answers (snapshot chunks and transaction records)."""
+
+    media_type = "application/octet-stream"
+
+
 class RenderedBlocks:
     """Rendered `GET /blocks/<height>` answers, newest kept, at most `max_bytes` of them. Why: a
     committed block never changes, and rendering a large one (reading it, base64, JSON) costs
@@ -183,12 +193,22 @@ def _answer(doc: Any, budget: AnswerBudget, status_code: int = 200) -> Response:
     return _rendered_answer(_render(doc), budget, status_code)
 
 
-def _rendered_answer(body: bytes, budget: AnswerBudget, status_code: int = 200) -> Response:
+def _rendered_answer(
+    body: bytes, budget: AnswerBudget, status_code: int = 200, *, binary: bool = False
+) -> Response:
     if len(body) <= BUDGETED_ANSWER_BYTES:
-        return Response(body, status_code=status_code, media_type="application/json")
+        media_type = "application/octet-stream" if binary else "application/json"
+        return Response(body, status_code=status_code, media_type=media_type)
     if not budget.take(len(body)):
         raise _busy(budget)
-    return _BudgetedAnswer(body, budget, status_code)
+    return (_BudgetedBytes if binary else _BudgetedAnswer)(body, budget, status_code)
+
+
+def _path_int(request: Request, name: str) -> int:
+    raw = request.path_params[name]
+    if not _is_decimal(raw) or len(raw) > 18:
+        raise HTTPException(400, f"{name} must be a non-negative integer, not {_clip(raw)!r}")
+    return int(raw)
 
 
 def _strict_b64(text: object, where: str) -> bytes:
@@ -341,11 +361,46 @@ def make_app(
         body = rendered.get(height)
         if body is None:
             found = view.block(height)
+            if found is None and 1 <= height < (earliest := view.pruned_below()):
+                raise HTTPException(410, f"block {height} is pruned: this node keeps heights from {earliest}")
             if found is None:
                 raise HTTPException(404, f"no committed block at height {raw}")
             body = _render(found)
             rendered.put(height, body)
         return _rendered_answer(body, answers)
+
+    async def snapshots(request: Request) -> Response:
+        """`GET /snapshots`: the snapshots this node serves to a joining peer (`bft.node.statesync`)."""
+        return _answer({"snapshots": view.snapshots()}, answers)
+
+    async def snapshot_chunk(request: Request) -> Response:
+        """`GET /snapshots/<height>/<format>/<index>`: one chunk of a snapshot, as the application
+        wrote it (binary)."""
+        height, fmt, index = (_path_int(request, name) for name in ("height", "format", "index"))
+        if answers.in_flight_bytes + BUDGETED_ANSWER_BYTES > answers.max_bytes:
+            raise _busy(answers)
+        chunk = view.snapshot_chunk(height, fmt, index)
+        if chunk is None:
+            raise HTTPException(404, f"no chunk {index} of a format {fmt} snapshot at height {height} here")
+        return _rendered_answer(chunk, answers, binary=True)
+
+    async def snapshot_txs(request: Request) -> Response:
+        """`GET /snapshots/<height>/txs[?after=<hash>]`: a page of the transaction records of the
+        snapshot at `height`, in hash order, those above `after` (`bft.node.tx_set`, binary; an
+        empty page is the end)."""
+        height = _path_int(request, "height")
+        unknown = set(request.query_params) - {"after"}
+        if unknown:
+            raise HTTPException(400, f"unknown query parameters: {sorted(unknown)}")
+        raw = request.query_params.get("after", "")
+        if raw and (len(raw) != _HASH_HEX_CHARS or any(c not in "0123456789abcdef" for c in raw)):
+            raise HTTPException(400, f"after is a transaction hash: {_HASH_HEX_CHARS} lowercase hex digits")
+        if answers.in_flight_bytes + BUDGETED_ANSWER_BYTES > answers.max_bytes:
+            raise _busy(answers)
+        page = view.snapshot_txs(height, bytes.fromhex(raw))
+        if page is None:
+            raise HTTPException(404, f"no snapshot at height {height} here")
+        return _rendered_answer(page, answers, binary=True)
 
     async def submit(request: Request) -> Response:
         body = await _read_body(request, body_timeout_s)
@@ -474,6 +529,9 @@ def make_app(
             Route("/tx/{hash}", tx, methods=["GET"]),
             Route("/kv/{key:path}", key_value, methods=["GET"]),
             Route("/evidence", evidence, methods=["GET"]),
+            Route("/snapshots", snapshots, methods=["GET"]),
+            Route("/snapshots/{height}/txs", snapshot_txs, methods=["GET"]),
+            Route("/snapshots/{height}/{format}/{index}", snapshot_chunk, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
             Route("/net_info", net_info, methods=["GET"]),
             Route("/consensus_state", consensus_state, methods=["GET"]),

@@ -48,7 +48,7 @@ from bft.node.config import (
     parse_host_port,
 )
 from bft.node.metrics import NodeCounters, read_counters
-from bft.node.storage import SCHEMA_VERSION, schema_version_of
+from bft.node.storage import SCHEMA_VERSION, UPGRADES_FROM, schema_version_of
 from bft.node.testnet import check_out, testnet_ports, write_testnet
 
 POLL_INTERVAL_S = 0.5
@@ -416,7 +416,7 @@ def _stale_schema(home: Path, nodes: int) -> str | None:
     for i in range(nodes):
         config = load_node_config(home / f"node{i}")
         found = schema_version_of(config.data_dir / "blocks.sqlite")
-        if found not in (None, 0, SCHEMA_VERSION):
+        if found not in (None, 0, SCHEMA_VERSION, *UPGRADES_FROM):
             return (
                 f"{home} holds a chain written by another version of bft (block store schema {found}, "
                 f"this version reads {SCHEMA_VERSION}): remove that directory to start a new chain, "

@@ -14,7 +14,8 @@ genesis.json:
                      "api": "127.0.0.1:26601"}, ...],
      "commit_chain": 2,
      "quorum_store": true,
-     "leader_reputation": true}
+     "leader_reputation": true,
+     "state_sync": true}
 
 "commit_chain" is optional: the commit rule's chain length (`bft.core.commit_rule`), 3 (chained
 HotStuff's three-chain) when absent, or 2 (Jolteon's two-chain). It is written only when it is
@@ -30,11 +31,17 @@ byte for byte what it was before the field existed, and an older node refuses on
 the recent history of the chain (`bft.core.reputation`: a validator that failed its turn and
 shows no sign of life is skipped until it votes again) instead of the fixed schedule alone.
 
+"state_sync" is optional, a JSON boolean, the same way: whether the state every block's app-hash
+claim names can be verified from a snapshot (`bft.node.statesync`): the built-in ledger keeps a
+state commitment (its app hash version 2), the block store a commitment to every committed
+transaction's location, and a block claims the hash of the two together. A new or wiped node of
+such a chain joins from a peer's snapshot instead of replaying every block since genesis.
+
 config.toml: tables [node] (index; key_file, genesis_file, data_dir, log_file, relative to the
 home directory), [p2p] listen, [api] listen (and optionally the `ApiSettings` keys: deadlines and
 bounds of the HTTP API), and optionally [consensus] (see `ConsensusSettings`;
 missing keys take their defaults, the block limits those of the genesis' mode:
-`NodeConfig.consensus_for`), [mempool] (`MempoolSettings`) and [app] factory
+`NodeConfig.consensus_for`), [mempool] (`MempoolSettings`), [storage] (`StorageSettings`) and [app] factory
 ("package.module:callable", the application; default the built-in key-value ledger).
 """
 
@@ -148,6 +155,8 @@ class Genesis:
     quorum_store: bool = False
     # Leaders from the chain's recent history: every node must compute the same schedule.
     leader_reputation: bool = False
+    # Claims name a verifiable state (app state and transaction index): all nodes or none.
+    state_sync: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.chain_id, str) or not self.chain_id:
@@ -155,6 +164,7 @@ class Genesis:
         _check_commit_chain(self.commit_chain)
         _check_flag("quorum_store", self.quorum_store)
         _check_flag("leader_reputation", self.leader_reputation)
+        _check_flag("state_sync", self.state_sync)
         if not self.validators:
             raise ConfigError("genesis: no validators")
         seen_keys: set[bytes] = set()
@@ -206,7 +216,7 @@ def _check_flag(name: str, value: object) -> None:
 
 def genesis_to_json(genesis: Genesis) -> str:
     """The genesis JSON of `genesis`; "commit_chain" only when it is not the default, and
-    "quorum_store" and "leader_reputation" only when true (module header)."""
+    "quorum_store", "leader_reputation" and "state_sync" only when true (module header)."""
     doc: dict[str, Any] = {
         "chain_id": genesis.chain_id,
         "validators": [
@@ -220,6 +230,8 @@ def genesis_to_json(genesis: Genesis) -> str:
         doc["quorum_store"] = True
     if genesis.leader_reputation:
         doc["leader_reputation"] = True
+    if genesis.state_sync:
+        doc["state_sync"] = True
     return json.dumps(doc, indent=2) + "\n"
 
 
@@ -249,7 +261,7 @@ def genesis_from_json(text: str, source: str = "genesis") -> Genesis:
         raise ConfigError(f"{source}: expected a JSON object at the top level")
     _check_keys(
         doc,
-        {"chain_id", "validators", "commit_chain", "quorum_store", "leader_reputation"},
+        {"chain_id", "validators", "commit_chain", "quorum_store", "leader_reputation", "state_sync"},
         {"chain_id", "validators"},
         source,
     )
@@ -284,6 +296,7 @@ def genesis_from_json(text: str, source: str = "genesis") -> Genesis:
             doc.get("commit_chain", DEFAULT_COMMIT_CHAIN),
             doc.get("quorum_store", False),
             doc.get("leader_reputation", False),
+            doc.get("state_sync", False),
         )
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
@@ -535,6 +548,57 @@ def _api_from_table(table: Mapping[str, Any], source: str) -> ApiSettings:
         raise ConfigError(f"{source}: {exc}") from exc
 
 
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    """What this node keeps on disk; the optional [storage] table.
+
+    `retain_blocks` > 0 prunes committed blocks older than the latest `retain_blocks`
+    (`bft.node.storage`, `keep_latest`): the node then serves block sync, `GET /blocks/<h>` and
+    its own replay only from there, and a peer further behind must join by state sync. 0 (the
+    default) keeps every block. At least MIN_RETAIN_BLOCKS, and on a state-sync chain enough to
+    hold the blocks above its newest servable snapshot (`bft.node.runtime.check_retention`).
+
+    On a chain whose genesis says "state_sync", the built-in ledger writes a snapshot of its
+    state every `snapshot_interval` heights and keeps the newest `snapshots_kept`, which peers
+    join from (`bft.node.statesync`)."""
+
+    retain_blocks: int = 0
+    snapshot_interval: int = 1000
+    snapshots_kept: int = 2
+
+    def __post_init__(self) -> None:
+        value = self.retain_blocks
+        if type(value) is not int or not (value == 0 or value >= MIN_RETAIN_BLOCKS):
+            raise ConfigError(
+                f"[storage] retain_blocks must be 0 (keep every block) or at least {MIN_RETAIN_BLOCKS}, "
+                f"got {value!r}"
+            )
+        for name in ("snapshot_interval", "snapshots_kept"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                raise ConfigError(f"[storage] {name} must be a positive integer, got {value!r}")
+
+
+# The least retention: a commit proof reaches 64 blocks up, leader reputation's window 10 per
+# validator, and a peer that restarts after a short outage should catch up by block sync.
+MIN_RETAIN_BLOCKS: Final = 256
+_STORAGE_KEYS: Final = frozenset({"retain_blocks", "snapshot_interval", "snapshots_kept"})
+
+
+def _storage_from_table(table: Mapping[str, Any], source: str) -> StorageSettings:
+    where = f"{source}: [storage]"
+    _check_keys(table, set(_STORAGE_KEYS), set(), where)
+    d = StorageSettings()
+    try:
+        return StorageSettings(
+            retain_blocks=_int(table, "retain_blocks", where, d.retain_blocks),
+            snapshot_interval=_int(table, "snapshot_interval", where, d.snapshot_interval),
+            snapshots_kept=_int(table, "snapshots_kept", where, d.snapshots_kept),
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+
+
 # Node config
 
 
@@ -553,6 +617,7 @@ class NodeConfig:
     consensus: ConsensusSettings = field(default_factory=ConsensusSettings)
     mempool: MempoolSettings = field(default_factory=MempoolSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
     # "module:callable" returning an `Application` given the data directory; "" = the built-in
     # key-value ledger.
     app_factory: str = ""
@@ -628,7 +693,10 @@ def load_node_config(home: Path) -> NodeConfig:
     doc = _load_toml(path, "node config")
     source = str(path)
     _check_keys(
-        doc, {"node", "p2p", "api", "consensus", "mempool", "app", "chaos"}, {"node", "p2p", "api"}, source
+        doc,
+        {"node", "p2p", "api", "consensus", "mempool", "storage", "app", "chaos"},
+        {"node", "p2p", "api"},
+        source,
     )
     node = _table(doc, "node", source)
     _check_keys(node, set(_NODE_KEYS), {"index"}, f"{source}: [node]")
@@ -689,6 +757,9 @@ def load_node_config(home: Path) -> NodeConfig:
         consensus=consensus,
         mempool=mempool,
         api=_api_from_table(_table(doc, "api", source), source),
+        storage=_storage_from_table(_table(doc, "storage", source), source)
+        if "storage" in doc
+        else StorageSettings(),
         app_factory=app_factory,
         dial=dial,
         clock_rate=clock_rate,

@@ -34,6 +34,7 @@ from bft.core.messages import Block
 from bft.node.errors import StorageError
 from bft.node.logs import kv
 from bft.node.storage import BlockStore, StoredResult
+from bft.node.tx_set import state_claim
 
 log = logging.getLogger("bft.node")
 
@@ -57,12 +58,17 @@ class Executor:
         on_mismatch: Callable[[], None] = lambda: None,
         *,
         deferred: bool = False,
+        state_claims: bool = False,
     ) -> None:
         """`on_mismatch` is called for each committed app-hash claim that differs from ours.
         `deferred` (the quorum store's decoupled execution, `bft.core.app_state.execution_lag`):
         `on_commit` only stores the blocks; `execute_pending` (the node runs it after each step's
-        messages are out) or a question about a height (`app_hash_at`) executes them."""
+        messages are out) or a question about a height (`app_hash_at`) executes them.
+        `state_claims` (a genesis with "state_sync"): the execution record, which blocks' claims
+        are checked against, holds `bft.node.tx_set.state_claim` of the app hash and the block
+        store's transaction set at that height, not the app hash alone."""
         self._app = app
+        self._state_claims = state_claims
         self._store = store
         self._deferred = deferred
         # Committed (stored) blocks not executed yet, oldest first (deferred execution only).
@@ -82,10 +88,16 @@ class Executor:
                 f"the application has applied height {info.last_height} but the block store ends at "
                 f"{self._store.height}: they belong to different chains, or the block store was lost"
             )
+        if info.last_height < self._store.base:
+            raise StorageError(
+                f"the application has applied height {info.last_height} but the block store holds "
+                f"heights above {self._store.base} only (pruned): restore the application's data, "
+                "or wipe the data directory and join by state sync"
+            )
         if info.last_height == 0 and self._store.app_hash_at(0) is None:
             self._store.record_execution(0, info.app_hash, ())
         recorded = self._store.app_hash_at(info.last_height)
-        if recorded is not None and recorded != info.app_hash:
+        if recorded is not None and recorded != self._claim(info.last_height, info.app_hash):
             raise StorageError(
                 f"the application reports app hash {info.app_hash.hex()[:16]} at height {info.last_height}, "
                 f"the execution record says {recorded.hex()[:16]}"
@@ -158,9 +170,22 @@ class Executor:
         if repeated:
             result = replace(result, results=_with_repeats(result.results, repeated, len(block.txs)))
         self._store.record_execution(
-            block.height, result.app_hash, [StoredResult(r.code, r.log, r.data) for r in result.results]
+            block.height,
+            self._claim(block.height, result.app_hash),
+            [StoredResult(r.code, r.log, r.data) for r in result.results],
+            result.app_hash if self._state_claims else None,
         )
         return result
+
+    def _claim(self, height: int, app_hash: bytes) -> bytes:
+        """What blocks claim for `height` (its execution record): the app hash, or on a state-sync
+        chain its `state_claim` with the transaction set (stored with the block, before this)."""
+        if not self._state_claims:
+            return app_hash
+        digest = self._store.tx_set_digest_at(height)
+        if digest is None:
+            raise StorageError(f"no transaction set is stored for height {height}")
+        return state_claim(height, app_hash, digest)
 
     def _apply(self, block: Block, result: BlockResult) -> ExecutedBlock:
         """Commit the application's execution of `block` (recorded durably already)."""

@@ -8,7 +8,7 @@ text a peer chose; validators are indices of the validator set.
 May not: read the replica or the stores itself; the runtime passes callables for the gauges it
 reads at scrape time and counts events as they happen.
 
-Names (all prefixed `bft_`): committed_height, view, txs_committed_total, mempool_txs,
+Names (all prefixed `bft_`): committed_height, base_height, view, txs_committed_total, mempool_txs,
 mempool_bytes, refusals_total{what,reason}, view_changes_total{via}, peers_connected,
 app_hash_mismatches_total, mempool_full_total, messages_unsendable_total{message},
 equivocations_total{validator}, process_peak_rss_bytes, quorum_store{part}; plus the standard
@@ -95,6 +95,7 @@ class NodeMetrics:
         peers_connected: Callable[[], float],
         recovering: Callable[[], float],
         quorum_store: Callable[[], Mapping[str, int]] = dict,
+        base_height: Callable[[], float] = lambda: 0,
     ) -> None:
         # `*_created` series double the output and nobody reads them.
         disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -102,6 +103,10 @@ class NodeMetrics:
         ProcessCollector(registry=self.registry)
         gauges = {
             "bft_committed_height": ("Height of the last committed block", committed_height),
+            "bft_base_height": (
+                "Heights at or below this are pruned ([storage] retain_blocks); 0 keeps every block",
+                base_height,
+            ),
             "bft_view": ("The replica's current view", view),
             "bft_mempool_txs": ("Transactions waiting in the mempool", mempool_txs),
             "bft_mempool_bytes": ("Bytes of the transactions in the mempool", mempool_bytes),

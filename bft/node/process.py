@@ -11,16 +11,19 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 import trio
 
-from bft.node.config import load_node_config, parse_host_port
+from bft.app.interface import SnapshotApplication
+from bft.node.config import NodeConfig, load_genesis, load_node_config, parse_host_port
 from bft.node.logs import kv, setup_node_logging
-from bft.node.runtime import Node, crash_of
+from bft.node.runtime import Node, crash_of, load_application
+from bft.node.statesync import StateSyncError, SyncReport, api_servers, sync_state
+from bft.node.storage import BLOCKS_FILE, committed_height
 
 log = logging.getLogger("bft.node")
 
@@ -92,15 +95,63 @@ def _on_interrupted_again(node: Node, stop: _Stop, signal_name: str) -> None:
     print(INTERRUPTED_AGAIN, file=sys.stderr, flush=True)
 
 
+def sync_before_start(config: NodeConfig, servers: Sequence[str] | None = None) -> SyncReport | None:
+    """Restore the node's application and block store from the newest trusted snapshot the other
+    validators serve (or `servers`, API URLs; `bft.node.statesync`), unless the node's committed
+    height is already at or above it; prints what it did. StateSyncError (a NodeError) if nothing
+    could be restored."""
+    genesis = load_genesis(config.genesis_file)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    held = committed_height(config.data_dir / BLOCKS_FILE)
+    app = load_application(config, genesis)
+    try:
+        if not isinstance(app, SnapshotApplication):
+            raise StateSyncError(f"the application ({type(app).__name__}) has no snapshots to restore from")
+        servers = api_servers(config, genesis) if servers is None else list(servers)
+        if not servers:
+            raise StateSyncError("no server to state sync from")
+        print(
+            f"node {config.index}: state sync from {', '.join(servers)} (committed height {held})", flush=True
+        )
+        report = trio.run(sync_state, config, genesis, app, servers, held)
+    finally:
+        close = getattr(app, "close", None)
+        if close is not None:
+            close()
+    if report is None:
+        print(
+            f"node {config.index}: no snapshot above height {held}: starting from what it holds", flush=True
+        )
+    else:
+        print(
+            f"node {config.index}: restored height {report.height} ({report.chunks} chunks, "
+            f"{report.tx_records} transaction records, {report.blocks} blocks)",
+            flush=True,
+        )
+    return report
+
+
 def run_node(
-    home: Path, byzantine: str | None = None, *, log_level: int = logging.INFO, log_stdout: bool = False
+    home: Path,
+    byzantine: str | None = None,
+    *,
+    log_level: int = logging.INFO,
+    log_stdout: bool = False,
+    state_sync: bool = False,
+    sync_from: Sequence[str] | None = None,
 ) -> int:
     """Run the node at `home` until SIGINT or SIGTERM; 0 on a clean stop, 1 after a crash (the
     node logged it as `event=crashed`, with its traceback), 130 if a second signal came while it
     was stopping (the stop still closes the stores). Log lines at `log_level` and above go to the
-    node's log file, and with `log_stdout` to stdout too (`setup_node_logging`)."""
+    node's log file, and with `log_stdout` to stdout too (`setup_node_logging`). With
+    `state_sync` the node first joins from a snapshot (`sync_before_start`, from the APIs in
+    `sync_from` if given)."""
     config = load_node_config(home)
     setup_node_logging(config.log_file, level=log_level, stdout=log_stdout)
+    if state_sync:
+        sync_before_start(config, sync_from)
+    elif sync_from is not None:
+        raise StateSyncError("--sync-from names where to state sync from: it needs --state-sync")
     node = Node(home, byzantine)
     stop = _Stop()
     try:

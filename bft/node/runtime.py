@@ -25,7 +25,7 @@ from typing import Any, Final
 
 import trio
 
-from bft.app.interface import QUERY_NOT_FOUND, QUERY_OK, Application
+from bft.app.interface import QUERY_NOT_FOUND, QUERY_OK, Application, SnapshotApplication
 from bft.app.kv import KeyValueLedger
 from bft.core import wire
 from bft.core.actions import Action, Broadcast, Evidence, Refusal, Send, SendRaw, ViewChange
@@ -36,6 +36,7 @@ from bft.core.messages import BlockRequest, QuorumCert, SyncRequest, Timeout
 from bft.core.ports import Ports
 from bft.core.program import Program
 from bft.core.replica import Replica
+from bft.core.reputation import window_blocks
 from bft.core.safety_store import DurableFileStore
 from bft.core.serving import TokenBucket
 from bft.core.types import ValidatorIndex, View
@@ -71,7 +72,8 @@ from bft.node.operator_views import (
     TimeoutCertRef,
 )
 from bft.node.osfs import OsFilesystem
-from bft.node.storage import BlockStore
+from bft.node.storage import BLOCKS_FILE, MAX_COMMIT_PROOF_BLOCKS, MAX_UNINDEXED_HEIGHTS, BlockStore
+from bft.node.tx_set import MAX_RECORDS_PER_PAGE, encode_records
 from crypto.keys import PrivateKey, load_private_key
 from crypto.signing import SignatureCache
 from net.transport import Transport
@@ -95,11 +97,20 @@ MEMPOOL_FULL: Final = "mempool full"
 UPCOMING_LEADERS: Final = 5
 
 
-def load_application(config: NodeConfig) -> Application:
+def load_application(config: NodeConfig, genesis: Genesis) -> Application:
     """The application named by `[app] factory` ("module:callable", called with the data
-    directory), or the built-in key-value ledger in `<data_dir>/app.sqlite`."""
+    directory), or the built-in key-value ledger in `<data_dir>/app.sqlite`: on a chain whose
+    genesis says "state_sync", with its state commitment (app hash version 2) and snapshots
+    every `[storage] snapshot_interval` heights in `<data_dir>/snapshots/`."""
     if not config.app_factory:
-        return KeyValueLedger(config.data_dir / "app.sqlite")
+        if not genesis.state_sync:
+            return KeyValueLedger(config.data_dir / "app.sqlite")
+        return KeyValueLedger(
+            config.data_dir / "app.sqlite",
+            hash_version=2,
+            snapshot_interval=config.storage.snapshot_interval,
+            snapshots_kept=config.storage.snapshots_kept,
+        )
     module_name, _, attr = config.app_factory.partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), attr)
@@ -111,6 +122,32 @@ def load_application(config: NodeConfig) -> Application:
             f"[app] factory {config.app_factory!r} returned {type(app).__name__}, not an Application"
         )
     return app
+
+
+def check_retention(config: NodeConfig, genesis: Genesis) -> None:
+    """ConfigError if `[storage] retain_blocks` would prune what the node must still serve or
+    read: under leader reputation every node computes the schedule from the window of committed
+    blocks below the tip, so a retention keeps the window and a commit proof's reach above it; on
+    a state-sync chain a joining peer needs the blocks from its snapshot's height on, and the
+    newest snapshot it can be served is up to a snapshot interval plus the transaction index's
+    delay (MAX_UNINDEXED_HEIGHTS) below the tip."""
+    retain = config.storage.retain_blocks
+    if not retain:
+        return
+    needs = []
+    if genesis.leader_reputation:
+        window = window_blocks(len(genesis.validators))
+        needs.append((window + MAX_COMMIT_PROOF_BLOCKS, f"leader reputation's window of {window} blocks"))
+    if genesis.state_sync:
+        interval = config.storage.snapshot_interval
+        reach = interval + MAX_UNINDEXED_HEIGHTS + MAX_COMMIT_PROOF_BLOCKS
+        needs.append((reach, f"the blocks above a snapshot (snapshot_interval {interval})"))
+    for need, why in needs:
+        if retain < need:
+            raise ConfigError(
+                f"[storage] retain_blocks {retain} is below the {need} blocks that {why} and a commit "
+                "proof need"
+            )
 
 
 def read_kv(app: Application, key: str) -> dict[str, Any]:
@@ -133,19 +170,23 @@ class Node:
         self.key: PrivateKey = load_private_key(self.config.key_file)
         check_identity(self.config, self.genesis, self.key.public_key)
         self.replica_config = self.config.replica_config(self.genesis)
+        check_retention(self.config, self.genesis)
         self.byzantine = byzantine
         self.me = ValidatorIndex(self.config.index)
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         self.blocks = BlockStore(
-            self.config.data_dir / "blocks.sqlite", commit_chain=self.genesis.commit_chain
+            self.config.data_dir / BLOCKS_FILE,
+            commit_chain=self.genesis.commit_chain,
+            tx_set=self.genesis.state_sync,
         )
         self.batches = SqliteBatchStore(self.config.data_dir / BATCH_STORE_FILE)
-        self.app = app if app is not None else load_application(self.config)
+        self.app = app if app is not None else load_application(self.config, self.genesis)
         self.executor = Executor(
             self.app,
             self.blocks,
             on_mismatch=lambda: self.metrics.app_hash_mismatches.inc(),
             deferred=self.genesis.quorum_store,
+            state_claims=self.genesis.state_sync,
         )
         # Set when committed blocks wait for execution (deferred: the quorum store's data path).
         self._to_execute = trio.Event()
@@ -216,6 +257,7 @@ class Node:
         self._recovering = False
         self.metrics = NodeMetrics(
             committed_height=lambda: self.blocks.height,
+            base_height=lambda: self.blocks.base,
             view=lambda: self.replica.view if self.replica is not None else 0,
             mempool_txs=lambda: len(self.mempool),
             mempool_bytes=lambda: self.mempool.size_bytes,
@@ -537,6 +579,12 @@ class Node:
             )
         while self._commit_times and self._commit_times[0] < now - RATE_WINDOW_S:
             self._commit_times.popleft()
+        self._prune()
+
+    def _prune(self) -> None:
+        """Keep the latest `retain_blocks` executed blocks ([storage], `BlockStore.keep_latest`)."""
+        if self.blocks.keep_latest(self.config.storage.retain_blocks, self.executor.executed()[0]):
+            log.info(kv(event="pruned", node=self.me, base=self.blocks.base, height=self.blocks.height))
 
     # Mempool gossip.
 
@@ -705,6 +753,8 @@ class Node:
             "byzantine": self.byzantine,
             "app_height": self.executor.executed()[0],
             "app_hash": self.executor.executed()[1].hex(),
+            # The lowest committed height this node holds (above what it pruned).
+            "earliest_height": self.blocks.base + 1,
             "mempool_txs": len(self.mempool),
         }
 
@@ -797,6 +847,56 @@ class Node:
     def unconfirmed_txs(self, limit: int) -> PendingTxs:
         hashes = tuple(self.mempool.oldest_hashes(limit))
         return PendingTxs(count=len(self.mempool), size_bytes=self.mempool.size_bytes, hashes=hashes)
+
+    def pruned_below(self) -> int:
+        """The lowest committed height held: those below it were pruned ([storage])."""
+        return self.blocks.base + 1
+
+    # Serving snapshots to joining peers (`bft.node.statesync`).
+
+    def _snapshot_app(self) -> SnapshotApplication | None:
+        """The application, if this chain's claims name a verifiable state and it has snapshots."""
+        if self.genesis.state_sync and isinstance(self.app, SnapshotApplication):
+            return self.app
+        return None
+
+    def snapshots(self) -> list[dict[str, Any]]:
+        """The application's snapshots a peer can join from: their height's block is held (the
+        anchor), its transaction records are all indexed, and its app hash and transaction set
+        are recorded, which the peer checks against a committed block's claim."""
+        app = self._snapshot_app()
+        if app is None:
+            return []
+        served = []
+        for snap in app.list_snapshots():
+            h = snap.height
+            if not self.blocks.base < h <= self.blocks.indexed_height:
+                continue
+            own, tx_set = self.blocks.own_app_hash_at(h), self.blocks.tx_set_digest_at(h)
+            if own is None or tx_set is None:
+                continue
+            served.append(
+                {
+                    "height": h,
+                    "format": snap.format,
+                    "chunks": snap.chunks,
+                    "hash": snap.hash.hex(),
+                    "metadata": b64(snap.metadata),
+                    "app_hash": own.hex(),
+                    "tx_set": tx_set.hex(),
+                }
+            )
+        return served
+
+    def snapshot_chunk(self, height: int, format: int, index: int) -> bytes | None:
+        app = self._snapshot_app()
+        return None if app is None else app.load_snapshot_chunk(height, format, index)
+
+    def snapshot_txs(self, height: int, after: bytes) -> bytes | None:
+        """A page of the snapshot at `height`'s transaction records (`bft.node.tx_set`)."""
+        if self._snapshot_app() is None or not self.blocks.base < height <= self.blocks.indexed_height:
+            return None
+        return encode_records(self.blocks.tx_records(height, after, MAX_RECORDS_PER_PAGE))
 
     def block(self, height: int) -> dict[str, Any] | None:
         stored = self.blocks.block_at(height)

@@ -32,8 +32,13 @@ Also the evidence of equivocation (`bft.core.actions.Evidence`): both signed mes
 per (validator, view, kind), at most MAX_EVIDENCE_PER_VALIDATOR rows per validator (the oldest
 go first), so a validator that equivocates in every view cannot grow the file without bound.
 
-Schema (version 6, in `PRAGMA user_version`; a version 5 file, indexed at every append, gains
-`tx_index` on open):
+Also pruning (`prune_below`): the blocks, commit records, execution records and results below a
+height go, the transaction index stays (identical bytes are one transaction for as long as the
+chain lives, so the executor must still find where every transaction first committed), and the
+lowest height held rises (`base`: the store holds heights `base + 1 .. height`; 0 until pruned).
+
+Schema (version 7, in `PRAGMA user_version`; a version 5 file, indexed at every append, gains
+`tx_index` on open, and a version 5 or 6 file gains `chain_base`):
 
     blocks(height INTEGER PRIMARY KEY, id BLOB UNIQUE, view, parent_id BLOB,
            block BLOB  -- wire.encode_block
@@ -49,11 +54,17 @@ Schema (version 6, in `PRAGMA user_version`; a version 5 file, indexed at every 
     high_tc(one = 1, tc BLOB)                          -- the highest TC seen
     executed(height INTEGER PRIMARY KEY, app_hash BLOB)  -- from height 0 (the app's initial hash)
     results(height, position, code, log TEXT, data BLOB)  -- each committed tx's result
+    chain_base(one = 1, height)  -- heights at or below it are not held (pruned); absent: 0
+    tx_set(one = 1, lattice BLOB)          -- on a state-sync chain: `bft.node.tx_set.TxSet` of
+    tx_sets(height PRIMARY KEY, digest)    -- every first occurrence to the tip, and per height
+    app_hashes(height PRIMARY KEY, app_hash)  -- there, the application's own app hash per executed
+                                              -- height (`executed` holds the state claim)
     evidence(seq INTEGER PRIMARY KEY  -- order of arrival, the API's cursor
              validator, view, kind TEXT,    -- UNIQUE (validator, view, kind)
              first BLOB, second BLOB)       -- wire.encode of the two signed messages
 
-Heights start at 1 (genesis, height 0, is never stored) and have no gaps.
+Heights start at 1 (genesis, height 0, is never stored), or above the base once pruned, and have
+no gaps.
 
 Commit proofs follow the genesis' commit rule (`bft.core.commit_rule`), which the store is told:
 a commit chain b <- b' <- b'' of consecutive views (three-chain) or b <- b' (two-chain), with the
@@ -79,11 +90,14 @@ from bft.core.types import BlockId
 from bft.node.errors import StorageError
 from bft.node.sqlite_schema import create_schema
 from bft.node.tx_filter import CommittedTxFilter
+from bft.node.tx_set import EMPTY_TX_SET_DIGEST, TxSet
 from crypto.hashing import sha256
 
-SCHEMA_VERSION: Final = 6
+# The block store's file in a node's data directory.
+BLOCKS_FILE: Final = "blocks.sqlite"
+SCHEMA_VERSION: Final = 7
 # Versions this one opens and upgrades in place (tables added, none changed).
-UPGRADES_FROM: Final = (5,)
+UPGRADES_FROM: Final = (5, 6)
 # The transaction index's rows are written when this many wait, or this many heights passed
 # since the last write (which bounds the blocks a restart re-indexes).
 MAX_UNINDEXED_TXS: Final = 16_384
@@ -94,6 +108,9 @@ REPEATS_KEPT_HEIGHTS: Final = 4096
 # Evidence rows kept per validator; and the most one read returns.
 MAX_EVIDENCE_PER_VALIDATOR: Final = 64
 MAX_EVIDENCE_PAGE: Final = 100
+# Under a retention the oldest blocks go this many heights at a time (`keep_latest`), in one short
+# transaction, once that many are past the retention.
+PRUNE_STEP_HEIGHTS: Final = 64
 # A block's commit proof (the blocks up to the last of a commit chain above it) is served up to
 # this length.
 MAX_COMMIT_PROOF_BLOCKS: Final = 64
@@ -143,6 +160,22 @@ CREATE TABLE IF NOT EXISTS results (
     data BLOB NOT NULL,
     PRIMARY KEY (height, position)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS chain_base (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    height INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tx_set (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    lattice BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tx_sets (
+    height INTEGER PRIMARY KEY,
+    digest BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS app_hashes (
+    height INTEGER PRIMARY KEY,
+    app_hash BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS evidence (
     seq INTEGER PRIMARY KEY,
     validator INTEGER NOT NULL,
@@ -168,6 +201,22 @@ def schema_version_of(path: Path) -> int | None:
             conn.close()
     except sqlite3.Error as exc:
         raise StorageError(f"{path}: not a block store: {exc}") from exc
+
+
+def committed_height(path: Path) -> int:
+    """The committed height of the block store at `path`, read without changing it; 0 if there
+    is no file or no block."""
+    if not path.exists():
+        return 0
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT MAX(height) FROM blocks").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StorageError(f"{path}: not a block store: {exc}") from exc
+    return 0 if row is None or row[0] is None else int(row[0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +276,7 @@ class BlockStore(ClosesOnExit):
         genesis_id: BlockId | None = None,
         commit_chain: int = DEFAULT_COMMIT_CHAIN,
         index_bounds: tuple[int, int] = (MAX_UNINDEXED_TXS, MAX_UNINDEXED_HEIGHTS),
+        tx_set: bool = False,
     ) -> None:
         check_commit_chain(commit_chain)
         try:
@@ -234,7 +284,7 @@ class BlockStore(ClosesOnExit):
             db = sqlite3.connect(path, isolation_level=None)
         except sqlite3.Error as exc:
             raise StorageError(f"{path}: cannot open block store: {exc}") from exc
-        self._open(db, path, genesis_id, commit_chain, index_bounds, on_disk=True)
+        self._open(db, path, genesis_id, commit_chain, index_bounds, on_disk=True, tx_set=tx_set)
 
     @classmethod
     def over(
@@ -245,6 +295,7 @@ class BlockStore(ClosesOnExit):
         genesis_id: BlockId | None = None,
         commit_chain: int = DEFAULT_COMMIT_CHAIN,
         index_bounds: tuple[int, int] = (MAX_UNINDEXED_TXS, MAX_UNINDEXED_HEIGHTS),
+        tx_set: bool = False,
     ) -> BlockStore:
         """A block store in the open database `db`, e.g. an in-memory one that outlives this object
         (the simulator keeps it across a simulated crash and opens a new store over it on restart,
@@ -255,7 +306,7 @@ class BlockStore(ClosesOnExit):
         check_commit_chain(commit_chain)
         store = cls.__new__(cls)
         db.isolation_level = None
-        store._open(db, Path(name), genesis_id, commit_chain, index_bounds, on_disk=False)
+        store._open(db, Path(name), genesis_id, commit_chain, index_bounds, on_disk=False, tx_set=tx_set)
         return store
 
     def _open(
@@ -267,8 +318,11 @@ class BlockStore(ClosesOnExit):
         index_bounds: tuple[int, int],
         *,
         on_disk: bool,
+        tx_set: bool,
     ) -> None:
         self._path = path
+        self._keeps_tx_set = tx_set
+        self._tx_set: TxSet | None = None
         self._genesis_id = genesis_id
         self._commit_chain = commit_chain
         self._db = db
@@ -291,6 +345,8 @@ class BlockStore(ClosesOnExit):
         try:
             self._setup(on_disk)
             self._tip_height, self._tip_id = self._load_tip()
+            self._base = self._load_base()
+            self._tx_set = self._load_tx_set()
             for (tx_hash,) in self._db.execute("SELECT hash FROM txs"):
                 self._committed_txs.add(bytes(tx_hash))
             self._reindex()
@@ -362,6 +418,23 @@ class BlockStore(ClosesOnExit):
             return 0, None
         return int(row[0]), BlockId(bytes(row[1]))
 
+    def _load_tx_set(self) -> TxSet | None:
+        if not self._keeps_tx_set:
+            return None
+        row = self._db.execute("SELECT lattice FROM tx_set").fetchone()
+        if row is not None:
+            return TxSet.from_bytes(bytes(row[0]))
+        if self._tip_height > 0:
+            raise StorageError(
+                f"{self._path}: this block store holds {self._tip_height} blocks but no transaction "
+                "set: it was written for a chain without state sync"
+            )
+        return TxSet()
+
+    def _load_base(self) -> int:
+        row = self._db.execute("SELECT height FROM chain_base").fetchone()
+        return 0 if row is None else int(row[0])
+
     def _decode_block(self, data: bytes) -> Block:
         try:
             return wire.decode_block(bytes(data))
@@ -387,6 +460,11 @@ class BlockStore(ClosesOnExit):
     def height(self) -> int:
         """Height of the last committed block stored; 0 when empty (genesis)."""
         return self._tip_height
+
+    @property
+    def base(self) -> int:
+        """Heights at or below this are not held (pruned): 0 until `prune_below` ran."""
+        return self._base
 
     def append(
         self,
@@ -431,6 +509,7 @@ class BlockStore(ClosesOnExit):
                     for b, qc in zip(blocks, qcs, strict=True)
                 ],
             )
+            tx_set = self._grow_tx_set(blocks, new)
             if write_index:
                 # A tx committed twice (in two batches under the quorum store, or re-proposed by
                 # a faulty leader) has one row, where it first committed, which is where its
@@ -443,6 +522,8 @@ class BlockStore(ClosesOnExit):
         # lookup, never a wrong answer.
         for tx_hash in new:
             self._committed_txs.add(tx_hash)
+        if tx_set is not None:
+            self._tx_set = tx_set
         if write_index:
             self._unindexed, self._indexed_height = {}, last_height
         else:
@@ -453,6 +534,52 @@ class BlockStore(ClosesOnExit):
             self._repeats_from = floor + 1
             self._repeats = {h: p for h, p in self._repeats.items() if h > floor}
         self._tip_height, self._tip_id = last_height, blocks[-1].id
+
+    def _grow_tx_set(self, blocks: Sequence[Block], new: dict[bytes, tuple[int, int]]) -> TxSet | None:
+        """On a state-sync chain, write the transaction set after each of `blocks` (their first
+        occurrences `new` added) inside the append's transaction; the set after the last."""
+        if self._tx_set is None:
+            return None
+        tx_set = self._tx_set.copy()
+        by_height: dict[int, list[tuple[bytes, int]]] = {}
+        for tx_hash, (height, pos) in new.items():
+            by_height.setdefault(height, []).append((tx_hash, pos))
+        rows = []
+        for block in blocks:
+            for tx_hash, pos in by_height.get(block.height, ()):
+                tx_set.add(tx_hash, block.height, pos)
+            rows.append((block.height, tx_set.digest()))
+        self._db.executemany("INSERT INTO tx_sets (height, digest) VALUES (?, ?)", rows)
+        self._db.execute("INSERT OR REPLACE INTO tx_set (one, lattice) VALUES (1, ?)", (tx_set.to_bytes(),))
+        return tx_set
+
+    def tx_set_digest_at(self, height: int) -> bytes | None:
+        """The transaction set's digest after `height` on a state-sync chain (`bft.node.tx_set`);
+        None if not held (pruned, above the tip, or a chain without state sync)."""
+        if self._tx_set is None:
+            return None
+        if height == 0:
+            return EMPTY_TX_SET_DIGEST
+        row = self._db.execute("SELECT digest FROM tx_sets WHERE height = ?", (height,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    @property
+    def indexed_height(self) -> int:
+        """Every first occurrence at or below this height is in the index's table (`tx_records`)."""
+        return self._indexed_height
+
+    def tx_records(self, at_height: int, after: bytes, limit: int) -> list[tuple[bytes, int, int]]:
+        """The index's (hash, height, position) rows of the transactions first committed at or
+        below `at_height`, in hash order, those with a hash above `after` (b"" for the first
+        page), at most `limit`: a snapshot's transaction set, served by pages. ValueError if
+        `at_height` is above the indexed height (rows for it may still wait in memory)."""
+        if at_height > self._indexed_height:
+            raise ValueError(f"height {at_height} is above the indexed height {self._indexed_height}")
+        rows = self._db.execute(
+            "SELECT hash, height, position FROM txs WHERE hash > ? AND height <= ? ORDER BY hash LIMIT ?",
+            (bytes(after), at_height, limit),
+        ).fetchall()
+        return [(bytes(r[0]), int(r[1]), int(r[2])) for r in rows]
 
     def _check_continues(self, blocks: Sequence[Block], qcs: Sequence[QuorumCert]) -> None:
         if not blocks:
@@ -618,9 +745,17 @@ class BlockStore(ClosesOnExit):
 
     # The execution record.
 
-    def record_execution(self, height: int, app_hash: bytes, results: Sequence[StoredResult]) -> None:
-        """Record that `height` executed to `app_hash` with these per-transaction results, in one
-        transaction; writing the same height again replaces it (replay writes identical values)."""
+    def record_execution(
+        self,
+        height: int,
+        app_hash: bytes,
+        results: Sequence[StoredResult],
+        own_app_hash: bytes | None = None,
+    ) -> None:
+        """Record that `height` executed to `app_hash` (what blocks claim) with these
+        per-transaction results, in one transaction; writing the same height again replaces it
+        (replay writes identical values). On a state-sync chain `app_hash` is the state claim and
+        `own_app_hash` the application's app hash inside it (`own_app_hash_at`)."""
         if height > self._tip_height:
             raise StorageError(f"refusing to record execution of height {height} above the tip")
         with self._transaction(f"record execution of height {height}"):
@@ -631,6 +766,11 @@ class BlockStore(ClosesOnExit):
                 "INSERT OR REPLACE INTO results (height, position, code, log, data) VALUES (?, ?, ?, ?, ?)",
                 [(height, pos, r.code, r.log, r.data) for pos, r in enumerate(results)],
             )
+            if own_app_hash is not None:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO app_hashes (height, app_hash) VALUES (?, ?)",
+                    (height, own_app_hash),
+                )
 
     def last_executed(self) -> tuple[int, bytes] | None:
         """The highest executed height and its app hash; None before the first record."""
@@ -643,11 +783,149 @@ class BlockStore(ClosesOnExit):
         row = self._db.execute("SELECT app_hash FROM executed WHERE height = ?", (height,)).fetchone()
         return None if row is None else bytes(row[0])
 
+    def own_app_hash_at(self, height: int) -> bytes | None:
+        """The application's own app hash after `height`, on a state-sync chain (None elsewhere,
+        or if not executed or pruned)."""
+        row = self._db.execute("SELECT app_hash FROM app_hashes WHERE height = ?", (height,)).fetchone()
+        return None if row is None else bytes(row[0])
+
     def tx_result(self, height: int, position: int) -> StoredResult | None:
         row = self._db.execute(
             "SELECT code, log, data FROM results WHERE height = ? AND position = ?", (height, position)
         ).fetchone()
         return None if row is None else StoredResult(int(row[0]), str(row[1]), bytes(row[2]))
+
+    # Starting from a snapshot (`bft.node.statesync`).
+
+    def add_tx_records(self, records: Sequence[tuple[bytes, int, int]]) -> None:
+        """Before `install_anchor`, into an empty store: index these (hash, height, position)
+        records of transactions committed below the anchor and add them to the transaction set,
+        in one transaction. StorageError if the store holds blocks, or a hash is already indexed
+        (each transaction has one first occurrence)."""
+        if self._tip_height or self._tx_set is None:
+            raise StorageError("transaction records go into an empty block store of a state-sync chain")
+        tx_set = self._tx_set.copy()
+        for tx_hash, height, pos in records:
+            tx_set.add(tx_hash, height, pos)
+        with self._transaction(f"index {len(records)} transaction records"):
+            self._db.executemany("INSERT INTO txs (hash, height, position) VALUES (?, ?, ?)", records)
+            self._db.execute(
+                "INSERT OR REPLACE INTO tx_set (one, lattice) VALUES (1, ?)", (tx_set.to_bytes(),)
+            )
+        self._tx_set = tx_set
+        for tx_hash, _, _ in records:
+            self._committed_txs.add(tx_hash)
+
+    def tx_set_digest(self) -> bytes | None:
+        """The transaction set's digest over everything indexed so far (state-sync chains)."""
+        return None if self._tx_set is None else self._tx_set.digest()
+
+    def install_anchor(
+        self,
+        blocks: Sequence[Block],
+        qcs: Sequence[QuorumCert],
+        commit_qc: QuorumCert,
+        proof: Sequence[Block],
+        claim: bytes,
+        own_app_hash: bytes,
+    ) -> None:
+        """Make an empty store (its transaction records added) start at a snapshot's height:
+        `blocks` (consecutive, the last at the snapshot's height A, `qcs[i]` certifying
+        `blocks[i]`) as committed, with `commit_qc` and `proof` proving A committed
+        (`StoredBlock`), `claim` as A's execution record, and the base below the first block, in
+        one transaction. The caller verified all of it (`bft.node.statesync`)."""
+        if self._tip_height or not blocks:
+            raise StorageError("an anchor goes into an empty block store, with at least one block")
+        first, last = blocks[0], blocks[-1]
+        self._tip_height, self._tip_id = first.height - 1, first.parent_id
+        try:
+            self._check_continues(blocks, qcs)
+        finally:
+            self._tip_height, self._tip_id = 0, None
+        digest = self.tx_set_digest()
+        with self._transaction(f"install blocks {first.height}..{last.height} from a snapshot"):
+            self._db.execute(
+                "INSERT INTO commits (height, commit_qc, proof) VALUES (?, ?, ?)",
+                (last.height, wire.encode_qc(commit_qc), wire.encode(BlockResponse(tuple(proof)))),
+            )
+            self._db.executemany(
+                "INSERT INTO blocks (height, id, view, parent_id, block, qc, commit_height)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        b.height,
+                        b.id,
+                        b.view,
+                        b.parent_id,
+                        wire.encode_block(b),
+                        wire.encode_qc(qc),
+                        last.height,
+                    )
+                    for b, qc in zip(blocks, qcs, strict=True)
+                ],
+            )
+            self._db.execute("INSERT OR REPLACE INTO tx_index (one, height) VALUES (1, ?)", (last.height,))
+            if self._tx_set is not None and digest is not None:
+                self._db.execute("INSERT INTO tx_sets (height, digest) VALUES (?, ?)", (last.height, digest))
+                self._db.execute(
+                    "INSERT OR REPLACE INTO tx_set (one, lattice) VALUES (1, ?)", (self._tx_set.to_bytes(),)
+                )
+            self._db.execute("INSERT INTO executed (height, app_hash) VALUES (?, ?)", (last.height, claim))
+            self._db.execute(
+                "INSERT INTO app_hashes (height, app_hash) VALUES (?, ?)", (last.height, own_app_hash)
+            )
+            self._db.execute(
+                "INSERT OR REPLACE INTO chain_base (one, height) VALUES (1, ?)", (first.height - 1,)
+            )
+        self._tip_height, self._tip_id = last.height, last.id
+        self._base = first.height - 1
+        self._indexed_height = last.height
+        self._unindexed, self._repeats = {}, {}
+        self._repeats_from = last.height + 1
+
+    # Pruning.
+
+    def prune_below(self, height: int, max_heights: int | None = None) -> int:
+        """Let go of the committed blocks below `height` (at most `max_heights` of them, the
+        oldest, if given), with their commit records, execution records and results, in one
+        transaction; the transaction index stays. Returns the new base. StorageError, pruning
+        nothing, if `height` is above the last executed height: a block the application has not
+        applied must stay for replay, and so must the tip, which the replica's tree grows from."""
+        executed = self.last_executed()
+        executed_height = executed[0] if executed is not None else 0
+        if height > min(executed_height, self._tip_height):
+            raise StorageError(
+                f"refusing to prune below height {height}: executed to {executed_height}, "
+                f"tip {self._tip_height} (the tip and unexecuted blocks stay)"
+            )
+        new_base = height - 1 if max_heights is None else min(height - 1, self._base + max_heights)
+        if new_base <= self._base:
+            return self._base
+        with self._transaction(f"prune blocks {self._base + 1}..{new_base}"):
+            # A commit record's height is its last block's: one at or below the new base is
+            # referenced by no block that stays.
+            for table in ("blocks", "commits", "results"):
+                self._db.execute(f"DELETE FROM {table} WHERE height <= ?", (new_base,))
+            self._db.execute("DELETE FROM executed WHERE height < ?", (new_base,))
+            self._db.execute("DELETE FROM tx_sets WHERE height < ?", (new_base,))
+            self._db.execute("DELETE FROM app_hashes WHERE height < ?", (new_base,))
+            self._db.execute("INSERT OR REPLACE INTO chain_base (one, height) VALUES (1, ?)", (new_base,))
+        self._base = new_base
+        return new_base
+
+    def keep_latest(self, retain_blocks: int, executed_height: int, step: int = PRUNE_STEP_HEIGHTS) -> bool:
+        """The retention rule the node and the simulator both run after their commits: keep the
+        latest `retain_blocks` executed heights (0 keeps everything), pruning `step` heights at
+        a time once that many are past it (the simulator's chains are short: it prunes in
+        smaller steps); whether it pruned. A store that starts with a long chain under a new
+        retention catches up one step per call."""
+        if retain_blocks <= 0:
+            return False
+        keep_from = executed_height - retain_blocks + 1
+        if keep_from - 1 - self._base < step:
+            return False
+        self.prune_below(keep_from, step)
+        return True
 
     # Evidence of equivocation.
 
@@ -750,6 +1028,8 @@ class BlockStore(ClosesOnExit):
                     self._batch_depth = 0
         except BaseException:
             self._tip_height, self._tip_id = self._load_tip()
+            self._base = self._load_base()
+            self._tx_set = self._load_tx_set()
             self._pruned_to = -1
             self._reindex()
             raise

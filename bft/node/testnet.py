@@ -175,13 +175,15 @@ def write_testnet(
     commit_chain: int = DEFAULT_COMMIT_CHAIN,
     quorum_store: bool = False,
     leader_reputation: bool = False,
+    state_sync: bool = False,
     app_factory: str = "",
 ) -> list[Path]:
     """Write a `nodes`-validator testnet under `out` and return the node home directories.
 
     Fresh keys come from the OS CSPRNG; `chain_id` defaults to "bft-testnet-<random hex>";
     `commit_chain` is the genesis' commit rule (3 or 2); with `leader_reputation` it chooses
-    leaders by reputation; with `quorum_store` the genesis runs the quorum store, and `consensus`
+    leaders by reputation; with `state_sync` its claims name a verifiable state that new nodes join
+    from (`bft.node.statesync`); with `quorum_store` the genesis runs the quorum store, and `consensus`
     defaults to `default_consensus(quorum_store=True)` (its larger
     block limits, spelled out in every config.toml with the batch settings); `app_factory`, if
     given, goes into every node's `[app] factory` (else the nodes run the built-in key-value
@@ -221,6 +223,7 @@ def write_testnet(
         commit_chain,
         quorum_store,
         leader_reputation,
+        state_sync,
     )
     genesis_json = genesis_to_json(genesis)
 

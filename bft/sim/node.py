@@ -36,7 +36,15 @@ from bft.core.wire import RECOVERY_NONCE_BYTES, decode_safety_state
 from bft.sim.disk import SimDisk
 from bft.sim.network import Instance
 from bft.sim.settings import MAX_LARGE_TXS, SimSettings
-from bft.sim.storage import NodeStorage, ObservedExecuted, StorageContext, StorageFactory, Transactions
+from bft.sim.storage import (
+    DEFAULT_STORAGE_OPTIONS,
+    NodeStorage,
+    ObservedExecuted,
+    StorageContext,
+    StorageFactory,
+    StorageOptions,
+    Transactions,
+)
 from crypto.keys import PrivateKey
 from crypto.signing import SignatureCache
 
@@ -233,6 +241,7 @@ class SimNode:
         sig_cache: SignatureCache,
         checked: bool,
         settings: SimSettings,
+        storage_options: StorageOptions = DEFAULT_STORAGE_OPTIONS,
     ) -> None:
         self.inst = inst
         self.key = key
@@ -243,6 +252,7 @@ class SimNode:
         self.rng = random.Random(f"node/{seed}/{inst.index}/{inst.copy}")
         self._seed = seed
         self._storage_factory = storage
+        self._storage_options = storage_options
         self._new_disk(first_record=True)
         self.payload = SimPayload()
         self.clients = SimClients(seed, inst, settings, txs)
@@ -272,6 +282,7 @@ class SimNode:
                 self.disk.commit_point,
                 self.config.commit_chain,
                 self.config.quorum_store,
+                self._storage_options,
             )
         )
 

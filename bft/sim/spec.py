@@ -84,6 +84,11 @@ class SimSpec:
     quorum_store: bool = False
     # The genesis' leader reputation (`bft.core.reputation`): leaders from the chain's history.
     leader_reputation: bool = False
+    # The genesis' "state_sync": claims name the app state with the transaction set
+    # (`bft.node.tx_set`), and the ledger runs its app hash version 2.
+    state_sync: bool = False
+    # Every node's [storage] retain_blocks (0 keeps every block): it prunes after each step.
+    retain_blocks: int = 0
 
     def __post_init__(self) -> None:
         if self.nodes < 1:
@@ -97,6 +102,8 @@ class SimSpec:
             raise ValueError(f"{len(self.byzantine)} Byzantine nodes exceed f = {f}")
         if self.twins and len(self.byzantine) >= f:
             raise ValueError(f"twins need a fault budget: f = {f}, {len(self.byzantine)} used")
+        if self.retain_blocks < 0:
+            raise ValueError("retain_blocks must be 0 (keep every block) or positive")
         if not 0 <= self.wipe_rate <= 1:
             raise ValueError(f"wipe_rate must be in [0, 1], not {self.wipe_rate}")
         if not 0 < self.delta_s < self.base_timeout_s:
@@ -137,6 +144,10 @@ class SimSpec:
             cmd += " --quorum-store"
         if self.leader_reputation:
             cmd += " --leader-reputation"
+        if self.state_sync:
+            cmd += " --state-sync"
+        if self.retain_blocks:
+            cmd += f" --retain-blocks {self.retain_blocks}"
         return f"{cmd} --seed {seed}"
 
 

@@ -28,13 +28,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from bft.core.actions import Commit
 from bft.core.app_state import ExecutedState
 from bft.core.commit_rule import DEFAULT_COMMIT_CHAIN
 from bft.core.ports import PayloadSource, Ports
 from bft.core.safety_store import SafetyStore
+
+
+@dataclass(frozen=True, slots=True)
+class StorageOptions:
+    """The genesis' and the config's storage choices a simulated node runs with, as a node does:
+    claims naming a verifiable state ("state_sync", `bft.node.tx_set`) and a retention
+    ([storage] retain_blocks: the node prunes older blocks after each step, `catch_up`)."""
+
+    state_sync: bool = False
+    retain_blocks: int = 0
+
+
+DEFAULT_STORAGE_OPTIONS: Final = StorageOptions()
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +64,7 @@ class StorageContext:
     commit_chain: int = DEFAULT_COMMIT_CHAIN
     # The genesis runs the quorum store: the node defers execution (`catch_up`).
     quorum_store: bool = False
+    options: StorageOptions = DEFAULT_STORAGE_OPTIONS
 
 
 class NodeStorage(Protocol):
@@ -68,14 +82,16 @@ class NodeStorage(Protocol):
         ...
 
     def app_hash_at(self, height: int) -> bytes | None:
-        """The application's own durable app hash after `height` (0: its initial hash); None if
-        it has not applied that height."""
+        """The application's own durable app hash after `height` (0: its initial hash), or on a
+        state-sync chain the state claim it is part of (`bft.node.tx_set`): what blocks claim;
+        None if it has not applied that height (or it was pruned)."""
         ...
 
     def catch_up(self) -> None:
         """Execute the committed blocks whose execution the node deferred (under the quorum
-        store), as the node's executor task does once a step's messages are out; may raise
-        SimCrash at a crash point of the application's commit."""
+        store), as the node's executor task does once a step's messages are out, then prune to
+        the retention as the node does after its commits; may raise SimCrash at a crash point of
+        the application's or the block store's commit."""
         ...
 
     def close(self) -> None:

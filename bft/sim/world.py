@@ -44,7 +44,7 @@ from bft.sim.node import Factories, SimNode, honest_factory
 from bft.sim.scheduler import Scheduler
 from bft.sim.settings import draw_settings, fixed_settings
 from bft.sim.spec import HONEST, ScheduleResult, SimSpec
-from bft.sim.storage import APP_COMMIT, BLOCKS_COMMIT
+from bft.sim.storage import APP_COMMIT, BLOCKS_COMMIT, StorageOptions
 from bft.sim.twins import TwinsScenario, generate_twins_scenario
 from crypto.keys import PrivateKey
 from crypto.signing import SignatureCache
@@ -295,6 +295,7 @@ class World:
                 sig_cache=sig_cache,
                 checked=inst in self.checker.honest,
                 settings=self.settings,
+                storage_options=StorageOptions(spec.state_sync, spec.retain_blocks),
             )
             self.checker.on_first_record(inst, first_state(config.chain_id))
         self.network = Network(

@@ -28,6 +28,7 @@ def cluster_maker(root: Path) -> Iterator[MakeCluster]:
         commit_chain: int = 3,
         quorum_store: bool = False,
         leader_reputation: bool = False,
+        state_sync: bool = False,
     ) -> Cluster:
         cluster = Cluster(
             root / f"cluster{len(made)}",
@@ -36,6 +37,7 @@ def cluster_maker(root: Path) -> Iterator[MakeCluster]:
             commit_chain=commit_chain,
             quorum_store=quorum_store,
             leader_reputation=leader_reputation,
+            state_sync=state_sync,
         )
         made.append(cluster)
         return cluster

@@ -224,7 +224,7 @@ class Cluster:
     """`nodes` validators written by `bft testnet` under `root`; node i is Byzantine if in `byzantine`;
     the genesis has the `commit_chain` rule (3: chained HotStuff's three-chain, 2: Jolteon's two-chain)
     and runs the quorum store if `quorum_store` (`bft testnet --quorum-store`), leader reputation if
-    `leader_reputation` (`--leader-reputation`)."""
+    `leader_reputation` (`--leader-reputation`), state sync if `state_sync` (`--state-sync`)."""
 
     root: Path
     nodes: int
@@ -233,12 +233,14 @@ class Cluster:
     commit_chain: int = 3
     quorum_store: bool = False
     leader_reputation: bool = False
+    state_sync: bool = False
 
     def __post_init__(self) -> None:
         base = free_base_port(2 * self.nodes)
         where = ["--nodes", str(self.nodes), "--out", str(self.root), "--base-port", str(base)]
         data_path = ["--quorum-store"] if self.quorum_store else []
         data_path += ["--leader-reputation"] if self.leader_reputation else []
+        data_path += ["--state-sync"] if self.state_sync else []
         run_bft(["testnet", *where, "--commit-chain", str(self.commit_chain), *data_path])
         self.procs = []
         for i in range(self.nodes):
@@ -264,12 +266,15 @@ class Cluster:
 
     # Processes.
 
-    def start(self, i: int) -> None:
+    def start(self, i: int, *, state_sync: bool = False, args: Sequence[str] = ()) -> None:
+        """Start node i (`bft node`; with `--state-sync` if `state_sync`, then `args`)."""
         node = self.procs[i]
         assert not node.running(), f"node {i} is already running"
         node.close_output()
         node.starts += 1
         cmd = [sys.executable, "-m", "bft", "node", "--home", str(node.home)]
+        cmd += ["--state-sync"] if state_sync else []
+        cmd += list(args)
         if node.byzantine is not None:
             cmd += ["--byzantine", node.byzantine]
         node.output = node.output_file.open("wb")
@@ -463,6 +468,7 @@ class MakeCluster(Protocol):
         commit_chain: int = 3,
         quorum_store: bool = False,
         leader_reputation: bool = False,
+        state_sync: bool = False,
     ) -> Cluster: ...
 
 

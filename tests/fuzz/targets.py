@@ -554,6 +554,18 @@ class _FuzzNode:
             "last_block_id": self.block_id,
         }
 
+    def snapshots(self) -> list[dict[str, Any]]:
+        return []
+
+    def snapshot_chunk(self, height: int, format: int, index: int) -> bytes | None:
+        return None
+
+    def snapshot_txs(self, height: int, after: bytes) -> bytes | None:
+        return None
+
+    def pruned_below(self) -> int:
+        return 1
+
     def block(self, height: int) -> dict[str, Any] | None:
         return {"height": 1, "id": self.block_id, "txs": []} if height == 1 else None
 

@@ -107,6 +107,7 @@ class FakeNode:
         self.health_now = HEALTHY
         self.pending = [b"pending-%d" % i for i in range(150)]
         self.unconfirmed_asks: list[int] = []
+        self.earliest = 1
 
     def _enter(self, method: str) -> None:
         self.calls.append(method)
@@ -124,6 +125,18 @@ class FakeNode:
             "last_block_id": self.blocks[max(self.blocks)][0].id.hex(),
             "peers": 3,
         }
+
+    def snapshots(self) -> list[dict[str, Any]]:
+        return []
+
+    def snapshot_chunk(self, height: int, format: int, index: int) -> bytes | None:
+        return None
+
+    def snapshot_txs(self, height: int, after: bytes) -> bytes | None:
+        return None
+
+    def pruned_below(self) -> int:
+        return self.earliest
 
     def block(self, height: int) -> dict[str, Any] | None:
         self._enter("block")
@@ -287,6 +300,17 @@ async def test_block(client: httpx.AsyncClient) -> None:
 
 
 async def test_block_above_the_tip_is_404(client: httpx.AsyncClient) -> None:
+    assert_error(await client.get("/blocks/2"), 404, mentions="height 2")
+    assert_error(await client.get("/blocks/0"), 404)
+
+
+async def test_a_pruned_block_is_410_and_says_where_the_node_starts(
+    node: FakeNode, client: httpx.AsyncClient
+) -> None:
+    del node.blocks[1]
+    node.earliest = 2
+    assert_error(await client.get("/blocks/1"), 410, mentions="keeps heights from 2")
+    # Above the tip is still "not committed", and height 0 is never a block.
     assert_error(await client.get("/blocks/2"), 404, mentions="height 2")
     assert_error(await client.get("/blocks/0"), 404)
 

@@ -13,7 +13,7 @@ from bft.core.actions import Refusal
 from bft.core.errors import DecodeError, TooLarge, Truncated, WrongType
 from bft.core.refusals import RefusalReason, Subject
 from bft.core.types import ValidatorIndex, View
-from bft.node.config import NodeConfig
+from bft.node.config import Genesis, GenesisValidator, NodeConfig
 from bft.node.errors import ConfigError
 from bft.node.metrics import (
     NodeCounters,
@@ -24,6 +24,7 @@ from bft.node.metrics import (
     read_counters,
 )
 from bft.node.runtime import _chunks, load_application
+from crypto.keys import PrivateKey
 
 
 def test_gossip_chunks_keep_order_and_respect_the_byte_limit() -> None:
@@ -108,6 +109,12 @@ def test_metrics_read_their_gauges_at_scrape_time() -> None:
     assert "process_cpu_seconds_total" in text and "bft_process_peak_rss_bytes" in text
 
 
+# Only its flags matter to load_application: a chain without state sync.
+GENESIS = Genesis(
+    "parts", (GenesisValidator(0, PrivateKey.generate().public_key, "127.0.0.1:1", "127.0.0.1:2"),)
+)
+
+
 def _config(tmp_path: Path, factory: str) -> NodeConfig:
     return NodeConfig(
         home=tmp_path,
@@ -123,7 +130,7 @@ def _config(tmp_path: Path, factory: str) -> NodeConfig:
 
 
 def test_the_default_application_is_the_key_value_ledger(tmp_path: Path) -> None:
-    app = load_application(_config(tmp_path, ""))
+    app = load_application(_config(tmp_path, ""), GENESIS)
     assert isinstance(app, KeyValueLedger)
     app.close()
     assert (tmp_path / "app.sqlite").exists()
@@ -143,15 +150,15 @@ def test_a_configured_factory_is_called_with_the_data_directory(
         "    return object()\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    app = load_application(_config(tmp_path, "my_test_app:make"))
+    app = load_application(_config(tmp_path, "my_test_app:make"), GENESIS)
     assert isinstance(app, KeyValueLedger) and sys.modules["my_test_app"].made == [tmp_path]
     app.close()
     with pytest.raises(ConfigError, match="not an Application"):
-        load_application(_config(tmp_path, "my_test_app:not_an_app"))
+        load_application(_config(tmp_path, "my_test_app:not_an_app"), GENESIS)
     with pytest.raises(ConfigError, match="factory 'my_test_app:missing'"):
-        load_application(_config(tmp_path, "my_test_app:missing"))
+        load_application(_config(tmp_path, "my_test_app:missing"), GENESIS)
     with pytest.raises(ConfigError, match="No module named"):
-        load_application(replace(_config(tmp_path, ""), app_factory="no_such_module_here:make"))
+        load_application(replace(_config(tmp_path, ""), app_factory="no_such_module_here:make"), GENESIS)
 
 
 async def test_a_message_over_the_frame_limit_is_logged_counted_and_dropped(

@@ -143,6 +143,20 @@ def test_n4_leader_reputation(behaviour: str | None, seeds: int) -> None:
     _campaign(spec, range(seeds))
 
 
+@pytest.mark.parametrize(
+    ("behaviour", "quorum_store"),
+    [(None, False), (None, True), ("equivocate", False)],
+    ids=["honest", "quorum-store", "equivocate"],
+)
+def test_n4_state_sync_chain_with_a_retention(behaviour: str | None, quorum_store: bool) -> None:
+    """Claims naming the state with the transaction set, and every node pruning to its latest 32
+    blocks after each step, through crashes, wipes and partitions (the README's campaigns run
+    more seeds)."""
+    byzantine = {} if behaviour is None else {0: behaviour}
+    spec = SimSpec(nodes=4, byzantine=byzantine, quorum_store=quorum_store, state_sync=True, retain_blocks=32)
+    _campaign(spec, range(10))
+
+
 def test_n7_leader_reputation_two_byzantine() -> None:
     spec = SimSpec(nodes=7, byzantine={0: "silent", 1: "false-blame"}, leader_reputation=True)
     _campaign(spec, range(N7_SEEDS // 4))

@@ -38,6 +38,7 @@ from bft.core.votes import TimeoutCollector
 from bft.node.executor import Executor
 from bft.node.storage import BlockStore
 from bft.node.tx_filter import CommittedTxFilter
+from bft.node.tx_set import state_claim
 from bft.sim import SimSpec, run_schedule
 from bft.sim.invariants import (
     AGREEMENT,
@@ -446,3 +447,32 @@ def test_voters_that_do_not_check_the_failed_leaders_record_are_caught(
     monkeypatch.setattr(replica_module, "check_failed_leaders", lambda block, expected: None)
     spec = SimSpec(nodes=4, byzantine={0: "false-blame"}, leader_reputation=True)
     _first_violation(spec, range(30), {LEADER_SCHEDULE, VALIDITY})
+
+
+# Pruning ([storage] retain_blocks) and the state claims of a state-sync chain.
+
+
+def test_pruning_past_the_retention_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The retention not kept: a node prunes up to its executed height whatever it promised. A
+    # peer that crashed for a while comes back behind every other node's base, and no block sync
+    # can bridge the gap. (With the retention kept, 32 blocks, these schedules are clean.)
+    keep = BlockStore.keep_latest
+
+    def everything(self: BlockStore, retain_blocks: int, executed_height: int, step: int = 64) -> bool:
+        return keep(self, min(retain_blocks, 1), executed_height, step)
+
+    monkeypatch.setattr(BlockStore, "keep_latest", everything)
+    _first_violation(SimSpec(nodes=4, state_sync=True, retain_blocks=32), range(20), {LIVENESS})
+
+
+def test_a_state_claim_of_the_wrong_transaction_set_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The executor's claim for height h names the transaction set after h - 1: every node agrees
+    # with every other, but not with the state a snapshot of h holds (the ledger's app hash and
+    # the set of transactions committed up to h), which a joining node checks the claim against.
+    def one_behind(self: Executor, height: int, app_hash: bytes) -> bytes:
+        digest = self._store.tx_set_digest_at(max(0, height - 1))
+        assert digest is not None
+        return state_claim(height, app_hash, digest)
+
+    monkeypatch.setattr(Executor, "_claim", one_behind)
+    _first_violation(SimSpec(nodes=4, state_sync=True), range(20), {APP_STATE})

@@ -152,13 +152,13 @@ def test_the_consensus_only_testnet_runs_the_no_op_application_on_every_node(tmp
     for i in range(4):
         config = load_node_config(tmp_path / "noop" / f"node{i}")
         assert config.app_factory == NOOP_FACTORY
-        app = load_application(config)
+        app = load_application(config, load_genesis(config.genesis_file))
         assert isinstance(app, NoopApplication)
         app.close()
     prepare_home(tmp_path / "kv", 4, 3, "kv")
     kv_config = load_node_config(tmp_path / "kv" / "node0")
     assert kv_config.app_factory == ""
-    kv_app = load_application(kv_config)
+    kv_app = load_application(kv_config, load_genesis(kv_config.genesis_file))
     assert isinstance(kv_app, KeyValueLedger)
     kv_app.close()
     # A home is reused only for the application it was written for.

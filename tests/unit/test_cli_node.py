@@ -41,6 +41,8 @@ def test_the_fallback_version_is_the_packaged_one() -> None:
         (["--log-level", "debug"], logging.DEBUG, False),
         (["--log-level", "warning", "--log-stdout"], logging.WARNING, True),
         (["--log-level", "error"], logging.ERROR, False),
+        (["--state-sync"], logging.INFO, False),
+        (["--state-sync", "--sync-from", "http://a:1,http://b:2"], logging.INFO, False),
     ],
 )
 def test_node_passes_its_log_options_to_run_node(
@@ -54,7 +56,18 @@ def test_node_passes_its_log_options_to_run_node(
 
     monkeypatch.setattr("bft.node.process.run_node", fake_run_node)
     assert cli.main(["node", "--home", str(tmp_path), *argv]) == 0
-    assert calls == [{"home": tmp_path, "byzantine": None, "log_level": level, "log_stdout": stdout}]
+    sync = "--state-sync" in argv
+    servers = ["http://a:1", "http://b:2"] if "--sync-from" in argv else None
+    assert calls == [
+        {
+            "home": tmp_path,
+            "byzantine": None,
+            "log_level": level,
+            "log_stdout": stdout,
+            "state_sync": sync,
+            "sync_from": servers,
+        }
+    ]
 
 
 def test_node_refuses_an_unknown_log_level(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
