@@ -23,14 +23,17 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import shutil
 import signal
 import sqlite3
+import tempfile
 import threading
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from multiprocessing.connection import Connection
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -41,15 +44,18 @@ from bft.app.kv import KeyValueLedger
 from bft.core.blocktree import genesis
 from bft.core.ports import PayloadSource, Ports
 from bft.core.safety_store import SafetyStore
+from bft.core.types import BlockId
 from bft.node.batch_store import BATCHES_COMMIT, SqliteBatchStore
 from bft.node.compose import open_ports
 from bft.node.executor import Executor
+from bft.node.snapshot_serving import committed_block, records_page, served_snapshots
+from bft.node.statesync import StateSyncError, SyncChain, sync_from
 from bft.node.storage import BlockStore
 from bft.node.tx_set import state_claim
 from bft.sim.node import Factories, NodeContext, ProgramFactory, honest_factory
 from bft.sim.runner import collect_campaign, run_campaign, run_schedule, sim_key
 from bft.sim.spec import CampaignResult, ScheduleResult, SimSpec
-from bft.sim.storage import APP_COMMIT, BLOCKS_COMMIT, StorageContext
+from bft.sim.storage import APP_COMMIT, BLOCKS_COMMIT, NodeStorage, StorageContext, SyncLater
 from crypto.signing import SignatureCache
 
 
@@ -99,6 +105,10 @@ SIM_TX_INDEX_BOUNDS = (64, 32)
 # Under a retention the simulated nodes prune this many heights at a time (the node: 64), so that
 # schedules of a few hundred heights prune often, crashes and replays included.
 SIM_PRUNE_STEP_HEIGHTS = 4
+# On a state-sync chain under a retention, the simulated ledgers write a snapshot this often (the
+# node's default: 1,000), to a directory of their own on tmpfs where there is one.
+SIM_SNAPSHOT_INTERVAL = 8
+_SNAPSHOT_ROOT = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
 
 
 class NodeSimStorage:
@@ -109,9 +119,19 @@ class NodeSimStorage:
     def __init__(self, ctx: StorageContext) -> None:
         self._name = ctx.name
         self._genesis_id = genesis(ctx.chain_id)[0].id
+        self._chain_id = ctx.chain_id
         self._commit_chain = ctx.commit_chain
         self._deferred = ctx.quorum_store
         self._options = ctx.options
+        self._crash_point = ctx.crash_point
+        self._validators = ctx.validators
+        # Snapshots only where a wiped node can join from them (a state-sync chain with a
+        # retention): elsewhere writing them would only cost time.
+        self._snapshot_dir = (
+            Path(tempfile.mkdtemp(prefix="bft-sim-snapshots-", dir=_SNAPSHOT_ROOT))
+            if ctx.options.state_sync and ctx.options.retain_blocks
+            else None
+        )
         self._blocks_db = _memory_db(f"{BLOCKS_COMMIT}, the blocks of node {ctx.name}", ctx.crash_point)
         self._app_db = _memory_db(f"{APP_COMMIT}, the ledger of node {ctx.name}", ctx.crash_point)
         self._batches_db = _memory_db(f"{BATCHES_COMMIT}, the batches of node {ctx.name}", ctx.crash_point)
@@ -119,9 +139,9 @@ class NodeSimStorage:
         self._app = self._open_app()
         self._executor: Executor | None = None
 
-    def _open_blocks(self) -> BlockStore:
+    def _open_blocks(self, db: sqlite3.Connection | None = None) -> BlockStore:
         return BlockStore.over(
-            self._blocks_db,
+            self._blocks_db if db is None else db,
             f"blocks:{self._name}",
             genesis_id=self._genesis_id,
             commit_chain=self._commit_chain,
@@ -130,8 +150,46 @@ class NodeSimStorage:
         )
 
     def _open_app(self) -> KeyValueLedger:
-        version = 2 if self._options.state_sync else 1
-        return KeyValueLedger.over(self._app_db, f"ledger:{self._name}", hash_version=version)
+        if not self._options.state_sync:
+            return KeyValueLedger.over(self._app_db, f"ledger:{self._name}")
+        return KeyValueLedger.over(
+            self._app_db,
+            f"ledger:{self._name}",
+            hash_version=2,
+            snapshot_interval=SIM_SNAPSHOT_INTERVAL if self._snapshot_dir is not None else 0,
+            snapshot_dir=self._snapshot_dir,
+        )
+
+    def restore_from(self, peers: Sequence[tuple[NodeStorage, bool]]) -> tuple[int, BlockId] | None:
+        if not self._options.state_sync or self._validators is None:
+            return None
+        sources = [_PeerSource(p, lies) for p, lies in peers if isinstance(p, NodeSimStorage)]
+        chain = SyncChain(
+            self._chain_id, self._validators, self._commit_chain, self._options.leader_reputation
+        )
+        dbs: list[_CrashPointConnection] = []
+
+        def new_store() -> BlockStore:
+            dbs.append(
+                _memory_db(f"{BLOCKS_COMMIT}, the synced blocks of node {self._name}", self._crash_point)
+            )
+            return self._open_blocks(dbs[-1])
+
+        # New objects over the durable state, as the new process that syncs has.
+        self._blocks, self._app = self._open_blocks(), self._open_app()
+        try:
+            done = sync_from(chain, self._app, sources, new_store, self._blocks.height)
+        except StateSyncError as exc:
+            raise SyncLater(str(exc)) from None
+        if done is None:
+            return None
+        report, store = done
+        # The new chain in place of the old, as the node renames its synced file over its own.
+        self._blocks.close()
+        self._blocks_db, self._blocks = dbs[-1], store
+        tip = store.tip()
+        assert tip is not None and tip[0].height == report.height
+        return report.height, tip[0].id
 
     def open(self, safety_store: SafetyStore, payload: PayloadSource) -> Ports:
         # New objects, as a new process has: nothing the last one held in memory carries over.
@@ -162,6 +220,48 @@ class NodeSimStorage:
     def close(self) -> None:
         self._blocks.close()
         self._app.close()
+        if self._snapshot_dir is not None:
+            shutil.rmtree(self._snapshot_dir, ignore_errors=True)
+
+
+class _PeerSource:
+    """A live peer's storage as a state-sync source: what its API would serve
+    (`bft.node.snapshot_serving`), read from its stores. A lying one (a Byzantine validator's)
+    passes its older snapshot off as its newest: the older one's app hash, transaction set,
+    chunks and records under the newer one's height, every part consistent with the others,
+    so that only the check against the chain's claim for that height tells."""
+
+    def __init__(self, peer: NodeSimStorage, lies: bool) -> None:
+        self._peer = peer
+        self._swap: dict[int, int] = {}
+        if lies:
+            heights = [s["height"] for s in served_snapshots(peer._app, peer._blocks)]
+            if len(heights) >= 2:
+                self._swap = {heights[0]: heights[1]}
+
+    @property
+    def name(self) -> str:
+        return self._peer._name
+
+    def snapshot_list(self) -> object | None:
+        served = served_snapshots(self._peer._app, self._peer._blocks)
+        by_height = {s["height"]: s for s in served}
+        for newer, older in self._swap.items():
+            if newer in by_height and older in by_height:
+                by_height[newer] = {**by_height[older], "height": newer}
+        return {"snapshots": list(by_height.values())}
+
+    def block(self, height: int) -> object | None:
+        return committed_block(self._peer._blocks, height)
+
+    def chunk(self, height: int, format: int, index: int) -> bytes | None:
+        return self._peer._app.load_snapshot_chunk(self._swap.get(height, height), format, index)
+
+    def records(self, height: int, after: bytes) -> bytes | None:
+        return records_page(self._peer._blocks, self._swap.get(height, height), after)
+
+    def earliest_height(self) -> int | None:
+        return self._peer._blocks.base + 1
 
 
 class KvTransactions:

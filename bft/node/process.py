@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +20,11 @@ from typing import Final
 import trio
 
 from bft.app.interface import SnapshotApplication
-from bft.node.config import NodeConfig, load_genesis, load_node_config, parse_host_port
+from bft.node.config import Genesis, NodeConfig, load_genesis, load_node_config, parse_host_port
 from bft.node.logs import kv, setup_node_logging
 from bft.node.runtime import Node, crash_of, load_application
-from bft.node.statesync import StateSyncError, SyncReport, api_servers, sync_state
+from bft.node.statesync import StateSyncError, SyncReport
+from bft.node.statesync_http import api_servers, sync_node
 from bft.node.storage import BLOCKS_FILE, committed_height
 
 log = logging.getLogger("bft.node")
@@ -32,6 +34,9 @@ EXIT_CRASHED: Final = 1
 # A second SIGINT/SIGTERM arrived while the node was stopping (the shell's code for SIGINT).
 EXIT_INTERRUPTED: Final = 130
 INTERRUPTED_AGAIN: Final = "bft: interrupted again, stopping now"
+# `--state-sync` tries this often, this far apart, while no offered snapshot verifies yet.
+STATE_SYNC_ATTEMPTS: Final = 10
+STATE_SYNC_RETRY_S: Final = 3.0
 
 
 @dataclass(slots=True)
@@ -95,12 +100,33 @@ def _on_interrupted_again(node: Node, stop: _Stop, signal_name: str) -> None:
     print(INTERRUPTED_AGAIN, file=sys.stderr, flush=True)
 
 
+def _sync_with_retries(
+    config: NodeConfig, genesis: Genesis, app: SnapshotApplication, servers: Sequence[str], held: int
+) -> SyncReport | None:
+    """`sync_node`, again every STATE_SYNC_RETRY_S while snapshots are offered but none verifies
+    yet (most often: the newest one's claim is not proven committed yet, and the older ones were
+    never claimed), at most STATE_SYNC_ATTEMPTS times."""
+    for attempt in range(1, STATE_SYNC_ATTEMPTS + 1):
+        try:
+            return sync_node(config, genesis, app, servers, held)
+        except StateSyncError as exc:
+            if attempt == STATE_SYNC_ATTEMPTS:
+                raise
+            print(f"node {config.index}: {exc}; trying again in {STATE_SYNC_RETRY_S:g} s", flush=True)
+            time.sleep(STATE_SYNC_RETRY_S)
+    raise AssertionError("unreachable")
+
+
 def sync_before_start(config: NodeConfig, servers: Sequence[str] | None = None) -> SyncReport | None:
     """Restore the node's application and block store from the newest trusted snapshot the other
     validators serve (or `servers`, API URLs; `bft.node.statesync`), unless the node's committed
     height is already at or above it; prints what it did. StateSyncError (a NodeError) if nothing
     could be restored."""
     genesis = load_genesis(config.genesis_file)
+    if not genesis.state_sync:
+        raise StateSyncError(
+            f'the genesis of {genesis.chain_id} does not say "state_sync": nothing to join from'
+        )
     config.data_dir.mkdir(parents=True, exist_ok=True)
     held = committed_height(config.data_dir / BLOCKS_FILE)
     app = load_application(config, genesis)
@@ -113,7 +139,7 @@ def sync_before_start(config: NodeConfig, servers: Sequence[str] | None = None) 
         print(
             f"node {config.index}: state sync from {', '.join(servers)} (committed height {held})", flush=True
         )
-        report = trio.run(sync_state, config, genesis, app, servers, held)
+        report = _sync_with_retries(config, genesis, app, servers, held)
     finally:
         close = getattr(app, "close", None)
         if close is not None:

@@ -41,7 +41,7 @@ from bft.core.safety_store import DurableFileStore
 from bft.core.serving import TokenBucket
 from bft.core.types import ValidatorIndex, View
 from bft.node.api import AnswerBudget, make_app
-from bft.node.api_json import b64, block_json, evidence_json
+from bft.node.api_json import b64, evidence_json
 from bft.node.api_server import ApiServer
 from bft.node.batch_store import BATCH_STORE_FILE, SqliteBatchStore
 from bft.node.clock import NodeClock
@@ -72,8 +72,8 @@ from bft.node.operator_views import (
     TimeoutCertRef,
 )
 from bft.node.osfs import OsFilesystem
-from bft.node.storage import BLOCKS_FILE, MAX_COMMIT_PROOF_BLOCKS, MAX_UNINDEXED_HEIGHTS, BlockStore
-from bft.node.tx_set import MAX_RECORDS_PER_PAGE, encode_records
+from bft.node.snapshot_serving import committed_block, records_page, served_snapshots
+from bft.node.storage import BLOCKS_FILE, MAX_COMMIT_PROOF_BLOCKS, BlockStore
 from crypto.keys import PrivateKey, load_private_key
 from crypto.signing import SignatureCache
 from net.transport import Transport
@@ -129,8 +129,8 @@ def check_retention(config: NodeConfig, genesis: Genesis) -> None:
     read: under leader reputation every node computes the schedule from the window of committed
     blocks below the tip, so a retention keeps the window and a commit proof's reach above it; on
     a state-sync chain a joining peer needs the blocks from its snapshot's height on, and the
-    newest snapshot it can be served is up to a snapshot interval plus the transaction index's
-    delay (MAX_UNINDEXED_HEIGHTS) below the tip."""
+    newest snapshot is up to a snapshot interval below the tip (and a peer may take a while to
+    fetch it: a commit proof's reach again, at least)."""
     retain = config.storage.retain_blocks
     if not retain:
         return
@@ -140,7 +140,7 @@ def check_retention(config: NodeConfig, genesis: Genesis) -> None:
         needs.append((window + MAX_COMMIT_PROOF_BLOCKS, f"leader reputation's window of {window} blocks"))
     if genesis.state_sync:
         interval = config.storage.snapshot_interval
-        reach = interval + MAX_UNINDEXED_HEIGHTS + MAX_COMMIT_PROOF_BLOCKS
+        reach = interval + 2 * MAX_COMMIT_PROOF_BLOCKS
         needs.append((reach, f"the blocks above a snapshot (snapshot_interval {interval})"))
     for need, why in needs:
         if retain < need:
@@ -861,48 +861,18 @@ class Node:
         return None
 
     def snapshots(self) -> list[dict[str, Any]]:
-        """The application's snapshots a peer can join from: their height's block is held (the
-        anchor), its transaction records are all indexed, and its app hash and transaction set
-        are recorded, which the peer checks against a committed block's claim."""
         app = self._snapshot_app()
-        if app is None:
-            return []
-        served = []
-        for snap in app.list_snapshots():
-            h = snap.height
-            if not self.blocks.base < h <= self.blocks.indexed_height:
-                continue
-            own, tx_set = self.blocks.own_app_hash_at(h), self.blocks.tx_set_digest_at(h)
-            if own is None or tx_set is None:
-                continue
-            served.append(
-                {
-                    "height": h,
-                    "format": snap.format,
-                    "chunks": snap.chunks,
-                    "hash": snap.hash.hex(),
-                    "metadata": b64(snap.metadata),
-                    "app_hash": own.hex(),
-                    "tx_set": tx_set.hex(),
-                }
-            )
-        return served
+        return [] if app is None else served_snapshots(app, self.blocks)
 
     def snapshot_chunk(self, height: int, format: int, index: int) -> bytes | None:
         app = self._snapshot_app()
         return None if app is None else app.load_snapshot_chunk(height, format, index)
 
     def snapshot_txs(self, height: int, after: bytes) -> bytes | None:
-        """A page of the snapshot at `height`'s transaction records (`bft.node.tx_set`)."""
-        if self._snapshot_app() is None or not self.blocks.base < height <= self.blocks.indexed_height:
-            return None
-        return encode_records(self.blocks.tx_records(height, after, MAX_RECORDS_PER_PAGE))
+        return None if self._snapshot_app() is None else records_page(self.blocks, height, after)
 
     def block(self, height: int) -> dict[str, Any] | None:
-        stored = self.blocks.block_at(height)
-        if stored is None:
-            return None
-        return block_json(stored.block, stored.qc, stored.commit_qc, stored.commit_proof)
+        return committed_block(self.blocks, height)
 
 
 def crash_of(exc: BaseException) -> str | None:

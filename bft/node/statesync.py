@@ -1,13 +1,18 @@
 """State sync: a new, wiped or far-behind node joins from a peer's snapshot instead of replaying
 every block since genesis (`bft node --state-sync`, on a chain whose genesis says "state_sync").
 
-Owns: `sync_state`: finding the snapshots the other validators serve (`GET /snapshots`), trusting
-one, restoring the application from its chunks (the ABCI shape: offer, then apply chunk by chunk,
+Owns: `sync_from`: finding the snapshots the sources serve, trusting one, restoring the
+application from its chunks (the ABCI shape: offer, then apply chunk by chunk,
 `bft.app.interface.SnapshotApplication`), fetching its transaction records, and installing the
-block store it starts from; `SyncReport`.
+block store it starts from; the `SnapshotSource` protocol (what a source answers: the JSON and
+bytes of the API's `/snapshots` and `/blocks` routes, `bft.node.snapshot_serving`), `SyncChain`
+and `SyncReport`. Two drivers share it, as they share everything else: the node before it starts
+(`bft.node.process`, over the other validators' APIs, `bft.node.statesync_http`) and the
+simulator restarting a wiped node (over its peers' storage, `bft.campaign`).
 May not: run the replica or touch the safety record (a wiped node recovers its safety state at
-start as any wiped node does, `bft.core.recovery`); it runs before the node starts and leaves
-the node's files as a node that had executed up to the snapshot's height would.
+start as any wiped node does, `bft.core.recovery`), open files or sockets (its callers hand it
+sources and a way to make a new block store); it leaves the application and the store as a node
+that had executed up to the snapshot's height would have them.
 
 What is trusted, and why it is enough. Nothing a peer sends is believed because the peer sent it:
 - The snapshot's height A and its anchor block come from `GET /blocks/A`, verified as the client
@@ -24,67 +29,98 @@ What is trusted, and why it is enough. Nothing a peer sends is believed because 
 - Under leader reputation the leader schedule reads the window of committed blocks below the tip,
   so the blocks below A in that window come too, each verified the same way and hash-linked to A.
 
-Crash safety: the block store is built in `blocks.sqlite.sync` and renamed over the node's block
-store only once complete and closed; the application replaces its state atomically when the last
-chunk verifies (its contract). A crash anywhere leaves either the old files or a leftover `.sync`
-file, which the next sync removes first. Run again, it starts over.
+Crash safety: the block store is a new one the caller puts in place only once `sync_from`
+returned it complete (the node builds it in `blocks.sqlite.sync` and renames it over its own);
+the application replaces its state atomically when the last chunk verifies (its contract). A
+crash anywhere leaves either the old state or a leftover new store, which the next sync discards.
+Run again, it starts over.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
-import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
-import httpx
-
-from bft.app.interface import (
-    MAX_SNAPSHOT_CHUNK_BYTES,
-    ApplyResult,
-    OfferResult,
-    Snapshot,
-    SnapshotApplication,
-)
-from bft.client import AsyncClient, ClientError, VerifiedBlock
+from bft.app.interface import ApplyResult, OfferResult, Snapshot, SnapshotApplication
+from bft.client import CertificateError, VerifiedBlock, verify_block
 from bft.core import wire
 from bft.core.blocktree import genesis as genesis_block
+from bft.core.certs import Certifier
 from bft.core.reputation import window_blocks
-from bft.node.config import Genesis, NodeConfig
+from bft.core.types import ValidatorSet
+from bft.node.config import Genesis
 from bft.node.errors import NodeError
 from bft.node.logs import kv
-from bft.node.storage import BLOCKS_FILE, BlockStore
-from bft.node.tx_set import MAX_RECORDS_PER_PAGE, TX_RECORD_BYTES, decode_records, state_claim
+from bft.node.storage import BlockStore
+from bft.node.tx_set import TX_RECORD_BYTES, decode_records, state_claim
+from crypto.signing import SignatureCache
 
 log = logging.getLogger("bft.node")
 
-REQUEST_TIMEOUT_S: Final = 15.0
-# Snapshots read from one server's list, newest first; candidates tried in all.
-MAX_OFFERS_PER_SERVER: Final = 8
+# Snapshots read from one source's list, newest first; candidate heights tried in all.
+MAX_OFFERS_PER_SOURCE: Final = 8
 MAX_CANDIDATES: Final = 4
 # Heights above a snapshot searched for the committed block that claims its state.
 MAX_CLAIM_SEARCH: Final = 16
-# Tries for one chunk, across the servers.
-ATTEMPTS_PER_SERVER: Final = 3
-SYNC_SUFFIX: Final = ".sync"
-MAX_PAGE_BYTES: Final = MAX_RECORDS_PER_PAGE * TX_RECORD_BYTES
-MAX_LIST_BYTES: Final = 4 * 1024 * 1024
+# Tries for one chunk, across the sources.
+ATTEMPTS_PER_SOURCE: Final = 3
 
 
 class StateSyncError(NodeError):
-    """No snapshot could be trusted and restored from the servers."""
+    """No snapshot could be trusted and restored from the sources."""
+
+
+class SnapshotSource(Protocol):
+    """A peer, as state sync reads it. Every answer may be hostile; None is "no answer"."""
+
+    @property
+    def name(self) -> str: ...
+
+    def snapshot_list(self) -> object | None:
+        """`GET /snapshots`' JSON document."""
+        ...
+
+    def block(self, height: int) -> object | None:
+        """`GET /blocks/<height>`'s JSON document."""
+        ...
+
+    def chunk(self, height: int, format: int, index: int) -> bytes | None: ...
+
+    def records(self, height: int, after: bytes) -> bytes | None:
+        """A page of transaction records (`bft.node.tx_set`) above `after`; empty at the end."""
+        ...
+
+    def earliest_height(self) -> int | None:
+        """The lowest committed height it holds (`GET /status`' `earliest_height`)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SyncChain:
+    """What of the genesis state sync verifies against."""
+
+    chain_id: str
+    validators: ValidatorSet
+    commit_chain: int
+    leader_reputation: bool
+
+    @classmethod
+    def of(cls, genesis: Genesis) -> SyncChain:
+        return cls(genesis.chain_id, genesis.validator_set(), genesis.commit_chain, genesis.leader_reputation)
+
+    def certifier(self) -> Certifier:
+        return Certifier(self.chain_id, self.validators, genesis_block(self.chain_id)[1], SignatureCache())
 
 
 @dataclass(frozen=True, slots=True)
 class Offer:
-    """One server's word for a snapshot (nothing of it is trusted yet)."""
+    """One source's word for a snapshot (nothing of it is trusted yet)."""
 
-    server: str
+    source: SnapshotSource
     snapshot: Snapshot
     app_hash: bytes
     tx_set: bytes
@@ -96,39 +132,44 @@ class SyncReport:
     chunks: int
     tx_records: int
     blocks: int
-    servers: tuple[str, ...]
+    sources: tuple[str, ...]
 
 
-def api_servers(config: NodeConfig, genesis: Genesis) -> list[str]:
-    """The other validators' API URLs, from the genesis."""
-    return [f"http://{v.api}" for v in genesis.validators if v.index != config.index]
+class _Untrusted(Exception):
+    """This offer cannot be used; try the next one."""
 
 
-async def sync_state(
-    config: NodeConfig, genesis: Genesis, app: SnapshotApplication, servers: Sequence[str], held: int = 0
-) -> SyncReport | None:
-    """Restore `app` and the node's block store from the newest snapshot the `servers` serve that
-    can be trusted (module header), if one is above `held` (the node's committed height; None
-    if none is). StateSyncError if none can be trusted and restored."""
-    if not genesis.state_sync:
-        raise StateSyncError(
-            f'the genesis of {genesis.chain_id} does not say "state_sync": nothing to join from'
-        )
-    offers = await _discover(servers)
-    if not offers:
-        raise StateSyncError(f"none of {len(servers)} servers offers a snapshot ({', '.join(servers)})")
+def sync_from(
+    chain: SyncChain,
+    app: SnapshotApplication,
+    sources: Sequence[SnapshotSource],
+    new_store: Callable[[], BlockStore],
+    held: int = 0,
+) -> tuple[SyncReport, BlockStore] | None:
+    """Restore `app` from the newest snapshot above `held` (the committed height already held)
+    that the `sources` serve and that can be trusted (module header), and build its block store
+    with `new_store` (called once per try; each returns a new empty store of this chain with a
+    transaction set). The report and the complete store, which the caller puts in place; None if
+    no source offers a snapshot above `held`, or if none verifies but a source still holds the
+    blocks above `held` (block sync can do it: a chain that cannot commit, because this node is
+    needed for its quorum, never gets a newer snapshot claimed, and waiting for one would wait
+    for ever). StateSyncError if none verifies and no source holds those blocks: try later."""
+    offers = _discover(sources)
     heights = sorted({o.snapshot.height for o in offers if o.snapshot.height > held}, reverse=True)
     if not heights:
         return None
-    heights = heights[:MAX_CANDIDATES]
-    for height in heights:
+    certifier = chain.certifier()
+    for height in heights[:MAX_CANDIDATES]:
         for offer in [o for o in offers if o.snapshot.height == height]:
-            sharing = [o.server for o in offers if o.snapshot == offer.snapshot]
+            sharing = [o.source for o in offers if o.snapshot == offer.snapshot]
             try:
-                report = await _restore(config, genesis, app, offer, sharing)
+                done = _restore(chain, certifier, app, offer, sharing, new_store)
             except _Untrusted as exc:
-                log.warning(kv(event="state_sync_refused", server=offer.server, height=height, reason=exc))
+                log.warning(
+                    kv(event="state_sync_refused", source=offer.source.name, height=height, reason=exc)
+                )
                 continue
+            report = done[0]
             log.info(
                 kv(
                     event="state_synced",
@@ -138,36 +179,41 @@ async def sync_state(
                     blocks=report.blocks,
                 )
             )
-            return report
-    raise StateSyncError(f"no snapshot of heights {heights} could be trusted and restored (see the log)")
+            return done
+    holders = [s.name for s in sources if (e := s.earliest_height()) is not None and e <= held + 1]
+    if holders:
+        log.warning(
+            kv(
+                event="state_sync_skipped",
+                reason="no snapshot verifies",
+                block_sync_from=held + 1,
+                holders=holders,
+            )
+        )
+        return None
+    raise StateSyncError(f"no snapshot of heights {heights[:MAX_CANDIDATES]} could be trusted and restored")
 
 
-class _Untrusted(Exception):
-    """This offer cannot be used; try the next one."""
-
-
-async def _discover(servers: Sequence[str]) -> list[Offer]:
+def _discover(sources: Sequence[SnapshotSource]) -> list[Offer]:
     offers: list[Offer] = []
-    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S) as http:
-        for server in servers:
-            body = await _get_from(http, server, "/snapshots", "the snapshot list", MAX_LIST_BYTES)
-            if body is None:
-                continue
-            try:
-                docs = json.loads(body)["snapshots"]
-                offers.extend(_offer(server, doc) for doc in docs[:MAX_OFFERS_PER_SERVER])
-            except (binascii.Error, ValueError, KeyError, TypeError) as exc:
-                log.info(
-                    kv(
-                        event="state_sync_server_skipped",
-                        server=server,
-                        reason=f"{type(exc).__name__}: {exc}",
-                    )
+    for source in sources:
+        doc = source.snapshot_list()
+        try:
+            if not isinstance(doc, dict) or not isinstance(doc.get("snapshots"), list):
+                raise ValueError("not a snapshot list")
+            offers.extend(_offer(source, item) for item in doc["snapshots"][:MAX_OFFERS_PER_SOURCE])
+        except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+            log.info(
+                kv(
+                    event="state_sync_source_skipped",
+                    source=source.name,
+                    reason=f"{type(exc).__name__}: {exc}",
                 )
+            )
     return offers
 
 
-def _offer(server: str, doc: Any) -> Offer:
+def _offer(source: SnapshotSource, doc: Any) -> Offer:
     """ValueError, KeyError or TypeError for anything malformed."""
     ints = [doc[k] for k in ("height", "format", "chunks")]
     if any(type(i) is not int or i < 0 for i in ints):
@@ -179,32 +225,39 @@ def _offer(server: str, doc: Any) -> Offer:
         hash=bytes.fromhex(doc["hash"]),
         metadata=base64.b64decode(doc["metadata"], validate=True),
     )
-    return Offer(server, snapshot, bytes.fromhex(doc["app_hash"]), bytes.fromhex(doc["tx_set"]))
+    return Offer(source, snapshot, bytes.fromhex(doc["app_hash"]), bytes.fromhex(doc["tx_set"]))
 
 
-async def _verified_block(genesis: Genesis, servers: Sequence[str], height: int) -> VerifiedBlock:
-    """Block `height`, its commit proven against the genesis validators, from the first server
+def _verified_block(
+    chain: SyncChain, certifier: Certifier, sources: Sequence[SnapshotSource], height: int
+) -> VerifiedBlock:
+    """Block `height`, its commit proven against the genesis validators, from the first source
     that has it; _Untrusted if none does."""
-    for server in servers:
-        async with AsyncClient(server, genesis, timeout_s=REQUEST_TIMEOUT_S) as client:
-            try:
-                block = await client.block(height)
-            except ClientError as exc:
-                log.info(kv(event="state_sync_block_refused", server=server, height=height, reason=exc))
-                continue
-        if block is not None and block.commit_qc is not None:
+    for source in sources:
+        doc = source.block(height)
+        if doc is None:
+            continue
+        try:
+            block = verify_block(doc, certifier, f"block {height}", commit_chain=chain.commit_chain)
+        except CertificateError as exc:
+            log.info(kv(event="state_sync_block_refused", source=source.name, height=height, reason=exc))
+            continue
+        if block.height == height and block.commit_qc is not None:
             return block
-    raise _Untrusted(f"no server has block {height} with a commit proof")
+        log.info(kv(event="state_sync_block_refused", source=source.name, height=height, reason="not it"))
+    raise _Untrusted(f"no source has block {height} with a commit proof")
 
 
-async def _trust(genesis: Genesis, offer: Offer, servers: Sequence[str]) -> tuple[list[VerifiedBlock], bytes]:
+def _trust(
+    chain: SyncChain, certifier: Certifier, offer: Offer, sources: Sequence[SnapshotSource]
+) -> tuple[list[VerifiedBlock], bytes]:
     """The anchor blocks (the window below the snapshot's height, then its block) and the claim
     of its state, both proven committed; _Untrusted if the offer does not hash to that claim."""
     height = offer.snapshot.height
-    anchor = await _verified_block(genesis, servers, height)
+    anchor = _verified_block(chain, certifier, sources, height)
     claim: bytes | None = None
     for above in range(height + 1, height + 1 + MAX_CLAIM_SEARCH):
-        block = await _verified_block(genesis, servers, above)
+        block = _verified_block(chain, certifier, sources, above)
         if block.app_height == height:
             claim = bytes.fromhex(block.app_hash)
             break
@@ -212,34 +265,45 @@ async def _trust(genesis: Genesis, offer: Offer, servers: Sequence[str]) -> tupl
             break
     if claim is None:
         raise _Untrusted(f"no committed block claims the state at height {height}")
-    offered = state_claim(height, offer.app_hash, offer.tx_set)
-    if offered != claim:
-        raise _Untrusted(
-            f"its app hash and transaction set hash to {offered.hex()[:16]}, "
-            f"the chain claims {claim.hex()[:16]}"
-        )
+    check_offer(offer, claim)
     blocks = [anchor]
-    below = window_blocks(len(genesis.validators)) - 1 if genesis.leader_reputation else 0
+    below = window_blocks(chain.validators.n) - 1 if chain.leader_reputation else 0
     for h in range(height - 1, max(0, height - 1 - below), -1):
-        block = await _verified_block(genesis, servers, h)
+        block = _verified_block(chain, certifier, sources, h)
         if block.block.id != blocks[0].block.parent_id:
             raise _Untrusted(f"block {h} is not the parent of block {h + 1}")
         blocks.insert(0, block)
     return blocks, claim
 
 
-async def _restore(
-    config: NodeConfig, genesis: Genesis, app: SnapshotApplication, offer: Offer, servers: Sequence[str]
-) -> SyncReport:
+def check_offer(offer: Offer, claim: bytes) -> None:
+    """_Untrusted unless the offer's app hash and transaction set hash to the chain's claim for
+    its height: what makes everything the application and the records are checked against
+    afterwards the chain's, not the source's."""
+    offered = state_claim(offer.snapshot.height, offer.app_hash, offer.tx_set)
+    if offered != claim:
+        raise _Untrusted(
+            f"its app hash and transaction set hash to {offered.hex()[:16]}, "
+            f"the chain claims {claim.hex()[:16]}"
+        )
+
+
+def _restore(
+    chain: SyncChain,
+    certifier: Certifier,
+    app: SnapshotApplication,
+    offer: Offer,
+    sources: Sequence[SnapshotSource],
+    new_store: Callable[[], BlockStore],
+) -> tuple[SyncReport, BlockStore]:
     snap = offer.snapshot
-    blocks, claim = await _trust(genesis, offer, servers)
-    path = config.data_dir / (BLOCKS_FILE + SYNC_SUFFIX)
-    store, records = await _records_store(genesis, path, offer, servers)
+    blocks, claim = _trust(chain, certifier, offer, sources)
+    store, records = _records_store(offer, sources, new_store)
     try:
         verdict = app.offer_snapshot(snap, offer.app_hash)
         if verdict is not OfferResult.ACCEPT:
             raise _Untrusted(f"the application refuses the snapshot: {verdict.name}")
-        await _fetch_chunks(app, snap, servers)
+        _apply_chunks(app, snap, sources)
         top = blocks[-1]
         assert top.commit_qc is not None
         store.install_anchor(
@@ -250,28 +314,23 @@ async def _restore(
             claim,
             offer.app_hash,
         )
-    finally:
+    except BaseException:
         store.close()
-    _replace_store(path, config.data_dir / BLOCKS_FILE)
-    return SyncReport(snap.height, snap.chunks, records, len(blocks), tuple(servers))
+        raise
+    report = SyncReport(snap.height, snap.chunks, records, len(blocks), tuple(s.name for s in sources))
+    return report, store
 
 
-async def _records_store(
-    genesis: Genesis, path: Path, offer: Offer, servers: Sequence[str]
+def _records_store(
+    offer: Offer, sources: Sequence[SnapshotSource], new_store: Callable[[], BlockStore]
 ) -> tuple[BlockStore, int]:
-    """A new block store at `path` holding the snapshot's transaction records, which rebuild the
-    set digest the chain claims; each server gets one try at all of them (which of them left one
+    """A new block store holding the snapshot's transaction records, which rebuild the set
+    digest the chain claims; each source gets one try at all of them (which of them left one
     out, or added one, only the digest at the end tells). _Untrusted if none serves the set."""
-    for server in servers:
-        _remove_store(path)
-        store = BlockStore(
-            path,
-            genesis_id=genesis_block(genesis.chain_id)[0].id,
-            commit_chain=genesis.commit_chain,
-            tx_set=True,
-        )
+    for source in sources:
+        store = new_store()
         try:
-            records = await _fetch_records(store, offer.snapshot.height, server)
+            records = _fetch_records(store, offer.snapshot.height, source)
         except BaseException:
             store.close()
             raise
@@ -281,97 +340,49 @@ async def _records_store(
         log.warning(
             kv(
                 event="state_sync_records_refused",
-                server=server,
+                source=source.name,
                 reason="they do not rebuild the claimed set",
             )
         )
-    raise _Untrusted("no server serves transaction records that rebuild the claimed set")
+    raise _Untrusted("no source serves transaction records that rebuild the claimed set")
 
 
-async def _get_from(
-    http: httpx.AsyncClient, server: str, path: str, what: str, limit_bytes: int
-) -> bytes | None:
-    """GET `path` from `server`, at most `limit_bytes` of body (a server that sends more is cut
-    off: memory stays bounded whatever it sends); None (logged) if it fails."""
-    body = bytearray()
-    try:
-        async with http.stream("GET", f"{server}{path}") as response:
-            response.raise_for_status()
-            async for piece in response.aiter_bytes():
-                body += piece
-                if len(body) > limit_bytes:
-                    raise _TooLarge(f"more than {limit_bytes} bytes")
-    except (httpx.HTTPError, _TooLarge) as exc:
-        log.info(kv(event="state_sync_fetch_failed", server=server, what=what, reason=exc))
-        return None
-    return bytes(body)
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _fetch_records(store: BlockStore, height: int, server: str) -> int | None:
-    """Page through the snapshot's transaction records from `server` into `store`; how many
+def _fetch_records(store: BlockStore, height: int, source: SnapshotSource) -> int | None:
+    """Page through the snapshot's transaction records from `source` into `store`; how many
     there were, or None if a page did not come or broke the format, the hash order or the
-    snapshot's height."""
+    snapshot's height. Bounded: a source can send no more records than the heights hold."""
     total, after = 0, b""
-    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S) as http:
-        while True:
-            path = f"/snapshots/{height}/txs?after={after.hex()}"
-            page = await _get_from(http, server, path, "transaction records", MAX_PAGE_BYTES)
-            if page is None or len(page) % TX_RECORD_BYTES:
+    while True:
+        page = source.records(height, after)
+        if page is None or len(page) % TX_RECORD_BYTES:
+            return None
+        records = list(decode_records(page))
+        if not records:
+            return total
+        for tx_hash, h, _ in records:
+            if tx_hash <= after or not 1 <= h <= height:
                 return None
-            records = list(decode_records(page))
-            if not records:
-                return total
-            for tx_hash, h, _ in records:
-                if tx_hash <= after or not 1 <= h <= height:
-                    return None
-                after = tx_hash
-            total += len(records)
-            if total > height * wire.MAX_TXS_PER_BLOCK:
-                return None  # more transactions than the heights can hold: an endless stream
-            store.add_tx_records(records)
+            after = tx_hash
+        total += len(records)
+        if total > height * wire.MAX_TXS_PER_BLOCK:
+            return None
+        store.add_tx_records(records)
 
 
-async def _fetch_chunks(app: SnapshotApplication, snap: Snapshot, servers: Sequence[str]) -> None:
+def _apply_chunks(app: SnapshotApplication, snap: Snapshot, sources: Sequence[SnapshotSource]) -> None:
     """Apply every chunk in order; a chunk the application finds bad is fetched from the next
-    server, a snapshot it finds bad is dropped."""
-    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S) as http:
-        for index in range(snap.chunks):
-            path = f"/snapshots/{snap.height}/{snap.format}/{index}"
-            for attempt in range(ATTEMPTS_PER_SERVER * len(servers)):
-                server = servers[attempt % len(servers)]
-                chunk = await _get_from(http, server, path, f"chunk {index}", MAX_SNAPSHOT_CHUNK_BYTES)
-                if chunk is None:
-                    continue
-                verdict = app.apply_snapshot_chunk(index, chunk)
-                if verdict is ApplyResult.ACCEPT:
-                    break
-                if verdict is not ApplyResult.RETRY:
-                    raise _Untrusted(f"the application refuses the snapshot at chunk {index}: {verdict.name}")
-                log.warning(kv(event="state_sync_chunk_refused", server=server, chunk=index))
-            else:
-                raise _Untrusted(f"no server sent a chunk {index} the application accepts")
-
-
-def _remove_store(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-
-
-def _replace_store(synced: Path, target: Path) -> None:
-    """Put the synced (closed, so checkpointed) store in place of the node's, durably."""
-    fd = os.open(synced, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    _remove_store(target)
-    os.replace(synced, target)
-    dir_fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    source, a snapshot it finds bad is dropped."""
+    for index in range(snap.chunks):
+        for attempt in range(ATTEMPTS_PER_SOURCE * len(sources)):
+            source = sources[attempt % len(sources)]
+            chunk = source.chunk(snap.height, snap.format, index)
+            if chunk is None:
+                continue
+            verdict = app.apply_snapshot_chunk(index, chunk)
+            if verdict is ApplyResult.ACCEPT:
+                break
+            if verdict is not ApplyResult.RETRY:
+                raise _Untrusted(f"the application refuses the snapshot at chunk {index}: {verdict.name}")
+            log.warning(kv(event="state_sync_chunk_refused", source=source.name, chunk=index))
+        else:
+            raise _Untrusted(f"no source sent a chunk {index} the application accepts")

@@ -32,8 +32,15 @@ Also the evidence of equivocation (`bft.core.actions.Evidence`): both signed mes
 per (validator, view, kind), at most MAX_EVIDENCE_PER_VALIDATOR rows per validator (the oldest
 go first), so a validator that equivocates in every view cannot grow the file without bound.
 
-Also pruning (`prune_below`): the blocks, commit records, execution records and results below a
-height go, the transaction index stays (identical bytes are one transaction for as long as the
+Also what state sync reads and writes (`bft.node.statesync`): on a state-sync chain the
+transaction set (`bft.node.tx_set`: an LtHash of every first occurrence's location, kept with
+each append, and its digest per height), the application's own app hash per executed height
+beside the claim, a snapshot's transaction records by pages (`tx_records`), and an empty store's
+start from a snapshot (`add_tx_records`, then `install_anchor`: the anchor blocks as committed,
+the base below them).
+
+Also pruning (`prune_below`, `keep_latest`): the blocks, commit records, execution records and
+results below a height go, the transaction index stays (identical bytes are one transaction for as long as the
 chain lives, so the executor must still find where every transaction first committed), and the
 lowest height held rises (`base`: the store holds heights `base + 1 .. height`; 0 until pruned).
 
@@ -489,26 +496,7 @@ class BlockStore(ClosesOnExit):
             or last_height - self._indexed_height >= self._max_unindexed_heights
         )
         with self._transaction(f"store blocks {blocks[0].height}..{last_height}"):
-            self._db.execute(
-                "INSERT INTO commits (height, commit_qc, proof) VALUES (?, ?, ?)",
-                (last_height, wire.encode_qc(commit_qc), wire.encode(BlockResponse(tuple(proof)))),
-            )
-            self._db.executemany(
-                "INSERT INTO blocks (height, id, view, parent_id, block, qc, commit_height)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        b.height,
-                        b.id,
-                        b.view,
-                        b.parent_id,
-                        wire.encode_block(b),
-                        wire.encode_qc(qc),
-                        last_height,
-                    )
-                    for b, qc in zip(blocks, qcs, strict=True)
-                ],
-            )
+            self._insert_commit(blocks, qcs, commit_qc, proof)
             tx_set = self._grow_tx_set(blocks, new)
             if write_index:
                 # A tx committed twice (in two batches under the quorum store, or re-proposed by
@@ -534,6 +522,29 @@ class BlockStore(ClosesOnExit):
             self._repeats_from = floor + 1
             self._repeats = {h: p for h, p in self._repeats.items() if h > floor}
         self._tip_height, self._tip_id = last_height, blocks[-1].id
+
+    def _insert_commit(
+        self,
+        blocks: Sequence[Block],
+        qcs: Sequence[QuorumCert],
+        commit_qc: QuorumCert,
+        proof: Sequence[Block],
+    ) -> None:
+        """The rows of one commit (its record, keyed by its last block's height, and its blocks),
+        inside the caller's transaction."""
+        last_height = blocks[-1].height
+        self._db.execute(
+            "INSERT INTO commits (height, commit_qc, proof) VALUES (?, ?, ?)",
+            (last_height, wire.encode_qc(commit_qc), wire.encode(BlockResponse(tuple(proof)))),
+        )
+        self._db.executemany(
+            "INSERT INTO blocks (height, id, view, parent_id, block, qc, commit_height)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (b.height, b.id, b.view, b.parent_id, wire.encode_block(b), wire.encode_qc(qc), last_height)
+                for b, qc in zip(blocks, qcs, strict=True)
+            ],
+        )
 
     def _grow_tx_set(self, blocks: Sequence[Block], new: dict[bytes, tuple[int, int]]) -> TxSet | None:
         """On a state-sync chain, write the transaction set after each of `blocks` (their first
@@ -563,23 +574,22 @@ class BlockStore(ClosesOnExit):
         row = self._db.execute("SELECT digest FROM tx_sets WHERE height = ?", (height,)).fetchone()
         return None if row is None else bytes(row[0])
 
-    @property
-    def indexed_height(self) -> int:
-        """Every first occurrence at or below this height is in the index's table (`tx_records`)."""
-        return self._indexed_height
-
     def tx_records(self, at_height: int, after: bytes, limit: int) -> list[tuple[bytes, int, int]]:
-        """The index's (hash, height, position) rows of the transactions first committed at or
+        """The (hash, height, position) locations of the transactions first committed at or
         below `at_height`, in hash order, those with a hash above `after` (b"" for the first
-        page), at most `limit`: a snapshot's transaction set, served by pages. ValueError if
-        `at_height` is above the indexed height (rows for it may still wait in memory)."""
-        if at_height > self._indexed_height:
-            raise ValueError(f"height {at_height} is above the indexed height {self._indexed_height}")
+        page), at most `limit`: a snapshot's transaction set, served by pages. The index's rows
+        and the rows still waiting in memory, merged."""
         rows = self._db.execute(
             "SELECT hash, height, position FROM txs WHERE hash > ? AND height <= ? ORDER BY hash LIMIT ?",
             (bytes(after), at_height, limit),
         ).fetchall()
-        return [(bytes(r[0]), int(r[1]), int(r[2])) for r in rows]
+        stored = [(bytes(r[0]), int(r[1]), int(r[2])) for r in rows]
+        waiting = sorted(
+            (h, height, pos)
+            for h, (height, pos) in self._unindexed.items()
+            if height <= at_height and h > after
+        )
+        return sorted(stored + waiting[:limit])[:limit]
 
     def _check_continues(self, blocks: Sequence[Block], qcs: Sequence[QuorumCert]) -> None:
         if not blocks:
@@ -844,26 +854,7 @@ class BlockStore(ClosesOnExit):
             self._tip_height, self._tip_id = 0, None
         digest = self.tx_set_digest()
         with self._transaction(f"install blocks {first.height}..{last.height} from a snapshot"):
-            self._db.execute(
-                "INSERT INTO commits (height, commit_qc, proof) VALUES (?, ?, ?)",
-                (last.height, wire.encode_qc(commit_qc), wire.encode(BlockResponse(tuple(proof)))),
-            )
-            self._db.executemany(
-                "INSERT INTO blocks (height, id, view, parent_id, block, qc, commit_height)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        b.height,
-                        b.id,
-                        b.view,
-                        b.parent_id,
-                        wire.encode_block(b),
-                        wire.encode_qc(qc),
-                        last.height,
-                    )
-                    for b, qc in zip(blocks, qcs, strict=True)
-                ],
-            )
+            self._insert_commit(blocks, qcs, commit_qc, proof)
             self._db.execute("INSERT OR REPLACE INTO tx_index (one, height) VALUES (1, ?)", (last.height,))
             if self._tx_set is not None and digest is not None:
                 self._db.execute("INSERT INTO tx_sets (height, digest) VALUES (?, ?)", (last.height, digest))

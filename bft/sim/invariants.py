@@ -622,6 +622,20 @@ class InvariantChecker:
         writes one): what its first start must load."""
         self._last_save[inst] = state
 
+    def on_state_sync(self, time_s: float, inst: Instance, height: int, block_id: BlockId) -> None:
+        """`inst` started from a snapshot: its chain now ends at `height` with `block_id`, which
+        must be the block committed there (agreement), and its next commits extend it."""
+        other = self._committed.get(height)
+        if other is not None and other[0] != block_id and inst in self.honest:
+            self._violate(
+                AGREEMENT,
+                time_s,
+                inst,
+                f"state sync to {block_id.hex()[:16]} at height {height} where node {other[1]} "
+                f"committed {other[0].hex()[:16]}",
+            )
+        self._tip[inst] = (height, block_id)
+
     def on_wipe(self, inst: Instance) -> None:
         """`inst` lost its data directory while down: it must load no safety record, and its
         commits start again from height 1 (re-committing what it had is agreement, checked

@@ -272,6 +272,8 @@ class SimNode:
         it) if `first_record`, and fresh storage on it: the committed chain, the journal and
         the application, each COMMIT a crash point of the disk, so armed mid-save crashes fall
         on them too."""
+        if hasattr(self, "storage"):
+            self.storage.close()  # the old disk's: lost with it
         self.disk = SimDisk()
         if first_record:
             DurableFileStore(self.disk).save(first_state(self.config.chain_id))
@@ -283,6 +285,7 @@ class SimNode:
                 self.config.commit_chain,
                 self.config.quorum_store,
                 self._storage_options,
+                self.config.validators,
             )
         )
 

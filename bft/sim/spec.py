@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 from bft.core.commit_rule import DEFAULT_COMMIT_CHAIN, check_commit_chain
 from bft.core.config import DEFAULT_BASE_TIMEOUT_S
+from bft.core.reputation import window_blocks
 from bft.core.types import max_faulty
 from bft.sim.faults import PAUSE_RATE, WIPE_RATE, FaultPlan
 from bft.sim.invariants import Violation
@@ -27,6 +29,10 @@ TWINS = "twins"
 # one's); and more plans pause a node, since a clock that jumps is what the mode is for.
 SHORT_TIME_SCALE = 0.1
 SHORT_PAUSE_RATE = 0.6
+
+
+# Under leader reputation a retention keeps the window and this many blocks above it.
+SIM_RETAIN_ABOVE_WINDOW: Final = 8
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,14 @@ class SimSpec:
             raise ValueError(f"twins need a fault budget: f = {f}, {len(self.byzantine)} used")
         if self.retain_blocks < 0:
             raise ValueError("retain_blocks must be 0 (keep every block) or positive")
+        window = window_blocks(self.nodes)
+        if self.leader_reputation and 0 < self.retain_blocks < window + SIM_RETAIN_ABOVE_WINDOW:
+            # As the node refuses it (`bft.node.runtime.check_retention`): the schedule reads
+            # the window, and a joining node needs it below its anchor.
+            raise ValueError(
+                f"under leader reputation retain_blocks must be at least {window + SIM_RETAIN_ABOVE_WINDOW} "
+                f"(the window of {window} blocks and a few above)"
+            )
         if not 0 <= self.wipe_rate <= 1:
             raise ValueError(f"wipe_rate must be in [0, 1], not {self.wipe_rate}")
         if not 0 < self.delta_s < self.base_timeout_s:

@@ -26,7 +26,7 @@ the node dies at its application's next commit.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -35,6 +35,7 @@ from bft.core.app_state import ExecutedState
 from bft.core.commit_rule import DEFAULT_COMMIT_CHAIN
 from bft.core.ports import PayloadSource, Ports
 from bft.core.safety_store import SafetyStore
+from bft.core.types import BlockId, ValidatorSet
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +46,15 @@ class StorageOptions:
 
     state_sync: bool = False
     retain_blocks: int = 0
+    # The genesis' leader reputation: a state sync brings the window of blocks below its anchor.
+    leader_reputation: bool = False
 
 
 DEFAULT_STORAGE_OPTIONS: Final = StorageOptions()
+
+
+class SyncLater(Exception):
+    """A state sync found snapshots offered but none it could verify: try again later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +72,8 @@ class StorageContext:
     # The genesis runs the quorum store: the node defers execution (`catch_up`).
     quorum_store: bool = False
     options: StorageOptions = DEFAULT_STORAGE_OPTIONS
+    # The genesis' validators, which a state sync verifies the blocks it is sent against.
+    validators: ValidatorSet | None = None
 
 
 class NodeStorage(Protocol):
@@ -85,6 +94,14 @@ class NodeStorage(Protocol):
         """The application's own durable app hash after `height` (0: its initial hash), or on a
         state-sync chain the state claim it is part of (`bft.node.tx_set`): what blocks claim;
         None if it has not applied that height (or it was pruned)."""
+        ...
+
+    def restore_from(self, peers: Sequence[tuple[NodeStorage, bool]]) -> tuple[int, BlockId] | None:
+        """State sync, as a node started with `--state-sync` does: the application and the
+        committed chain replaced by those of the newest snapshot the `peers` serve that verifies
+        (`bft.node.statesync`); the height and block id restored, or None (no state-sync chain,
+        or no snapshot above what it holds). A peer flagged True lies (a Byzantine validator's
+        API). SyncLater if snapshots are offered but none verifies; may raise SimCrash."""
         ...
 
     def catch_up(self) -> None:

@@ -21,6 +21,7 @@ import random
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Final
 
 from bft.core.actions import Action, Broadcast, Commit, Evidence, Refusal, Send, SendRaw, ViewChange
 from bft.core.app_state import execution_lag
@@ -44,12 +45,16 @@ from bft.sim.node import Factories, SimNode, honest_factory
 from bft.sim.scheduler import Scheduler
 from bft.sim.settings import draw_settings, fixed_settings
 from bft.sim.spec import HONEST, ScheduleResult, SimSpec
-from bft.sim.storage import APP_COMMIT, BLOCKS_COMMIT, StorageOptions
+from bft.sim.storage import APP_COMMIT, BLOCKS_COMMIT, StorageOptions, SyncLater
 from bft.sim.twins import TwinsScenario, generate_twins_scenario
 from crypto.keys import PrivateKey
 from crypto.signing import SignatureCache
 
 TraceEntry = tuple[float, str, str]
+
+
+# A node whose state sync found no snapshot it could verify tries again this much later.
+SYNC_RETRY_S: Final = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,7 +300,7 @@ class World:
                 sig_cache=sig_cache,
                 checked=inst in self.checker.honest,
                 settings=self.settings,
-                storage_options=StorageOptions(spec.state_sync, spec.retain_blocks),
+                storage_options=StorageOptions(spec.state_sync, spec.retain_blocks, spec.leader_reputation),
             )
             self.checker.on_first_record(inst, first_state(config.chain_id))
         self.network = Network(
@@ -429,7 +434,7 @@ class World:
             case PauseEnd(pause=pause):
                 self._resume(pause)
             case Start(inst=inst):
-                self._start(self.nodes[inst])
+                self._sync_then_start(self.nodes[inst])
             case FaultStart(crash=crash):
                 self._fault_start(crash)
             case FaultEnd(crash=crash):
@@ -609,7 +614,52 @@ class World:
             self._trace(node.inst, "data directory wiped: no safety record, no blocks")
             node.wipe()
             self.checker.on_wipe(node.inst)
+        self._sync_then_start(node)
+
+    def _sync_then_start(self, node: SimNode) -> None:
+        """Start the node; on a state-sync chain that prunes, as with `--state-sync` (its
+        operator's only way back once its peers pruned what it would replay): from the newest
+        snapshot its live peers serve above its committed height, if one verifies. If snapshots
+        are offered but none verifies yet (the newest one's claim is not proven committed yet,
+        the older ones were never claimed), it tries again a second later, as `bft node
+        --state-sync` does."""
+        if node.program is not None or node.halted:
+            return
+        if self.spec.state_sync and self.spec.retain_blocks:
+            try:
+                if not self._state_sync(node):
+                    return
+            except SyncLater as later:
+                self._trace(node.inst, f"state sync: {later}; again in {SYNC_RETRY_S} s")
+                self.sched.schedule(self.sched.now + SYNC_RETRY_S, Start(node.inst))
+                return
         self._start(node)
+
+    def _state_sync(self, node: SimNode) -> bool:
+        """`NodeStorage.restore_from` the live peers (the Byzantine ones lying); False if the
+        node died on the way. SyncLater propagates."""
+        # Byzantine validators' APIs lie (`bft.campaign`'s sources say how).
+        peers = [
+            (other.storage, other.inst not in self.checker.honest)
+            for other in self.nodes.values()
+            if other is not node and other.alive
+        ]
+        try:
+            restored = node.storage.restore_from(peers)
+        except SimCrash as crash:
+            self._crash(node, f"mid-state-sync ({crash})")
+            return False
+        except SyncLater:
+            raise
+        except Exception as exc:
+            self._program_error(node, exc, "state sync")
+            return False
+        if restored is not None:
+            height, block_id = restored
+            self._trace(node.inst, f"state sync: restored height {height} ({block_id.hex()[:16]})")
+            self.checker.on_state_sync(self.sched.now, node.inst, height, block_id)
+            node.reported_app_height = height - 1
+        return True
 
     def _crash(self, node: SimNode, why: str) -> None:
         self._trace(node.inst, f"crash: {why}")

@@ -28,7 +28,7 @@ from ledger_load import JsonClient, put_tx, submit_all, tx_hash
 from test_cli_ledger import README_PUT_B64, README_PUT_HASH
 
 from bft.adversary import BEHAVIOURS, QUORUM_STORE_BEHAVIOURS
-from bft.adversary.batches import StaleProofs
+from bft.adversary.batches import BatchFlood, StaleProofs
 from bft.app.kv import CODE_CAS_MISMATCH
 from bft.client import Client
 from bft.node.config import load_genesis
@@ -187,7 +187,8 @@ LEDGER_SKIPS = {
 # its attack is proofs of its own committed batches, and this test's clients use the honest nodes
 # only, so it has none; the simulator's clients use every node (and its mutation test shows the
 # refusal of such proofs is what keeps the chain live).
-QUORUM_STORE_CASES = [None, *sorted(QUORUM_STORE_BEHAVIOURS - {StaleProofs.name})]
+# batch-flood neither: the Byzantine cluster test runs it against the quorum store's limits.
+QUORUM_STORE_CASES = [None, *sorted(QUORUM_STORE_BEHAVIOURS - {StaleProofs.name, BatchFlood.name})]
 
 
 LEDGER_CASES = [

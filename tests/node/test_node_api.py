@@ -17,6 +17,7 @@ import trio.testing
 from core_helpers import CHAIN, GENESIS_BLOCK, make_block, make_qc, qc_for
 from starlette.applications import Starlette
 from starlette.types import Message, Scope
+from view_fakes import NoSnapshots
 
 from bft.core.messages import Block, QuorumCert
 from bft.node import api
@@ -82,7 +83,7 @@ class Boom(Exception):
     """A bug inside a NodeView method."""
 
 
-class FakeNode:
+class FakeNode(NoSnapshots):
     """An in-memory NodeView: one committed block, a small mempool, a key-value map, and the real
     CommitFeed. A method named in `broken` raises Boom."""
 
@@ -125,15 +126,6 @@ class FakeNode:
             "last_block_id": self.blocks[max(self.blocks)][0].id.hex(),
             "peers": 3,
         }
-
-    def snapshots(self) -> list[dict[str, Any]]:
-        return []
-
-    def snapshot_chunk(self, height: int, format: int, index: int) -> bytes | None:
-        return None
-
-    def snapshot_txs(self, height: int, after: bytes) -> bytes | None:
-        return None
 
     def pruned_below(self) -> int:
         return self.earliest

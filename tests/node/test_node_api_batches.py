@@ -49,18 +49,6 @@ class BatchedBlocks(FakeNode):
         self.above = above
         self.txs: list[str] | None = None
 
-    def snapshots(self) -> list[dict[str, Any]]:
-        return []
-
-    def snapshot_chunk(self, height: int, format: int, index: int) -> bytes | None:
-        return None
-
-    def snapshot_txs(self, height: int, after: bytes) -> bytes | None:
-        return None
-
-    def pruned_below(self) -> int:
-        return 1
-
     def block(self, height: int) -> dict[str, Any] | None:
         self._enter("block")
         if height != 1:

@@ -64,18 +64,6 @@ BIG_BLOCK: Block = make_block(GENESIS_BLOCK, 1, txs=tuple(os.urandom(BIG_TX_BYTE
 class BigBlocks(FakeNode):
     """A NodeView whose block 1 is BIG_BLOCK, as the runtime writes it (`block_json`)."""
 
-    def snapshots(self) -> list[dict[str, Any]]:
-        return []
-
-    def snapshot_chunk(self, height: int, format: int, index: int) -> bytes | None:
-        return None
-
-    def snapshot_txs(self, height: int, after: bytes) -> bytes | None:
-        return None
-
-    def pruned_below(self) -> int:
-        return 1
-
     def block(self, height: int) -> dict[str, Any] | None:
         self._enter("block")
         if height != 1:

@@ -19,7 +19,7 @@ from bft.sim import SimSpec, run_campaign
 # schedule costs about twice what it did, so CI runs about half the seeds it ran before; the
 # README's campaigns (`bft sim ... --seeds 100` and more per behaviour) are the long version.
 N4_SEEDS = 80
-N7_SEEDS = 24
+N7_SEEDS = 16
 # Behaviours beside which the honest replicas make progress at full speed, so each schedule costs
 # as much as an honest one (three times an equivocating leader's), and the slowest others: half
 # the seeds in CI.
@@ -144,17 +144,22 @@ def test_n4_leader_reputation(behaviour: str | None, seeds: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("behaviour", "quorum_store"),
-    [(None, False), (None, True), ("equivocate", False)],
-    ids=["honest", "quorum-store", "equivocate"],
+    ("nodes", "behaviour", "quorum_store", "seeds"),
+    [(4, None, False, 10), (4, None, True, 10), (7, "equivocate", False, 8)],
+    ids=["honest", "quorum-store", "n7-equivocate"],
 )
-def test_n4_state_sync_chain_with_a_retention(behaviour: str | None, quorum_store: bool) -> None:
-    """Claims naming the state with the transaction set, and every node pruning to its latest 32
-    blocks after each step, through crashes, wipes and partitions (the README's campaigns run
-    more seeds)."""
+def test_state_sync_chain_with_a_retention(
+    nodes: int, behaviour: str | None, quorum_store: bool, seeds: int
+) -> None:
+    """Claims naming the state with the transaction set, every node pruning to its latest 24
+    blocks after each step, and a restarting node joining by state sync from its live peers
+    (the Byzantine one lying), through crashes, wipes and partitions (the README's campaigns
+    run more seeds)."""
     byzantine = {} if behaviour is None else {0: behaviour}
-    spec = SimSpec(nodes=4, byzantine=byzantine, quorum_store=quorum_store, state_sync=True, retain_blocks=32)
-    _campaign(spec, range(10))
+    spec = SimSpec(
+        nodes=nodes, byzantine=byzantine, quorum_store=quorum_store, state_sync=True, retain_blocks=24
+    )
+    _campaign(spec, range(seeds))
 
 
 def test_n7_leader_reputation_two_byzantine() -> None:

@@ -17,6 +17,7 @@ import bft.core.fetcher as fetcher_module
 import bft.core.proposal_rules as proposal_rules
 import bft.core.replica as replica_module
 import bft.core.safety as safety_module
+import bft.node.statesync as statesync_module
 import crypto.certs as certs_module
 import crypto.signing as signing_module
 from bft.campaign import FACTORIES
@@ -462,7 +463,7 @@ def test_pruning_past_the_retention_is_caught(monkeypatch: pytest.MonkeyPatch) -
         return keep(self, min(retain_blocks, 1), executed_height, step)
 
     monkeypatch.setattr(BlockStore, "keep_latest", everything)
-    _first_violation(SimSpec(nodes=4, state_sync=True, retain_blocks=32), range(20), {LIVENESS})
+    _first_violation(SimSpec(nodes=4, state_sync=False, retain_blocks=32), range(20), {LIVENESS})
 
 
 def test_a_state_claim_of_the_wrong_transaction_set_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -476,3 +477,13 @@ def test_a_state_claim_of_the_wrong_transaction_set_is_caught(monkeypatch: pytes
 
     monkeypatch.setattr(Executor, "_claim", one_behind)
     _first_violation(SimSpec(nodes=4, state_sync=True), range(20), {APP_STATE})
+
+
+def test_a_state_sync_that_trusts_the_offer_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A joining node that skips the check of a snapshot's app hash and transaction set against
+    # the chain's claim: a Byzantine peer that passes its older snapshot off as its newest (every
+    # part consistent with the others) has its state restored under the wrong height.
+    monkeypatch.setattr(statesync_module, "check_offer", lambda offer, claim: None)
+    # (n = 7: one Byzantine validator leaves room for honest ones to crash and resync.)
+    spec = SimSpec(nodes=7, byzantine={0: "equivocate"}, state_sync=True, retain_blocks=24)
+    _first_violation(spec, range(60), {APP_STATE, PROGRAM_ERROR, AGREEMENT})
