@@ -106,15 +106,13 @@ def _sync_with_retries(
     """`sync_node`, again every STATE_SYNC_RETRY_S while snapshots are offered but none verifies
     yet (most often: the newest one's claim is not proven committed yet, and the older ones were
     never claimed), at most STATE_SYNC_ATTEMPTS times."""
-    for attempt in range(1, STATE_SYNC_ATTEMPTS + 1):
+    for _ in range(STATE_SYNC_ATTEMPTS - 1):
         try:
             return sync_node(config, genesis, app, servers, held)
         except StateSyncError as exc:
-            if attempt == STATE_SYNC_ATTEMPTS:
-                raise
             print(f"node {config.index}: {exc}; trying again in {STATE_SYNC_RETRY_S:g} s", flush=True)
             time.sleep(STATE_SYNC_RETRY_S)
-    raise AssertionError("unreachable")
+    return sync_node(config, genesis, app, servers, held)
 
 
 def sync_before_start(config: NodeConfig, servers: Sequence[str] | None = None) -> SyncReport | None:

@@ -160,10 +160,17 @@ def sync_from(
         return None
     certifier = chain.certifier()
     for height in heights[:MAX_CANDIDATES]:
+        # The chain's word for this height, once for all its offers (it does not depend on them).
+        try:
+            trusted = _trust(chain, certifier, height, sources)
+        except _Untrusted as exc:
+            log.warning(kv(event="state_sync_refused", height=height, reason=exc))
+            continue
         for offer in [o for o in offers if o.snapshot.height == height]:
             sharing = [o.source for o in offers if o.snapshot == offer.snapshot]
             try:
-                done = _restore(chain, certifier, app, offer, sharing, new_store)
+                check_offer(offer, trusted[1])
+                done = _restore(app, offer, trusted, sharing, new_store)
             except _Untrusted as exc:
                 log.warning(
                     kv(event="state_sync_refused", source=offer.source.name, height=height, reason=exc)
@@ -249,11 +256,10 @@ def _verified_block(
 
 
 def _trust(
-    chain: SyncChain, certifier: Certifier, offer: Offer, sources: Sequence[SnapshotSource]
+    chain: SyncChain, certifier: Certifier, height: int, sources: Sequence[SnapshotSource]
 ) -> tuple[list[VerifiedBlock], bytes]:
-    """The anchor blocks (the window below the snapshot's height, then its block) and the claim
-    of its state, both proven committed; _Untrusted if the offer does not hash to that claim."""
-    height = offer.snapshot.height
+    """The anchor blocks (the window below `height`, then its block) and the claim of the state
+    at `height`, both proven committed; _Untrusted if the sources cannot prove them."""
     anchor = _verified_block(chain, certifier, sources, height)
     claim: bytes | None = None
     for above in range(height + 1, height + 1 + MAX_CLAIM_SEARCH):
@@ -265,7 +271,6 @@ def _trust(
             break
     if claim is None:
         raise _Untrusted(f"no committed block claims the state at height {height}")
-    check_offer(offer, claim)
     blocks = [anchor]
     below = window_blocks(chain.validators.n) - 1 if chain.leader_reputation else 0
     for h in range(height - 1, max(0, height - 1 - below), -1):
@@ -289,15 +294,14 @@ def check_offer(offer: Offer, claim: bytes) -> None:
 
 
 def _restore(
-    chain: SyncChain,
-    certifier: Certifier,
     app: SnapshotApplication,
     offer: Offer,
+    trusted: tuple[list[VerifiedBlock], bytes],
     sources: Sequence[SnapshotSource],
     new_store: Callable[[], BlockStore],
 ) -> tuple[SyncReport, BlockStore]:
     snap = offer.snapshot
-    blocks, claim = _trust(chain, certifier, offer, sources)
+    blocks, claim = trusted
     store, records = _records_store(offer, sources, new_store)
     try:
         verdict = app.offer_snapshot(snap, offer.app_hash)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bft import cli
@@ -149,3 +150,27 @@ def test_records_naming_one_transaction_twice_are_refused(tmp_path: Path) -> Non
         with pytest.raises(StorageError, match="index 2 transaction records"):
             store.add_tx_records([(b"\x00" * 32, 1, 0), (b"\x00" * 32, 1, 1)])
         assert store.tx_set_digest() == fresh.tx_set_digest(), "a refused page adds nothing to the set"
+
+
+def test_a_server_answer_over_its_bound_is_cut_off_and_read_as_no_answer() -> None:
+    # A chunk one byte over MAX_SNAPSHOT_CHUNK_BYTES, a page of records one byte over its bound:
+    # read in pieces and dropped at the bound; the same sizes at the bound come through.
+    from bft.app.interface import MAX_SNAPSHOT_CHUNK_BYTES
+    from bft.node.statesync_http import MAX_PAGE_BYTES, HttpSource
+
+    sizes = {"chunk": MAX_SNAPSHOT_CHUNK_BYTES, "txs": MAX_PAGE_BYTES}
+    extra = {"value": 1}
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        kind = "txs" if request.url.path.endswith("/txs") else "chunk"
+        return httpx.Response(200, content=b"\x00" * (sizes[kind] + extra["value"]))
+
+    with httpx.Client(transport=httpx.MockTransport(serve)) as http:
+        source = HttpSource("http://liar:1", http)
+        assert source.chunk(10, 1, 0) is None
+        assert source.records(10, b"") is None
+        extra["value"] = 0
+        chunk = source.chunk(10, 1, 0)
+        assert chunk is not None and len(chunk) == MAX_SNAPSHOT_CHUNK_BYTES
+        page = source.records(10, b"")
+        assert page is not None and len(page) == MAX_PAGE_BYTES
